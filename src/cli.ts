@@ -1,0 +1,29 @@
+/** The unicorn command line: registers the commands, and turns errors into one clear line. */
+import * as fs from 'node:fs';
+import { Command } from 'commander';
+import { inspectCommand } from './commands/inspect.js';
+import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
+import { reportError } from './ui/errors.js';
+
+const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('unicorn')
+    .description('Run large language models locally on the GPU through Vulkan compute.')
+    .version(pkg.version, '-v, --version')
+    .option('--debug', 'print stack traces for errors')
+    .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(inspectCommand());
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  exitCleanlyOnSignals();
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (e) {
+    return reportError(e, argv.includes('--debug'));
+  }
+}

@@ -1,0 +1,105 @@
+/** `unicorn inspect <model dir | file.safetensors>`: what a checkpoint holds and what it will need. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { UnicornError } from '../engine/errors.js';
+import { type InspectReport, inspectTarget } from '../engine/inspect.js';
+import { kvCacheBytes } from '../engine/models/memory.js';
+import type { ModelSpec, Rope } from '../engine/models/spec.js';
+import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
+import { formatBytes, formatCount, formatNumber, table } from '../ui/format.js';
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
+  return n;
+}
+
+function ropeText(r: Rope): string {
+  const s = r.scaling;
+  const scale = s.kind === 'none' ? '' : s.kind === 'linear' ? ` linear ×${s.factor}` : ` llama3 ×${s.factor} (low ${s.lowFreqFactor}, high ${s.highFreqFactor}, original ${s.originalMaxPositions})`;
+  return `θ ${formatNumber(r.theta)}${scale}`;
+}
+
+function specLines(spec: ModelSpec, report: NonNullable<InspectReport['model']>): [string, string][] {
+  const sliding = spec.layers.filter((l) => l.attention === 'sliding');
+  const global = spec.layers.filter((l) => l.attention === 'full');
+  const skippedVision = report.skipped.filter((s) => s.reason === 'vision');
+  const arch = `${spec.architecture} (${spec.family}${spec.multimodal ? `, text model only: vision tower skipped, ${skippedVision.length} tensors, ${formatBytes(skippedVision.reduce((a, s) => a + s.byteLength, 0))} never read` : ''})`;
+  const layers = sliding.length === 0 ? `${spec.numLayers}, all global attention` : `${spec.numLayers}: ${sliding.length} sliding (window ${spec.slidingWindow}), ${global.length} global`;
+  const ropes = sliding.length > 0 && global.length > 0 ? `global ${ropeText(global[0]!.rope)} · local ${ropeText(sliding[0]!.rope)}` : ropeText(spec.layers[0]!.rope);
+  const cap = (v: number | null) => (v === null ? 'none' : String(v));
+  return [
+    ['architecture', arch],
+    ['layers', layers],
+    ['sizes', `hidden ${spec.hiddenSize} · intermediate ${spec.intermediateSize} · heads ${spec.numHeads} / kv ${spec.numKvHeads} · head_dim ${spec.headDim} · vocab ${spec.vocabSize}`],
+    ['attention', `scores × 1/sqrt(${spec.queryPreAttnScalar}) · softcap ${cap(spec.attnLogitSoftcap)}, final ${cap(spec.finalLogitSoftcap)}${spec.qkNorm ? ' · q/k norm' : ''}${spec.qkvBias ? ' · q/k/v bias' : ''}`],
+    ['rope', ropes],
+    ['norms', `RMSNorm${spec.normWeightOffset === 1 ? ' (1 + w)' : ''} eps ${spec.rmsNormEps.toExponential()} · ${spec.activation === 'gelu_tanh' ? 'GELU-tanh' : 'SiLU'} gated MLP · ${spec.tieWordEmbeddings ? 'tied' : 'separate'} output embedding${spec.embeddingScale !== 1 ? ` · embeddings × sqrt(${spec.hiddenSize})` : ''}`],
+    ['tokens', `bos ${spec.bosTokenId ?? '-'} · eos ${spec.eosTokenIds.join(', ') || '-'} · pad ${spec.padTokenId ?? '-'} · chat template ${spec.chatTemplate === null ? 'none' : 'yes'} · max positions ${spec.maxPositionEmbeddings}`],
+    ['parameters', `${formatCount(report.parameters)} (text model)`],
+  ];
+}
+
+export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): string {
+  const out: string[] = [];
+  const kv: [string, string][] = [['model', `${r.path} (${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${formatBytes(r.totalBytes)} of tensors)`]];
+  if (r.model !== undefined) kv.push(...specLines(r.model.spec, r.model));
+  else kv.push(['architecture', 'unknown: no config.json beside the weights, showing tensors only']);
+  const total = r.totalBytes || 1;
+  kv.push(['dtypes', r.dtypes.map((d) => `${d.dtype} ${d.tensors} tensors ${formatBytes(d.bytes)} (${((100 * d.bytes) / total).toFixed(0)}%)`).join(' · ')]);
+  const meta = Object.entries(r.metadata);
+  if (meta.length > 0) kv.push(['metadata', meta.map(([k, v]) => `${k}=${v.length > 40 ? `${v.slice(0, 37)}...` : v}`).join(' · ')]);
+  const w = Math.max(...kv.map(([k]) => k.length));
+  for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${v}`);
+  if (r.model !== undefined) {
+    const m = r.model.memory;
+    out.push('', `memory at --ctx ${m.ctx} (KV cache f16${r.model.spec.slidingWindow !== null ? '; sliding layers keep only their window' : ''}; int4 groups of ${m.group})`);
+    out.push(table(
+      ['scheme', 'weights', 'kv cache', 'total'],
+      m.rows.map((row) => [row.scheme, formatBytes(row.weights), formatBytes(row.kvCache), formatBytes(row.total)]),
+      [false, true, true, true],
+    ).split('\n').map((l) => `  ${l}`).join('\n'));
+  }
+  if (opts.tensors) {
+    const rows = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
+    out.push('', table(
+      ['tensor', 'dtype', 'shape', 'bytes', 'status', 'file'],
+      rows.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file]),
+      [false, false, false, true, false, false],
+    ));
+    out.push(`${rows.length} of ${r.tensors.length} tensors`);
+  }
+  return out.join('\n');
+}
+
+function toJson(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): unknown {
+  const tensors = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
+  return {
+    ...r,
+    model: r.model === undefined ? null : { ...r.model, kvCacheBytesPerToken: kvCacheBytes(r.model.spec, 1) },
+    tensors: opts.tensors || opts.filter !== undefined ? tensors : undefined,
+  };
+}
+
+export function inspectCommand(): Command {
+  return new Command('inspect')
+    .description('show a checkpoint\'s architecture, tensors, dtypes and memory plan (reads headers only)')
+    .argument('<model>', 'model directory (config.json + safetensors) or a .safetensors file')
+    .option('--tensors', 'list every tensor')
+    .option('--filter <regex>', 'only tensors whose name matches (implies --tensors)')
+    .option('--ctx <n>', 'context length for the KV cache estimate', positiveInt, 4096)
+    .addOption(new Option('--group <n>', 'INT4 group size for the estimates').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
+    .option('--json', 'print JSON for scripts')
+    .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean }) => {
+      let filter: RegExp | undefined;
+      if (o.filter !== undefined) {
+        try {
+          filter = new RegExp(o.filter);
+        } catch (e) {
+          throw new UnicornError(`--filter ${JSON.stringify(o.filter)} is not a valid regular expression (${e instanceof Error ? e.message : String(e)})`);
+        }
+      }
+      const report = inspectTarget(model, { ctx: o.ctx, group: Number(o.group) });
+      const view = { tensors: o.tensors === true || filter !== undefined, ...(filter === undefined ? {} : { filter }) };
+      process.stdout.write(o.json === true ? `${JSON.stringify(toJson(report, view), null, 2)}\n` : `${renderInspect(report, view)}\n`);
+    });
+}

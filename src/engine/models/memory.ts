@@ -1,0 +1,77 @@
+/**
+ * Memory plans: bytes of weights under each storage scheme, plus the KV cache for a context length.
+ * Pure arithmetic over the ModelSpec; `inspect` prints it and `doctor` compares it with the heaps.
+ */
+import { type WeightFormat, matrixBytes } from '../quant/layouts.js';
+import type { ModelSpec } from './spec.js';
+import { expectedTensors } from './tensors.js';
+
+export type Scheme = 'bf16' | 'int8' | 'int4' | 'mixed';
+export const SCHEMES: readonly Scheme[] = ['bf16', 'int8', 'int4', 'mixed'];
+
+export type TensorRole = 'embedding' | 'attention' | 'mlp' | 'output' | 'small';
+
+export function tensorRole(canonical: string, shape: readonly number[]): TensorRole {
+  if (shape.length < 2) return 'small';
+  if (canonical === 'embed_tokens.weight') return 'embedding';
+  if (canonical === 'lm_head.weight') return 'output';
+  if (canonical.includes('.self_attn.')) return 'attention';
+  if (canonical.includes('.mlp.')) return 'mlp';
+  return 'small';
+}
+
+/**
+ * The format each role gets under a scheme. `mixed` is the plan of the quantize command:
+ * attention INT8 per row, MLP INT4 grouped, embedding (and output) INT8 per row.
+ */
+export function formatFor(scheme: Scheme, role: TensorRole, group: number): WeightFormat {
+  if (role === 'small' || scheme === 'bf16') return { kind: 'float', bytesPerElement: 2 };
+  if (scheme === 'int8') return { kind: 'int8' };
+  if (scheme === 'int4') return { kind: 'int4', group };
+  return role === 'mlp' ? { kind: 'int4', group } : { kind: 'int8' };
+}
+
+/** Bytes of all weights the forward pass reads under a scheme. */
+export function weightBytes(spec: ModelSpec, scheme: Scheme, group: number): number {
+  let total = 0;
+  for (const [name, shape] of expectedTensors(spec)) {
+    const role = tensorRole(name, shape);
+    const rows = shape[0]!;
+    const cols = shape.length > 1 ? shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+    total += matrixBytes(rows, cols, formatFor(scheme, role, group));
+  }
+  return total;
+}
+
+/** Elements of all weights the forward pass reads. */
+export function parameterCount(spec: ModelSpec): number {
+  let n = 0;
+  for (const shape of expectedTensors(spec).values()) n += shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+/**
+ * KV cache bytes (f16 keys and values) for `ctx` positions. A sliding-window layer keeps only its
+ * window of positions, so long contexts cost only the global layers.
+ */
+export function kvCacheBytes(spec: ModelSpec, ctx: number): number {
+  const perPosition = 2 * spec.numKvHeads * spec.headDim * 2;
+  let total = 0;
+  for (const layer of spec.layers) total += perPosition * (layer.window === null ? ctx : Math.min(ctx, layer.window));
+  return total;
+}
+
+export interface MemoryPlanRow {
+  readonly scheme: Scheme;
+  readonly weights: number;
+  readonly kvCache: number;
+  readonly total: number;
+}
+
+export function memoryPlan(spec: ModelSpec, ctx: number, group: number): MemoryPlanRow[] {
+  const kv = kvCacheBytes(spec, ctx);
+  return SCHEMES.map((scheme) => {
+    const weights = weightBytes(spec, scheme, group);
+    return { scheme, weights, kvCache: kv, total: weights + kv };
+  });
+}

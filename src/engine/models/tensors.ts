@@ -1,0 +1,130 @@
+/**
+ * Checkpoint tensor names -> one canonical naming, and the tensors (with shapes) a ModelSpec needs.
+ * Canonical names are the Hugging Face text-model names without their wrapper prefix:
+ * `embed_tokens.weight`, `norm.weight`, `lm_head.weight`, `layers.N.self_attn.q_proj.weight`, ...
+ */
+import { CheckpointError } from '../errors.js';
+import type { Checkpoint, CheckpointTensor } from '../formats/checkpoint.js';
+import { FLOAT_WEIGHT_DTYPES } from '../formats/dtypes.js';
+import type { ModelSpec } from './spec.js';
+
+export type NameClass =
+  | { readonly kind: 'model'; readonly canonical: string }
+  | { readonly kind: 'skipped'; readonly reason: 'vision' | 'derived' };
+
+/** Wrapper prefixes of the text model, longest first. */
+const TEXT_PREFIXES = ['language_model.model.', 'model.language_model.', 'model.'];
+const LM_HEADS = ['lm_head.weight', 'language_model.lm_head.weight', 'model.lm_head.weight'];
+const VISION = /^(model\.)?(vision_tower|vision_model|multi_modal_projector)\./;
+
+export function classifyName(name: string): NameClass | undefined {
+  if (VISION.test(name)) return { kind: 'skipped', reason: 'vision' };
+  if (LM_HEADS.includes(name)) return { kind: 'model', canonical: 'lm_head.weight' };
+  for (const p of TEXT_PREFIXES) {
+    if (name.startsWith(p)) {
+      const rest = name.slice(p.length);
+      // Precomputed rotary frequencies in old Llama checkpoints: unicorn derives them from the spec.
+      if (rest.endsWith('.rotary_emb.inv_freq')) return { kind: 'skipped', reason: 'derived' };
+      return { kind: 'model', canonical: rest };
+    }
+  }
+  return undefined;
+}
+
+/** Every tensor the forward pass reads, with its shape ([out, in] for projections). */
+export function expectedTensors(spec: ModelSpec): Map<string, readonly number[]> {
+  const h = spec.hiddenSize;
+  const q = spec.numHeads * spec.headDim;
+  const kv = spec.numKvHeads * spec.headDim;
+  const m = new Map<string, readonly number[]>();
+  m.set('embed_tokens.weight', [spec.vocabSize, h]);
+  for (let i = 0; i < spec.numLayers; i++) {
+    const L = `layers.${i}.`;
+    m.set(`${L}input_layernorm.weight`, [h]);
+    m.set(`${L}self_attn.q_proj.weight`, [q, h]);
+    m.set(`${L}self_attn.k_proj.weight`, [kv, h]);
+    m.set(`${L}self_attn.v_proj.weight`, [kv, h]);
+    m.set(`${L}self_attn.o_proj.weight`, [h, q]);
+    if (spec.qkvBias) {
+      m.set(`${L}self_attn.q_proj.bias`, [q]);
+      m.set(`${L}self_attn.k_proj.bias`, [kv]);
+      m.set(`${L}self_attn.v_proj.bias`, [kv]);
+    }
+    if (spec.qkNorm) {
+      m.set(`${L}self_attn.q_norm.weight`, [spec.headDim]);
+      m.set(`${L}self_attn.k_norm.weight`, [spec.headDim]);
+    }
+    m.set(`${L}post_attention_layernorm.weight`, [h]);
+    if (spec.sandwichNorms) {
+      m.set(`${L}pre_feedforward_layernorm.weight`, [h]);
+      m.set(`${L}post_feedforward_layernorm.weight`, [h]);
+    }
+    m.set(`${L}mlp.gate_proj.weight`, [spec.intermediateSize, h]);
+    m.set(`${L}mlp.up_proj.weight`, [spec.intermediateSize, h]);
+    m.set(`${L}mlp.down_proj.weight`, [h, spec.intermediateSize]);
+  }
+  m.set('norm.weight', [h]);
+  if (!spec.tieWordEmbeddings) m.set('lm_head.weight', [spec.vocabSize, h]);
+  return m;
+}
+
+export interface SkippedTensor {
+  readonly name: string;
+  readonly reason: 'vision' | 'derived' | 'tied';
+  readonly byteLength: number;
+}
+
+/** A checkpoint checked against its spec: every needed tensor found once, with the right shape. */
+export interface BoundCheckpoint {
+  readonly tensors: ReadonlyMap<string, CheckpointTensor>;
+  readonly skipped: readonly SkippedTensor[];
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function bindCheckpoint(spec: ModelSpec, ckpt: Checkpoint): BoundCheckpoint {
+  const expected = expectedTensors(spec);
+  const tensors = new Map<string, CheckpointTensor>();
+  const skipped: SkippedTensor[] = [];
+  const unexpected: string[] = [];
+  for (const [name, t] of ckpt.tensors) {
+    const c = classifyName(name);
+    if (c?.kind === 'skipped') {
+      skipped.push({ name, reason: c.reason, byteLength: t.byteLength });
+      continue;
+    }
+    if (c !== undefined && c.canonical === 'lm_head.weight' && spec.tieWordEmbeddings) {
+      skipped.push({ name, reason: 'tied', byteLength: t.byteLength });
+      continue;
+    }
+    const want = c === undefined ? undefined : expected.get(c.canonical);
+    if (c === undefined || want === undefined) {
+      unexpected.push(name);
+      continue;
+    }
+    if (tensors.has(c.canonical)) throw new CheckpointError(`${ckpt.dir}: tensor ${c.canonical} is stored twice (as ${name} and another name)`);
+    if (!sameShape(t.shape, want)) {
+      throw new CheckpointError(`${ckpt.dir}: tensor ${name} has shape [${t.shape.join(', ')}], but the config needs [${want.join(', ')}]`, {
+        hint: 'config.json and the weights do not belong together',
+      });
+    }
+    if (!FLOAT_WEIGHT_DTYPES.includes(t.dtype)) {
+      throw new CheckpointError(`${ckpt.dir}: tensor ${name} is ${t.dtype}; unicorn reads weights stored as ${FLOAT_WEIGHT_DTYPES.join(', ')}`);
+    }
+    tensors.set(c.canonical, t);
+  }
+  if (unexpected.length > 0) {
+    throw new CheckpointError(`${ckpt.dir}: ${unexpected.length} tensor(s) that a ${spec.architecture} does not have, e.g. ${unexpected.slice(0, 3).join(', ')}`, {
+      hint: 'the checkpoint is a different architecture or variant than config.json says',
+    });
+  }
+  const missing = [...expected.keys()].filter((k) => !tensors.has(k));
+  if (missing.length > 0) {
+    throw new CheckpointError(`${ckpt.dir}: ${missing.length} tensor(s) missing, e.g. ${missing.slice(0, 3).join(', ')} with shape [${expected.get(missing[0]!)!.join(', ')}]`, {
+      hint: 'a shard may be incomplete: compare with the model\'s published file list',
+    });
+  }
+  return { tensors, skipped };
+}

@@ -1,0 +1,43 @@
+/** Small formatting helpers for human-readable command output. */
+
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n / 1000;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+}
+
+export function formatCount(n: number): string {
+  if (n < 1000) return String(n);
+  const units = ['K', 'M', 'B', 'T'];
+  let v = n / 1000;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+}
+
+/** Compact number: 1000000 -> 1e6, 10000 -> 1e4, 500000 -> 5e5, 1.5 -> 1.5. */
+export function formatNumber(n: number): string {
+  if (Number.isInteger(n) && Math.abs(n) >= 10_000) {
+    const e = Math.floor(Math.log10(Math.abs(n)));
+    const m = n / 10 ** e;
+    if (Number.isInteger(m)) return `${m}e${e}`;
+  }
+  return String(n);
+}
+
+/** Renders rows as left-aligned columns (numbers right-aligned when `right` marks the column). */
+export function table(header: readonly string[], rows: readonly (readonly string[])[], right: readonly boolean[] = []): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}

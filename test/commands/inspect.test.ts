@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { inspectTarget } from '../../src/engine/inspect.js';
+import { parseModelSpec } from '../../src/engine/models/spec.js';
+import { expectedTensors } from '../../src/engine/models/tensors.js';
+import { BIN, FIXTURES, MODEL_FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
+import { writeSparseCheckpoint } from '../support/sparse-checkpoint.js';
+
+function unicorn(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const ARCH: Record<string, string> = {
+  'gemma3-text': 'Gemma3ForCausalLM', 'gemma3-mm': 'Gemma3ForConditionalGeneration', qwen2: 'Qwen2ForCausalLM', llama: 'LlamaForCausalLM',
+};
+
+describe('unicorn inspect', () => {
+  for (const name of MODEL_FIXTURES) {
+    test(`prints the architecture of the ${name} fixture`, () => {
+      const r = unicorn('inspect', modelFixture(name));
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, new RegExp(`architecture +${ARCH[name]}`));
+      assert.match(r.out, /memory at --ctx 4096/);
+      if (name === 'gemma3-mm') assert.match(r.out, /vision tower skipped, 34 tensors, [\d.]+ KB never read/);
+      else assert.doesNotMatch(r.out, /vision/);
+    });
+  }
+
+  test('--json carries the spec, the plan and the skipped tensors', () => {
+    const r = unicorn('inspect', modelFixture('gemma3-mm'), '--json', '--ctx', '128');
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.model.spec.architecture, 'Gemma3ForConditionalGeneration');
+    assert.equal(j.model.memory.ctx, 128);
+    assert.ok(j.model.skipped.every((s: { reason: string }) => s.reason === 'vision'));
+    assert.equal(j.tensors, undefined);
+  });
+
+  test('--tensors lists tensors with their status; --filter narrows them', () => {
+    const r = unicorn('inspect', modelFixture('gemma3-mm'), '--filter', '^language_model.*layers\\.0\\.self_attn\\.q_');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /language_model\.model\.layers\.0\.self_attn\.q_norm\.weight +BF16 +\[16\]/);
+    assert.match(r.out, /\n2 of \d+ tensors/);
+    const all = unicorn('inspect', modelFixture('gemma3-mm'), '--tensors');
+    assert.match(all.out, /vision_tower\.\S+ +BF16 .* skipped \(vision\)/);
+  });
+
+  test('a bare .safetensors file without config.json shows its tensors only', () => {
+    const r = unicorn('inspect', path.join(FIXTURES, 'dtypes.safetensors'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /unknown: no config.json beside the weights/);
+    assert.match(r.out, /metadata .*made_by=python safetensors/);
+  });
+
+  test('user errors are one line on stderr with a non-zero exit, no stack trace', () => {
+    for (const args of [['inspect', '/no/such/model'], ['inspect', FIXTURES], ['inspect', modelFixture('llama'), '--filter', '(']]) {
+      const r = unicorn(...args);
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, /^unicorn: /);
+      assert.doesNotMatch(r.err, /\n\s+at /);
+    }
+    const unknown = unicorn('frobnicate');
+    assert.notEqual(unknown.code, 0);
+    assert.match(unknown.err, /unknown command 'frobnicate'/);
+    const withDebug = unicorn('--debug', 'inspect', '/no/such/model');
+    assert.match(withDebug.err, /\n\s+at /);
+  });
+
+  test('--version and --help', () => {
+    assert.match(unicorn('--version').out, /^\d+\.\d+\.\d+\n$/);
+    assert.match(unicorn('inspect', '--help').out, /--ctx <n>/);
+  });
+
+  test('a full-size sharded Gemma 3 27B (sparse files) is inspected from headers alone', (t) => {
+    const dir = scratchDir('g27');
+    const config = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'configs', 'gemma3-27b-published.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+    const spec = parseModelSpec({ config });
+    const text = [...expectedTensors(spec)].map(([name, shape]) => ({ name: `language_model.model.${name}`, dtype: 'BF16' as const, shape }));
+    const vision = [{ name: 'vision_tower.vision_model.embeddings.patch_embedding.weight', dtype: 'BF16' as const, shape: [1152, 3, 14, 14] }];
+    const shards = writeSparseCheckpoint(dir, [...text, ...vision], 5e9);
+    const start = performance.now();
+    const report = inspectTarget(dir, { ctx: 8192, group: 64 });
+    const ms = performance.now() - start;
+    t.diagnostic(`inspected ${shards} shards, ${(report.totalBytes / 1e9).toFixed(1)} GB of tensors, in ${ms.toFixed(0)} ms`);
+    assert.equal(report.files.length, shards);
+    assert.ok(report.totalBytes > 54e9 && report.totalBytes < 55e9, `${report.totalBytes}`);
+    assert.equal(report.model?.spec.numLayers, 62);
+    assert.equal(report.model?.skipped.length, 1);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
