@@ -1,0 +1,122 @@
+/**
+ * npm run bench:kernels — GB/s of each matrix x vector kernel, as a ratio of a plain device-local
+ * buffer copy measured in the same run on the same device. A benchmark, not a test: run it on a GPU.
+ *
+ * Each measurement records R dependent dispatches (a barrier between each, as in a decode step) in
+ * one command buffer, submits it, and takes the best of several submits. Bytes counted: weights +
+ * scales read, x read, y written; for the copy, bytes read + written. The baseline is a compute-shader
+ * copy (shaders/copy.comp) between device-local buffers; vkCmdCopyBuffer is shown beside it.
+ * Buffers are larger than the last-level cache except the 4096x4096 quantized ones (on an H100's
+ * 50 MB L2 those read partly from cache; the big shapes are the honest figures).
+ */
+import { type GpuMatrix, MatVec, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
+import { Commands } from '../src/engine/vulkan/commands.js';
+import { Device } from '../src/engine/vulkan/device.js';
+import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
+import { Kernel, grid } from '../src/engine/vulkan/pipeline.js';
+import { upload } from '../src/engine/vulkan/transfer.js';
+
+const device = Device.open(process.argv.find((a) => a.startsWith('--gpu='))?.slice(6));
+const alloc = new Allocator(device, { blockSize: 1 << 30 });
+const cmds = new Commands(device);
+const mv = new MatVec(device, alloc);
+const quick = process.argv.includes('--quick');
+
+/** Fills a buffer with pseudo-random words; floats get exponents in a normal range. */
+function fill(buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes'): void {
+  const chunk = 16 << 20;
+  const words = new Uint32Array(chunk / 4);
+  let a = 12345;
+  for (let off = 0; off < buf.size; off += chunk) {
+    const n = Math.min(chunk, buf.size - off);
+    for (let i = 0; i < n / 4; i++) {
+      a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+      words[i] = kind === 'float32' ? (a & 0x807fffff) | 0x3c000000 : kind === 'half' ? (a & 0x83ff83ff) | 0x34003400 : a;
+    }
+    upload(alloc, cmds, buf, new Uint8Array(words.buffer, 0, n), off);
+  }
+}
+
+function timeBest(record: () => void, reps: number, tries: number): number {
+  cmds.begin({ reusable: true });
+  for (let i = 0; i < reps; i++) {
+    record();
+    cmds.barrier();
+  }
+  cmds.end();
+  cmds.submitAndWait(); // warm-up
+  let best = Infinity;
+  for (let t = 0; t < tries; t++) {
+    const start = process.hrtime.bigint();
+    cmds.submitAndWait();
+    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
+  }
+  return best / reps;
+}
+
+// Baseline: device-local to device-local copy by a compute shader, and by vkCmdCopyBuffer.
+const copyBytes = Math.min(quick ? 64 << 20 : 1 << 30, Math.floor(device.info.maxMemoryAllocationSize / 2), device.info.maxStorageBufferRange - 15);
+const copyWords = Math.floor(copyBytes / 16);
+const src = alloc.alloc(copyWords * 16, 'copy source');
+const dst = alloc.alloc(copyWords * 16, 'copy destination');
+const copyKernel = new Kernel(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
+const copySet = copyKernel.bind([{ buffer: src }, { buffer: dst }]);
+const copyGroups = grid(Math.min(Math.ceil(copyWords / 256), 65535), device.info.maxComputeWorkGroupCount[0]!);
+const shaderCopyTime = timeBest(() => cmds.dispatch(copyKernel, copySet, new Uint32Array([copyWords]), copyGroups), quick ? 2 : 10, 5);
+const dmaCopyTime = timeBest(() => cmds.copy(src, dst, copyWords * 16), quick ? 2 : 10, 5);
+const copyGBs = (2 * copyWords * 16) / shaderCopyTime / 1e9;
+const dmaGBs = (2 * copyWords * 16) / dmaCopyTime / 1e9;
+alloc.free(src);
+alloc.free(dst);
+
+console.log(`device: ${device.info.name} (${device.info.type}, ${device.info.driverName} ${device.info.driverInfo}), subgroup ${device.info.subgroupSize}`);
+console.log(`baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(copyWords * 16 / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`);
+console.log(`matvec: ${mv.threadsPerRow} threads per tile, rows per tile chosen per matrix (at least ${MatVec.MIN_WORKGROUPS} workgroups), workgroup ${mv.workgroupSize}; a barrier between dispatches\n`);
+
+const shapes: [number, number, string][] = quick
+  ? [[512, 1024, 'quick']]
+  : [[4096, 4096, 'square'], [14336, 4096, 'Llama 8B up'], [4096, 14336, 'Llama 8B down'], [21504, 5376, 'Gemma 27B up'], [5376, 21504, 'Gemma 27B down']];
+const formats: WeightFormatName[] = ['f32', 'f16', 'bf16', 'q8', 'q4'];
+const rows: string[][] = [];
+const sweep = new Map<number, MatVec>([1, 2, 4, 8].map((n) => [n, new MatVec(device, alloc, { rowsPerTile: n })]));
+const sweepRows: string[][] = [];
+for (const [r, c, what] of shapes) {
+  const x = alloc.alloc(c * 4, 'x');
+  const y = alloc.alloc(r * 4, 'y');
+  fill(x, 'float32');
+  for (const format of formats) {
+    const group = 64;
+    const wBytes = r * matrixRowBytes(format, c);
+    const pBytes = r * paramsRowBytes(format, c, group);
+    const w = alloc.alloc(wBytes, `${format} weights`);
+    fill(w, format === 'f32' ? 'float32' : format === 'f16' || format === 'bf16' ? 'half' : 'bytes');
+    let params: GpuBuffer | null = null;
+    if (pBytes > 0) {
+      params = alloc.alloc(pBytes, 'params');
+      fill(params, format === 'q8' ? 'float32' : 'half');
+    }
+    const m: GpuMatrix = { format, rows: r, cols: c, group, w, params };
+    const reps = quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / wBytes)));
+    const bytes = wBytes + pBytes + c * 4 + r * 4;
+    const measure = (k: MatVec) => {
+      const t = timeBest(() => k.record(cmds, m, x, y), reps, quick ? 2 : 5);
+      const gbs = bytes / t / 1e9;
+      return [(t * 1e6).toFixed(1), gbs.toFixed(0), `${((100 * gbs) / copyGBs).toFixed(0)}%`];
+    };
+    rows.push([`${r}x${c}`, what, format, String(mv.tileRows(r)), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
+    if (what.startsWith('Gemma 27B') || quick) {
+      sweepRows.push([`${r}x${c}`, format, ...[...sweep.values()].map((k) => measure(k)[2]!)]);
+    }
+    alloc.free(w);
+    if (params !== null) alloc.free(params);
+  }
+  alloc.free(x);
+  alloc.free(y);
+}
+const header = ['shape', 'what', 'format', 'R', 'MiB read', 'µs', 'GB/s', 'of copy'];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
+console.log('\nrows per tile (share of the copy rate):');
+const sh = ['shape', 'format', ...[...sweep.keys()].map((n) => `R=${n}`)];
+for (const line of [sh, ...sweepRows]) console.log(line.map((v, i) => (i < 2 ? v.padEnd(11) : v.padStart(5))).join('  '));
+device.destroy();

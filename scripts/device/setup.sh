@@ -1,0 +1,11 @@
+# Source at the start of a device `run` (carry [".device", "dist"]):  source scripts/device/setup.sh
+# Unpacks Node 22 and the Vulkan loader, points the loader at NVIDIA's driver, installs the runtime
+# modules. (The developers' ../shared/device/setup.sh does the same, but ../shared does not travel.)
+mkdir -p /opt/node/bin
+[ -x /opt/node/bin/node ] || { xz -dc .device/node.xz > /opt/node/bin/node && chmod +x /opt/node/bin/node; }
+export PATH=/opt/node/bin:$PATH
+for f in .device/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+mkdir -p node_modules && cp -r .device/nm/* node_modules/
+node --version

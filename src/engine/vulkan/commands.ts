@@ -1,0 +1,86 @@
+/**
+ * Command recording and submission. A Commands object owns one command buffer and one fence: record
+ * (dispatches with barriers between them, copies), then submit and wait. A recording made with
+ * `reusable` can be submitted again and again without re-recording (the decode step).
+ */
+import type { Device } from './device.js';
+import { VK, check, create, vk, type Handle } from './ffi.js';
+import type { Kernel } from './pipeline.js';
+import type { GpuBuffer } from './memory.js';
+
+const FULL_BARRIER = {
+  sType: VK.ST_MEMORY_BARRIER, pNext: null,
+  srcAccessMask: VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_WRITE | VK.ACCESS_HOST_WRITE,
+  dstAccessMask: VK.ACCESS_SHADER_READ | VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_READ | VK.ACCESS_TRANSFER_WRITE | VK.ACCESS_HOST_READ,
+};
+const ALL_STAGES = VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER | VK.PIPELINE_STAGE_HOST;
+
+export class Commands {
+  readonly device: Device;
+  readonly cb: Handle;
+  private readonly fence: Handle;
+  private recording = false;
+  /** Buffers whose pointers a recording call received: kept alive until the fence signals. */
+  private keepAlive: unknown[] = [];
+
+  constructor(device: Device) {
+    const api = vk();
+    this.device = device;
+    const out: [Handle | null] = [null];
+    check(api.vkAllocateCommandBuffers(device.handle, { sType: VK.ST_COMMAND_BUFFER_ALLOCATE_INFO, pNext: null, commandPool: device.commandPool, level: VK.COMMAND_BUFFER_LEVEL_PRIMARY, commandBufferCount: 1 }, out) as number, 'vkAllocateCommandBuffers');
+    this.cb = out[0]!;
+    this.fence = create('vkCreateFence', (o) => api.vkCreateFence(device.handle, { sType: VK.ST_FENCE_CREATE_INFO, pNext: null, flags: 0 }, null, o));
+    device.onDestroy(() => {
+      api.vkDestroyFence(device.handle, this.fence, null);
+      api.vkFreeCommandBuffers(device.handle, device.commandPool, 1, [this.cb]);
+    });
+  }
+
+  begin(opts: { reusable?: boolean } = {}): this {
+    const api = vk();
+    check(api.vkResetCommandBuffer(this.cb, 0) as number, 'vkResetCommandBuffer');
+    check(api.vkBeginCommandBuffer(this.cb, { sType: VK.ST_COMMAND_BUFFER_BEGIN_INFO, pNext: null, flags: opts.reusable === true ? 0 : VK.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT, pInheritanceInfo: null }) as number, 'vkBeginCommandBuffer');
+    this.recording = true;
+    this.keepAlive = [];
+    return this;
+  }
+
+  dispatch(kernel: Kernel, set: Handle, push: Uint32Array, groups: readonly [number, number?, number?]): this {
+    const api = vk();
+    api.vkCmdBindPipeline(this.cb, VK.PIPELINE_BIND_POINT_COMPUTE, kernel.pipeline);
+    api.vkCmdBindDescriptorSets(this.cb, VK.PIPELINE_BIND_POINT_COMPUTE, kernel.layout, 0, 1, [set], 0, null);
+    if (push.byteLength > 0) {
+      api.vkCmdPushConstants(this.cb, kernel.layout, VK.SHADER_STAGE_COMPUTE, 0, push.byteLength, push);
+      this.keepAlive.push(push);
+    }
+    api.vkCmdDispatch(this.cb, groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    return this;
+  }
+
+  /** Makes every earlier write visible to every later read (compute, transfer and host). */
+  barrier(): this {
+    vk().vkCmdPipelineBarrier(this.cb, ALL_STAGES, ALL_STAGES, 0, 1, FULL_BARRIER, 0, null, 0, null);
+    return this;
+  }
+
+  copy(src: GpuBuffer, dst: GpuBuffer, size: number, srcOffset = 0, dstOffset = 0): this {
+    vk().vkCmdCopyBuffer(this.cb, src.handle, dst.handle, 1, { srcOffset, dstOffset, size });
+    return this;
+  }
+
+  end(): this {
+    check(vk().vkEndCommandBuffer(this.cb) as number, 'vkEndCommandBuffer');
+    this.recording = false;
+    return this;
+  }
+
+  /** Submits the recorded commands and waits for them to finish. */
+  submitAndWait(timeoutNs = 60_000_000_000n): void {
+    if (this.recording) this.end();
+    const api = vk();
+    check(api.vkQueueSubmit(this.device.queue, 1, { sType: VK.ST_SUBMIT_INFO, pNext: null, waitSemaphoreCount: 0, pWaitSemaphores: null, pWaitDstStageMask: null, commandBufferCount: 1, pCommandBuffers: [this.cb], signalSemaphoreCount: 0, pSignalSemaphores: null }, this.fence) as number, 'vkQueueSubmit');
+    const r = check(api.vkWaitForFences(this.device.handle, 1, [this.fence], 1, timeoutNs) as number, 'vkWaitForFences', [2]);
+    if (r === 2) throw new Error(`GPU work did not finish within ${Number(timeoutNs) / 1e9} s`);
+    check(api.vkResetFences(this.device.handle, 1, [this.fence]) as number, 'vkResetFences');
+  }
+}

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
+import { type GpuMatrix, MatVec, type WeightFormatName } from '../../../src/engine/kernels/matvec.js';
+import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
+import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
+import { openGpu, randomFloats } from '../../support/gpu.js';
+
+const gpu = openGpu();
+after(() => gpu.device.destroy());
+const mv = new MatVec(gpu.device, gpu.alloc);
+
+/** The weights as the GPU stores them, and as f32 values the reference multiplies. */
+function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: number, group = 64) {
+  const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  switch (format) {
+    case 'f32': return { bytes: u8(w), params: null, exact: w };
+    case 'f16': { const h = f32ArrayToF16(w); return { bytes: u8(h), params: null, exact: Float32Array.from(h, f16ToF32) }; }
+    case 'bf16': { const h = f32ArrayToBf16(w); return { bytes: u8(h), params: null, exact: Float32Array.from(h, bf16ToF32) }; }
+    case 'q8': { const q = quantizeQ8(w, rows, cols); return { bytes: u8(q.q), params: u8(q.scales), exact: dequantizeQ8(q, rows, cols) }; }
+    case 'q4': { const q = quantizeQ4(w, rows, cols, group); return { bytes: q.packed, params: u8(q.params), exact: dequantizeQ4(q, rows, cols) }; }
+  }
+}
+
+function run(format: WeightFormatName, rows: number, cols: number, opts: { group?: number; maxRange?: number; seed?: number; kernel?: MatVec } = {}) {
+  const seed = opts.seed ?? rows * 31 + cols;
+  const w = randomFloats(rows * cols, seed);
+  const x = randomFloats(cols, seed + 1);
+  const p = prepare(format, w, rows, cols, opts.group);
+  const m: GpuMatrix = {
+    format, rows, cols, group: opts.group ?? 64,
+    w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, `${format} weights`),
+    params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, `${format} params`),
+  };
+  const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
+  const yb = gpu.alloc.alloc(rows * 4, 'y');
+  gpu.cmds.begin();
+  (opts.kernel ?? mv).record(gpu.cmds, m, xb, yb, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
+  gpu.cmds.submitAndWait();
+  const got = new Float32Array(rows);
+  download(gpu.alloc, gpu.cmds, yb, new Uint8Array(got.buffer));
+  for (const b of [m.w, xb, yb, ...(m.params ? [m.params] : [])]) gpu.alloc.free(b);
+  // Tolerance: f32 accumulation over `cols` products, in a different order than the reference:
+  // a few ulps of sum |w x|.
+  const want = matvecRef(p.exact, x, rows, cols);
+  const absSum = matvecRef(p.exact.map(Math.abs), x.map(Math.abs), rows, cols);
+  for (let r = 0; r < rows; r++) {
+    const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + 1e-30;
+    assert.ok(Math.abs(got[r]! - want[r]!) <= tol, `${format} ${rows}x${cols} row ${r}: got ${got[r]}, want ${want[r]} (tol ${tol})`);
+  }
+  return { w, x, got };
+}
+
+describe(`matrix x vector on ${gpu.device.info.name}`, () => {
+  for (const format of ['f32', 'f16', 'bf16', 'q8', 'q4'] as const) {
+    test(`${format}: matches the CPU reference on the weights as stored`, () => {
+      run(format, 67, 256);
+      run(format, 5, 1024);
+    });
+  }
+  for (const group of [32, 64, 128]) {
+    test(`q4 group ${group}`, () => {
+      run('q4', 40, 384, { group });
+    });
+  }
+  test('every tile size (rows per tile 1, 3, 8) gives the same results, partial tiles included', () => {
+    for (const rowsPerTile of [1, 3, 8]) {
+      const kernel = new MatVec(gpu.device, gpu.alloc, { rowsPerTile });
+      for (const format of ['bf16', 'q8', 'q4'] as const) run(format, 37, 256, { kernel });
+    }
+  });
+  test('weights larger than the storage-buffer range are split into row ranges', () => {
+    // 300 rows of 1 KiB with a 64 KiB range: 5 ranges (64 rows each, the last one 44).
+    run('f32', 300, 256, { maxRange: 64 * 1024 });
+    run('q4', 300, 256, { maxRange: 64 * 128, group: 32 });
+  });
+  test('quantized results stay close to the unquantized product', () => {
+    const rows = 64;
+    const cols = 512;
+    const w = randomFloats(rows * cols, 7);
+    const x = randomFloats(cols, 8);
+    const exact = matvecRef(w, x, rows, cols);
+    const norm = Math.sqrt(exact.reduce((a, v) => a + v * v, 0));
+    for (const [format, bound] of [['q8', 0.01], ['q4', 0.12]] as const) {
+      const y = run(format, rows, cols, { seed: 7 }).got;
+      const err = Math.sqrt(y.reduce((a, v, i) => a + (v - exact[i]!) ** 2, 0)) / norm;
+      assert.ok(err < bound, `${format}: relative error ${err.toFixed(4)} over ${bound}`);
+    }
+  });
+});
