@@ -71,14 +71,15 @@ alloc.free(dst);
 
 console.log(`device: ${device.info.name} (${device.info.type}, ${device.info.driverName} ${device.info.driverInfo}), subgroup ${device.info.subgroupSize}`);
 console.log(`baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(copyWords * 16 / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`);
-console.log(`matvec: ${mv.threadsPerRow} threads per tile, rows per tile chosen per matrix (at least ${MatVec.MIN_WORKGROUPS} workgroups), workgroup ${mv.workgroupSize}; a barrier between dispatches\n`);
+console.log('matvec: tiling (R rows x T threads per tile) chosen per matrix; a barrier between dispatches\n');
 
 const shapes: [number, number, string][] = quick
   ? [[512, 1024, 'quick']]
   : [[4096, 4096, 'square'], [14336, 4096, 'Llama 8B up'], [4096, 14336, 'Llama 8B down'], [21504, 5376, 'Gemma 27B up'], [5376, 21504, 'Gemma 27B down']];
 const formats: WeightFormatName[] = ['f32', 'f16', 'bf16', 'q8', 'q4'];
 const rows: string[][] = [];
-const sweep = new Map<number, MatVec>([1, 2, 4, 8].map((n) => [n, new MatVec(device, alloc, { rowsPerTile: n })]));
+const tilings: [number, number][] = [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]];
+const sweep = new Map<string, MatVec>(tilings.map(([r, t]) => [`${r}x${t}`, new MatVec(device, alloc, { rows: r, threads: t })]));
 const sweepRows: string[][] = [];
 for (const [r, c, what] of shapes) {
   const x = alloc.alloc(c * 4, 'x');
@@ -103,7 +104,8 @@ for (const [r, c, what] of shapes) {
       const gbs = bytes / t / 1e9;
       return [(t * 1e6).toFixed(1), gbs.toFixed(0), `${((100 * gbs) / copyGBs).toFixed(0)}%`];
     };
-    rows.push([`${r}x${c}`, what, format, String(mv.tileRows(r)), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
+    const tl = mv.tiling(m);
+    rows.push([`${r}x${c}`, what, format, `${tl.rows}x${tl.threads}`, (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
     if (what.startsWith('Gemma 27B') || quick) {
       sweepRows.push([`${r}x${c}`, format, ...[...sweep.values()].map((k) => measure(k)[2]!)]);
     }
@@ -113,10 +115,10 @@ for (const [r, c, what] of shapes) {
   alloc.free(x);
   alloc.free(y);
 }
-const header = ['shape', 'what', 'format', 'R', 'MiB read', 'µs', 'GB/s', 'of copy'];
+const header = ['shape', 'what', 'format', 'RxT', 'MiB read', 'µs', 'GB/s', 'of copy'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
-console.log('\nrows per tile (share of the copy rate):');
-const sh = ['shape', 'format', ...[...sweep.keys()].map((n) => `R=${n}`)];
-for (const line of [sh, ...sweepRows]) console.log(line.map((v, i) => (i < 2 ? v.padEnd(11) : v.padStart(5))).join('  '));
+console.log('\ntilings, rows x threads per tile (share of the copy rate):');
+const sh = ['shape', 'format', ...sweep.keys()];
+for (const line of [sh, ...sweepRows]) console.log(line.map((v, i) => (i < 2 ? v.padEnd(11) : v.padStart(6))).join('  '));
 device.destroy();

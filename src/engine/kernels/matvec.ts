@@ -1,8 +1,8 @@
 /**
  * Matrix x vector (decode): y[rows] = W[rows, cols] x[cols], W in f32, f16, bf16, INT8 or INT4.
  * One shader source, one variant per weight format (shaders/variants.json). Tile choices come from
- * the device once: T threads per tile = max(32, subgroup size), R rows per tile (one load of x serves
- * R rows), 4 tiles per workgroup.
+ * the matrix and the device: R rows per tile (one load of x serves R rows) and T threads per tile
+ * (a multiple of the subgroup size), in workgroups of 128 threads (or T when larger).
  */
 import type { Device } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
@@ -35,45 +35,65 @@ export function paramsRowBytes(format: WeightFormatName, cols: number, group: nu
   return format === 'q8' ? 4 : format === 'q4' ? (cols / group) * 4 : 0;
 }
 
+export interface Tiling {
+  /** Rows per tile, 1 to 4. */
+  readonly rows: number;
+  /** Threads per tile: a multiple of the subgroup size, at least 32. */
+  readonly threads: number;
+}
+
+const DEFAULT_TILING: Record<WeightFormatName, Tiling> = {
+  f32: { rows: 1, threads: 64 },
+  f16: { rows: 1, threads: 64 },
+  bf16: { rows: 1, threads: 64 },
+  q8: { rows: 2, threads: 64 },
+  q4: { rows: 2, threads: 64 },
+};
+
 export class MatVec {
   readonly device: Device;
-  readonly threadsPerRow: number;
-  readonly workgroupSize: number;
-  /** Rows per tile when fixed by the caller; otherwise chosen per matrix (tileRows). */
-  readonly rowsPerTile: number | undefined;
+  /** The smallest number of threads per tile on this device. */
+  readonly minThreads: number;
+  /** Tiling fixed by the caller (tests, benchmark sweeps); otherwise chosen per matrix. */
+  readonly fixed: Partial<Tiling>;
   private readonly kernels = new Map<string, Kernel>();
   private dummy: GpuBuffer | undefined;
 
-  constructor(device: Device, private readonly alloc: Allocator, opts: { rowsPerTile?: number } = {}) {
+  constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> = {}) {
     this.device = device;
-    const sg = device.info.subgroupSize;
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
-    this.threadsPerRow = Math.max(32, sg);
-    this.workgroupSize = Math.min(this.threadsPerRow * 4, device.info.maxComputeWorkGroupInvocations);
-    this.rowsPerTile = opts.rowsPerTile;
-    if (this.rowsPerTile !== undefined && (this.rowsPerTile < 1 || this.rowsPerTile > 8)) throw new RangeError('rowsPerTile must be 1 to 8');
+    this.minThreads = Math.max(32, device.info.subgroupSize);
+    if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
+    if (fixed.threads !== undefined && (fixed.threads % this.minThreads !== 0 || fixed.threads > device.info.maxComputeWorkGroupInvocations)) {
+      throw new RangeError(`threads per tile must be a multiple of ${this.minThreads}`);
+    }
+    this.fixed = fixed;
   }
 
   /**
-   * Rows per tile for a matrix: as many as still leave at least MIN_WORKGROUPS workgroups (each load
-   * of x then serves several rows), else one. Measured on the H100 (bench:kernels): 4 rows lift
-   * INT8 on a 21504-row matrix from 57% to 75% of the copy rate, while a 5376-row matrix with
-   * 4 rows per tile has too few workgroups to fill the GPU.
+   * Tiling for a matrix: the format's default, measured with bench:kernels on the H100 over both
+   * Gemma 3 27B FFN shapes (rows x threads per tile: floats 1x64, INT8 2x64, INT4 2x64), with one row
+   * per tile when the matrix has too few rows to fill the GPU otherwise.
    */
-  tileRows(rows: number): number {
-    if (this.rowsPerTile !== undefined) return this.rowsPerTile;
-    const tilesPerGroup = this.workgroupSize / this.threadsPerRow;
-    for (const r of [4, 2]) if (rows / (r * tilesPerGroup) >= MatVec.MIN_WORKGROUPS) return r;
-    return 1;
+  tiling(m: { format: WeightFormatName; rows: number; cols: number }): Tiling {
+    const d = DEFAULT_TILING[m.format];
+    const rows = this.fixed.rows ?? (m.rows / d.rows >= MatVec.MIN_TILES ? d.rows : 1);
+    const threads = this.fixed.threads ?? Math.max(this.minThreads, d.threads);
+    return { rows, threads };
   }
 
-  static readonly MIN_WORKGROUPS = 1024;
+  static readonly MIN_TILES = 2048;
 
-  kernel(format: WeightFormatName, group: number, rowsPerTile: number): Kernel {
-    const key = `${format}/${format === 'q4' ? group : 0}/${rowsPerTile}`;
+  /** Threads per workgroup for a tiling: 128, or one tile when a tile is larger. */
+  workgroupSize(t: Tiling): number {
+    return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
+  }
+
+  kernel(format: WeightFormatName, group: number, t: Tiling): Kernel {
+    const key = `${format}/${format === 'q4' ? group : 0}/${t.rows}/${t.threads}`;
     let k = this.kernels.get(key);
     if (k === undefined) {
-      k = new Kernel(this.device, { variant: `matvec_${format}`, bindings: 4, pushBytes: 12, spec: [this.workgroupSize, this.threadsPerRow, group, rowsPerTile] }, 4096);
+      k = new Kernel(this.device, { variant: `matvec_${format}`, bindings: 4, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, group, t.rows] }, 4096);
       this.kernels.set(key, k);
     }
     return k;
@@ -87,8 +107,8 @@ export class MatVec {
     const vpb = VALUES_PER_BLOCK[m.format];
     if (m.cols % vpb !== 0) throw new VulkanError(`matvec ${m.format}: ${m.cols} columns are not a multiple of ${vpb}`);
     if (m.format === 'q4' && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`matvec q4: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
-    const tileRows = this.tileRows(m.rows);
-    const kernel = this.kernel(m.format, m.group, tileRows);
+    const tiling = this.tiling(m);
+    const kernel = this.kernel(m.format, m.group, tiling);
     const maxRange = Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange);
     const rowBytes = matrixRowBytes(m.format, m.cols);
     const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
@@ -98,7 +118,7 @@ export class MatVec {
     else chunk -= chunk % 64;
     if (chunk <= 0) throw new VulkanError(`matvec: one row of ${rowBytes} bytes does not fit the device's storage-buffer range of ${maxRange}`);
     this.dummy ??= this.alloc.alloc(16, 'matvec params placeholder');
-    const rowsPerGroup = (this.workgroupSize / this.threadsPerRow) * tileRows;
+    const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     for (let start = 0; start < m.rows; start += chunk) {
       const rows = Math.min(chunk, m.rows - start);
       const set = kernel.bind([

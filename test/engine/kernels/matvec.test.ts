@@ -63,11 +63,17 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       run('q4', 40, 384, { group });
     });
   }
-  test('every tile size (rows per tile 1, 3, 8) gives the same results, partial tiles included', () => {
-    for (const rowsPerTile of [1, 3, 8]) {
-      const kernel = new MatVec(gpu.device, gpu.alloc, { rowsPerTile });
-      for (const format of ['bf16', 'q8', 'q4'] as const) run(format, 37, 256, { kernel });
+  test('every tiling (1-4 rows, 32-128 threads per tile) gives the same results, partial tiles included', () => {
+    for (const rows of [1, 2, 3, 4]) {
+      for (const threads of [32, 64, 128]) {
+        const kernel = new MatVec(gpu.device, gpu.alloc, { rows, threads });
+        for (const format of ['bf16', 'q8', 'q4'] as const) run(format, 37, 512, { kernel });
+      }
     }
+  });
+  test('tiling: the format\'s default, one row per tile when rows are few', () => {
+    assert.deepEqual(mv.tiling({ format: 'q8', rows: 21504, cols: 5376 }), { rows: 2, threads: Math.max(64, mv.minThreads) });
+    assert.deepEqual(mv.tiling({ format: 'q4', rows: 100, cols: 5376 }), { rows: 1, threads: Math.max(64, mv.minThreads) });
   });
   test('weights larger than the storage-buffer range are split into row ranges', () => {
     // 300 rows of 1 KiB with a 64 KiB range: 5 ranges (64 rows each, the last one 44).
