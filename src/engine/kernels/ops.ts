@@ -1,0 +1,103 @@
+/**
+ * Host side of the single-purpose kernels: each records one dispatch into a Commands stream.
+ * Kernels are created once per device and looked up by variant; descriptor sets are made when a
+ * step is recorded, so a recorded decode step replays without touching them.
+ */
+import type { Commands } from '../vulkan/commands.js';
+import type { Device } from '../vulkan/device.js';
+import type { Handle } from '../vulkan/ffi.js';
+import type { GpuBuffer } from '../vulkan/memory.js';
+import { Kernel, type KernelSpec, grid } from '../vulkan/pipeline.js';
+
+export type EmbeddingFormat = 'f32' | 'f16' | 'bf16' | 'q8';
+export type Activation = 'gelu_tanh' | 'silu';
+
+const WG = 256;
+const f32bits = (v: number) => new Uint32Array(new Float32Array([v]).buffer)[0]!;
+
+export interface AttentionShape {
+  readonly tokens: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  /** Slots in the cache: the context length, or the window for a sliding layer's ring. */
+  readonly capacity: number;
+  /** Sliding window (positions visible, the query's own included); 0 = none. */
+  readonly window: number;
+  readonly scale: number;
+  /** Logit softcapping; 0 = none. */
+  readonly softcap: number;
+}
+
+export class Ops {
+  private readonly kernels = new Map<string, Kernel>();
+
+  constructor(readonly device: Device) {}
+
+  private kernel(spec: KernelSpec): Kernel {
+    const key = `${spec.variant}/${spec.spec.join(',')}`;
+    let k = this.kernels.get(key);
+    if (k === undefined) {
+      k = new Kernel(this.device, spec, 4096);
+      this.kernels.set(key, k);
+    }
+    return k;
+  }
+
+  private dispatch(cmds: Commands, k: Kernel, buffers: readonly GpuBuffer[], push: Uint32Array, groups: number, y = 1): void {
+    const set: Handle = k.bind(buffers.map((buffer) => ({ buffer })));
+    const [gx, gy] = grid(groups, this.device.info.maxComputeWorkGroupCount[0]!);
+    cmds.dispatch(k, set, push, [gx, gy * y]);
+  }
+
+  /** y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. */
+  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1): void {
+    const k = this.kernel({ variant: 'rmsnorm', bindings: 3, pushBytes: 16, spec: [Math.min(WG, Math.max(32, this.device.info.subgroupSize))] });
+    this.dispatch(cmds, k, [x, w, y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
+  }
+
+  /** Rotate-half RoPE over x [tokens, heads, headDim] in place, with a (cos, sin) table [tokens, headDim/2]. */
+  rope(cmds: Commands, x: GpuBuffer, table: GpuBuffer, tokens: number, heads: number, headDim: number): void {
+    const k = this.kernel({ variant: 'rope', bindings: 2, pushBytes: 12, spec: [WG] });
+    this.dispatch(cmds, k, [x, table], new Uint32Array([tokens, heads, headDim]), Math.ceil((tokens * heads * headDim) / 2 / WG));
+  }
+
+  /** out = act(gate) * up over n values. */
+  gated(cmds: Commands, act: Activation, gate: GpuBuffer, up: GpuBuffer, out: GpuBuffer, n: number): void {
+    const k = this.kernel({ variant: act === 'gelu_tanh' ? 'gated_gelu_tanh' : 'gated_silu', bindings: 3, pushBytes: 4, spec: [WG] });
+    this.dispatch(cmds, k, [gate, up, out], new Uint32Array([n]), Math.min(Math.ceil(n / WG), 4096));
+  }
+
+  /** y = a + b over n values; y may be a. */
+  add(cmds: Commands, a: GpuBuffer, b: GpuBuffer, y: GpuBuffer, n: number): void {
+    const k = this.kernel({ variant: 'add', bindings: 3, pushBytes: 4, spec: [WG] });
+    this.dispatch(cmds, k, [a, b, y], new Uint32Array([n]), Math.min(Math.ceil(n / WG), 4096));
+  }
+
+  /** out[t] = table[ids[t]] * scale; rowScale is the INT8 table's per-row scales (else any buffer). */
+  embed(cmds: Commands, format: EmbeddingFormat, table: GpuBuffer, rowScale: GpuBuffer, ids: GpuBuffer, out: GpuBuffer, tokens: number, hidden: number, vocab: number, scale: number): void {
+    const k = this.kernel({ variant: `embed_${format}`, bindings: 4, pushBytes: 16, spec: [WG] });
+    const set = k.bind([table, rowScale, ids, out].map((buffer) => ({ buffer })));
+    cmds.dispatch(k, set, new Uint32Array([tokens, hidden, f32bits(scale), vocab]), [Math.min(Math.ceil(hidden / WG), 64), tokens]);
+  }
+
+  /** Stores src [tokens, kvHeads, headDim] into an f16 cache [kvHeads, capacity, headDim] at pos % capacity. */
+  kvStore(cmds: Commands, src: GpuBuffer, positions: GpuBuffer, cache: GpuBuffer, tokens: number, kvHeads: number, headDim: number, capacity: number): void {
+    const k = this.kernel({ variant: 'kv_store', bindings: 3, pushBytes: 16, spec: [WG] });
+    this.dispatch(cmds, k, [src, positions, cache], new Uint32Array([tokens, kvHeads, headDim, capacity]), Math.ceil((tokens * kvHeads * headDim) / 2 / WG));
+  }
+
+  /** o [tokens, heads, headDim] = softmax(q k^T) v over the cache, causal, windowed, softcapped. */
+  attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape): void {
+    if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);
+    const k = this.kernel({ variant: 'attention', bindings: 5, pushBytes: 32, spec: [128, 256] });
+    const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap)]);
+    this.dispatch(cmds, k, [q, kCache, vCache, positions, o], push, s.tokens * s.heads);
+  }
+
+  /** out[outIndex] = index of the largest of x's first n values. */
+  argmax(cmds: Commands, x: GpuBuffer, out: GpuBuffer, n: number, outIndex = 0): void {
+    const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [WG] });
+    this.dispatch(cmds, k, [x, out], new Uint32Array([n, outIndex]), 1);
+  }
+}

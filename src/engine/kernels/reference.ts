@@ -1,0 +1,98 @@
+/**
+ * CPU references of the GPU kernels, in f64 accumulation: what the kernel tests compare against,
+ * and the `--device cpu` path's building blocks. Layouts are the kernels' own.
+ */
+import { f16ToF32, f32ToF16 } from '../formats/dtypes.js';
+
+export function rmsnormRef(x: Float32Array, w: Float32Array, rows: number, n: number, eps: number, offset: number): Float32Array {
+  const y = new Float32Array(rows * n);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[r * n + i]! ** 2;
+    const inv = 1 / Math.sqrt(ss / n + eps);
+    for (let i = 0; i < n; i++) y[r * n + i] = x[r * n + i]! * inv * (offset + w[i]!);
+  }
+  return y;
+}
+
+/** Rotate-half RoPE over x [tokens, heads, d] with a (cos, sin) table [tokens, d/2]. */
+export function ropeRef(x: Float32Array, table: Float32Array, tokens: number, heads: number, d: number): Float32Array {
+  const y = x.slice();
+  const h2 = d / 2;
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) {
+      const base = (t * heads + h) * d;
+      for (let i = 0; i < h2; i++) {
+        const c = table[(t * h2 + i) * 2]!;
+        const s = table[(t * h2 + i) * 2 + 1]!;
+        const a = x[base + i]!;
+        const b = x[base + i + h2]!;
+        y[base + i] = a * c - b * s;
+        y[base + i + h2] = b * c + a * s;
+      }
+    }
+  }
+  return y;
+}
+
+export function geluTanh(v: number): number {
+  return 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+}
+
+export function silu(v: number): number {
+  return v / (1 + Math.exp(-v));
+}
+
+export function gatedRef(kind: 'gelu_tanh' | 'silu', g: Float32Array, u: Float32Array): Float32Array {
+  const act = kind === 'gelu_tanh' ? geluTanh : silu;
+  return Float32Array.from(g, (v, i) => act(v) * u[i]!);
+}
+
+/**
+ * Attention over an f16 cache as the kernel sees it: q [tokens, heads, d], k/v [kvHeads, capacity, d]
+ * (already f16-rounded values), positions [tokens]; window 0 = none, softcap 0 = none.
+ */
+export function attentionRef(
+  q: Float32Array, k: Float32Array, v: Float32Array, positions: ArrayLike<number>,
+  o: { heads: number; kvHeads: number; d: number; capacity: number; window: number; scale: number; softcap: number },
+): Float32Array {
+  const tokens = positions.length;
+  const out = new Float32Array(tokens * o.heads * o.d);
+  const group = o.heads / o.kvHeads;
+  for (let t = 0; t < tokens; t++) {
+    const me = positions[t]!;
+    const first = o.window === 0 ? 0 : Math.max(0, me + 1 - o.window);
+    for (let h = 0; h < o.heads; h++) {
+      const kvh = Math.floor(h / group);
+      const scores: number[] = [];
+      for (let j = first; j <= me; j++) {
+        const slot = j % o.capacity;
+        let s = 0;
+        for (let i = 0; i < o.d; i++) s += q[(t * o.heads + h) * o.d + i]! * o.scale * k[(kvh * o.capacity + slot) * o.d + i]!;
+        if (o.softcap > 0) s = o.softcap * Math.tanh(s / o.softcap);
+        scores.push(s);
+      }
+      const m = Math.max(...scores);
+      const e = scores.map((s) => Math.exp(s - m));
+      const l = e.reduce((a, b) => a + b, 0);
+      for (let i = 0; i < o.d; i++) {
+        let acc = 0;
+        for (let j = first; j <= me; j++) acc += e[j - first]! * v[(kvh * o.capacity + (j % o.capacity)) * o.d + i]!;
+        out[(t * o.heads + h) * o.d + i] = acc / l;
+      }
+    }
+  }
+  return out;
+}
+
+/** Values as an f16 cache holds them. */
+export function roundF16(x: Float32Array): Float32Array {
+  return Float32Array.from(x, (v) => f16ToF32(f32ToF16(v)));
+}
+
+/** Index of the largest value, the first on ties (torch.argmax). */
+export function argmaxRef(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
