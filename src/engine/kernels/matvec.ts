@@ -50,6 +50,38 @@ const DEFAULT_TILING: Record<WeightFormatName, Tiling> = {
   q4: { rows: 2, threads: 64 },
 };
 
+export interface RowRange {
+  readonly start: number;
+  readonly rows: number;
+  readonly wOffset: number;
+  readonly wBytes: number;
+  readonly pOffset: number;
+  readonly pBytes: number;
+}
+
+/**
+ * Splits a matrix into row ranges whose weights and params each fit one descriptor range
+ * (maxStorageBufferRange: 128 MiB on lavapipe, 4 GiB on most GPUs). Ranges hold a multiple of 64
+ * rows, which keeps every bound offset aligned.
+ */
+export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
+  const vpb = VALUES_PER_BLOCK[m.format];
+  if (m.cols % vpb !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of ${vpb}`);
+  if (m.format === 'q4' && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`q4 weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
+  const rowBytes = matrixRowBytes(m.format, m.cols);
+  const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
+  let chunk = Math.floor(maxRange / Math.max(rowBytes, pRowBytes, 1));
+  if (chunk >= m.rows) chunk = m.rows;
+  else chunk -= chunk % 64;
+  if (chunk <= 0) throw new VulkanError(`one row of ${rowBytes} bytes does not fit the device's storage-buffer range of ${maxRange}`);
+  const out: RowRange[] = [];
+  for (let start = 0; start < m.rows; start += chunk) {
+    const rows = Math.min(chunk, m.rows - start);
+    out.push({ start, rows, wOffset: start * rowBytes, wBytes: rows * rowBytes, pOffset: start * pRowBytes, pBytes: rows * pRowBytes });
+  }
+  return out;
+}
+
 export class MatVec {
   readonly device: Device;
   /** The smallest number of threads per tile on this device. */
@@ -104,31 +136,20 @@ export class MatVec {
    * (128 MiB on lavapipe), each bound at its offset and dispatched on its own.
    */
   record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number } = {}): void {
-    const vpb = VALUES_PER_BLOCK[m.format];
-    if (m.cols % vpb !== 0) throw new VulkanError(`matvec ${m.format}: ${m.cols} columns are not a multiple of ${vpb}`);
-    if (m.format === 'q4' && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`matvec q4: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
     const tiling = this.tiling(m);
     const kernel = this.kernel(m.format, m.group, tiling);
-    const maxRange = Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange);
-    const rowBytes = matrixRowBytes(m.format, m.cols);
-    const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
-    // Rows per range: a multiple of 64 keeps every bound offset aligned (16 bytes at least).
-    let chunk = Math.floor(maxRange / Math.max(rowBytes, pRowBytes, 1));
-    if (chunk >= m.rows) chunk = m.rows;
-    else chunk -= chunk % 64;
-    if (chunk <= 0) throw new VulkanError(`matvec: one row of ${rowBytes} bytes does not fit the device's storage-buffer range of ${maxRange}`);
+    const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec params placeholder');
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
-    for (let start = 0; start < m.rows; start += chunk) {
-      const rows = Math.min(chunk, m.rows - start);
+    for (const r of ranges) {
       const set = kernel.bind([
-        { buffer: m.w, offset: start * rowBytes, size: rows * rowBytes },
-        m.params === null ? { buffer: this.dummy } : { buffer: m.params, offset: start * pRowBytes, size: rows * pRowBytes },
+        { buffer: m.w, offset: r.wOffset, size: r.wBytes },
+        m.params === null ? { buffer: this.dummy } : { buffer: m.params, offset: r.pOffset, size: r.pBytes },
         { buffer: x, size: m.cols * 4 },
         { buffer: y },
       ]);
-      const [gx, gy] = grid(Math.ceil(rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
-      cmds.dispatch(kernel, set, new Uint32Array([rows, m.cols, start]), [gx, gy]);
+      const [gx, gy] = grid(Math.ceil(r.rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
+      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, r.start]), [gx, gy]);
     }
   }
 }

@@ -38,6 +38,7 @@ export class Commands {
 
   begin(opts: { reusable?: boolean } = {}): this {
     const api = vk();
+    this.wait();
     check(api.vkResetCommandBuffer(this.cb, 0) as number, 'vkResetCommandBuffer');
     check(api.vkBeginCommandBuffer(this.cb, { sType: VK.ST_COMMAND_BUFFER_BEGIN_INFO, pNext: null, flags: opts.reusable === true ? 0 : VK.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT, pInheritanceInfo: null }) as number, 'vkBeginCommandBuffer');
     this.recording = true;
@@ -74,13 +75,29 @@ export class Commands {
     return this;
   }
 
-  /** Submits the recorded commands and waits for them to finish. */
-  submitAndWait(timeoutNs = 60_000_000_000n): void {
+  private pending = false;
+
+  /** Submits the recorded commands without waiting (see wait()). */
+  submit(): void {
     if (this.recording) this.end();
+    if (this.pending) this.wait();
+    check(vk().vkQueueSubmit(this.device.queue, 1, { sType: VK.ST_SUBMIT_INFO, pNext: null, waitSemaphoreCount: 0, pWaitSemaphores: null, pWaitDstStageMask: null, commandBufferCount: 1, pCommandBuffers: [this.cb], signalSemaphoreCount: 0, pSignalSemaphores: null }, this.fence) as number, 'vkQueueSubmit');
+    this.pending = true;
+  }
+
+  /** Waits for the last submit to finish (returns at once when nothing is in flight). */
+  wait(timeoutNs = 60_000_000_000n): void {
+    if (!this.pending) return;
     const api = vk();
-    check(api.vkQueueSubmit(this.device.queue, 1, { sType: VK.ST_SUBMIT_INFO, pNext: null, waitSemaphoreCount: 0, pWaitSemaphores: null, pWaitDstStageMask: null, commandBufferCount: 1, pCommandBuffers: [this.cb], signalSemaphoreCount: 0, pSignalSemaphores: null }, this.fence) as number, 'vkQueueSubmit');
     const r = check(api.vkWaitForFences(this.device.handle, 1, [this.fence], 1, timeoutNs) as number, 'vkWaitForFences', [2]);
     if (r === 2) throw new Error(`GPU work did not finish within ${Number(timeoutNs) / 1e9} s`);
     check(api.vkResetFences(this.device.handle, 1, [this.fence]) as number, 'vkResetFences');
+    this.pending = false;
+  }
+
+  /** Submits the recorded commands and waits for them to finish. */
+  submitAndWait(timeoutNs = 60_000_000_000n): void {
+    this.submit();
+    this.wait(timeoutNs);
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
+import { MatMul } from '../../../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type WeightFormatName } from '../../../src/engine/kernels/matvec.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
@@ -9,6 +10,7 @@ import { openGpu, randomFloats } from '../../support/gpu.js';
 const gpu = openGpu();
 after(() => gpu.device.destroy());
 const mv = new MatVec(gpu.device, gpu.alloc);
+const mm = new MatMul(gpu.device, gpu.alloc);
 
 /** The weights as the GPU stores them, and as f32 values the reference multiplies. */
 function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: number, group = 64) {
@@ -94,3 +96,41 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
     }
   });
 });
+
+describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
+  /** Y[t] = W x_t for every token, checked row by row against the CPU reference. */
+  function runMM(format: WeightFormatName, rows: number, cols: number, tokens: number, opts: { group?: number; maxRange?: number } = {}) {
+    const w = randomFloats(rows * cols, rows + cols);
+    const x = randomFloats(tokens * cols, tokens);
+    const p = prepare(format, w, rows, cols, opts.group);
+    const m: GpuMatrix = {
+      format, rows, cols, group: opts.group ?? 64,
+      w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'),
+      params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'),
+    };
+    const yb = gpu.alloc.alloc(tokens * rows * 4, 'y');
+    gpu.cmds.begin();
+    mm.record(gpu.cmds, m, uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x'), yb, tokens, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
+    gpu.cmds.submitAndWait();
+    const got = new Float32Array(tokens * rows);
+    download(gpu.alloc, gpu.cmds, yb, new Uint8Array(got.buffer));
+    for (let t = 0; t < tokens; t++) {
+      const xt = x.subarray(t * cols, (t + 1) * cols);
+      const want = matvecRef(p.exact, xt, rows, cols);
+      const absSum = matvecRef(p.exact.map(Math.abs), xt.map(Math.abs), rows, cols);
+      for (let r = 0; r < rows; r++) {
+        const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + 1e-30;
+        assert.ok(Math.abs(got[t * rows + r]! - want[r]!) <= tol, `${format} token ${t} row ${r}: got ${got[t * rows + r]}, want ${want[r]}`);
+      }
+    }
+  }
+  for (const format of ['f32', 'f16', 'bf16', 'q8', 'q4'] as const) {
+    test(`${format}: partial tiles in every dimension`, () => runMM(format, 70, format === 'q4' ? 128 : 96, 37));
+  }
+  test('q4 groups of 32 and 128; row ranges past the storage-buffer range', () => {
+    runMM('q4', 64, 256, 5, { group: 32 });
+    runMM('q4', 64, 256, 5, { group: 128 });
+    runMM('bf16', 200, 128, 9, { maxRange: 64 * 256 });
+  });
+});
+

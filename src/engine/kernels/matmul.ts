@@ -1,0 +1,47 @@
+/**
+ * Matrix x matrix (prefill): Y[tokens, rows] = X[tokens, cols] W[rows, cols]^T, W in any weight
+ * format (docs/formats.md), dequantized tile by tile in shared memory. Same row-range splitting as
+ * matrix x vector for weights beyond maxStorageBufferRange.
+ */
+import type { Commands } from '../vulkan/commands.js';
+import type { Device } from '../vulkan/device.js';
+import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
+import { Kernel } from '../vulkan/pipeline.js';
+import { type GpuMatrix, rowRanges } from './matvec.js';
+
+const BM = 64;
+const BN = 32;
+
+export class MatMul {
+  private readonly kernels = new Map<string, Kernel>();
+  private dummy: GpuBuffer | undefined;
+
+  constructor(readonly device: Device, private readonly alloc: Allocator) {}
+
+  private kernel(m: GpuMatrix): Kernel {
+    const key = `${m.format}/${m.format === 'q4' ? m.group : 0}`;
+    let k = this.kernels.get(key);
+    if (k === undefined) {
+      k = new Kernel(this.device, { variant: `matmul_${m.format}`, bindings: 4, pushBytes: 20, spec: [m.group] }, 4096);
+      this.kernels.set(key, k);
+    }
+    return k;
+  }
+
+  /** Records Y = X W^T for `tokens` rows of X. */
+  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, tokens: number, opts: { maxRange?: number } = {}): void {
+    const kernel = this.kernel(m);
+    this.dummy ??= this.alloc.alloc(16, 'matmul params placeholder');
+    const maxY = this.device.info.maxComputeWorkGroupCount[1]!;
+    if (Math.ceil(tokens / BN) > maxY) throw new RangeError(`matmul: ${tokens} tokens in one dispatch exceed the device's grid; split the batch`);
+    for (const r of rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
+      const set = kernel.bind([
+        { buffer: m.w, offset: r.wOffset, size: r.wBytes },
+        m.params === null ? { buffer: this.dummy } : { buffer: m.params, offset: r.pOffset, size: r.pBytes },
+        { buffer: x, size: tokens * m.cols * 4 },
+        { buffer: y },
+      ]);
+      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, tokens, r.start, m.rows]), [Math.ceil(r.rows / BM), Math.ceil(tokens / BN)]);
+    }
+  }
+}
