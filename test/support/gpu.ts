@@ -2,7 +2,10 @@
  * One Vulkan device for a test file. On CI and developer machines without a GPU this is Mesa's
  * lavapipe: the same engine code path as on a GPU. No device is a failure, never a skip.
  */
-import { Device } from '../../src/engine/vulkan/device.js';
+import assert from 'node:assert/strict';
+import { after } from 'node:test';
+import { Device, validationEnabled } from '../../src/engine/vulkan/device.js';
+import { takeValidationMessages } from '../../src/engine/vulkan/validation.js';
 import { Allocator } from '../../src/engine/vulkan/memory.js';
 import { Commands } from '../../src/engine/vulkan/commands.js';
 
@@ -12,8 +15,17 @@ export interface Gpu {
   cmds: Commands;
 }
 
+/**
+ * Opens the device with Khronos validation on when the layer is installed (CI installs it); the
+ * test file fails if any Vulkan call was invalid.
+ */
 export function openGpu(): Gpu {
+  process.env['UNICORN_VALIDATION'] ??= '1';
   const device = Device.open();
+  after(() => {
+    const errors = takeValidationMessages().filter((m) => m.severity === 'error');
+    assert.deepEqual(errors, [], `Vulkan validation errors (validation ${validationEnabled() ? 'on' : 'off'})`);
+  });
   return { device, alloc: new Allocator(device), cmds: new Commands(device) };
 }
 

@@ -8,6 +8,7 @@ import {
   PhysicalDeviceMemoryProperties2, PhysicalDeviceProperties2, QueueFamilyProperties, SubgroupProperties,
   Vulkan11Features, Vulkan12Features, VK, VulkanError, check, create, koffi, vk, type Handle,
 } from './ffi.js';
+import { VALIDATION_LAYER, installMessenger, validationAvailable, validationRequested } from './validation.js';
 
 export interface MemoryHeapInfo {
   readonly index: number;
@@ -62,6 +63,12 @@ const version = (v: number) => `${v >>> 22}.${(v >>> 12) & 0x3ff}.${v & 0xfff}`;
 const toNum = (v: unknown) => Number(v as number | bigint);
 
 let instance: Handle | undefined;
+let validationActive = false;
+
+/** Whether the Khronos validation layer is checking this process's Vulkan calls. */
+export function validationEnabled(): boolean {
+  return validationActive;
+}
 
 /** The process-wide Vulkan instance (created on first use). */
 export function vulkanInstance(): Handle {
@@ -72,11 +79,16 @@ export function vulkanInstance(): Handle {
   if (v[0] < VK.API_VERSION_1_2) {
     throw new VulkanError(`the Vulkan loader is version ${version(v[0])}; unicorn needs Vulkan 1.2`, undefined, { hint: 'update libvulkan1 and your GPU driver' });
   }
+  const validate = validationRequested() && validationAvailable();
+  const layers = validate ? [VALIDATION_LAYER] : [];
+  const extensions = validate ? ['VK_EXT_debug_utils'] : [];
   instance = create('vkCreateInstance', (out) => api.vkCreateInstance({
     sType: VK.ST_INSTANCE_CREATE_INFO, pNext: null, flags: 0,
     pApplicationInfo: { sType: VK.ST_APPLICATION_INFO, pNext: null, pApplicationName: 'unicorn', applicationVersion: 1, pEngineName: 'unicorn', engineVersion: 1, apiVersion: VK.API_VERSION_1_2 },
-    enabledLayerCount: 0, ppEnabledLayerNames: null, enabledExtensionCount: 0, ppEnabledExtensionNames: null,
+    enabledLayerCount: layers.length, ppEnabledLayerNames: layers, enabledExtensionCount: extensions.length, ppEnabledExtensionNames: extensions,
   }, null, out));
+  if (validate) installMessenger(instance);
+  validationActive = validate;
   return instance;
 }
 

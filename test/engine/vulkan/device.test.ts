@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { type DeviceInfo, chooseDevice } from '../../../src/engine/vulkan/device.js';
-import { VulkanError } from '../../../src/engine/vulkan/ffi.js';
+import { type DeviceInfo, chooseDevice, validationEnabled } from '../../../src/engine/vulkan/device.js';
+import { VK, VulkanError, vk } from '../../../src/engine/vulkan/ffi.js';
+import { takeValidationMessages, validationAvailable } from '../../../src/engine/vulkan/validation.js';
 import { OutOfDeviceMemoryError } from '../../../src/engine/vulkan/memory.js';
 import { openGpu } from '../../support/gpu.js';
 
@@ -62,3 +63,16 @@ test('memory: sub-allocated from blocks, counted per heap; too much is a clear o
   gpu.alloc.free(a);
   gpu.alloc.free(b);
 });
+
+test('tests run under Khronos validation when it is installed, and it catches invalid calls', () => {
+  assert.equal(validationEnabled(), validationAvailable());
+  if (!validationEnabled()) return;
+  takeValidationMessages();
+  const out: [bigint | null] = [null];
+  // A zero-sized buffer is invalid (VUID-VkBufferCreateInfo-size-00912).
+  vk().vkCreateBuffer(gpu.device.handle, { sType: VK.ST_BUFFER_CREATE_INFO, pNext: null, flags: 0, size: 0, usage: VK.BUFFER_USAGE_STORAGE, sharingMode: 0, queueFamilyIndexCount: 0, pQueueFamilyIndices: null }, null, out);
+  if (out[0] !== null) vk().vkDestroyBuffer(gpu.device.handle, out[0], null);
+  const caught = takeValidationMessages();
+  assert.ok(caught.some((m) => m.severity === 'error' && /size/.test(m.message)), JSON.stringify(caught).slice(0, 300));
+});
+
