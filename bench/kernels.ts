@@ -9,7 +9,9 @@
  * Buffers are larger than the last-level cache except the 4096x4096 quantized ones (on an H100's
  * 50 MB L2 those read partly from cache; the big shapes are the honest figures).
  */
+import { MatMul } from '../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
+import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
@@ -118,6 +120,38 @@ for (const [r, c, what] of shapes) {
 const header = ['shape', 'what', 'format', 'RxT', 'MiB read', 'µs', 'GB/s', 'of copy'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
+// Fused gate/up + activation against two matvecs and the activation kernel; batched prefill against
+// the same tokens one matvec at a time. Gemma 3 27B's gate/up shape.
+{
+  const [r, c] = quick ? [512, 1024] : [21504, 5376];
+  const tokens = quick ? 16 : 512;
+  const ops = new Ops(device);
+  const mm = new MatMul(device, alloc);
+  const x = alloc.alloc(c * 4 * tokens, 'x');
+  fill(x, 'float32');
+  const y = alloc.alloc(r * 4 * tokens, 'y');
+  const y2 = alloc.alloc(r * 4, 'y2');
+  console.log(`\nfused and batched, ${r}x${c}:`);
+  console.log('format  gate+up+act fused  separate  speed-up  |  prefill ' + tokens + ' tokens: matmul  matvec x' + tokens + '  speed-up');
+  for (const format of ['bf16', 'q8', 'q4'] as const) {
+    const mats = [0, 1].map(() => {
+      const w = alloc.alloc(r * matrixRowBytes(format, c), 'w');
+      fill(w, format === 'bf16' ? 'half' : 'bytes');
+      const pb = r * paramsRowBytes(format, c, 64);
+      let params: GpuBuffer | null = null;
+      if (pb > 0) { params = alloc.alloc(pb, 'p'); fill(params, format === 'q8' ? 'float32' : 'half'); }
+      return { format, rows: r, cols: c, group: 64, w, params } as GpuMatrix;
+    });
+    const [g, u] = mats as [GpuMatrix, GpuMatrix];
+    const fused = timeBest(() => mv.record(cmds, g, x, y, { up: u, act: 'gelu_tanh' }), quick ? 2 : 50, quick ? 2 : 5);
+    const separate = timeBest(() => { mv.record(cmds, g, x, y); mv.record(cmds, u, x, y2); cmds.barrier(); ops.gated(cmds, 'gelu_tanh', y, y2, y, r); }, quick ? 2 : 50, quick ? 2 : 5);
+    const batched = timeBest(() => mm.record(cmds, g, x, y, tokens), quick ? 1 : 3, quick ? 1 : 3);
+    const perToken = timeBest(() => mv.record(cmds, g, x, y), quick ? 2 : 20, quick ? 2 : 5) * tokens;
+    console.log(`${format.padEnd(6)}  ${(fused * 1e6).toFixed(1).padStart(15)} µs  ${(separate * 1e6).toFixed(1).padStart(6)} µs  ${(separate / fused).toFixed(2).padStart(7)}x  |  ${(batched * 1e3).toFixed(2).padStart(20)} ms  ${(perToken * 1e3).toFixed(2).padStart(8)} ms  ${(perToken / batched).toFixed(2).padStart(7)}x`);
+    for (const m of mats) { alloc.free(m.w); if (m.params) alloc.free(m.params); }
+  }
+}
+
 console.log('\ntilings, rows x threads per tile (share of the copy rate):');
 const sh = ['shape', 'format', ...sweep.keys()];
 for (const line of [sh, ...sweepRows]) console.log(line.map((v, i) => (i < 2 ? v.padEnd(11) : v.padStart(6))).join('  '));

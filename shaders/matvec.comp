@@ -5,6 +5,10 @@
 // T threads (a multiple of the subgroup size) share a tile of R rows and stride over it in 16-byte
 // blocks: each slice of x is loaded once for R rows. A workgroup holds local_size_x / T tiles.
 // Partial sums meet through subgroupAdd, then shared memory.
+// Fused variants (specialization constants):
+//   GLU = 1 (GELU-tanh) or 2 (SiLU): a second matrix U (the up projection) is read beside W (the gate),
+//     and y = act(W x) * (U x): the gated MLP's first half in one pass over x.
+//   BIAS = 1: y += bias (Qwen 2's q/k/v; with q, k and v stacked in one matrix, QKV is one dispatch).
 // Workgroups may be laid out in 2-D (x * y) when one dimension would exceed the device's limit.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -15,19 +19,24 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint T = 32;      // threads per tile of rows
 layout(constant_id = 2) const uint GROUP = 64;  // W_Q4: values per (scale, min) group
-layout(constant_id = 3) const uint R = 4;       // rows per tile (1 to 4): each x slice loaded once serves R rows
-#define MAX_R 4
+layout(constant_id = 3) const uint R = 2;       // rows per tile: 1 to 4 (1 to 2 with GLU)
+layout(constant_id = 4) const uint GLU = 0;     // 0 none, 1 GELU-tanh, 2 SiLU
+layout(constant_id = 5) const uint BIAS = 0;
+#define SLOTS 4
 
 layout(push_constant) uniform Push {
   uint rows;     // rows in this dispatch (the bound range of W)
   uint cols;
-  uint yOffset;  // index in y of this dispatch's first row
+  uint yOffset;  // index in y (and in bias) of this dispatch's first row
 } pc;
 
 layout(std430, binding = 0) readonly buffer Weights { uvec4 w[]; };
 layout(std430, binding = 1) readonly buffer Params { uint params[]; };
 layout(std430, binding = 2) readonly buffer Input { vec4 x[]; };
 layout(std430, binding = 3) writeonly buffer Output { float y[]; };
+layout(std430, binding = 4) readonly buffer Weights2 { uvec4 w2[]; };
+layout(std430, binding = 5) readonly buffer Params2 { uint params2[]; };
+layout(std430, binding = 6) readonly buffer Bias { float bias[]; };
 
 #if defined(W_F32)
 const uint VALS = 4;
@@ -42,7 +51,7 @@ const uint VALS = 32;
 #endif
 const uint NX = VALS / 4;  // vec4s of x per 16-byte block of weights
 
-shared float partial[gl_WorkGroupSize.x * MAX_R];
+shared float partial[gl_WorkGroupSize.x * SLOTS];
 
 #if defined(W_Q4)
 // With 8 vec4s of x per lane, lanes reading x straight from memory stride 128 bytes apart, so each
@@ -55,8 +64,8 @@ shared vec4 xChunk[T * (NX + 1)];
 #endif
 
 // Dot product of one 16-byte block of a row's weights with the matching slice of x (xs).
-// sx: W_Q4 only, the sum of the slice.
-float blockDot(uvec4 u, vec4 xs[NX], float sx, uint b, uint row) {
+// W_Q4: p is the block's group word (f16 scale, f16 minimum) and sx the sum of the slice.
+float blockDot(uvec4 u, vec4 xs[NX], float sx, uint p) {
 #if defined(W_F32)
   return dot(uintBitsToFloat(u), xs[0]);
 #elif defined(W_F16)
@@ -69,13 +78,28 @@ float blockDot(uvec4 u, vec4 xs[NX], float sx, uint b, uint row) {
   return dot(unpackS8(u.x), xs[0]) + dot(unpackS8(u.y), xs[1]) + dot(unpackS8(u.z), xs[2]) + dot(unpackS8(u.w), xs[3]);
 #elif defined(W_Q4)
   // sum((q * d + m) * x) = d * sum(q * x) + m * sum(x); a block lies inside one group.
-  const vec2 dm = unpackHalf2x16(params[row * (pc.cols / GROUP) + (b * VALS) / GROUP]);
+  const vec2 dm = unpackHalf2x16(p);
   const float qx = dot(unpackU4lo(u.x), xs[0]) + dot(unpackU4hi(u.x), xs[1]) +
                    dot(unpackU4lo(u.y), xs[2]) + dot(unpackU4hi(u.y), xs[3]) +
                    dot(unpackU4lo(u.z), xs[4]) + dot(unpackU4hi(u.z), xs[5]) +
                    dot(unpackU4lo(u.w), xs[6]) + dot(unpackU4hi(u.w), xs[7]);
   return dm.x * qx + dm.y * sx;
 #endif
+}
+
+// Group word of block b of a row (W_Q4), from the first or the second matrix.
+uint groupWord(uint row, uint b, bool second) {
+#if defined(W_Q4)
+  const uint i = row * (pc.cols / GROUP) + (b * VALS) / GROUP;
+  return second ? params2[i] : params[i];
+#else
+  return 0u;
+#endif
+}
+
+float activate(float g) {
+  if (GLU == 1u) return 0.5 * g * (1.0 + tanh(clamp(0.7978845608028654 * (g + 0.044715 * g * g * g), -10.0, 10.0)));
+  return g / (1.0 + exp(-g));
 }
 
 void main() {
@@ -86,8 +110,9 @@ void main() {
   const uint lane = local % T;
   const uint blocks = pc.cols / VALS;
 
-  // Four named accumulators rather than an array: `R > k` folds away when the pipeline is
-  // specialized, so nothing is indexed dynamically and everything stays in registers.
+  // Accumulator slots: k < R for rows row0 + k of W; with GLU, 2 + k for the same rows of U.
+  // Named, not an array: `R > k` and GLU fold away when the pipeline is specialized, so nothing is
+  // indexed dynamically and everything stays in registers.
   float acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
   const uint nr = row0 < pc.rows ? min(R, pc.rows - row0) : 0;
   const uint base = row0 * blocks;
@@ -103,9 +128,7 @@ void main() {
       float sx = 0.0;
       for (uint i = 0; i < NX; i++) {
         xs[i] = xChunk[lane * (NX + 1) + i];
-#if defined(W_Q4)
         sx += dot(xs[i], vec4(1.0));
-#endif
       }
 #else
   if (nr > 0) {
@@ -114,31 +137,46 @@ void main() {
       const float sx = 0.0;
       for (uint i = 0; i < NX; i++) xs[i] = x[NX * b + i];
 #endif
-      acc0 += blockDot(w[base + b], xs, sx, b, row0);
-      if (R > 1 && nr > 1) acc1 += blockDot(w[base + blocks + b], xs, sx, b, row0 + 1);
-      if (R > 2 && nr > 2) acc2 += blockDot(w[base + 2 * blocks + b], xs, sx, b, row0 + 2);
-      if (R > 3 && nr > 3) acc3 += blockDot(w[base + 3 * blocks + b], xs, sx, b, row0 + 3);
+      acc0 += blockDot(w[base + b], xs, sx, groupWord(row0, b, false));
+      if (R > 1 && nr > 1) acc1 += blockDot(w[base + blocks + b], xs, sx, groupWord(row0 + 1, b, false));
+      if (GLU != 0u) {
+        acc2 += blockDot(w2[base + b], xs, sx, groupWord(row0, b, true));
+        if (R > 1 && nr > 1) acc3 += blockDot(w2[base + blocks + b], xs, sx, groupWord(row0 + 1, b, true));
+      } else {
+        if (R > 2 && nr > 2) acc2 += blockDot(w[base + 2 * blocks + b], xs, sx, groupWord(row0 + 2, b, false));
+        if (R > 3 && nr > 3) acc3 += blockDot(w[base + 3 * blocks + b], xs, sx, groupWord(row0 + 3, b, false));
+      }
     }
 #if defined(SHARED_X)
     barrier();
 #endif
   }
-  const uint sg = gl_SubgroupID * MAX_R;
+  const uint sg = gl_SubgroupID * SLOTS;
+  const bool use1 = R > 1;
+  const bool use2 = GLU != 0u || R > 2;
+  const bool use3 = (GLU != 0u && R > 1) || R > 3;
   float s0 = subgroupAdd(acc0);
   if (subgroupElect()) partial[sg] = s0;
-  if (R > 1) { float s1 = subgroupAdd(acc1); if (subgroupElect()) partial[sg + 1] = s1; }
-  if (R > 2) { float s2 = subgroupAdd(acc2); if (subgroupElect()) partial[sg + 2] = s2; }
-  if (R > 3) { float s3 = subgroupAdd(acc3); if (subgroupElect()) partial[sg + 3] = s3; }
+  if (use1) { float s1 = subgroupAdd(acc1); if (subgroupElect()) partial[sg + 1] = s1; }
+  if (use2) { float s2 = subgroupAdd(acc2); if (subgroupElect()) partial[sg + 2] = s2; }
+  if (use3) { float s3 = subgroupAdd(acc3); if (subgroupElect()) partial[sg + 3] = s3; }
   barrier();
-  // Lane r of the tile finishes row row0 + r.
+  // Lane k of the tile finishes row row0 + k.
   const uint row = row0 + lane;
   if (lane < R && row < pc.rows) {
     const uint perTile = T / gl_SubgroupSize;
     float total = 0.0;
-    for (uint i = 0; i < perTile; i++) total += partial[((local / T) * perTile + i) * MAX_R + lane];
+    float up = 0.0;
+    for (uint i = 0; i < perTile; i++) {
+      const uint at = ((local / T) * perTile + i) * SLOTS;
+      total += partial[at + lane];
+      if (GLU != 0u) up += partial[at + 2 + lane];
+    }
 #if defined(W_Q8)
     total *= uintBitsToFloat(params[row]);
+    if (GLU != 0u) up *= uintBitsToFloat(params2[row]);
 #endif
-    y[pc.yOffset + row] = total;
+    if (BIAS != 0u) total += bias[pc.yOffset + row];
+    y[pc.yOffset + row] = GLU != 0u ? activate(total) * up : total;
   }
 }

@@ -121,32 +121,45 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormatName, group: number, t: Tiling): Kernel {
-    const key = `${format}/${format === 'q4' ? group : 0}/${t.rows}/${t.threads}`;
+  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false): Kernel {
+    const key = `${format}/${format === 'q4' ? group : 0}/${t.rows}/${t.threads}/${glu}/${bias ? 1 : 0}`;
     let k = this.kernels.get(key);
     if (k === undefined) {
-      k = new Kernel(this.device, { variant: `matvec_${format}`, bindings: 4, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, group, t.rows] }, 4096);
+      k = new Kernel(this.device, { variant: `matvec_${format}`, bindings: 7, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, group, t.rows, glu, bias ? 1 : 0] }, 4096);
       this.kernels.set(key, k);
     }
     return k;
   }
 
   /**
-   * Records y = W x. Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
+   * Records y = W x, or with `up` and `act` the fused gated MLP input y = act(W x) * (U x), and with
+   * `bias` y += bias. Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
    * (128 MiB on lavapipe), each bound at its offset and dispatched on its own.
    */
-  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number } = {}): void {
-    const tiling = this.tiling(m);
-    const kernel = this.kernel(m.format, m.group, tiling);
+  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer } = {}): void {
+    const up = opts.up;
+    if (up !== undefined && (up.format !== m.format || up.rows !== m.rows || up.cols !== m.cols || up.group !== m.group)) {
+      throw new VulkanError(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
+    }
+    if ((up === undefined) !== (opts.act === undefined)) throw new VulkanError('fused gate/up needs both the up matrix and the activation');
+    const glu = opts.act === undefined ? 0 : opts.act === 'gelu_tanh' ? 1 : 2;
+    const base = this.tiling(m);
+    const tiling = glu === 0 ? base : { rows: Math.min(base.rows, 2), threads: base.threads };
+    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
-    this.dummy ??= this.alloc.alloc(16, 'matvec params placeholder');
+    this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
+    const dummy = { buffer: this.dummy };
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     for (const r of ranges) {
+      const params = (mat: GpuMatrix) => (mat.params === null ? dummy : { buffer: mat.params, offset: r.pOffset, size: r.pBytes });
       const set = kernel.bind([
         { buffer: m.w, offset: r.wOffset, size: r.wBytes },
-        m.params === null ? { buffer: this.dummy } : { buffer: m.params, offset: r.pOffset, size: r.pBytes },
+        params(m),
         { buffer: x, size: m.cols * 4 },
         { buffer: y },
+        up === undefined ? dummy : { buffer: up.w, offset: r.wOffset, size: r.wBytes },
+        up === undefined ? dummy : params(up),
+        opts.bias === undefined ? dummy : { buffer: opts.bias },
       ]);
       const [gx, gy] = grid(Math.ceil(r.rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
       cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, r.start]), [gx, gy]);

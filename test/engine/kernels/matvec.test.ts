@@ -3,6 +3,7 @@ import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
 import { MatMul } from '../../../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type WeightFormatName } from '../../../src/engine/kernels/matvec.js';
+import { gatedRef } from '../../../src/engine/kernels/reference.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
 import { openGpu, randomFloats } from '../../support/gpu.js';
@@ -94,6 +95,50 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       const err = Math.sqrt(y.reduce((a, v, i) => a + (v - exact[i]!) ** 2, 0)) / norm;
       assert.ok(err < bound, `${format}: relative error ${err.toFixed(4)} over ${bound}`);
     }
+  });
+});
+
+describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
+  function upload(format: WeightFormatName, w: Float32Array, rows: number, cols: number) {
+    const p = prepare(format, w, rows, cols);
+    const m: GpuMatrix = { format, rows, cols, group: 64, w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params') };
+    return { m, exact: p.exact };
+  }
+  for (const format of ['bf16', 'q8', 'q4'] as const) {
+    for (const act of ['gelu_tanh', 'silu'] as const) {
+      test(`${format}: gate and up projections with ${act} in one dispatch`, () => {
+        const rows = 77;
+        const cols = 256;
+        const gate = upload(format, randomFloats(rows * cols, 31), rows, cols);
+        const up = upload(format, randomFloats(rows * cols, 32), rows, cols);
+        const x = randomFloats(cols, 33);
+        const y = gpu.alloc.alloc(rows * 4, 'y');
+        gpu.cmds.begin();
+        mv.record(gpu.cmds, gate.m, uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x'), y, { up: up.m, act, maxRange: 64 * 512 });
+        gpu.cmds.submitAndWait();
+        const got = new Float32Array(rows);
+        download(gpu.alloc, gpu.cmds, y, new Uint8Array(got.buffer));
+        const want = gatedRef(act, matvecRef(gate.exact, x, rows, cols), matvecRef(up.exact, x, rows, cols));
+        for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-4 * (1 + Math.abs(want[r]!)), `${format} ${act} row ${r}: ${got[r]} vs ${want[r]}`);
+      });
+    }
+  }
+  test('q, k and v stacked in one matrix with biases: one dispatch equals three', () => {
+    const cols = 128;
+    const [q, k, v] = [64, 32, 32];
+    const rows = q + k + v;
+    const w = randomFloats(rows * cols, 41);
+    const bias = randomFloats(rows, 42);
+    const x = randomFloats(cols, 43);
+    const mat = upload('bf16', w, rows, cols);
+    const y = gpu.alloc.alloc(rows * 4, 'qkv');
+    gpu.cmds.begin();
+    mv.record(gpu.cmds, mat.m, uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x'), y, { bias: uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(bias.buffer), 'bias'), maxRange: 64 * 256 });
+    gpu.cmds.submitAndWait();
+    const got = new Float32Array(rows);
+    download(gpu.alloc, gpu.cmds, y, new Uint8Array(got.buffer));
+    const want = matvecRef(mat.exact, x, rows, cols).map((val, i) => val + bias[i]!);
+    for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * (1 + Math.abs(want[r]!)), `row ${r}: ${got[r]} vs ${want[r]}`);
   });
 });
 
