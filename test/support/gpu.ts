@@ -26,7 +26,8 @@ export function openGpu(): Gpu {
     const errors = takeValidationMessages().filter((m) => m.severity === 'error');
     assert.deepEqual(errors, [], `Vulkan validation errors (validation ${validationEnabled() ? 'on' : 'off'})`);
   });
-  return { device, alloc: new Allocator(device), cmds: new Commands(device) };
+  // Device memory unmapped, as on a discrete GPU: uploads and read-backs take the staging paths.
+  return { device, alloc: new Allocator(device, { mapDeviceMemory: false }), cmds: new Commands(device) };
 }
 
 /** Deterministic pseudo-random floats in [-1, 1). */

@@ -81,14 +81,27 @@ export class Ops {
     cmds.dispatch(k, set, new Uint32Array([tokens, hidden, f32bits(scale), vocab]), [Math.min(Math.ceil(hidden / WG), 64), tokens]);
   }
 
-  /** Stores src [tokens, kvHeads, headDim] into an f16 cache [kvHeads, capacity, headDim] at pos % capacity. */
+  /**
+   * Stores src [tokens, kvHeads, headDim] into an f16 cache [kvHeads, capacity, headDim] at
+   * pos % capacity. At most `capacity` tokens at once: more would write one slot twice in the same
+   * dispatch (a race). Sliding layers prefill in chunks that fit (see attention()).
+   */
   kvStore(cmds: Commands, src: GpuBuffer, positions: GpuBuffer, cache: GpuBuffer, tokens: number, kvHeads: number, headDim: number, capacity: number): void {
+    if (tokens > capacity) throw new RangeError(`kv store: ${tokens} tokens at once overflow a cache of ${capacity} slots; store in chunks of at most ${capacity}`);
     const k = this.kernel({ variant: 'kv_store', bindings: 3, pushBytes: 16, spec: [WG] });
     this.dispatch(cmds, k, [src, positions, cache], new Uint32Array([tokens, kvHeads, headDim, capacity]), Math.ceil((tokens * kvHeads * headDim) / 2 / WG));
   }
 
-  /** o [tokens, heads, headDim] = softmax(q k^T) v over the cache, causal, windowed, softcapped. */
+  /**
+   * o [tokens, heads, headDim] = softmax(q k^T) v over the cache, causal, windowed, softcapped.
+   * The keys of all `tokens` queries must be in the cache at once: a sliding layer's ring needs
+   * capacity >= window + tokens - 1, so a long prompt is prefilled in chunks of at most
+   * capacity - window + 1 tokens (store the chunk's keys, then attend).
+   */
   attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape): void {
+    if (s.window > 0 && s.capacity < s.window + s.tokens - 1) {
+      throw new RangeError(`attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`);
+    }
     if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);
     const k = this.kernel({ variant: 'attention', bindings: 5, pushBytes: 32, spec: [128, 256] });
     const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap)]);

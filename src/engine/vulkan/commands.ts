@@ -37,6 +37,9 @@ export class Commands {
   }
 
   begin(opts: { reusable?: boolean } = {}): this {
+    // Beginning again would silently drop what is being recorded (e.g. an upload through staging
+    // on the same Commands in the middle of recording a step): refuse instead.
+    if (this.recording) throw new Error('Commands.begin(): a recording is already open; submit or end it first (upload inputs before recording)');
     const api = vk();
     this.wait();
     check(api.vkResetCommandBuffer(this.cb, 0) as number, 'vkResetCommandBuffer');

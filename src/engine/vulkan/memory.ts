@@ -51,9 +51,18 @@ export class Allocator {
   private readonly live = new Map<Handle, { buffer: GpuBuffer }>();
   readonly usage = new Map<number, HeapUsage>();
 
-  constructor(device: Device, opts: { blockSize?: number } = {}) {
+  /** Whether device-placement memory that happens to be host-visible is mapped (direct uploads). */
+  readonly mapDeviceMemory: boolean;
+
+  /**
+   * `mapDeviceMemory: false` treats device memory as a discrete GPU's: never written by the host, so
+   * uploads go through staging. Tests use it so that lavapipe (all memory host-visible) runs the
+   * same staging paths as an NVIDIA or AMD card.
+   */
+  constructor(device: Device, opts: { blockSize?: number; mapDeviceMemory?: boolean } = {}) {
     this.device = device;
     this.blockSize = Math.min(opts.blockSize ?? 256 * MiB, device.info.maxMemoryAllocationSize);
+    this.mapDeviceMemory = opts.mapDeviceMemory ?? true;
     device.onDestroy(() => this.destroy());
   }
 
@@ -61,7 +70,9 @@ export class Allocator {
   private candidates(placement: Placement, typeBits: number): MemoryTypeInfo[] {
     const types = this.device.info.memoryTypes.filter((t) => (typeBits & (1 << t.index)) !== 0);
     const score = (t: MemoryTypeInfo): number => {
-      if (placement === 'device') return (t.deviceLocal ? 0 : 10) + (t.hostVisible ? 1 : 0);
+      // Device placement: device-local first; among those, host-visible ones (APU carve-out, resizable
+      // BAR) first, so uploads write straight into them; then host memory the GPU reaches (GTT).
+      if (placement === 'device') return t.deviceLocal ? (t.hostVisible && this.mapDeviceMemory ? 0 : 1) : 10;
       // Host placement (staging, read-back): host-visible and coherent, cached preferred, not VRAM.
       if (!t.hostVisible || !t.hostCoherent) return 100;
       return (t.hostCached ? 0 : 1) + (t.deviceLocal ? 2 : 0);
@@ -69,14 +80,14 @@ export class Allocator {
     return types.filter((t) => score(t) < 100 && (placement === 'host' || t.deviceLocal || t.hostVisible)).sort((a, b) => score(a) - score(b));
   }
 
-  private newBlock(type: MemoryTypeInfo, size: number): Block | undefined {
+  private newBlock(type: MemoryTypeInfo, size: number, map: boolean): Block | undefined {
     const api = vk();
     const out: [Handle | null] = [null];
     const r = api.vkAllocateMemory(this.device.handle, { sType: VK.ST_MEMORY_ALLOCATE_INFO, pNext: null, allocationSize: size, memoryTypeIndex: type.index }, null, out) as number;
     if (r === -1 || r === -2) return undefined; // out of host or device memory: try the next type
     check(r, `vkAllocateMemory(${size} bytes, memory type ${type.index})`);
     let mapped: bigint | null = null;
-    if (type.hostVisible) {
+    if (map) {
       const p: [bigint | null] = [null];
       check(api.vkMapMemory(this.device.handle, out[0], 0, VK.WHOLE_SIZE, 0, p) as number, 'vkMapMemory');
       mapped = p[0];
@@ -112,12 +123,13 @@ export class Allocator {
     const need = Number(req.size);
     const align = Math.max(Number(req.alignment), info.minStorageBufferOffsetAlignment);
     for (const type of this.candidates(placement, req.memoryTypeBits)) {
-      let block = this.blocks.find((b) => b.type.index === type.index && align * Math.ceil(b.used / align) + need <= b.size);
+      const map = type.hostVisible && (placement === 'host' || this.mapDeviceMemory);
+      let block = this.blocks.find((b) => b.type.index === type.index && (b.mapped !== null) === map && align * Math.ceil(b.used / align) + need <= b.size);
       if (block === undefined) {
         const heap = info.heaps[type.heap]!;
         const budget = heap.budget ?? heap.size;
         if ((this.usage.get(type.heap)?.blocksBytes ?? 0) + need > budget) continue;
-        block = this.newBlock(type, Math.max(need, Math.min(this.blockSize, budget - (this.usage.get(type.heap)?.blocksBytes ?? 0))));
+        block = this.newBlock(type, Math.max(need, Math.min(this.blockSize, budget - (this.usage.get(type.heap)?.blocksBytes ?? 0))), map);
         if (block === undefined) continue;
       }
       const offset = align * Math.ceil(block.used / align);

@@ -113,8 +113,9 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
         const up = upload(format, randomFloats(rows * cols, 32), rows, cols);
         const x = randomFloats(cols, 33);
         const y = gpu.alloc.alloc(rows * 4, 'y');
+        const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
         gpu.cmds.begin();
-        mv.record(gpu.cmds, gate.m, uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x'), y, { up: up.m, act, maxRange: 64 * 512 });
+        mv.record(gpu.cmds, gate.m, xb, y, { up: up.m, act, maxRange: 64 * 512 });
         gpu.cmds.submitAndWait();
         const got = new Float32Array(rows);
         download(gpu.alloc, gpu.cmds, y, new Uint8Array(got.buffer));
@@ -132,8 +133,10 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
     const x = randomFloats(cols, 43);
     const mat = upload('bf16', w, rows, cols);
     const y = gpu.alloc.alloc(rows * 4, 'qkv');
+    const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
+    const bb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(bias.buffer), 'bias');
     gpu.cmds.begin();
-    mv.record(gpu.cmds, mat.m, uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x'), y, { bias: uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(bias.buffer), 'bias'), maxRange: 64 * 256 });
+    mv.record(gpu.cmds, mat.m, xb, y, { bias: bb, maxRange: 64 * 256 });
     gpu.cmds.submitAndWait();
     const got = new Float32Array(rows);
     download(gpu.alloc, gpu.cmds, y, new Uint8Array(got.buffer));
@@ -154,8 +157,9 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
       params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'),
     };
     const yb = gpu.alloc.alloc(tokens * rows * 4, 'y');
+    const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
     gpu.cmds.begin();
-    mm.record(gpu.cmds, m, uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x'), yb, tokens, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
+    mm.record(gpu.cmds, m, xb, yb, tokens, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
     gpu.cmds.submitAndWait();
     const got = new Float32Array(tokens * rows);
     download(gpu.alloc, gpu.cmds, yb, new Uint8Array(got.buffer));

@@ -17,6 +17,7 @@ const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.b
 const put = (a: ArrayBufferView, label = 'input') => uploadNew(gpu.alloc, gpu.cmds, bytes(a), label);
 const getF32 = (b: GpuBuffer, n: number) => { const out = new Float32Array(n); download(gpu.alloc, gpu.cmds, b, bytes(out)); return out; };
 const getU32 = (b: GpuBuffer, n: number) => { const out = new Uint32Array(n); download(gpu.alloc, gpu.cmds, b, bytes(out)); return out; };
+/** Records and runs; inputs must be uploaded before (an upload may itself use gpu.cmds). */
 const run = (record: () => void) => { gpu.cmds.begin(); record(); gpu.cmds.submitAndWait(); };
 
 function close(got: Float32Array, want: Float32Array, rel: number, abs: number, what: string): void {
@@ -33,7 +34,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const x = randomFloats(rows * n, n).map((v) => v * 3);
       const w = randomFloats(n, n + 1);
       const xb = put(x);
-      run(() => ops.rmsnorm(gpu.cmds, xb, put(w), xb, rows, n, 1e-6, offset));
+      const wb = put(w);
+      run(() => ops.rmsnorm(gpu.cmds, xb, wb, xb, rows, n, 1e-6, offset));
       // f32 sum of squares over n values against f64: a few ulps times sqrt(n).
       close(getF32(xb, rows * n), rmsnormRef(x, w, rows, n, 1e-6, offset), 1e-5, 1e-6, `rmsnorm ${rows}x${n}`);
     }
@@ -52,7 +54,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const table = ropeTable(inverseFrequencies(rope, d), positions);
       const x = randomFloats(tokens * heads * d, 3);
       const xb = put(x);
-      run(() => ops.rope(gpu.cmds, xb, put(table), tokens, heads, d));
+      const tb = put(table);
+      run(() => ops.rope(gpu.cmds, xb, tb, tokens, heads, d));
       close(getF32(xb, x.length), ropeRef(x, table, tokens, heads, d), 1e-6, 1e-6, `rope ${rope.scaling.kind}`);
     }
   });
@@ -78,7 +81,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const u = randomFloats(n, 12);
     for (const act of ['gelu_tanh', 'silu'] as const) {
       const out = gpu.alloc.alloc(n * 4, 'out');
-      run(() => ops.gated(gpu.cmds, act, put(g), put(u), out, n));
+      const [gb, ub] = [put(g), put(u)];
+      run(() => ops.gated(gpu.cmds, act, gb, ub, out, n));
       close(getF32(out, n), gatedRef(act, g, u), 2e-5, 1e-6, act);
     }
   });
@@ -88,7 +92,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const a = randomFloats(n, 1);
     const b = randomFloats(n, 2);
     const ab = put(a);
-    run(() => ops.add(gpu.cmds, ab, put(b), ab, n));
+    const bb = put(b);
+    run(() => ops.add(gpu.cmds, ab, bb, ab, n));
     assert.deepEqual(getF32(ab, n), Float32Array.from(a, (v, i) => v + b[i]!));
   });
 
@@ -107,7 +112,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     };
     for (const [format, c] of Object.entries(cases)) {
       const out = gpu.alloc.alloc(ids.length * hidden * 4, 'out');
-      run(() => ops.embed(gpu.cmds, format as 'f32', put(c.data), put(c.scales), put(ids), out, ids.length, hidden, vocab, scale));
+      const [tb, sb, ib] = [put(c.data), put(c.scales), put(ids)];
+      run(() => ops.embed(gpu.cmds, format as 'f32', tb, sb, ib, out, ids.length, hidden, vocab, scale));
       const want = new Float32Array(ids.length * hidden);
       ids.forEach((id, t) => { for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround(c.value(id, i) * Math.fround(scale)); });
       close(getF32(out, want.length), want, 1e-7, 0, `embed ${format}`);
@@ -118,39 +124,58 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const d = 32;
     const heads = 4;
     const kvHeads = 2;
-    /** Fills a cache through kv_store for positions 0..n-1 and runs the queries at `queryPositions`. */
-    function check(n: number, queryPositions: number[], o: { capacity: number; window: number; softcap: number }, seed: number): void {
+    /**
+     * Runs prompt positions 0..n-1 through kv_store and attention in chunks of `chunk` tokens (store
+     * the chunk's keys and values, then attend), and compares every query with the reference over the
+     * whole sequence (no ring): a ring cache must give the same answers as a full one.
+     */
+    function check(n: number, chunk: number, o: { capacity: number; window: number; softcap: number }, seed: number): void {
       const scale = 1 / Math.sqrt(24);
       const k = randomFloats(n * kvHeads * d, seed);
       const v = randomFloats(n * kvHeads * d, seed + 1);
-      const q = randomFloats(queryPositions.length * heads * d, seed + 2).map((x) => x * 4);
+      const q = randomFloats(n * heads * d, seed + 2).map((x) => x * 4);
       const kCache = gpu.alloc.alloc(kvHeads * o.capacity * d * 2, 'k cache');
       const vCache = gpu.alloc.alloc(kvHeads * o.capacity * d * 2, 'v cache');
-      const allPositions = put(Uint32Array.from({ length: n }, (_, i) => i));
-      run(() => {
-        ops.kvStore(gpu.cmds, put(k), allPositions, kCache, n, kvHeads, d, o.capacity);
-        ops.kvStore(gpu.cmds, put(v), allPositions, vCache, n, kvHeads, d, o.capacity);
-      });
-      const out = gpu.alloc.alloc(q.length * 4, 'out');
-      run(() => ops.attention(gpu.cmds, put(q), kCache, vCache, put(Uint32Array.from(queryPositions)), out, { tokens: queryPositions.length, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap }));
-      // The cache as the kernel sees it: [kvHeads, capacity, d], f16, the latest position in each slot.
-      const kc = new Float32Array(kvHeads * o.capacity * d);
-      const vc = new Float32Array(kvHeads * o.capacity * d);
+      const out = new Float32Array(q.length);
+      for (let s = 0; s < n; s += chunk) {
+        const c = Math.min(chunk, n - s);
+        const span = (a: Float32Array, width: number) => a.slice(s * width, (s + c) * width);
+        const [kb, vb, qb] = [put(span(k, kvHeads * d)), put(span(v, kvHeads * d)), put(span(q, heads * d))];
+        const pb = put(Uint32Array.from({ length: c }, (_, i) => s + i));
+        const ob = gpu.alloc.alloc(c * heads * d * 4, 'out');
+        run(() => {
+          ops.kvStore(gpu.cmds, kb, pb, kCache, c, kvHeads, d, o.capacity);
+          ops.kvStore(gpu.cmds, vb, pb, vCache, c, kvHeads, d, o.capacity);
+          gpu.cmds.barrier();
+          ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap });
+        });
+        out.set(getF32(ob, c * heads * d), s * heads * d);
+      }
+      // Reference: the whole sequence in a cache of n slots, [kvHeads, n, d], f16-rounded.
+      const kc = new Float32Array(kvHeads * n * d);
+      const vc = new Float32Array(kvHeads * n * d);
       const k16 = roundF16(k);
       const v16 = roundF16(v);
       for (let p = 0; p < n; p++) for (let h = 0; h < kvHeads; h++) for (let i = 0; i < d; i++) {
-        kc[(h * o.capacity + (p % o.capacity)) * d + i] = k16[(p * kvHeads + h) * d + i]!;
-        vc[(h * o.capacity + (p % o.capacity)) * d + i] = v16[(p * kvHeads + h) * d + i]!;
+        kc[(h * n + p) * d + i] = k16[(p * kvHeads + h) * d + i]!;
+        vc[(h * n + p) * d + i] = v16[(p * kvHeads + h) * d + i]!;
       }
-      const want = attentionRef(q, kc, vc, queryPositions, { heads, kvHeads, d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap });
-      close(getF32(out, want.length), want, 1e-4, 2e-5, 'attention');
+      const want = attentionRef(q, kc, vc, Array.from({ length: n }, (_, i) => i), { heads, kvHeads, d, capacity: n, window: o.window, scale, softcap: o.softcap });
+      close(out, want, 1e-4, 2e-5, 'attention');
     }
-    test('prefill: causal, every position of a 300-token prompt (several chunks of 128)', () => {
-      check(300, Array.from({ length: 300 }, (_, i) => i), { capacity: 300, window: 0, softcap: 0 }, 1);
+    test('prefill: causal, a 300-token prompt in one pass (several chunks of 128 positions per query)', () => {
+      check(300, 300, { capacity: 300, window: 0, softcap: 0 }, 1);
     });
-    test('decode: one query at the last position', () => check(200, [199], { capacity: 256, window: 0, softcap: 0 }, 2));
-    test('sliding window of 8 over a ring of 8 slots, with softcapping', () => {
-      check(40, [0, 3, 7, 8, 20, 39], { capacity: 8, window: 8, softcap: 50 }, 3);
+    test('decode: one token at a time after a prompt', () => check(40, 1, { capacity: 64, window: 0, softcap: 0 }, 2));
+    test('sliding window of 8 over a ring of 16 slots, prefilled in chunks of 9, with softcapping', () => {
+      check(40, 9, { capacity: 16, window: 8, softcap: 50 }, 3);
+    });
+    test('a ring too small for the chunk is refused, not raced', () => {
+      const b = gpu.alloc.alloc(64, 'b');
+      gpu.cmds.begin();
+      assert.throws(() => ops.attention(gpu.cmds, b, b, b, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }), /need 17 cache slots, the ring has 16; prefill in chunks of at most 9/);
+      assert.throws(() => ops.kvStore(gpu.cmds, b, b, b, 17, kvHeads, d, 16), /overflow a cache of 16 slots/);
+      gpu.cmds.submitAndWait();
     });
   });
 
@@ -160,7 +185,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     x[123_456] = 5;
     x[200_000] = 5;
     const out = put(new Uint32Array([7, 7, 7]));
-    run(() => ops.argmax(gpu.cmds, put(x), out, n, 1));
+    const xb = put(x);
+    run(() => ops.argmax(gpu.cmds, xb, out, n, 1));
     assert.deepEqual([...getU32(out, 3)], [7, argmaxRef(x), 7]);
     assert.equal(argmaxRef(x), 123_456);
   });

@@ -76,3 +76,9 @@ test('tests run under Khronos validation when it is installed, and it catches in
   assert.ok(caught.some((m) => m.severity === 'error' && /size/.test(m.message)), JSON.stringify(caught).slice(0, 300));
 });
 
+test('a second begin() while recording is refused, not a silently dropped recording', () => {
+  gpu.cmds.begin();
+  assert.throws(() => gpu.cmds.begin(), /a recording is already open/);
+  gpu.cmds.submitAndWait();
+});
+
