@@ -113,4 +113,20 @@ export class Ops {
     const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [WG] });
     this.dispatch(cmds, k, [x, out], new Uint32Array([n, outIndex]), 1);
   }
+
+  /**
+   * The k largest of x's first n values: indices and values into outIdx / outVal [k], in no order
+   * (sortTopK orders them); ties at the k-th value go to the lowest indices.
+   */
+  topk(cmds: Commands, x: GpuBuffer, outIdx: GpuBuffer, outVal: GpuBuffer, n: number, k: number): void {
+    if (k < 1 || k > n) throw new RangeError(`top-k: k = ${k} must be between 1 and ${n}`);
+    const kernel = this.kernel({ variant: 'topk', bindings: 3, pushBytes: 8, spec: [1024 <= this.device.info.maxComputeWorkGroupInvocations ? 1024 : 256] });
+    this.dispatch(cmds, kernel, [x, outIdx, outVal], new Uint32Array([n, k]), 1);
+  }
+}
+
+/** Orders top-k pairs by value, largest first, then by index (as torch.topk does on ties). */
+export function sortTopK(idx: Uint32Array, val: Float32Array): { indices: number[]; values: number[] } {
+  const order = [...idx.keys()].sort((a, b) => val[b]! - val[a]! || idx[a]! - idx[b]!);
+  return { indices: order.map((i) => idx[i]!), values: order.map((i) => val[i]!) };
 }

@@ -96,3 +96,9 @@ export function argmaxRef(x: ArrayLike<number>): number {
   for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
   return best;
 }
+
+/** The k largest values (first indices on ties), largest first. */
+export function topkRef(x: ArrayLike<number>, k: number): { indices: number[]; values: number[] } {
+  const order = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k);
+  return { indices: order, values: order.map((i) => x[i]!) };
+}

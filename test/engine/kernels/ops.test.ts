@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { f32ArrayToBf16, f32ArrayToF16, bf16ToF32, f16ToF32 } from '../../../src/engine/formats/dtypes.js';
-import { Ops } from '../../../src/engine/kernels/ops.js';
-import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16 } from '../../../src/engine/kernels/reference.js';
+import { Ops, sortTopK } from '../../../src/engine/kernels/ops.js';
+import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16, topkRef } from '../../../src/engine/kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
 import { quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import type { GpuBuffer } from '../../../src/engine/vulkan/memory.js';
@@ -190,4 +190,25 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     assert.deepEqual([...getU32(out, 3)], [7, argmaxRef(x), 7]);
     assert.equal(argmaxRef(x), 123_456);
   });
+
+  test('top-k over a vocabulary: the same set and order as the CPU, ties to the lowest indices', () => {
+    const n = 262_208;
+    const x = randomFloats(n, 19).map((v) => Math.round(v * 2000) / 100); // many exact ties
+    x[5] = 1e9;
+    x[n - 1] = -1e9;
+    const xb = put(x);
+    for (const k of [1, 40, 257]) {
+      const idx = gpu.alloc.alloc(k * 4, 'idx');
+      const val = gpu.alloc.alloc(k * 4, 'val');
+      run(() => ops.topk(gpu.cmds, xb, idx, val, n, k));
+      const got = sortTopK(getU32(idx, k), getF32(val, k));
+      assert.deepEqual(got, topkRef(x, k), `k = ${k}`);
+    }
+    const small = put(new Float32Array([3, -1, 3, 7, 3]));
+    const idx = gpu.alloc.alloc(16, 'idx');
+    const val = gpu.alloc.alloc(16, 'val');
+    run(() => ops.topk(gpu.cmds, small, idx, val, 5, 3));
+    assert.deepEqual(sortTopK(getU32(idx, 3), getF32(val, 3)), { indices: [3, 0, 2], values: [7, 3, 3] });
+  });
 });
+
