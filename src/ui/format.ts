@@ -1,8 +1,8 @@
 /** Small formatting helpers for human-readable command output. */
 
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
+/** n in steps of 1000 with the first unit that keeps it under 1000, three significant digits. */
+function scaled(n: number, units: readonly string[], small: (n: number) => string): string {
+  if (n < 1000) return small(n);
   let v = n / 1000;
   let u = 0;
   while (v >= 1000 && u < units.length - 1) {
@@ -12,16 +12,12 @@ export function formatBytes(n: number): string {
   return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
 }
 
+export function formatBytes(n: number): string {
+  return scaled(n, ['KB', 'MB', 'GB', 'TB'], (v) => `${v} B`);
+}
+
 export function formatCount(n: number): string {
-  if (n < 1000) return String(n);
-  const units = ['K', 'M', 'B', 'T'];
-  let v = n / 1000;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+  return scaled(n, ['K', 'M', 'B', 'T'], String);
 }
 
 /** Compact number: 1000000 -> 1e6, 10000 -> 1e4, 500000 -> 5e5, 1.5 -> 1.5. */

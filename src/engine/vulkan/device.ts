@@ -4,8 +4,8 @@
  * sizes are chosen from DeviceInfo once, at start-up.
  */
 import {
-  DriverProperties, ExtensionProperties, Maintenance3Properties, MemoryBudgetProperties, PhysicalDeviceFeatures2,
-  PhysicalDeviceMemoryProperties2, PhysicalDeviceProperties2, QueueFamilyProperties, SubgroupProperties,
+  DriverProperties, Maintenance3Properties, MemoryBudgetProperties,
+  SubgroupProperties,
   Vulkan11Features, Vulkan12Features, VK, VulkanError, check, create, koffi, vk, type Handle,
 } from './ffi.js';
 import { VALIDATION_LAYER, installMessenger, validationAvailable, validationRequested } from './validation.js';

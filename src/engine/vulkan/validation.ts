@@ -15,7 +15,8 @@ const CallbackData = koffi.struct('VkDebugUtilsMessengerCallbackDataEXT', {
   pCmdBufLabels: 'void *', objectCount: 'uint32_t', pObjects: 'void *',
 });
 const Callback = koffi.proto('uint32_t VkDebugCallback(uint32_t severity, uint32_t types, const VkDebugUtilsMessengerCallbackDataEXT *data, void *user)');
-const MessengerCreateInfo = koffi.struct('VkDebugUtilsMessengerCreateInfoEXT', {
+// Registered by name for the prototype below.
+koffi.struct('VkDebugUtilsMessengerCreateInfoEXT', {
   sType: 'int', pNext: 'void *', flags: 'uint32_t', messageSeverity: 'uint32_t', messageType: 'uint32_t',
   pfnUserCallback: koffi.pointer(Callback), pUserData: 'void *',
 });
