@@ -17,7 +17,8 @@ interface Block {
   readonly memory: Handle;
   readonly type: MemoryTypeInfo;
   readonly size: number;
-  used: number;
+  /** Free ranges, sorted by offset, never adjacent (coalesced on free). */
+  free: { offset: number; size: number }[];
   /** Base address of the persistent mapping, for host-visible blocks. */
   readonly mapped: bigint | null;
 }
@@ -44,11 +45,51 @@ export interface HeapUsage {
 const USAGE = VK.BUFFER_USAGE_STORAGE | VK.BUFFER_USAGE_TRANSFER_SRC | VK.BUFFER_USAGE_TRANSFER_DST;
 const MiB = 1024 * 1024;
 
+/** Offset of the first free range of `block` that holds `need` bytes at `align`, if any. */
+function fit(block: Block, need: number, align: number): number | undefined {
+  for (const r of block.free) {
+    const start = align * Math.ceil(r.offset / align);
+    if (start + need <= r.offset + r.size) return start;
+  }
+  return undefined;
+}
+
+/** Takes `need` bytes at `align` from the first free range that holds them; returns the offset. */
+function take(block: Block, need: number, align: number): number {
+  const i = block.free.findIndex((r) => align * Math.ceil(r.offset / align) + need <= r.offset + r.size);
+  const r = block.free[i]!;
+  const start = align * Math.ceil(r.offset / align);
+  const pieces = [
+    { offset: r.offset, size: start - r.offset },
+    { offset: start + need, size: r.offset + r.size - start - need },
+  ].filter((p) => p.size > 0);
+  block.free.splice(i, 1, ...pieces);
+  return start;
+}
+
+/** Returns [offset, offset + bytes) to the block, merging it with free neighbours. */
+function release(block: Block, offset: number, bytes: number): void {
+  const free = block.free;
+  let i = free.findIndex((r) => r.offset > offset);
+  if (i < 0) i = free.length;
+  free.splice(i, 0, { offset, size: bytes });
+  const next = free[i + 1];
+  if (next !== undefined && offset + bytes === next.offset) {
+    free[i]!.size += next.size;
+    free.splice(i + 1, 1);
+  }
+  const prev = free[i - 1];
+  if (prev !== undefined && prev.offset + prev.size === offset) {
+    prev.size += free[i]!.size;
+    free.splice(i, 1);
+  }
+}
+
 export class Allocator {
   readonly device: Device;
   readonly blockSize: number;
   private readonly blocks: Block[] = [];
-  private readonly live = new Map<Handle, { buffer: GpuBuffer }>();
+  private readonly live = new Map<Handle, { buffer: GpuBuffer; block: Block; offset: number; bytes: number }>();
   readonly usage = new Map<number, HeapUsage>();
 
   /** Whether device-placement memory that happens to be host-visible is mapped (direct uploads). */
@@ -92,7 +133,7 @@ export class Allocator {
       check(api.vkMapMemory(this.device.handle, out[0], 0, VK.WHOLE_SIZE, 0, p) as number, 'vkMapMemory');
       mapped = p[0];
     }
-    const block: Block = { memory: out[0]!, type, size, used: 0, mapped };
+    const block: Block = { memory: out[0]!, type, size, free: [{ offset: 0, size }], mapped };
     this.blocks.push(block);
     this.heapUsage(type.heap).blocksBytes += size;
     return block;
@@ -124,7 +165,7 @@ export class Allocator {
     const align = Math.max(Number(req.alignment), info.minStorageBufferOffsetAlignment);
     for (const type of this.candidates(placement, req.memoryTypeBits)) {
       const map = type.hostVisible && (placement === 'host' || this.mapDeviceMemory);
-      let block = this.blocks.find((b) => b.type.index === type.index && (b.mapped !== null) === map && align * Math.ceil(b.used / align) + need <= b.size);
+      let block = this.blocks.find((b) => b.type.index === type.index && (b.mapped !== null) === map && fit(b, need, align) !== undefined);
       if (block === undefined) {
         const heap = info.heaps[type.heap]!;
         const budget = heap.budget ?? heap.size;
@@ -132,14 +173,13 @@ export class Allocator {
         block = this.newBlock(type, Math.max(need, Math.min(this.blockSize, budget - (this.usage.get(type.heap)?.blocksBytes ?? 0))), map);
         if (block === undefined) continue;
       }
-      const offset = align * Math.ceil(block.used / align);
+      const offset = take(block, need, align);
       check(api.vkBindBufferMemory(this.device.handle, handle, block.memory, offset) as number, `vkBindBufferMemory(${label})`);
-      block.used = offset + need;
       const u = this.heapUsage(type.heap);
       u.bytes += size;
       u.buffers += 1;
       const buffer: GpuBuffer = { handle, size, heap: type.heap, deviceLocal: type.deviceLocal, mapped: block.mapped === null ? null : block.mapped + BigInt(offset), label };
-      this.live.set(handle, { buffer });
+      this.live.set(handle, { buffer, block, offset, bytes: need });
       return buffer;
     }
     api.vkDestroyBuffer(this.device.handle, handle, null);
@@ -170,9 +210,12 @@ export class Allocator {
     return new Uint8Array(koffi.view(buf.mapped + BigInt(offset), length));
   }
 
-  /** Releases a buffer (its block space is reused only when the allocator is destroyed). */
+  /** Releases a buffer; its range of the block is reused by later allocations. */
   free(buf: GpuBuffer): void {
-    if (!this.live.delete(buf.handle)) return;
+    const entry = this.live.get(buf.handle);
+    if (entry === undefined) return;
+    this.live.delete(buf.handle);
+    release(entry.block, entry.offset, entry.bytes);
     vk().vkDestroyBuffer(this.device.handle, buf.handle, null);
     const u = this.heapUsage(buf.heap);
     u.bytes -= buf.size;

@@ -64,6 +64,22 @@ test('memory: sub-allocated from blocks, counted per heap; too much is a clear o
   gpu.alloc.free(b);
 });
 
+test('memory freed is reused: many allocate/free rounds take no new blocks', () => {
+  const blocks = () => [...gpu.alloc.usage.values()].reduce((t, u) => t + u.blocksBytes, 0);
+  const keep = gpu.alloc.alloc(3000, 'keep');
+  // One round of each placement first: host placement may open its own (mapped) block once.
+  for (const p of ['device', 'host'] as const) gpu.alloc.free(gpu.alloc.alloc(16 << 20, `warm-up ${p}`, p));
+  const before = blocks();
+  // 640 MiB in total (more than a 256 MiB block), in rounds of 16 MiB freed each time: no block growth.
+  for (let i = 0; i < 40; i++) gpu.alloc.free(gpu.alloc.alloc(16 << 20, `round ${i}`, i % 2 === 0 ? 'device' : 'host'));
+  const x = gpu.alloc.alloc(5000, 'x');
+  const y = gpu.alloc.alloc(7000, 'y');
+  gpu.alloc.free(x);
+  const z = gpu.alloc.alloc(4000, 'z'); // fits where x was
+  assert.equal(blocks(), before);
+  for (const b of [keep, y, z]) gpu.alloc.free(b);
+});
+
 test('tests run under Khronos validation when it is installed, and it catches invalid calls', () => {
   assert.equal(validationEnabled(), validationAvailable());
   if (!validationEnabled()) return;
