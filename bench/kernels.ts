@@ -152,6 +152,27 @@ for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.
   }
 }
 
+// INT4 on both paths: int8 activations with integer dot products, and float activations.
+if (mv.integerDot) {
+  const floatPath = new MatVec(device, alloc, { integerDot: false });
+  console.log('\nINT4 paths (share of the copy rate): integer dot (int8 activations) vs float activations');
+  const int4Shapes: [number, number][] = quick ? [[512, 1024]] : [[21504, 5376], [5376, 21504]];
+  for (const [r, c] of int4Shapes) {
+    const x = alloc.alloc(c * 4, 'x');
+    const y = alloc.alloc(r * 4, 'y');
+    fill(x, 'float32');
+    const w = alloc.alloc(r * matrixRowBytes('q4', c), 'w');
+    const params = alloc.alloc(r * paramsRowBytes('q4', c, 64), 'p');
+    fill(w, 'bytes');
+    fill(params, 'half');
+    const m: GpuMatrix = { format: 'q4', rows: r, cols: c, group: 64, w, params };
+    const bytes = w.size + params.size + c * 4 + r * 4;
+    const share = (k: MatVec) => `${((100 * bytes) / timeBest(() => k.record(cmds, m, x, y), quick ? 2 : 100, quick ? 2 : 5) / 1e9 / copyGBs).toFixed(0)}%`;
+    console.log(`  ${r}x${c}: integer dot ${share(mv)}, float ${share(floatPath)}  (q4 float path)`);
+    for (const b of [x, y, w, params]) alloc.free(b);
+  }
+}
+
 console.log('\ntilings, rows x threads per tile (share of the copy rate):');
 const sh = ['shape', 'format', ...sweep.keys()];
 for (const line of [sh, ...sweepRows]) console.log(line.map((v, i) => (i < 2 ? v.padEnd(11) : v.padStart(6))).join('  '));

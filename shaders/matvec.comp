@@ -13,6 +13,13 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_GOOGLE_include_directive : require
+#if defined(XDOT)
+// INT4 with int8 activations (XDOT): packed 4 x 8-bit signed dot products (SPV_KHR_integer_dot_product),
+// emitted through spirv_intrinsics. x comes pre-quantized by quantize_x.comp.
+#extension GL_EXT_spirv_intrinsics : require
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot4x8(uint a, uint b, spirv_literal int packedFormat);
+#endif
 
 #include "common.glsl"
 
@@ -32,7 +39,12 @@ layout(push_constant) uniform Push {
 
 layout(std430, binding = 0) readonly buffer Weights { uvec4 w[]; };
 layout(std430, binding = 1) readonly buffer Params { uint params[]; };
+#if defined(XDOT)
+layout(std430, binding = 2) readonly buffer InputQ { uvec4 xq[]; };  // quantize_x.comp's words
+layout(std430, binding = 7) readonly buffer InputS { vec2 xsb[]; };  // (scale, sum) per 32 values
+#else
 layout(std430, binding = 2) readonly buffer Input { vec4 x[]; };
+#endif
 layout(std430, binding = 3) writeonly buffer Output { float y[]; };
 layout(std430, binding = 4) readonly buffer Weights2 { uvec4 w2[]; };
 layout(std430, binding = 5) readonly buffer Params2 { uint params2[]; };
@@ -53,7 +65,7 @@ const uint NX = VALS / 4;  // vec4s of x per 16-byte block of weights
 
 shared float partial[gl_WorkGroupSize.x * SLOTS];
 
-#if defined(W_Q4)
+#if defined(W_Q4) && !defined(XDOT)
 // With 8 vec4s of x per lane, lanes reading x straight from memory stride 128 bytes apart, so each
 // load touches as many cache lines as there are lanes. Instead the workgroup stages a chunk of x
 // (T blocks' worth) in shared memory with coalesced loads; every tile of the workgroup reads it.
@@ -86,6 +98,20 @@ float blockDot(uvec4 u, vec4 xs[NX], float sx, uint p) {
   return dm.x * qx + dm.y * sx;
 #endif
 }
+
+#if defined(XDOT)
+// One INT4 block (32 values, inside one group) against its int8 activations: words a = (A0, B0, A1, B1)
+// and c = (A2, B2, A3, B3); low nibbles meet the A words, high nibbles the B words.
+float blockDotQ(uvec4 u, uvec4 a, uvec4 c, vec2 xsc, uint p) {
+  const uint M = 0x0F0F0F0Fu;
+  const int dotq = sdot4x8(u.x & M, a.x, 0) + sdot4x8((u.x >> 4) & M, a.y, 0) +
+                   sdot4x8(u.y & M, a.z, 0) + sdot4x8((u.y >> 4) & M, a.w, 0) +
+                   sdot4x8(u.z & M, c.x, 0) + sdot4x8((u.z >> 4) & M, c.y, 0) +
+                   sdot4x8(u.w & M, c.z, 0) + sdot4x8((u.w >> 4) & M, c.w, 0);
+  const vec2 dm = unpackHalf2x16(p);
+  return dm.x * xsc.x * float(dotq) + dm.y * xsc.y;
+}
+#endif
 
 // Group word of block b of a row (W_Q4), from the first or the second matrix.
 uint groupWord(uint row, uint b, bool second) {
@@ -130,6 +156,23 @@ void main() {
         xs[i] = xChunk[lane * (NX + 1) + i];
         sx += dot(xs[i], vec4(1.0));
       }
+#elif defined(XDOT)
+  if (nr > 0) {
+    for (uint b = lane; b < blocks; b += T) {
+      const uvec4 qa = xq[2 * b];
+      const uvec4 qc = xq[2 * b + 1];
+      const vec2 xsc = xsb[b];
+      acc0 += blockDotQ(w[base + b], qa, qc, xsc, groupWord(row0, b, false));
+      if (R > 1 && nr > 1) acc1 += blockDotQ(w[base + blocks + b], qa, qc, xsc, groupWord(row0 + 1, b, false));
+      if (GLU != 0u) {
+        acc2 += blockDotQ(w2[base + b], qa, qc, xsc, groupWord(row0, b, true));
+        if (R > 1 && nr > 1) acc3 += blockDotQ(w2[base + blocks + b], qa, qc, xsc, groupWord(row0 + 1, b, true));
+      } else {
+        if (R > 2 && nr > 2) acc2 += blockDotQ(w[base + 2 * blocks + b], qa, qc, xsc, groupWord(row0 + 2, b, false));
+        if (R > 3 && nr > 3) acc3 += blockDotQ(w[base + 3 * blocks + b], qa, qc, xsc, groupWord(row0 + 3, b, false));
+      }
+    }
+  }
 #else
   if (nr > 0) {
     for (uint b = lane; b < blocks; b += T) {
@@ -137,6 +180,7 @@ void main() {
       const float sx = 0.0;
       for (uint i = 0; i < NX; i++) xs[i] = x[NX * b + i];
 #endif
+#if !defined(XDOT)
       acc0 += blockDot(w[base + b], xs, sx, groupWord(row0, b, false));
       if (R > 1 && nr > 1) acc1 += blockDot(w[base + blocks + b], xs, sx, groupWord(row0 + 1, b, false));
       if (GLU != 0u) {
@@ -151,6 +195,7 @@ void main() {
     barrier();
 #endif
   }
+#endif
   const uint sg = gl_SubgroupID * SLOTS;
   const bool use1 = R > 1;
   const bool use2 = GLU != 0u || R > 2;

@@ -47,8 +47,25 @@ const DEFAULT_TILING: Record<WeightFormatName, Tiling> = {
   f16: { rows: 1, threads: 64 },
   bf16: { rows: 1, threads: 64 },
   q8: { rows: 2, threads: 64 },
-  q4: { rows: 2, threads: 64 },
+  q4: { rows: 1, threads: 64 },
 };
+
+/**
+ * Records quantize_x: x [cols] -> int8 per block of 32 with (scale, sum), into scratch kept per row
+ * length (a recorded step may replay it). Barriers on both sides: the scratch may still be read by
+ * an earlier matvec, and the next one reads it.
+ */
+function quantizeXInto(device: Device, kernels: Map<string, Kernel>, cmds: Commands, x: GpuBuffer, q: GpuBuffer, s: GpuBuffer, cols: number): void {
+  let k = kernels.get('quantize_x');
+  if (k === undefined) {
+    k = new Kernel(device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [64] }, 4096);
+    kernels.set('quantize_x', k);
+  }
+  const blocks = cols / 32;
+  cmds.barrier();
+  cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: q }, { buffer: s }]), new Uint32Array([blocks]), grid(Math.ceil(blocks / 64), device.info.maxComputeWorkGroupCount[0]!));
+  cmds.barrier();
+}
 
 export interface RowRange {
   readonly start: number;
@@ -88,23 +105,31 @@ export class MatVec {
   readonly minThreads: number;
   /** Tiling fixed by the caller (tests, benchmark sweeps); otherwise chosen per matrix. */
   readonly fixed: Partial<Tiling>;
+  /**
+   * INT4 through int8 activations and packed integer dot products (x quantized per block of 32 by a
+   * pre-pass), where the device has VK_KHR_shader_integer_dot_product; else the float path.
+   */
+  readonly integerDot: boolean;
+  /** Quantized-activation scratch per row length: int8 values and (scale, sum) per 32. */
+  private readonly xScratch = new Map<number, { q: GpuBuffer; s: GpuBuffer }>();
   private readonly kernels = new Map<string, Kernel>();
   private dummy: GpuBuffer | undefined;
 
-  constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> = {}) {
+  constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean } = {}) {
     this.device = device;
+    this.integerDot = (fixed.integerDot ?? true) && device.info.integerDotProduct;
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
     this.minThreads = Math.max(32, device.info.subgroupSize);
     if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
     if (fixed.threads !== undefined && (fixed.threads % this.minThreads !== 0 || fixed.threads > device.info.maxComputeWorkGroupInvocations)) {
       throw new RangeError(`threads per tile must be a multiple of ${this.minThreads}`);
     }
-    this.fixed = fixed;
+    this.fixed = { ...(fixed.rows === undefined ? {} : { rows: fixed.rows }), ...(fixed.threads === undefined ? {} : { threads: fixed.threads }) };
   }
 
   /**
    * Tiling for a matrix: the format's default, measured with bench:kernels on the H100 over both
-   * Gemma 3 27B FFN shapes (rows x threads per tile: floats 1x64, INT8 2x64, INT4 2x64), with one row
+   * Gemma 3 27B FFN shapes (rows x threads per tile: floats 1x64, INT8 2x64, INT4 with integer dot products 1x64), with one row
    * per tile when the matrix has too few rows to fill the GPU otherwise.
    */
   tiling(m: { format: WeightFormatName; rows: number; cols: number }): Tiling {
@@ -116,16 +141,27 @@ export class MatVec {
 
   static readonly MIN_TILES = 2048;
 
+  private quantizeX(cmds: Commands, x: GpuBuffer, cols: number): { q: GpuBuffer; s: GpuBuffer } {
+    let scratch = this.xScratch.get(cols);
+    if (scratch === undefined) {
+      scratch = { q: this.alloc.alloc(cols, `int8 x (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`) };
+      this.xScratch.set(cols, scratch);
+    }
+    quantizeXInto(this.device, this.kernels, cmds, x, scratch.q, scratch.s, cols);
+    return scratch;
+  }
+
   /** Threads per workgroup for a tiling: 128, or one tile when a tile is larger. */
   workgroupSize(t: Tiling): number {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
   kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false): Kernel {
-    const key = `${format}/${format === 'q4' ? group : 0}/${t.rows}/${t.threads}/${glu}/${bias ? 1 : 0}`;
+    const variant = format === 'q4' && this.integerDot ? 'matvec_q4_dot' : `matvec_${format}`;
+    const key = `${variant}/${format === 'q4' ? group : 0}/${t.rows}/${t.threads}/${glu}/${bias ? 1 : 0}`;
     let k = this.kernels.get(key);
     if (k === undefined) {
-      k = new Kernel(this.device, { variant: `matvec_${format}`, bindings: 7, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, group, t.rows, glu, bias ? 1 : 0] }, 4096);
+      k = new Kernel(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, group, t.rows, glu, bias ? 1 : 0] }, 4096);
       this.kernels.set(key, k);
     }
     return k;
@@ -149,17 +185,19 @@ export class MatVec {
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
     const dummy = { buffer: this.dummy };
+    const xq = m.format === 'q4' && this.integerDot ? this.quantizeX(cmds, x, m.cols) : undefined;
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     for (const r of ranges) {
       const params = (mat: GpuMatrix) => (mat.params === null ? dummy : { buffer: mat.params, offset: r.pOffset, size: r.pBytes });
       const set = kernel.bind([
         { buffer: m.w, offset: r.wOffset, size: r.wBytes },
         params(m),
-        { buffer: x, size: m.cols * 4 },
+        xq === undefined ? { buffer: x, size: m.cols * 4 } : { buffer: xq.q, size: m.cols },
         { buffer: y },
         up === undefined ? dummy : { buffer: up.w, offset: r.wOffset, size: r.wBytes },
         up === undefined ? dummy : params(up),
         opts.bias === undefined ? dummy : { buffer: opts.bias },
+        xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
       ]);
       const [gx, gy] = grid(Math.ceil(r.rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
       cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, r.start]), [gx, gy]);

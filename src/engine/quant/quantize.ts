@@ -98,3 +98,28 @@ export function matvecRef(w: Float32Array, x: Float32Array, rows: number, cols: 
   }
   return y;
 }
+
+/** Round half to even, as GLSL's roundEven. */
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Activations for the integer-dot INT4 path (shaders/quantize_x.comp): per block of 32 values,
+ * s = max|x| / 127 and q = roundEven(x / s) in [-127, 127]. Returns the values x is replaced by
+ * (q * s), what the kernel's result corresponds to, and the largest s (for test tolerances).
+ */
+export function quantizeActivations(x: Float32Array): { values: Float32Array; maxScale: number } {
+  const values = new Float32Array(x.length);
+  let maxScale = 0;
+  for (let b = 0; b < x.length; b += 32) {
+    let amax = 0;
+    for (let i = b; i < b + 32; i++) amax = Math.max(amax, Math.abs(x[i]!));
+    const s = Math.fround(amax / 127);
+    maxScale = Math.max(maxScale, s);
+    const inv = s > 0 ? Math.fround(1 / s) : 0;
+    for (let i = b; i < b + 32; i++) values[i] = Math.max(-127, Math.min(127, roundEven(Math.fround(x[i]! * inv)))) * s;
+  }
+  return { values, maxScale };
+}

@@ -4,7 +4,7 @@
  * sizes are chosen from DeviceInfo once, at start-up.
  */
 import {
-  DriverProperties, Maintenance3Properties, MemoryBudgetProperties,
+  DriverProperties, IntegerDotProductFeatures, Maintenance3Properties, MemoryBudgetProperties,
   SubgroupProperties,
   Vulkan11Features, Vulkan12Features, VK, VulkanError, check, create, koffi, vk, type Handle,
 } from './ffi.js';
@@ -44,6 +44,8 @@ export interface DeviceInfo {
   readonly storage8Bit: boolean;
   readonly storage16Bit: boolean;
   readonly cooperativeMatrix: boolean;
+  /** VK_KHR_shader_integer_dot_product (packed 4 x 8-bit dot products), enabled when present. */
+  readonly integerDotProduct: boolean;
   readonly memoryBudgetExt: boolean;
   readonly maxStorageBufferRange: number;
   readonly maxMemoryAllocationSize: number;
@@ -132,16 +134,21 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const maint3 = koffi.decode(m3, Maintenance3Properties) as { maxMemoryAllocationSize: bigint | number };
   for (const a of [sub, drv, m3]) koffi.free(a);
 
-  // Features: 1.1 (16-bit storage) and 1.2 (float16, int8, 8-bit storage).
+  // Features: 1.1 (16-bit storage), 1.2 (float16, int8, 8-bit storage), integer dot product.
   const f11 = koffi.alloc(Vulkan11Features, 1);
   const f12 = koffi.alloc(Vulkan12Features, 1);
-  koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: null });
+  const fdot = koffi.alloc(IntegerDotProductFeatures, 1);
+  const dotExt = exts.has('VK_KHR_shader_integer_dot_product');
+  koffi.encode(fdot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: null, shaderIntegerDotProduct: 0 });
+  koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: dotExt ? fdot : null });
   koffi.encode(f11, Vulkan11Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, pNext: f12 });
   api.vkGetPhysicalDeviceFeatures2(pd, { sType: VK.ST_PHYSICAL_DEVICE_FEATURES_2, pNext: f11, features: new Array(55).fill(0) });
   const feat11 = koffi.decode(f11, Vulkan11Features) as Record<string, number>;
   const feat12 = koffi.decode(f12, Vulkan12Features) as Record<string, number>;
+  const featDot = koffi.decode(fdot, IntegerDotProductFeatures) as { shaderIntegerDotProduct: number };
   koffi.free(f11);
   koffi.free(f12);
+  koffi.free(fdot);
 
   // Memory, with the budget when VK_EXT_memory_budget is there.
   const budgetExt = exts.has('VK_EXT_memory_budget');
@@ -179,6 +186,7 @@ function describe(pd: Handle, index: number): DeviceInfo {
     storage8Bit: feat12['storageBuffer8BitAccess'] === 1,
     storage16Bit: feat11['storageBuffer16BitAccess'] === 1,
     cooperativeMatrix: exts.has('VK_KHR_cooperative_matrix'),
+    integerDotProduct: dotExt && featDot.shaderIntegerDotProduct === 1 && process.env['UNICORN_NO_INTEGER_DOT'] !== '1',
     memoryBudgetExt: budgetExt,
     maxStorageBufferRange: limits['maxStorageBufferRange'] as number,
     maxMemoryAllocationSize: maxAlloc > 0 ? maxAlloc : 2 ** 31,
@@ -249,11 +257,16 @@ export class Device {
     this.info = info;
     this.physical = physical;
     const priorities = new Float32Array([1]);
+    // Enabled: integer dot product, when the device has it (INT4 kernels use it).
+    const extensions = info.integerDotProduct ? ['VK_KHR_shader_integer_dot_product'] : [];
+    const dot = koffi.alloc(IntegerDotProductFeatures, 1);
+    koffi.encode(dot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: null, shaderIntegerDotProduct: 1 });
     this.handle = create('vkCreateDevice', (out) => api.vkCreateDevice(physical, {
-      sType: VK.ST_DEVICE_CREATE_INFO, pNext: null, flags: 0, queueCreateInfoCount: 1,
+      sType: VK.ST_DEVICE_CREATE_INFO, pNext: info.integerDotProduct ? dot : null, flags: 0, queueCreateInfoCount: 1,
       pQueueCreateInfos: [{ sType: VK.ST_DEVICE_QUEUE_CREATE_INFO, pNext: null, flags: 0, queueFamilyIndex: info.computeQueueFamily, queueCount: 1, pQueuePriorities: priorities }],
-      enabledLayerCount: 0, ppEnabledLayerNames: null, enabledExtensionCount: 0, ppEnabledExtensionNames: null, pEnabledFeatures: null,
+      enabledLayerCount: 0, ppEnabledLayerNames: null, enabledExtensionCount: extensions.length, ppEnabledExtensionNames: extensions, pEnabledFeatures: null,
     }, null, out));
+    koffi.free(dot);
     const q: [Handle | null] = [null];
     api.vkGetDeviceQueue(this.handle, info.computeQueueFamily, 0, q);
     this.queue = q[0]!;

@@ -58,6 +58,7 @@ export const VK = {
   ST_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES: 49, ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES: 51,
   ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT: 1000237000, ST_PHYSICAL_DEVICE_DRIVER_PROPERTIES: 1000196000,
   ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES: 1000168000,
+  ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES: 1000280000,
   QUEUE_COMPUTE_BIT: 0x2, QUEUE_TRANSFER_BIT: 0x4,
   BUFFER_USAGE_TRANSFER_SRC: 0x1, BUFFER_USAGE_TRANSFER_DST: 0x2, BUFFER_USAGE_STORAGE: 0x20,
   MEMORY_PROPERTY_DEVICE_LOCAL: 0x1, MEMORY_PROPERTY_HOST_VISIBLE: 0x2, MEMORY_PROPERTY_HOST_COHERENT: 0x4,
@@ -166,6 +167,7 @@ export const Vulkan11Features = koffi.struct('VkPhysicalDeviceVulkan11Features',
   storageInputOutput16: vkBool, multiview: vkBool, multiviewGeometryShader: vkBool, multiviewTessellationShader: vkBool,
   variablePointersStorageBuffer: vkBool, variablePointers: vkBool, protectedMemory: vkBool, samplerYcbcrConversion: vkBool, shaderDrawParameters: vkBool,
 });
+export const IntegerDotProductFeatures = koffi.struct('VkPhysicalDeviceShaderIntegerDotProductFeatures', { sType: 'int', pNext: ptr, shaderIntegerDotProduct: vkBool });
 export const PhysicalDeviceFeatures2 = koffi.struct('VkPhysicalDeviceFeatures2', { sType: 'int', pNext: ptr, features: koffi.array(vkBool, 55) });
 export const MemoryType = koffi.struct('VkMemoryType', { propertyFlags: u32, heapIndex: u32 });
 export const MemoryHeap = koffi.struct('VkMemoryHeap', { size: u64, flags: u32 });

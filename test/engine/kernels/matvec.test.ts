@@ -4,7 +4,8 @@ import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src
 import { MatMul } from '../../../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type WeightFormatName } from '../../../src/engine/kernels/matvec.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
-import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
+import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeActivations, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
+import { f16ToF32 as halfToF32 } from '../../../src/engine/formats/dtypes.js';
 import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
 import { openGpu, randomFloats } from '../../support/gpu.js';
 
@@ -21,8 +22,26 @@ function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: 
     case 'f16': { const h = f32ArrayToF16(w); return { bytes: u8(h), params: null, exact: Float32Array.from(h, f16ToF32) }; }
     case 'bf16': { const h = f32ArrayToBf16(w); return { bytes: u8(h), params: null, exact: Float32Array.from(h, bf16ToF32) }; }
     case 'q8': { const q = quantizeQ8(w, rows, cols); return { bytes: u8(q.q), params: u8(q.scales), exact: dequantizeQ8(q, rows, cols) }; }
-    case 'q4': { const q = quantizeQ4(w, rows, cols, group); return { bytes: q.packed, params: u8(q.params), exact: dequantizeQ4(q, rows, cols) }; }
+    case 'q4': {
+      const q = quantizeQ4(w, rows, cols, group);
+      // Each weight's group minimum m (w = q d + m): the integer-dot path applies m to the exact x.
+      const mins = Float32Array.from({ length: rows * cols }, (_, i) => halfToF32(q.params[Math.floor(i / cols) * (cols / group) + Math.floor((i % cols) / group)]! >>> 16));
+      return { bytes: q.packed, params: u8(q.params), exact: dequantizeQ4(q, rows, cols), mins };
+    }
   }
+}
+
+/**
+ * What the kernel computes: W x, or on the integer-dot INT4 path sum (q d) x^ + m x with x^ the int8
+ * activations; `flips` bounds two activations rounding one step differently on the GPU (its
+ * reciprocal is not IEEE-exact).
+ */
+function reference(p: ReturnType<typeof prepare>, x: Float32Array, rows: number, cols: number, integerDot: boolean): { want: Float32Array; flips: number } {
+  if (!integerDot || !('mins' in p) || p.mins === undefined) return { want: matvecRef(p.exact, x, rows, cols), flips: 0 };
+  const { values: xh, maxScale } = quantizeActivations(x);
+  const qd = p.exact.map((v, i) => v - p.mins[i]!);
+  const viaMins = matvecRef(p.mins, x, rows, cols);
+  return { want: matvecRef(qd, xh, rows, cols).map((v, r) => v + viaMins[r]!), flips: 2 * Math.max(...qd.map(Math.abs)) * maxScale };
 }
 
 function run(format: WeightFormatName, rows: number, cols: number, opts: { group?: number; maxRange?: number; seed?: number; kernel?: MatVec } = {}) {
@@ -45,10 +64,10 @@ function run(format: WeightFormatName, rows: number, cols: number, opts: { group
   for (const b of [m.w, xb, yb, ...(m.params ? [m.params] : [])]) gpu.alloc.free(b);
   // Tolerance: f32 accumulation over `cols` products, in a different order than the reference:
   // a few ulps of sum |w x|.
-  const want = matvecRef(p.exact, x, rows, cols);
+  const { want, flips } = reference(p, x, rows, cols, format === 'q4' && (opts.kernel ?? mv).integerDot);
   const absSum = matvecRef(p.exact.map(Math.abs), x.map(Math.abs), rows, cols);
   for (let r = 0; r < rows; r++) {
-    const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + 1e-30;
+    const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + flips + 1e-30;
     assert.ok(Math.abs(got[r]! - want[r]!) <= tol, `${format} ${rows}x${cols} row ${r}: got ${got[r]}, want ${want[r]} (tol ${tol})`);
   }
   return { w, x, got };
@@ -66,6 +85,13 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       run('q4', 40, 384, { group });
     });
   }
+  test(`q4 on both paths: int8 activations with integer dot products (${mv.integerDot ? 'on this device' : 'not on this device'}) and float`, () => {
+    const float = new MatVec(gpu.device, gpu.alloc, { integerDot: false });
+    assert.equal(float.integerDot, false);
+    run('q4', 67, 512, { kernel: float });
+    run('q4', 67, 512, { kernel: mv });
+    for (const group of [32, 128]) run('q4', 19, 256, { kernel: float, group });
+  });
   test('every tiling (1-4 rows, 32-128 threads per tile) gives the same results, partial tiles included', () => {
     for (const rows of [1, 2, 3, 4]) {
       for (const threads of [32, 64, 128]) {
@@ -102,7 +128,7 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
   function upload(format: WeightFormatName, w: Float32Array, rows: number, cols: number) {
     const p = prepare(format, w, rows, cols);
     const m: GpuMatrix = { format, rows, cols, group: 64, w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params') };
-    return { m, exact: p.exact };
+    return { m, exact: p.exact, p };
   }
   for (const format of ['bf16', 'q8', 'q4'] as const) {
     for (const act of ['gelu_tanh', 'silu'] as const) {
@@ -119,8 +145,16 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
         gpu.cmds.submitAndWait();
         const got = new Float32Array(rows);
         download(gpu.alloc, gpu.cmds, y, new Uint8Array(got.buffer));
-        const want = gatedRef(act, matvecRef(gate.exact, x, rows, cols), matvecRef(up.exact, x, rows, cols));
-        for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-4 * (1 + Math.abs(want[r]!)), `${format} ${act} row ${r}: ${got[r]} vs ${want[r]}`);
+        const dot = format === 'q4' && mv.integerDot;
+        const g = reference(gate.p, x, rows, cols, dot);
+        const u = reference(up.p, x, rows, cols, dot);
+        const want = gatedRef(act, g.want, u.want);
+        const a = gatedRef(act, g.want, new Float32Array(rows).fill(1));
+        for (let r = 0; r < rows; r++) {
+          // GELU-tanh and SiLU have slopes below 1.2: an error e_g in the gate moves the result by at most 1.2 e_g |u|.
+          const tol = 1e-4 * (1 + Math.abs(want[r]!)) + 1.2 * g.flips * (Math.abs(u.want[r]!) + u.flips) + Math.abs(a[r]!) * u.flips;
+          assert.ok(Math.abs(got[r]! - want[r]!) <= tol, `${format} ${act} row ${r}: ${got[r]} vs ${want[r]} (tolerance ${tol})`);
+        }
       });
     }
   }
