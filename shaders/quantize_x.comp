@@ -3,33 +3,41 @@
 // the block's scale s = max|x| / 127 and its exact sum (the INT4 minimum term needs sum(x)).
 // Byte order matches how a 4-bit weight word splits: of each 8 values, the word A holds values
 // 0, 2, 4, 6 and the word B values 1, 3, 5, 7 (the low and the high nibbles of the weight bytes).
-layout(local_size_x_id = 0) in;
+// One workgroup of 32 invocations per block, one value each: it is on the decode path, so latency.
+layout(local_size_x = 32) in;
 layout(push_constant) uniform Push { uint blocks; } pc;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer XQ { uint xq[]; };
 layout(std430, binding = 2) writeonly buffer XS { vec2 xs[]; };
-
-uint pack4(int a, int b, int c, int d) {
-  return (uint(a) & 255u) | ((uint(b) & 255u) << 8) | ((uint(c) & 255u) << 16) | ((uint(d) & 255u) << 24);
-}
+shared float amax[32];
+shared float total[32];
+shared uint q8[32];
 
 void main() {
-  const uint b = gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x + gl_GlobalInvocationID.x;
+  const uint b = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   if (b >= pc.blocks) return;
-  float amax = 0.0;
-  float sum = 0.0;
-  for (uint i = 0; i < 32; i++) {
-    const float v = x[b * 32 + i];
-    amax = max(amax, abs(v));
-    sum += v;
+  const uint i = gl_LocalInvocationID.x;
+  const float v = x[b * 32 + i];
+  amax[i] = abs(v);
+  total[i] = v;
+  barrier();
+  for (uint s = 16; s > 0; s >>= 1) {
+    if (i < s) {
+      amax[i] = max(amax[i], amax[i + s]);
+      total[i] += total[i + s];
+    }
+    barrier();
   }
-  const float s = amax / 127.0;
-  const float inv = s > 0.0 ? 1.0 / s : 0.0;
-  int q[8];
-  for (uint g = 0; g < 4; g++) {
-    for (uint i = 0; i < 8; i++) q[i] = clamp(int(roundEven(x[b * 32 + g * 8 + i] * inv)), -127, 127);
-    xq[b * 8 + 2 * g] = pack4(q[0], q[2], q[4], q[6]);
-    xq[b * 8 + 2 * g + 1] = pack4(q[1], q[3], q[5], q[7]);
+  const float scale = amax[0] / 127.0;
+  const float inv = scale > 0.0 ? 1.0 / scale : 0.0;
+  // Value i of the block goes to word 2 * (i / 8) + (i % 2), byte (i % 8) / 2.
+  q8[i] = uint(clamp(int(roundEven(v * inv)), -127, 127)) & 255u;
+  barrier();
+  if (i < 8) {
+    const uint g = i / 2;
+    const uint odd = i % 2;
+    const uint base = g * 8 + odd;
+    xq[b * 8 + i] = q8[base] | (q8[base + 2] << 8) | (q8[base + 4] << 16) | (q8[base + 6] << 24);
   }
-  xs[b] = vec2(s, sum);
+  if (i == 0) xs[b] = vec2(scale, total[0]);
 }

@@ -58,12 +58,12 @@ const DEFAULT_TILING: Record<WeightFormatName, Tiling> = {
 function quantizeXInto(device: Device, kernels: Map<string, Kernel>, cmds: Commands, x: GpuBuffer, q: GpuBuffer, s: GpuBuffer, cols: number): void {
   let k = kernels.get('quantize_x');
   if (k === undefined) {
-    k = new Kernel(device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [64] }, 4096);
+    k = new Kernel(device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [] }, 4096);
     kernels.set('quantize_x', k);
   }
   const blocks = cols / 32;
   cmds.barrier();
-  cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: q }, { buffer: s }]), new Uint32Array([blocks]), grid(Math.ceil(blocks / 64), device.info.maxComputeWorkGroupCount[0]!));
+  cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: q }, { buffer: s }]), new Uint32Array([blocks]), grid(blocks, device.info.maxComputeWorkGroupCount[0]!));
   cmds.barrier();
 }
 
