@@ -45,26 +45,25 @@ export interface HeapUsage {
 const USAGE = VK.BUFFER_USAGE_STORAGE | VK.BUFFER_USAGE_TRANSFER_SRC | VK.BUFFER_USAGE_TRANSFER_DST;
 const MiB = 1024 * 1024;
 
-/** Offset of the first free range of `block` that holds `need` bytes at `align`, if any. */
-function fit(block: Block, need: number, align: number): number | undefined {
-  for (const r of block.free) {
+/** The first free range of `block` that holds `need` bytes at `align`: its index and aligned start. */
+function fit(block: Block, need: number, align: number): { index: number; start: number } | undefined {
+  for (let index = 0; index < block.free.length; index++) {
+    const r = block.free[index]!;
     const start = align * Math.ceil(r.offset / align);
-    if (start + need <= r.offset + r.size) return start;
+    if (start + need <= r.offset + r.size) return { index, start };
   }
   return undefined;
 }
 
-/** Takes `need` bytes at `align` from the first free range that holds them; returns the offset. */
-function take(block: Block, need: number, align: number): number {
-  const i = block.free.findIndex((r) => align * Math.ceil(r.offset / align) + need <= r.offset + r.size);
-  const r = block.free[i]!;
-  const start = align * Math.ceil(r.offset / align);
+/** Takes [at.start, at.start + need) out of the free range `fit` found, keeping what is left of it. */
+function take(block: Block, at: { index: number; start: number }, need: number): number {
+  const r = block.free[at.index]!;
   const pieces = [
-    { offset: r.offset, size: start - r.offset },
-    { offset: start + need, size: r.offset + r.size - start - need },
+    { offset: r.offset, size: at.start - r.offset },
+    { offset: at.start + need, size: r.offset + r.size - at.start - need },
   ].filter((p) => p.size > 0);
-  block.free.splice(i, 1, ...pieces);
-  return start;
+  block.free.splice(at.index, 1, ...pieces);
+  return at.start;
 }
 
 /** Returns [offset, offset + bytes) to the block, merging it with free neighbours. */
@@ -165,15 +164,25 @@ export class Allocator {
     const align = Math.max(Number(req.alignment), info.minStorageBufferOffsetAlignment);
     for (const type of this.candidates(placement, req.memoryTypeBits)) {
       const map = type.hostVisible && (placement === 'host' || this.mapDeviceMemory);
-      let block = this.blocks.find((b) => b.type.index === type.index && (b.mapped !== null) === map && fit(b, need, align) !== undefined);
-      if (block === undefined) {
-        const heap = info.heaps[type.heap]!;
-        const budget = heap.budget ?? heap.size;
-        if ((this.usage.get(type.heap)?.blocksBytes ?? 0) + need > budget) continue;
-        block = this.newBlock(type, Math.max(need, Math.min(this.blockSize, budget - (this.usage.get(type.heap)?.blocksBytes ?? 0))), map);
-        if (block === undefined) continue;
+      let block: Block | undefined;
+      let at: { index: number; start: number } | undefined;
+      for (const b of this.blocks) {
+        if (b.type.index !== type.index || (b.mapped !== null) !== map) continue;
+        at = fit(b, need, align);
+        if (at !== undefined) {
+          block = b;
+          break;
+        }
       }
-      const offset = take(block, need, align);
+      if (block === undefined || at === undefined) {
+        const heap = info.heaps[type.heap]!;
+        const left = (heap.budget ?? heap.size) - this.heapUsage(type.heap).blocksBytes;
+        if (need > left) continue;
+        block = this.newBlock(type, Math.max(need, Math.min(this.blockSize, left)), map);
+        if (block === undefined) continue;
+        at = { index: 0, start: 0 };
+      }
+      const offset = take(block, at, need);
       check(api.vkBindBufferMemory(this.device.handle, handle, block.memory, offset) as number, `vkBindBufferMemory(${label})`);
       const u = this.heapUsage(type.heap);
       u.bytes += size;
