@@ -15,7 +15,7 @@ import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
-import { Kernel, grid } from '../src/engine/vulkan/pipeline.js';
+import { grid, kernelFor } from '../src/engine/vulkan/pipeline.js';
 import { upload } from '../src/engine/vulkan/transfer.js';
 
 const device = Device.open(process.argv.find((a) => a.startsWith('--gpu='))?.slice(6));
@@ -61,7 +61,7 @@ const copyBytes = Math.min(quick ? 64 << 20 : 1 << 30, Math.floor(device.info.ma
 const copyWords = Math.floor(copyBytes / 16);
 const src = alloc.alloc(copyWords * 16, 'copy source');
 const dst = alloc.alloc(copyWords * 16, 'copy destination');
-const copyKernel = new Kernel(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
+const copyKernel = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
 const copySet = copyKernel.bind([{ buffer: src }, { buffer: dst }]);
 const copyGroups = grid(Math.min(Math.ceil(copyWords / 256), 65535), device.info.maxComputeWorkGroupCount[0]!);
 const shaderCopyTime = timeBest(() => cmds.dispatch(copyKernel, copySet, new Uint32Array([copyWords]), copyGroups), quick ? 2 : 10, 5);

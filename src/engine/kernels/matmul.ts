@@ -6,26 +6,19 @@
 import type { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
-import { Kernel } from '../vulkan/pipeline.js';
+import { type Kernel, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 
 const BM = 64;
 const BN = 32;
 
 export class MatMul {
-  private readonly kernels = new Map<string, Kernel>();
   private dummy: GpuBuffer | undefined;
 
   constructor(readonly device: Device, private readonly alloc: Allocator) {}
 
   private kernel(m: GpuMatrix): Kernel {
-    const key = `${m.format}/${m.format === 'q4' ? m.group : 0}`;
-    let k = this.kernels.get(key);
-    if (k === undefined) {
-      k = new Kernel(this.device, { variant: `matmul_${m.format}`, bindings: 4, pushBytes: 20, spec: [m.group] }, 4096);
-      this.kernels.set(key, k);
-    }
-    return k;
+    return kernelFor(this.device, { variant: `matmul_${m.format}`, bindings: 4, pushBytes: 20, spec: [m.format === 'q4' ? m.group : 0] });
   }
 
   /** Records Y = X W^T for `tokens` rows of X. */

@@ -7,7 +7,7 @@
 import type { Device } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
-import { Kernel, grid } from '../vulkan/pipeline.js';
+import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import type { Commands } from '../vulkan/commands.js';
 
 export type WeightFormatName = 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
@@ -49,23 +49,6 @@ const DEFAULT_TILING: Record<WeightFormatName, Tiling> = {
   q8: { rows: 2, threads: 64 },
   q4: { rows: 1, threads: 64 },
 };
-
-/**
- * Records quantize_x: x [cols] -> int8 per block of 32 with (scale, sum), into scratch kept per row
- * length (a recorded step may replay it). Barriers on both sides: the scratch may still be read by
- * an earlier matvec, and the next one reads it.
- */
-function quantizeXInto(device: Device, kernels: Map<string, Kernel>, cmds: Commands, x: GpuBuffer, q: GpuBuffer, s: GpuBuffer, cols: number): void {
-  let k = kernels.get('quantize_x');
-  if (k === undefined) {
-    k = new Kernel(device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [] }, 4096);
-    kernels.set('quantize_x', k);
-  }
-  const blocks = cols / 32;
-  cmds.barrier();
-  cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: q }, { buffer: s }]), new Uint32Array([blocks]), grid(blocks, device.info.maxComputeWorkGroupCount[0]!));
-  cmds.barrier();
-}
 
 export interface RowRange {
   readonly start: number;
@@ -112,7 +95,6 @@ export class MatVec {
   readonly integerDot: boolean;
   /** Quantized-activation scratch per row length: int8 values and (scale, sum) per 32. */
   private readonly xScratch = new Map<number, { q: GpuBuffer; s: GpuBuffer }>();
-  private readonly kernels = new Map<string, Kernel>();
   private dummy: GpuBuffer | undefined;
 
   constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean } = {}) {
@@ -141,13 +123,22 @@ export class MatVec {
 
   static readonly MIN_TILES = 2048;
 
+  /**
+   * Records quantize_x: x [cols] -> int8 per block of 32 with (scale, sum), into scratch kept per row
+   * length (a recorded step may replay it). Barriers on both sides: the scratch may still be read by
+   * an earlier matvec, and the next one reads it.
+   */
   private quantizeX(cmds: Commands, x: GpuBuffer, cols: number): { q: GpuBuffer; s: GpuBuffer } {
     let scratch = this.xScratch.get(cols);
     if (scratch === undefined) {
       scratch = { q: this.alloc.alloc(cols, `int8 x (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`) };
       this.xScratch.set(cols, scratch);
     }
-    quantizeXInto(this.device, this.kernels, cmds, x, scratch.q, scratch.s, cols);
+    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [] });
+    const blocks = cols / 32;
+    cmds.barrier();
+    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: scratch.q }, { buffer: scratch.s }]), new Uint32Array([blocks]), grid(blocks, this.device.info.maxComputeWorkGroupCount[0]!));
+    cmds.barrier();
     return scratch;
   }
 
@@ -158,13 +149,7 @@ export class MatVec {
 
   kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false): Kernel {
     const variant = format === 'q4' && this.integerDot ? 'matvec_q4_dot' : `matvec_${format}`;
-    const key = `${variant}/${format === 'q4' ? group : 0}/${t.rows}/${t.threads}/${glu}/${bias ? 1 : 0}`;
-    let k = this.kernels.get(key);
-    if (k === undefined) {
-      k = new Kernel(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, group, t.rows, glu, bias ? 1 : 0] }, 4096);
-      this.kernels.set(key, k);
-    }
-    return k;
+    return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0] });
   }
 
   /**

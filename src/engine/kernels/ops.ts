@@ -7,7 +7,7 @@ import type { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Handle } from '../vulkan/ffi.js';
 import type { GpuBuffer } from '../vulkan/memory.js';
-import { Kernel, type KernelSpec, grid } from '../vulkan/pipeline.js';
+import { type Kernel, type KernelSpec, grid, kernelFor } from '../vulkan/pipeline.js';
 
 export type EmbeddingFormat = 'f32' | 'f16' | 'bf16' | 'q8';
 export type Activation = 'gelu_tanh' | 'silu';
@@ -30,24 +30,16 @@ export interface AttentionShape {
 }
 
 export class Ops {
-  private readonly kernels = new Map<string, Kernel>();
-
   constructor(readonly device: Device) {}
 
   private kernel(spec: KernelSpec): Kernel {
-    const key = `${spec.variant}/${spec.spec.join(',')}`;
-    let k = this.kernels.get(key);
-    if (k === undefined) {
-      k = new Kernel(this.device, spec, 4096);
-      this.kernels.set(key, k);
-    }
-    return k;
+    return kernelFor(this.device, spec);
   }
 
-  private dispatch(cmds: Commands, k: Kernel, buffers: readonly GpuBuffer[], push: Uint32Array, groups: number, y = 1): void {
+  /** One dispatch of `groups` workgroups (split into a 2-D grid past the device's x limit). */
+  private dispatch(cmds: Commands, k: Kernel, buffers: readonly GpuBuffer[], push: Uint32Array, groups: number): void {
     const set: Handle = k.bind(buffers.map((buffer) => ({ buffer })));
-    const [gx, gy] = grid(groups, this.device.info.maxComputeWorkGroupCount[0]!);
-    cmds.dispatch(k, set, push, [gx, gy * y]);
+    cmds.dispatch(k, set, push, grid(groups, this.device.info.maxComputeWorkGroupCount[0]!));
   }
 
   /** y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. */
@@ -78,6 +70,7 @@ export class Ops {
   embed(cmds: Commands, format: EmbeddingFormat, table: GpuBuffer, rowScale: GpuBuffer, ids: GpuBuffer, out: GpuBuffer, tokens: number, hidden: number, vocab: number, scale: number): void {
     const k = this.kernel({ variant: `embed_${format}`, bindings: 4, pushBytes: 16, spec: [WG] });
     const set = k.bind([table, rowScale, ids, out].map((buffer) => ({ buffer })));
+    // Workgroup y is the token (embed.comp reads gl_WorkGroupID.y), so no 2-D grid splitting here.
     cmds.dispatch(k, set, new Uint32Array([tokens, hidden, f32bits(scale), vocab]), [Math.min(Math.ceil(hidden / WG), 64), tokens]);
   }
 

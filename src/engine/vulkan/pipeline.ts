@@ -60,10 +60,6 @@ export class Kernel {
     device.onDestroy(() => this.destroy());
   }
 
-  get workgroupSize(): number {
-    return this.spec.spec[0]!;
-  }
-
   /** A descriptor set binding each buffer range (offset and size in bytes) to 0, 1, 2, ... */
   bind(ranges: readonly { buffer: GpuBuffer; offset?: number; size?: number }[]): Handle {
     const api = vk();
@@ -90,6 +86,27 @@ export class Kernel {
     api.vkDestroyPipelineLayout(d, this.layout, null);
     api.vkDestroyDescriptorSetLayout(d, this.setLayout, null);
   }
+}
+
+const cache = new WeakMap<Device, Map<string, Kernel>>();
+
+/**
+ * The kernel for a spec on a device: created on first use, then looked up by its variant, bindings,
+ * push-constant size and specialization constants. Every host-side kernel wrapper goes through here.
+ */
+export function kernelFor(device: Device, spec: KernelSpec): Kernel {
+  let kernels = cache.get(device);
+  if (kernels === undefined) {
+    kernels = new Map();
+    cache.set(device, kernels);
+  }
+  const key = `${spec.variant}/${spec.bindings}/${spec.pushBytes}/${spec.spec.join(',')}`;
+  let k = kernels.get(key);
+  if (k === undefined) {
+    k = new Kernel(device, spec, 4096);
+    kernels.set(key, k);
+  }
+  return k;
 }
 
 /** Splits a workgroup count into a 2-D grid within the device's per-dimension limit. */
