@@ -41,10 +41,6 @@ float workgroupSum(float v) {
   return s;
 }
 
-float kf(uint h, uint slot, uint i) {
-  return unpackHalf2x16(kc[((h * pc.capacity + slot) * pc.headDim + i) >> 1])[i & 1u];
-}
-
 void main() {
   const uint th = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   if (th >= pc.tokens * pc.heads) return;

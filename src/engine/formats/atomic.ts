@@ -73,21 +73,3 @@ export function writeFailure(target: string, e: unknown): WriteError {
   if (code === 'EDQUOT') return new WriteError(`disk quota exceeded while writing ${target}; nothing was left behind`, { cause: e });
   return new WriteError(`cannot write ${target}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
-
-/** Writes a small file atomically (config files, reports). */
-export function writeFileAtomic(finalPath: string, data: string | Uint8Array): void {
-  const tmp = tempPathFor(finalPath);
-  try {
-    const fd = fs.openSync(tmp, 'wx', 0o644);
-    try {
-      fs.writeFileSync(fd, data);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    commitTemp(tmp, finalPath);
-  } catch (e) {
-    discardTemp(tmp);
-    throw writeFailure(finalPath, e);
-  }
-}

@@ -13,10 +13,6 @@ export function isDType(s: unknown): s is DType {
   return typeof s === 'string' && Object.hasOwn(DTYPE_SIZES, s);
 }
 
-export function dtypeSize(d: DType): number {
-  return DTYPE_SIZES[d];
-}
-
 /** Float types the model loader accepts as unquantized weights. */
 export const FLOAT_WEIGHT_DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
 

@@ -24,15 +24,3 @@ export function matrixBytes(rows: number, cols: number, f: WeightFormat): number
       return rows * Math.ceil(cols / 2) + rows * Math.ceil(cols / f.group) * 4;
   }
 }
-
-/** Effective bits per weight of a format for a wide matrix (scales included). */
-export function bitsPerWeight(f: WeightFormat): number {
-  switch (f.kind) {
-    case 'float':
-      return f.bytesPerElement * 8;
-    case 'int8':
-      return 8;
-    case 'int4':
-      return 4 + 32 / f.group;
-  }
-}

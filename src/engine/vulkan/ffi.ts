@@ -42,7 +42,6 @@ export function check(r: number, call: string, ok: readonly number[] = []): numb
 }
 
 export type Handle = bigint;
-export const NULL_HANDLE = 0n;
 
 // ---- constants -------------------------------------------------------------------------------
 export const VK = {
@@ -245,7 +244,8 @@ export const SubmitInfo = koffi.struct('VkSubmitInfo', {
 // ---- library and functions -------------------------------------------------------------------
 let lib: ReturnType<Koffi['load']> | undefined;
 
-function load(): ReturnType<Koffi['load']> {
+/** libvulkan.so.1, loaded once; a VulkanError with the package to install when it is missing. */
+export function vulkanLibrary(): ReturnType<Koffi['load']> {
   if (lib !== undefined) return lib;
   try {
     lib = koffi.load('libvulkan.so.1');
@@ -319,7 +319,7 @@ let api: VulkanApi | undefined;
 /** The Vulkan functions, bound on first use. Throws a VulkanError with the fix when the loader is missing. */
 export function vk(): VulkanApi {
   if (api === undefined) {
-    const l = load();
+    const l = vulkanLibrary();
     api = Object.fromEntries(Object.entries(PROTOTYPES).map(([name, proto]) => [name, l.func(proto) as Fn])) as VulkanApi;
   }
   return api;

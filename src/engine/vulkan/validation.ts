@@ -3,7 +3,7 @@
  * vulkan-validationlayers). Messages of warning or error severity are collected; the tests fail on any
  * error. Off by default: it slows every Vulkan call.
  */
-import { check, koffi, vk, type Handle } from './ffi.js';
+import { check, koffi, vulkanLibrary, type Handle } from './ffi.js';
 
 export const VALIDATION_LAYER = 'VK_LAYER_KHRONOS_validation';
 const SEVERITY_WARNING = 0x100;
@@ -43,9 +43,8 @@ export function validationRequested(): boolean {
 
 /** True when the validation layer is installed. */
 export function validationAvailable(): boolean {
-  vk(); // loads the library, or throws the clear error
   const count: [number] = [0];
-  const enumerate = koffi.load('libvulkan.so.1').func('int vkEnumerateInstanceLayerProperties(_Inout_ uint32_t *count, _Out_ void *props)');
+  const enumerate = vulkanLibrary().func('int vkEnumerateInstanceLayerProperties(_Inout_ uint32_t *count, _Out_ void *props)');
   check(enumerate(count, null) as number, 'vkEnumerateInstanceLayerProperties');
   if (count[0] === 0) return false;
   const size = 256 + 4 + 4 + 256; // VkLayerProperties
@@ -60,7 +59,7 @@ export function validationAvailable(): boolean {
 
 /** Installs the messenger on an instance created with the layer and VK_EXT_debug_utils. */
 export function installMessenger(instance: Handle): Handle {
-  const getProc = koffi.load('libvulkan.so.1').func('void *vkGetInstanceProcAddr(void *instance, const char *name)');
+  const getProc = vulkanLibrary().func('void *vkGetInstanceProcAddr(void *instance, const char *name)');
   const fn = getProc(instance, 'vkCreateDebugUtilsMessengerEXT') as bigint | null;
   if (fn === null || fn === 0n) throw new Error('vkCreateDebugUtilsMessengerEXT is missing');
   registered = koffi.register((severity: number, _types: number, ptr: unknown) => {
