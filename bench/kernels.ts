@@ -152,24 +152,32 @@ for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.
   }
 }
 
-// INT4 on both paths: int8 activations with integer dot products, and float activations.
+// INT8 and INT4 on both paths: int8 activations with integer dot products, and float activations.
 if (mv.integerDot) {
   const floatPath = new MatVec(device, alloc, { integerDot: false });
-  console.log('\nINT4 paths (share of the copy rate): integer dot (int8 activations) vs float activations');
-  const int4Shapes: [number, number][] = quick ? [[512, 1024]] : [[21504, 5376], [5376, 21504]];
-  for (const [r, c] of int4Shapes) {
-    const x = alloc.alloc(c * 4, 'x');
-    const y = alloc.alloc(r * 4, 'y');
-    fill(x, 'float32');
-    const w = alloc.alloc(r * matrixRowBytes('q4', c), 'w');
-    const params = alloc.alloc(r * paramsRowBytes('q4', c, 64), 'p');
-    fill(w, 'bytes');
-    fill(params, 'half');
-    const m: GpuMatrix = { format: 'q4', rows: r, cols: c, group: 64, w, params };
-    const bytes = w.size + params.size + c * 4 + r * 4;
-    const share = (k: MatVec) => `${((100 * bytes) / timeBest(() => k.record(cmds, m, x, y), quick ? 2 : 100, quick ? 2 : 5) / 1e9 / copyGBs).toFixed(0)}%`;
-    console.log(`  ${r}x${c}: integer dot ${share(mv)}, float ${share(floatPath)}  (q4 float path)`);
-    for (const b of [x, y, w, params]) alloc.free(b);
+  const dotPath = new MatVec(device, alloc, { q8Dot: true });
+  console.log('\nINT8 / INT4 paths (share of the copy rate): integer dot (int8 activations; with the quantize_x pre-pass, and with x already quantized) vs float activations');
+  const dotShapes: [number, number][] = quick ? [[512, 1024]] : [[21504, 5376], [5376, 21504]];
+  for (const format of ['q8', 'q4'] as const) {
+    for (const [r, c] of dotShapes) {
+      const x = alloc.alloc(c * 4, 'x');
+      const y = alloc.alloc(r * 4, 'y');
+      fill(x, 'float32');
+      const w = alloc.alloc(r * matrixRowBytes(format, c), 'w');
+      const params = alloc.alloc(r * paramsRowBytes(format, c, 64), 'p');
+      fill(w, 'bytes');
+      fill(params, format === 'q8' ? 'float32' : 'half');
+      const m: GpuMatrix = { format, rows: r, cols: c, group: 64, w, params };
+      const bytes = w.size + params.size + c * 4 + r * 4;
+      const share = (record: () => void) => `${((100 * bytes) / timeBest(record, quick ? 2 : 100, quick ? 2 : 5) / 1e9 / copyGBs).toFixed(0)}%`;
+      cmds.begin();
+      const xq = dotPath.quantizeX(cmds, x, c, format);
+      cmds.submitAndWait();
+      const withPrePass = share(() => dotPath.record(cmds, m, x, y));
+      const preQuantized = share(() => dotPath.record(cmds, m, x, y, { xq }));
+      console.log(`  ${format} ${r}x${c}: integer dot ${withPrePass}, x already quantized ${preQuantized}, float ${share(() => floatPath.record(cmds, m, x, y))}`);
+      for (const b of [x, y, w, params]) alloc.free(b);
+    }
   }
 }
 

@@ -14,8 +14,9 @@
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_GOOGLE_include_directive : require
 #if defined(XDOT)
-// INT4 with int8 activations (XDOT): packed 4 x 8-bit signed dot products (SPV_KHR_integer_dot_product),
-// emitted through spirv_intrinsics. x comes pre-quantized by quantize_x.comp.
+// INT8 and INT4 with int8 activations (XDOT): packed 4 x 8-bit signed dot products
+// (SPV_KHR_integer_dot_product), emitted through spirv_intrinsics. x comes pre-quantized by
+// quantize_x.comp, per block of 32 values (in natural order for INT8, nibble order for INT4).
 #extension GL_EXT_spirv_intrinsics : require
 spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
 int sdot4x8(uint a, uint b, spirv_literal int packedFormat);
@@ -100,9 +101,30 @@ float blockDot(uvec4 u, vec4 xs[NX], float sx, uint p) {
 }
 
 #if defined(XDOT)
+// The int8 activations that meet one 16-byte block of weights, with their block's (scale, sum).
+struct XBlock { uvec4 a; uvec4 c; vec2 sc; };
+
+XBlock loadX(uint b) {
+#if defined(W_Q8)
+  // 16 values: one word of int8 x; the scale is its 32-value block's.
+  return XBlock(xq[b], uvec4(0u), xsb[b / 2u]);
+#else
+  return XBlock(xq[2u * b], xq[2u * b + 1u], xsb[b]);
+#endif
+}
+
+#if defined(W_Q8)
+// One INT8 block (16 values) against its int8 activations; the row scale is applied at the end.
+float blockDotQ(uvec4 u, XBlock x, uint p) {
+  return x.sc.x * float(sdot4x8(u.x, x.a.x, 0) + sdot4x8(u.y, x.a.y, 0) + sdot4x8(u.z, x.a.z, 0) + sdot4x8(u.w, x.a.w, 0));
+}
+#else
 // One INT4 block (32 values, inside one group) against its int8 activations: words a = (A0, B0, A1, B1)
 // and c = (A2, B2, A3, B3); low nibbles meet the A words, high nibbles the B words.
-float blockDotQ(uvec4 u, uvec4 a, uvec4 c, vec2 xsc, uint p) {
+float blockDotQ(uvec4 u, XBlock x, uint p) {
+  const uvec4 a = x.a;
+  const uvec4 c = x.c;
+  const vec2 xsc = x.sc;
   const uint M = 0x0F0F0F0Fu;
   const int dotq = sdot4x8(u.x & M, a.x, 0) + sdot4x8((u.x >> 4) & M, a.y, 0) +
                    sdot4x8(u.y & M, a.z, 0) + sdot4x8((u.y >> 4) & M, a.w, 0) +
@@ -111,6 +133,7 @@ float blockDotQ(uvec4 u, uvec4 a, uvec4 c, vec2 xsc, uint p) {
   const vec2 dm = unpackHalf2x16(p);
   return dm.x * xsc.x * float(dotq) + dm.y * xsc.y;
 }
+#endif
 #endif
 
 // Group word of block b of a row (W_Q4), from the first or the second matrix.
@@ -159,17 +182,15 @@ void main() {
 #elif defined(XDOT)
   if (nr > 0) {
     for (uint b = lane; b < blocks; b += T) {
-      const uvec4 qa = xq[2 * b];
-      const uvec4 qc = xq[2 * b + 1];
-      const vec2 xsc = xsb[b];
-      acc0 += blockDotQ(w[base + b], qa, qc, xsc, groupWord(row0, b, false));
-      if (R > 1 && nr > 1) acc1 += blockDotQ(w[base + blocks + b], qa, qc, xsc, groupWord(row0 + 1, b, false));
+      const XBlock xb = loadX(b);
+      acc0 += blockDotQ(w[base + b], xb, groupWord(row0, b, false));
+      if (R > 1 && nr > 1) acc1 += blockDotQ(w[base + blocks + b], xb, groupWord(row0 + 1, b, false));
       if (GLU != 0u) {
-        acc2 += blockDotQ(w2[base + b], qa, qc, xsc, groupWord(row0, b, true));
-        if (R > 1 && nr > 1) acc3 += blockDotQ(w2[base + blocks + b], qa, qc, xsc, groupWord(row0 + 1, b, true));
+        acc2 += blockDotQ(w2[base + b], xb, groupWord(row0, b, true));
+        if (R > 1 && nr > 1) acc3 += blockDotQ(w2[base + blocks + b], xb, groupWord(row0 + 1, b, true));
       } else {
-        if (R > 2 && nr > 2) acc2 += blockDotQ(w[base + 2 * blocks + b], qa, qc, xsc, groupWord(row0 + 2, b, false));
-        if (R > 3 && nr > 3) acc3 += blockDotQ(w[base + 3 * blocks + b], qa, qc, xsc, groupWord(row0 + 3, b, false));
+        if (R > 2 && nr > 2) acc2 += blockDotQ(w[base + 2 * blocks + b], xb, groupWord(row0 + 2, b, false));
+        if (R > 3 && nr > 3) acc3 += blockDotQ(w[base + 3 * blocks + b], xb, groupWord(row0 + 3, b, false));
       }
     }
   }

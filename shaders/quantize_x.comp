@@ -1,10 +1,12 @@
 #version 450
-// Activations for the integer-dot INT4 matrix x vector: x [cols] -> int8 per block of 32 values with
-// the block's scale s = max|x| / 127 and its exact sum (the INT4 minimum term needs sum(x)).
-// Byte order matches how a 4-bit weight word splits: of each 8 values, the word A holds values
-// 0, 2, 4, 6 and the word B values 1, 3, 5, 7 (the low and the high nibbles of the weight bytes).
+// Activations for the integer-dot INT8 and INT4 matrix x vector: x [cols] -> int8 per block of 32
+// values with the block's scale s = max|x| / 127 and its exact sum (the INT4 minimum term needs sum(x)).
+// NIBBLE_ORDER = 0: natural order (INT8 weights). NIBBLE_ORDER = 1: the order in which a 4-bit weight
+// word splits: of each 8 values, the word A holds values 0, 2, 4, 6 and the word B values 1, 3, 5, 7
+// (the low and the high nibbles of the weight bytes).
 // One workgroup of 32 invocations per block, one value each: it is on the decode path, so latency.
 layout(local_size_x = 32) in;
+layout(constant_id = 0) const uint NIBBLE_ORDER = 1;
 layout(push_constant) uniform Push { uint blocks; } pc;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer XQ { uint xq[]; };
@@ -30,14 +32,13 @@ void main() {
   }
   const float scale = amax[0] / 127.0;
   const float inv = scale > 0.0 ? 1.0 / scale : 0.0;
-  // Value i of the block goes to word 2 * (i / 8) + (i % 2), byte (i % 8) / 2.
   q8[i] = uint(clamp(int(roundEven(v * inv)), -127, 127)) & 255u;
   barrier();
   if (i < 8) {
-    const uint g = i / 2;
-    const uint odd = i % 2;
-    const uint base = g * 8 + odd;
-    xq[b * 8 + i] = q8[base] | (q8[base + 2] << 8) | (q8[base + 4] << 16) | (q8[base + 6] << 24);
+    // Word i: values base, base + step, base + 2 step, base + 3 step.
+    const uint step = NIBBLE_ORDER != 0u ? 2u : 1u;
+    const uint base = NIBBLE_ORDER != 0u ? (i / 2) * 8 + i % 2 : i * 4;
+    xq[b * 8 + i] = q8[base] | (q8[base + step] << 8) | (q8[base + 2 * step] << 16) | (q8[base + 3 * step] << 24);
   }
   if (i == 0) xs[b] = vec2(scale, total[0]);
 }

@@ -35,6 +35,12 @@ export function paramsRowBytes(format: WeightFormatName, cols: number, group: nu
   return format === 'q8' ? 4 : format === 'q4' ? (cols / group) * 4 : 0;
 }
 
+/** x quantized to int8 per block of 32 (quantize_x.comp): values, and (scale, sum) per block. */
+export interface QuantizedX {
+  readonly q: GpuBuffer;
+  readonly s: GpuBuffer;
+}
+
 export interface Tiling {
   /** Rows per tile, 1 to 4. */
   readonly rows: number;
@@ -89,17 +95,24 @@ export class MatVec {
   /** Tiling fixed by the caller (tests, benchmark sweeps); otherwise chosen per matrix. */
   readonly fixed: Partial<Tiling>;
   /**
-   * INT4 through int8 activations and packed integer dot products (x quantized per block of 32 by a
-   * pre-pass), where the device has VK_KHR_shader_integer_dot_product; else the float path.
+   * INT8 and INT4 through int8 activations and packed integer dot products (x quantized per block of
+   * 32 by a pre-pass), where the device has VK_KHR_shader_integer_dot_product; else float activations.
    */
   readonly integerDot: boolean;
-  /** Quantized-activation scratch per row length: int8 values and (scale, sum) per 32. */
-  private readonly xScratch = new Map<number, { q: GpuBuffer; s: GpuBuffer }>();
+  /**
+   * INT8 on the integer-dot path too. Off by default: on the H100 it ran at 70-75% of the copy rate
+   * against 78-79% for float activations, the quantize_x pre-pass (a dispatch and two barriers)
+   * costing more than the dot products save; on when x arrives already quantized.
+   */
+  readonly q8Dot: boolean;
+  /** Quantized-activation scratch per row length and byte order: int8 values and (scale, sum) per 32. */
+  private readonly xScratch = new Map<string, { q: GpuBuffer; s: GpuBuffer }>();
   private dummy: GpuBuffer | undefined;
 
-  constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean } = {}) {
+  constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean; q8Dot?: boolean } = {}) {
     this.device = device;
     this.integerDot = (fixed.integerDot ?? true) && device.info.integerDotProduct;
+    this.q8Dot = fixed.q8Dot ?? false;
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
     this.minThreads = Math.max(32, device.info.subgroupSize);
     if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
@@ -124,22 +137,29 @@ export class MatVec {
   static readonly MIN_TILES = 2048;
 
   /**
-   * Records quantize_x: x [cols] -> int8 per block of 32 with (scale, sum), into scratch kept per row
+   * Records quantize_x for a matrix format: x [cols] -> int8 per block of 32 with (scale, sum), into scratch kept per row
    * length (a recorded step may replay it). Barriers on both sides: the scratch may still be read by
    * an earlier matvec, and the next one reads it.
    */
-  private quantizeX(cmds: Commands, x: GpuBuffer, cols: number): { q: GpuBuffer; s: GpuBuffer } {
-    let scratch = this.xScratch.get(cols);
+  quantizeX(cmds: Commands, x: GpuBuffer, cols: number, format: WeightFormatName): QuantizedX {
+    const nibbleOrder = format === 'q4' ? 1 : 0;
+    const key = `${cols}:${nibbleOrder}`;
+    let scratch = this.xScratch.get(key);
     if (scratch === undefined) {
       scratch = { q: this.alloc.alloc(cols, `int8 x (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`) };
-      this.xScratch.set(cols, scratch);
+      this.xScratch.set(key, scratch);
     }
-    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [] });
+    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [nibbleOrder] });
     const blocks = cols / 32;
     cmds.barrier();
     cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: scratch.q }, { buffer: scratch.s }]), new Uint32Array([blocks]), grid(blocks, this.device.info.maxComputeWorkGroupCount[0]!));
     cmds.barrier();
     return scratch;
+  }
+
+  /** Whether matrices of this format take the integer-dot path (int8 activations) on this device. */
+  dotPath(format: WeightFormatName): boolean {
+    return this.integerDot && (format === 'q4' || (format === 'q8' && this.q8Dot));
   }
 
   /** Threads per workgroup for a tiling: 128, or one tile when a tile is larger. */
@@ -148,7 +168,7 @@ export class MatVec {
   }
 
   kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false): Kernel {
-    const variant = format === 'q4' && this.integerDot ? 'matvec_q4_dot' : `matvec_${format}`;
+    const variant = this.dotPath(format) ? `matvec_${format}_dot` : `matvec_${format}`;
     return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0] });
   }
 
@@ -157,7 +177,7 @@ export class MatVec {
    * `bias` y += bias. Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
    * (128 MiB on lavapipe), each bound at its offset and dispatched on its own.
    */
-  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer } = {}): void {
+  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX } = {}): void {
     const up = opts.up;
     if (up !== undefined && (up.format !== m.format || up.rows !== m.rows || up.cols !== m.cols || up.group !== m.group)) {
       throw new VulkanError(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
@@ -170,7 +190,8 @@ export class MatVec {
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
     const dummy = { buffer: this.dummy };
-    const xq = m.format === 'q4' && this.integerDot ? this.quantizeX(cmds, x, m.cols) : undefined;
+    if (this.dotPath(m.format) && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
+    const xq = this.dotPath(m.format) ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     for (const r of ranges) {
       const params = (mat: GpuMatrix) => (mat.params === null ? dummy : { buffer: mat.params, offset: r.pOffset, size: r.pBytes });

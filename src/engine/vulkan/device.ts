@@ -246,6 +246,7 @@ export class Device {
   readonly commandPool: Handle;
   private destroyed = false;
   private readonly cleanups: (() => void)[] = [];
+  private readonly bufferListeners: ((buffer: Handle) => void)[] = [];
 
   private constructor(info: DeviceInfo, physical: Handle) {
     const api = vk();
@@ -281,6 +282,16 @@ export class Device {
   /** Registers a destructor run (in reverse order) by destroy(), before the device itself. */
   onDestroy(fn: () => void): void {
     this.cleanups.push(fn);
+  }
+
+  /** Registers a callback told of every buffer about to be destroyed (kernels drop descriptor sets naming it). */
+  onBufferDestroyed(fn: (buffer: Handle) => void): void {
+    this.bufferListeners.push(fn);
+  }
+
+  /** Called by the allocator before it destroys a buffer. */
+  bufferDestroyed(buffer: Handle): void {
+    for (const fn of this.bufferListeners) fn(buffer);
   }
 
   waitIdle(): void {

@@ -225,6 +225,7 @@ export class Allocator {
     if (entry === undefined) return;
     this.live.delete(buf.handle);
     release(entry.block, entry.offset, entry.bytes);
+    this.device.bufferDestroyed(buf.handle);
     vk().vkDestroyBuffer(this.device.handle, buf.handle, null);
     const u = this.heapUsage(buf.heap);
     u.bytes -= buf.size;

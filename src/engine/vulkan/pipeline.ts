@@ -25,7 +25,12 @@ export class Kernel {
   readonly pipeline: Handle;
   readonly layout: Handle;
   readonly setLayout: Handle;
-  readonly pool: Handle;
+  /** Descriptor pools, a new one when the last is full; sets are freed when a buffer they name is. */
+  private readonly pools: Handle[] = [];
+  private readonly maxSets: number;
+  /** Descriptor sets by the ranges they bind: binding the same ranges again returns the same set. */
+  private readonly sets = new Map<string, { set: Handle; pool: Handle; buffers: Handle[] }>();
+  private readonly keysByBuffer = new Map<Handle, Set<string>>();
 
   constructor(readonly device: Device, spec: KernelSpec, maxSets = 256) {
     const api = vk();
@@ -53,35 +58,92 @@ export class Kernel {
       layout: this.layout, basePipelineHandle: null, basePipelineIndex: -1,
     }, null, out));
     api.vkDestroyShaderModule(d, module, null);
-    this.pool = create('vkCreateDescriptorPool', (out) => api.vkCreateDescriptorPool(d, {
-      sType: VK.ST_DESCRIPTOR_POOL_CREATE_INFO, pNext: null, flags: 0, maxSets,
-      poolSizeCount: 1, pPoolSizes: [{ type: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: maxSets * spec.bindings }],
-    }, null, out));
+    this.maxSets = maxSets;
     device.onDestroy(() => this.destroy());
+    device.onBufferDestroyed((buffer) => this.release(buffer));
   }
 
-  /** A descriptor set binding each buffer range (offset and size in bytes) to 0, 1, 2, ... */
-  bind(ranges: readonly { buffer: GpuBuffer; offset?: number; size?: number }[]): Handle {
+  private newPool(): Handle {
+    const pool = create('vkCreateDescriptorPool', (out) => vk().vkCreateDescriptorPool(this.device.handle, {
+      sType: VK.ST_DESCRIPTOR_POOL_CREATE_INFO, pNext: null, flags: VK.DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET, maxSets: this.maxSets,
+      poolSizeCount: 1, pPoolSizes: [{ type: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: this.maxSets * this.spec.bindings }],
+    }, null, out));
+    this.pools.push(pool);
+    return pool;
+  }
+
+  /** Allocates one set from the first pool with room, newest first; a new pool when all are full. */
+  private allocate(): { set: Handle; pool: Handle } {
     const api = vk();
-    const out: [Handle | null] = [null];
-    check(api.vkAllocateDescriptorSets(this.device.handle, { sType: VK.ST_DESCRIPTOR_SET_ALLOCATE_INFO, pNext: null, descriptorPool: this.pool, descriptorSetCount: 1, pSetLayouts: [this.setLayout] }, out) as number, `vkAllocateDescriptorSets(${this.spec.variant})`);
-    const set = out[0]!;
+    const tryPool = (pool: Handle): Handle | null => {
+      const out: [Handle | null] = [null];
+      const r = api.vkAllocateDescriptorSets(this.device.handle, { sType: VK.ST_DESCRIPTOR_SET_ALLOCATE_INFO, pNext: null, descriptorPool: pool, descriptorSetCount: 1, pSetLayouts: [this.setLayout] }, out) as number;
+      if (r === VK.ERROR_OUT_OF_POOL_MEMORY || r === VK.ERROR_FRAGMENTED_POOL) return null;
+      check(r, `vkAllocateDescriptorSets(${this.spec.variant})`);
+      return out[0]!;
+    };
+    for (let i = this.pools.length - 1; i >= 0; i--) {
+      const set = tryPool(this.pools[i]!);
+      if (set !== null) return { set, pool: this.pools[i]! };
+    }
+    const pool = this.newPool();
+    const set = tryPool(pool);
+    if (set === null) throw new VulkanError(`vkAllocateDescriptorSets(${this.spec.variant}): a fresh pool has no room`);
+    return { set, pool };
+  }
+
+  /**
+   * A descriptor set binding each buffer range (offset and size in bytes) to 0, 1, 2, ...; the same
+   * ranges give the same set, so recording a step again allocates nothing.
+   */
+  bind(ranges: readonly { buffer: GpuBuffer; offset?: number; size?: number }[]): Handle {
     const max = this.device.info.maxStorageBufferRange;
-    const writes = ranges.map((r, i) => {
+    const resolved = ranges.map((r) => {
       const offset = r.offset ?? 0;
       const size = r.size ?? r.buffer.size - offset;
       if (size > max) throw new VulkanError(`${r.buffer.label}: a ${size}-byte range is over this device's maxStorageBufferRange (${max}); the kernel must split it`);
       if (offset % this.device.info.minStorageBufferOffsetAlignment !== 0) throw new VulkanError(`${r.buffer.label}: offset ${offset} is not aligned to ${this.device.info.minStorageBufferOffsetAlignment}`);
-      return { sType: VK.ST_WRITE_DESCRIPTOR_SET, pNext: null, dstSet: set, dstBinding: i, dstArrayElement: 0, descriptorCount: 1, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, pImageInfo: null, pBufferInfo: [{ buffer: r.buffer.handle, offset, range: size }], pTexelBufferView: null };
+      return { buffer: r.buffer.handle, offset, size };
     });
-    api.vkUpdateDescriptorSets(this.device.handle, writes.length, writes, 0, null);
+    const key = resolved.map((r) => `${r.buffer}:${r.offset}:${r.size}`).join('/');
+    const cached = this.sets.get(key);
+    if (cached !== undefined) return cached.set;
+    const { set, pool } = this.allocate();
+    const writes = resolved.map((r, i) => ({ sType: VK.ST_WRITE_DESCRIPTOR_SET, pNext: null, dstSet: set, dstBinding: i, dstArrayElement: 0, descriptorCount: 1, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, pImageInfo: null, pBufferInfo: [{ buffer: r.buffer, offset: r.offset, range: r.size }], pTexelBufferView: null }));
+    vk().vkUpdateDescriptorSets(this.device.handle, writes.length, writes, 0, null);
+    const buffers = [...new Set(resolved.map((r) => r.buffer))];
+    this.sets.set(key, { set, pool, buffers });
+    for (const b of buffers) {
+      let keys = this.keysByBuffer.get(b);
+      if (keys === undefined) this.keysByBuffer.set(b, (keys = new Set()));
+      keys.add(key);
+    }
     return set;
+  }
+
+  /** Number of live descriptor sets (tests). */
+  get liveSets(): number {
+    return this.sets.size;
+  }
+
+  /** Frees every set that names a buffer about to be destroyed. */
+  private release(buffer: Handle): void {
+    const keys = this.keysByBuffer.get(buffer);
+    if (keys === undefined) return;
+    this.keysByBuffer.delete(buffer);
+    for (const key of keys) {
+      const entry = this.sets.get(key);
+      if (entry === undefined) continue;
+      this.sets.delete(key);
+      for (const b of entry.buffers) if (b !== buffer) this.keysByBuffer.get(b)?.delete(key);
+      vk().vkFreeDescriptorSets(this.device.handle, entry.pool, 1, [entry.set]);
+    }
   }
 
   private destroy(): void {
     const api = vk();
     const d = this.device.handle;
-    api.vkDestroyDescriptorPool(d, this.pool, null);
+    for (const pool of this.pools) api.vkDestroyDescriptorPool(d, pool, null);
     api.vkDestroyPipeline(d, this.pipeline, null);
     api.vkDestroyPipelineLayout(d, this.layout, null);
     api.vkDestroyDescriptorSetLayout(d, this.setLayout, null);
@@ -103,7 +165,7 @@ export function kernelFor(device: Device, spec: KernelSpec): Kernel {
   const key = `${spec.variant}/${spec.bindings}/${spec.pushBytes}/${spec.spec.join(',')}`;
   let k = kernels.get(key);
   if (k === undefined) {
-    k = new Kernel(device, spec, 4096);
+    k = new Kernel(device, spec);
     kernels.set(key, k);
   }
   return k;

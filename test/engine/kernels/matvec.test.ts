@@ -32,13 +32,14 @@ function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: 
 }
 
 /**
- * What the kernel computes: W x, or on the integer-dot INT4 path sum (q d) x^ + m x with x^ the int8
- * activations; `flips` bounds two activations rounding one step differently on the GPU (its
- * reciprocal is not IEEE-exact).
+ * What the kernel computes: W x, or on the integer-dot paths W x^ (INT8) and sum (q d) x^ + m x
+ * (INT4) with x^ the int8 activations; `flips` bounds two activations rounding one step differently
+ * on the GPU (its reciprocal is not IEEE-exact).
  */
 function reference(p: ReturnType<typeof prepare>, x: Float32Array, rows: number, cols: number, integerDot: boolean): { want: Float32Array; flips: number } {
-  if (!integerDot || !('mins' in p) || p.mins === undefined) return { want: matvecRef(p.exact, x, rows, cols), flips: 0 };
+  if (!integerDot) return { want: matvecRef(p.exact, x, rows, cols), flips: 0 };
   const { values: xh, maxScale } = quantizeActivations(x);
+  if (!('mins' in p) || p.mins === undefined) return { want: matvecRef(p.exact, xh, rows, cols), flips: 2 * Math.max(...p.exact.map(Math.abs)) * maxScale };
   const qd = p.exact.map((v, i) => v - p.mins[i]!);
   const viaMins = matvecRef(p.mins, x, rows, cols);
   return { want: matvecRef(qd, xh, rows, cols).map((v, r) => v + viaMins[r]!), flips: 2 * Math.max(...qd.map(Math.abs)) * maxScale };
@@ -64,7 +65,7 @@ function run(format: WeightFormatName, rows: number, cols: number, opts: { group
   for (const b of [m.w, xb, yb, ...(m.params ? [m.params] : [])]) gpu.alloc.free(b);
   // Tolerance: f32 accumulation over `cols` products, in a different order than the reference:
   // a few ulps of sum |w x|.
-  const { want, flips } = reference(p, x, rows, cols, format === 'q4' && (opts.kernel ?? mv).integerDot);
+  const { want, flips } = reference(p, x, rows, cols, (opts.kernel ?? mv).dotPath(format));
   const absSum = matvecRef(p.exact.map(Math.abs), x.map(Math.abs), rows, cols);
   for (let r = 0; r < rows; r++) {
     const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + flips + 1e-30;
@@ -85,11 +86,14 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       run('q4', 40, 384, { group });
     });
   }
-  test(`q4 on both paths: int8 activations with integer dot products (${mv.integerDot ? 'on this device' : 'not on this device'}) and float`, () => {
+  test(`q8 and q4 on both paths: int8 activations with integer dot products (${mv.integerDot ? 'on this device' : 'not on this device'}) and float`, () => {
     const float = new MatVec(gpu.device, gpu.alloc, { integerDot: false });
+    const dot = new MatVec(gpu.device, gpu.alloc, { q8Dot: true });
     assert.equal(float.integerDot, false);
-    run('q4', 67, 512, { kernel: float });
-    run('q4', 67, 512, { kernel: mv });
+    for (const format of ['q8', 'q4'] as const) {
+      run(format, 67, 512, { kernel: float });
+      run(format, 67, 512, { kernel: dot });
+    }
     for (const group of [32, 128]) run('q4', 19, 256, { kernel: float, group });
   });
   test('every tiling (1-4 rows, 32-128 threads per tile) gives the same results, partial tiles included', () => {
@@ -145,7 +149,7 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
         gpu.cmds.submitAndWait();
         const got = new Float32Array(rows);
         download(gpu.alloc, gpu.cmds, y, new Uint8Array(got.buffer));
-        const dot = format === 'q4' && mv.integerDot;
+        const dot = mv.dotPath(format);
         const g = reference(gate.p, x, rows, cols, dot);
         const u = reference(up.p, x, rows, cols, dot);
         const want = gatedRef(act, g.want, u.want);
