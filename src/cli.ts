@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { inspectCommand } from './commands/inspect.js';
+import { runCommand } from './commands/run.js';
 import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
 import { reportError } from './ui/errors.js';
 
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .option('--debug', 'print stack traces for errors')
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(inspectCommand());
+  program.addCommand(runCommand());
   return program;
 }
 

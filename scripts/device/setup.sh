@@ -9,3 +9,4 @@ ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 mkdir -p node_modules && cp -r .device/nm/* node_modules/
 node --version
+for d in .device/tokenizers/*/; do [ -f "$d/tokenizer.json" ] || xz -dk "$d/tokenizer.json.xz"; done 2>/dev/null

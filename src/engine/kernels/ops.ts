@@ -24,6 +24,8 @@ export interface AttentionShape {
   readonly capacity: number;
   /** Sliding window (positions visible, the query's own included); 0 = none. */
   readonly window: number;
+  /** Positions the cache will ever hold (the context); a ring at least this long never wraps. */
+  readonly positions?: number;
   readonly scale: number;
   /** Logit softcapping; 0 = none. */
   readonly softcap: number;
@@ -60,10 +62,16 @@ export class Ops {
     this.dispatch(cmds, k, [gate, up, out], new Uint32Array([n]), Math.min(Math.ceil(n / WG), 4096));
   }
 
-  /** y = a + b over n values; y may be a. */
-  add(cmds: Commands, a: GpuBuffer, b: GpuBuffer, y: GpuBuffer, n: number): void {
-    const k = this.kernel({ variant: 'add', bindings: 3, pushBytes: 4, spec: [WG] });
-    this.dispatch(cmds, k, [a, b, y], new Uint32Array([n]), Math.min(Math.ceil(n / WG), 4096));
+  /** y = a + b over n values; y may be a. With bn < n, b repeats every bn values (a bias per row). */
+  add(cmds: Commands, a: GpuBuffer, b: GpuBuffer, y: GpuBuffer, n: number, bn = n): void {
+    const k = this.kernel({ variant: 'add', bindings: 3, pushBytes: 8, spec: [WG] });
+    this.dispatch(cmds, k, [a, b, y], new Uint32Array([n, bn]), Math.min(Math.ceil(n / WG), 4096));
+  }
+
+  /** x = cap * tanh(x / cap) over n values, in place. */
+  softcap(cmds: Commands, x: GpuBuffer, n: number, cap: number): void {
+    const k = this.kernel({ variant: 'softcap', bindings: 1, pushBytes: 8, spec: [WG] });
+    this.dispatch(cmds, k, [x], new Uint32Array([n, f32bits(cap)]), Math.min(Math.ceil(n / WG), 4096));
   }
 
   /** out[t] = table[ids[t]] * scale; rowScale is the INT8 table's per-row scales (else any buffer). */
@@ -92,7 +100,7 @@ export class Ops {
    * capacity - window + 1 tokens (store the chunk's keys, then attend).
    */
   attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape): void {
-    if (s.window > 0 && s.capacity < s.window + s.tokens - 1) {
+    if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
       throw new RangeError(`attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`);
     }
     if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);

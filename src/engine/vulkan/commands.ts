@@ -72,6 +72,14 @@ export class Commands {
     return this;
   }
 
+  /** Ends a recording that failed half-way, so the next begin() works; its commands are never submitted. */
+  abandon(): void {
+    if (!this.recording) return;
+    vk().vkEndCommandBuffer(this.cb);
+    this.recording = false;
+    this.keepAlive = [];
+  }
+
   end(): this {
     check(vk().vkEndCommandBuffer(this.cb) as number, 'vkEndCommandBuffer');
     this.recording = false;

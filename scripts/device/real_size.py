@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Real-size check of unicorn against transformers (device machine, CUDA).
+
+`make`: builds a random-initialised bf16 checkpoint from a real published config (the text model of
+Gemma 3 4B, or Qwen 2.5 7B), with weights spread as in scripts/fixtures/make_fixtures.py (so the
+layers matter and the next-token distributions are far from uniform), saves it with save_pretrained,
+and records transformers' logits (f32 compute over the bf16 weights, eager attention, CUDA) for a
+64-token prompt of random ids into <out>/reference.safetensors.
+Then `node dist/bench/compare-logits.js <out>` runs unicorn on the same prompt and prints the mean KL
+divergence and the top-1 agreement.
+
+    python3 scripts/device/real_size.py make --config test/fixtures/configs/gemma3-4b-published.json --out /tmp/gemma3-4b
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+
+import torch
+import transformers
+from safetensors.torch import save_file
+
+PROMPT = 64
+
+
+def randomise(model, seed, gemma, hidden):
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            r = torch.randn(p.shape, generator=g, dtype=torch.float32, device='cuda')
+            if 'embed_tokens' in name or 'lm_head' in name:
+                p.copy_(r / math.sqrt(hidden) if gemma else r * 0.5)
+            elif p.ndim >= 2:
+                p.copy_(r / math.sqrt(p.shape[-1]))
+            elif name.endswith('model.norm.weight'):
+                p.copy_(r * 0.1 + (3.0 if gemma else 4.0))
+            elif 'norm' in name:
+                p.copy_(r * 0.1 if gemma else 1.0 + r * 0.1)
+            else:
+                p.copy_(r * 0.1)
+
+
+def make(config_path, out, seed):
+    with open(config_path) as f:
+        published = json.load(f)
+    arch = published['architectures'][0]
+    if arch == 'Gemma3ForConditionalGeneration':
+        cfg = transformers.Gemma3Config(**published).text_config
+        cls = transformers.Gemma3ForCausalLM
+    else:
+        cfg = transformers.AutoConfig.for_model(published['model_type'], **{k: v for k, v in published.items() if k != 'model_type'})
+        cls = getattr(transformers, arch)
+    cfg._attn_implementation = 'eager'
+    torch.manual_seed(seed)
+    with torch.device('cuda'):
+        model = cls(cfg).to(torch.bfloat16).eval()
+    gemma = arch.startswith('Gemma3')
+    randomise(model, seed, gemma, cfg.hidden_size)
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(out, safe_serialization=True)
+    ids = torch.randint(3, cfg.vocab_size - 1, (PROMPT,), generator=torch.Generator().manual_seed(seed + 1))
+    model = model.float()
+    with torch.no_grad():
+        logits = model(input_ids=ids[None].cuda(), use_cache=False).logits[0].float().cpu()
+    save_file({'input_ids': ids.to(torch.int32), 'logits': logits}, os.path.join(out, 'reference.safetensors'),
+              metadata={'config': os.path.basename(config_path), 'transformers': transformers.__version__, 'torch': torch.__version__,
+                        'compute': 'float32 over bf16 weights, eager attention, CUDA'})
+    n = sum(p.numel() for p in model.parameters())
+    print(f'{out}: {arch} text model, {n / 1e9:.2f} B parameters, bf16 checkpoint; reference logits {tuple(logits.shape)}, '
+          f'logit std {float(logits.std()):.2f}')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    m = sub.add_parser('make')
+    m.add_argument('--config', required=True)
+    m.add_argument('--out', required=True)
+    m.add_argument('--seed', type=int, default=5)
+    a = ap.parse_args()
+    make(a.config, a.out, a.seed)
+
+
+if __name__ == '__main__':
+    main()

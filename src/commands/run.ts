@@ -1,0 +1,163 @@
+/** `unicorn run <model> "<prompt>"`: one-shot generation, streamed to stdout; timings on stderr. */
+import * as crypto from 'node:crypto';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import ora from 'ora';
+import { UnicornError } from '../engine/errors.js';
+import { type Runner, openRunner } from '../engine/generate/runner.js';
+import { GREEDY, type SamplingOptions, checkSampling } from '../engine/generate/sampler.js';
+import type { ChatMessage } from '../engine/text/tokenizer.js';
+import { formatBytes } from '../ui/format.js';
+
+/** llama.cpp's defaults, used where the model's generation_config.json says nothing. */
+const FALLBACK: Omit<SamplingOptions, 'seed'> = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64 };
+
+const num = (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
+  return n;
+};
+const int = (v: string) => {
+  const n = num(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number >= 0');
+  return n;
+};
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+interface RunFlags {
+  maxTokens: number;
+  temp?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  seed?: number;
+  chat?: boolean;
+  system?: string;
+  stop?: string[];
+  templateVar?: string[];
+  ctx?: number;
+  gpu?: string;
+  device: 'gpu' | 'cpu';
+  json?: boolean;
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('generate a continuation of a prompt (streamed to stdout; timings on stderr)')
+    .argument('<model>', 'model directory (config.json, *.safetensors, tokenizer.json)')
+    .argument('[prompt]', 'the prompt; "-" or none reads it from stdin')
+    .option('-n, --max-tokens <n>', 'most tokens to generate', int, 256)
+    .option('--temp <t>', 'temperature (0 = greedy)', num)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int)
+    .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', num)
+    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', num)
+    .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', num)
+    .option('--repeat-last-n <n>', 'window for the repetition penalty', int)
+    .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', int)
+    .option('--chat', 'wrap the prompt in the model\'s chat template as a user turn')
+    .option('--system <text>', 'system message (with --chat)')
+    .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
+    .option('--template-var <name=value>', 'extra chat-template variable, e.g. enable_thinking=false (repeatable)', collect)
+    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', int)
+    .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
+    .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path (slow; small models)').choices(['gpu', 'cpu']).default('gpu'))
+    .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')
+    .action(async (modelDir: string, prompt: string | undefined, flags: RunFlags) => {
+      const text = prompt === undefined || prompt === '-' ? await readStdin() : prompt;
+      await run(modelDir, text, flags);
+    });
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new UnicornError('no prompt given', { hint: 'unicorn run <model> "your prompt", or pipe the prompt in' });
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function templateVars(list: readonly string[] | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UnicornError(`--template-var ${item}: expected name=value`);
+    const raw = item.slice(eq + 1);
+    let value: unknown = raw;
+    try { value = JSON.parse(raw); } catch { /* a plain string */ }
+    out[item.slice(0, eq)] = value;
+  }
+  return out;
+}
+
+function load(modelDir: string, flags: RunFlags): Runner {
+  const spinner = ora({ text: `opening ${modelDir}`, stream: process.stderr }).start();
+  const t0 = performance.now();
+  try {
+    const runner = openRunner(modelDir, {
+      device: flags.device, ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }), ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
+      onLoad: (p) => {
+        const s = (performance.now() - t0) / 1000;
+        const rate = p.done / Math.max(s, 1e-3);
+        spinner.text = `loading weights ${formatBytes(p.done)} / ${formatBytes(p.total)} · ${formatBytes(rate)}/s · ETA ${((p.total - p.done) / Math.max(rate, 1)).toFixed(0)} s`;
+      },
+    });
+    const where = runner.device === null ? 'CPU (TypeScript reference)' : runner.device.info.name;
+    spinner.succeed(`${modelDir}: ${formatBytes(runner.loadedBytes)} on ${where} in ${runner.loadSeconds.toFixed(2)} s · context ${runner.backend.ctx}`);
+    return runner;
+  } catch (e) {
+    spinner.fail(`could not load ${modelDir}`);
+    throw e;
+  }
+}
+
+async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<void> {
+  const runner = load(modelDir, flags);
+  try {
+    const codec = runner.codec!;
+    const d = runner.defaults;
+    const sampling: SamplingOptions = {
+      temperature: flags.temp ?? d.temperature ?? FALLBACK.temperature,
+      topK: flags.topK ?? d.topK ?? FALLBACK.topK,
+      topP: flags.topP ?? d.topP ?? FALLBACK.topP,
+      minP: flags.minP ?? d.minP ?? FALLBACK.minP,
+      repetitionPenalty: flags.repeatPenalty ?? d.repetitionPenalty ?? FALLBACK.repetitionPenalty,
+      repeatLastN: flags.repeatLastN ?? GREEDY.repeatLastN,
+      seed: flags.seed ?? crypto.randomInt(0, 2 ** 32 - 1),
+    };
+    const bad = checkSampling(sampling);
+    if (bad.length > 0) throw new UnicornError(`sampling: ${bad.join('; ')}`);
+    let ids: number[];
+    if (flags.chat === true) {
+      const messages: ChatMessage[] = [...(flags.system === undefined ? [] : [{ role: 'system', content: flags.system }]), { role: 'user', content: prompt }];
+      ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true, extra: templateVars(flags.templateVar) }), false);
+    } else {
+      if (flags.system !== undefined || flags.templateVar !== undefined) throw new UnicornError('--system and --template-var need --chat');
+      ids = codec.encode(prompt, true);
+    }
+    const out = flags.json === true ? undefined : process.stdout;
+    const g = runner.session.generate(ids, {
+      maxTokens: flags.maxTokens, sampling, eosIds: runner.model.spec.eosTokenIds, stop: flags.stop ?? [],
+      onText: (t) => out?.write(t),
+    });
+    const t = g.timings;
+    const stats = {
+      model: modelDir, device: runner.device === null ? 'cpu' : runner.device.info.name, seed: sampling.seed, finish: g.finish,
+      promptTokens: ids.length, generatedTokens: g.tokens.length,
+      timeToFirstTokenMs: +(t.timeToFirstToken * 1000).toFixed(1),
+      prefillTokensPerSecond: t.prefillSeconds > 0 ? +(t.promptTokens / t.prefillSeconds).toFixed(1) : null,
+      decodeTokensPerSecond: t.decodeSeconds > 0 ? +(t.decodeSteps / t.decodeSeconds).toFixed(1) : null,
+    };
+    if (flags.json === true) {
+      process.stdout.write(`${JSON.stringify({ text: g.text, tokens: g.tokens, sampling, ...stats })}\n`);
+    } else {
+      if (!g.text.endsWith('\n')) out?.write('\n');
+      const why = { eos: 'end of text', stop: 'stop string', length: `--max-tokens ${flags.maxTokens}`, context: `context full (${runner.backend.ctx} tokens)`, aborted: 'stopped' }[g.finish];
+      process.stderr.write(
+        `\n${ids.length} prompt tokens · time to first token ${stats.timeToFirstTokenMs} ms · prefill ${stats.prefillTokensPerSecond ?? '-'} tok/s · ` +
+        `${g.tokens.length} tokens at ${stats.decodeTokensPerSecond ?? '-'} tok/s · ${why} · seed ${sampling.seed}\n`,
+      );
+    }
+  } finally {
+    runner.close();
+  }
+}

@@ -1,0 +1,357 @@
+/**
+ * The Vulkan backend: the Forward steps recorded as kernels over GPU-resident weights, activations
+ * and an f16 KV cache. A prompt batch is recorded and submitted as one command buffer; the one-token
+ * decode step is recorded once per output kind and replayed, its per-token values (token id,
+ * position, rope angles) written into small host-visible buffers that the kernels read.
+ */
+import { MatMul } from '../kernels/matmul.js';
+import { MatVec, type GpuMatrix } from '../kernels/matvec.js';
+import { Ops, sortTopK } from '../kernels/ops.js';
+import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
+import { Commands } from '../vulkan/commands.js';
+import type { Device } from '../vulkan/device.js';
+import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
+import { download } from '../vulkan/transfer.js';
+import { ARCHITECTURES } from './architectures.js';
+import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
+import { type Act, type Forward, forwardPass } from './forward.js';
+import type { Activation, ModelSpec } from './spec.js';
+import type { GpuWeights } from './weights.js';
+
+export interface GpuBackendOptions {
+  readonly ctx: number;
+  /** Tokens per prefill batch (default 256). */
+  readonly batch?: number;
+}
+
+interface LayerCache {
+  readonly k: GpuBuffer;
+  readonly v: GpuBuffer;
+  readonly capacity: number;
+}
+
+/** What the recording of one step needs to know. */
+interface Recording {
+  readonly cmds: Commands;
+  readonly tokens: number;
+  readonly output: Output | { readonly kind: 'all' };
+}
+
+export class GpuBackend implements Backend, Forward {
+  readonly spec: ModelSpec;
+  readonly ctx: number;
+  readonly batch: number;
+  readonly rewindLimit: number;
+  readonly name: string;
+  private readonly mv: MatVec;
+  private readonly mm: MatMul;
+  private readonly ops: Ops;
+  private readonly act: Record<Act, GpuBuffer>;
+  private readonly up: GpuBuffer;
+  private readonly last: GpuBuffer;
+  private readonly logitsBuf: GpuBuffer;
+  private readonly caches: LayerCache[];
+  // Host-visible per-step inputs and outputs.
+  private readonly ids: GpuBuffer;
+  private readonly positions: GpuBuffer;
+  private readonly ropeTables = new Map<string, { buf: GpuBuffer; inv: Float32Array }>();
+  private readonly layerRope: string[];
+  private readonly result: GpuBuffer;
+  private readonly topVals: GpuBuffer;
+  private readonly logitsHost: GpuBuffer;
+  private readonly owned: GpuBuffer[] = [];
+  private readonly stepCmds: Commands;
+  private readonly decodeSteps = new Map<string, Commands>();
+  private rec: Recording | undefined;
+  static readonly MAX_TOPK = 1024;
+
+  constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, opts: GpuBackendOptions) {
+    this.spec = spec;
+    this.ctx = opts.ctx;
+    this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx));
+    this.name = device.info.name;
+    this.mv = new MatVec(device, alloc);
+    this.mm = new MatMul(device, alloc);
+    this.ops = new Ops(device);
+    const B = this.batch;
+    const q = spec.numHeads * spec.headDim;
+    const kv = spec.numKvHeads * spec.headDim;
+    const a = (floats: number, label: string, placement: 'device' | 'host' = 'device') => {
+      const buf = alloc.alloc(Math.max(16, floats * 4), label, placement);
+      this.owned.push(buf);
+      return buf;
+    };
+    try {
+      this.act = {
+        x: a(B * spec.hiddenSize, 'x'), h: a(B * spec.hiddenSize, 'h'), q: a(B * q, 'q'), k: a(B * kv, 'k'), v: a(B * kv, 'v'),
+        a: a(B * q, 'attention out'), g: a(B * spec.intermediateSize, 'mlp hidden'),
+      };
+      this.up = a(B * spec.intermediateSize, 'mlp up');
+      this.last = a(spec.hiddenSize, 'last token');
+      this.logitsBuf = a(spec.vocabSize, 'logits');
+      this.caches = spec.layers.map((l) => {
+        const capacity = l.window === null ? this.ctx : Math.min(this.ctx, l.window + B - 1);
+        const bytes = spec.numKvHeads * capacity * spec.headDim * 2;
+        return { k: a(bytes / 4, `layer ${l.index} keys`), v: a(bytes / 4, `layer ${l.index} values`), capacity };
+      });
+      this.rewindLimit = rewindLimit(spec.layers.map((l, i) => ({ window: l.window, capacity: this.caches[i]!.capacity })), this.ctx);
+      this.ids = a(B, 'token ids', 'host');
+      this.positions = a(B, 'positions', 'host');
+      this.layerRope = spec.layers.map((l) => {
+        const key = JSON.stringify(l.rope);
+        if (!this.ropeTables.has(key)) this.ropeTables.set(key, { buf: a(B * spec.headDim, `rope ${key}`, 'host'), inv: inverseFrequencies(l.rope, spec.headDim) });
+        return key;
+      });
+      this.result = a(GpuBackend.MAX_TOPK, 'sampled ids', 'host');
+      this.topVals = a(GpuBackend.MAX_TOPK, 'top-k values', 'host');
+      this.logitsHost = this.logitsBuf.mapped !== null ? this.logitsBuf : a(spec.vocabSize, 'logits read-back', 'host');
+    } catch (e) {
+      for (const b of this.owned) alloc.free(b);
+      throw e;
+    }
+    this.stepCmds = new Commands(device);
+  }
+
+  // ---- Forward: each step records kernels for the current recording's tokens, then a barrier. ----
+
+  private get r(): Recording {
+    if (this.rec === undefined) throw new Error('GpuBackend: a Forward step outside a recording');
+    return this.rec;
+  }
+
+  private matrix(name: string): GpuMatrix {
+    const m = this.weights.matrices.get(name);
+    if (m === undefined) throw new Error(`weights: no matrix ${name}`);
+    return m;
+  }
+
+  private vector(name: string): GpuBuffer {
+    const v = this.weights.vectors.get(name);
+    if (v === undefined) throw new Error(`weights: no vector ${name}`);
+    return v;
+  }
+
+  embed(): void {
+    const { cmds, tokens } = this.r;
+    const e = this.weights.embedding;
+    this.ops.embed(cmds, e.format, e.table, e.rowScale, this.ids, this.act.x, tokens, this.spec.hiddenSize, this.spec.vocabSize, e.scale);
+    cmds.barrier();
+  }
+
+  norm(src: Act, weight: string, dst: Act): void {
+    const { cmds, tokens } = this.r;
+    this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset);
+    cmds.barrier();
+  }
+
+  headNorm(buf: 'q' | 'k', weight: string, heads: number): void {
+    const { cmds, tokens } = this.r;
+    this.ops.rmsnorm(cmds, this.act[buf], this.vector(weight), this.act[buf], tokens * heads, this.spec.headDim, this.spec.rmsNormEps, this.spec.normWeightOffset);
+    cmds.barrier();
+  }
+
+  linear(src: Act, weight: string, dst: Act, bias?: string): void {
+    const { cmds, tokens } = this.r;
+    const m = this.matrix(weight);
+    const b = bias === undefined ? undefined : this.vector(bias);
+    if (tokens === 1) {
+      this.mv.record(cmds, m, this.act[src], this.act[dst], b === undefined ? {} : { bias: b });
+    } else {
+      this.mm.record(cmds, m, this.act[src], this.act[dst], tokens);
+      if (b !== undefined) {
+        cmds.barrier();
+        this.ops.add(cmds, this.act[dst], b, this.act[dst], tokens * m.rows, m.rows);
+      }
+    }
+    cmds.barrier();
+  }
+
+  gateUp(src: Act, gate: string, up: string, act: Activation): void {
+    const { cmds, tokens } = this.r;
+    const g = this.matrix(gate);
+    const u = this.matrix(up);
+    if (tokens === 1 && g.format === u.format) {
+      this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act });
+    } else {
+      this.mm.record(cmds, g, this.act[src], this.act.g, tokens);
+      this.mm.record(cmds, u, this.act[src], this.up, tokens);
+      cmds.barrier();
+      this.ops.gated(cmds, act, this.act.g, this.up, this.act.g, tokens * g.rows);
+    }
+    cmds.barrier();
+  }
+
+  rope(buf: 'q' | 'k', heads: number, layer: number): void {
+    const { cmds, tokens } = this.r;
+    this.ops.rope(cmds, this.act[buf], this.ropeTables.get(this.layerRope[layer]!)!.buf, tokens, heads, this.spec.headDim);
+    cmds.barrier();
+  }
+
+  attention(layer: number, dst: Act): void {
+    const { cmds, tokens } = this.r;
+    const s = this.spec;
+    const c = this.caches[layer]!;
+    this.ops.kvStore(cmds, this.act.k, this.positions, c.k, tokens, s.numKvHeads, s.headDim, c.capacity);
+    this.ops.kvStore(cmds, this.act.v, this.positions, c.v, tokens, s.numKvHeads, s.headDim, c.capacity);
+    cmds.barrier();
+    this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
+      tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
+      window: s.layers[layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
+    });
+    cmds.barrier();
+  }
+
+  add(dst: Act, src: Act): void {
+    const { cmds, tokens } = this.r;
+    const width = dst === 'x' || dst === 'h' ? this.spec.hiddenSize : 0;
+    if (width === 0) throw new Error(`add: ${dst} is not a residual-stream activation`);
+    this.ops.add(cmds, this.act[dst], this.act[src], this.act[dst], tokens * width);
+    cmds.barrier();
+  }
+
+  logits(src: Act): void {
+    const { cmds, tokens, output } = this.r;
+    const s = this.spec;
+    const cap = s.finalLogitSoftcap;
+    if (output.kind === 'none') return;
+    if (output.kind === 'all') {
+      // Probe: logits of every token, into the MLP scratch (tokens x vocab floats fit when checked).
+      const all = this.probeLogits!;
+      this.mm.record(cmds, this.weights.lmHead, this.act[src], all, tokens);
+      cmds.barrier();
+      if (cap !== null) this.ops.softcap(cmds, all, tokens * s.vocabSize, cap);
+      cmds.barrier();
+      return;
+    }
+    let x = this.act[src];
+    if (tokens > 1) {
+      cmds.copy(x, this.last, s.hiddenSize * 4, (tokens - 1) * s.hiddenSize * 4, 0);
+      cmds.barrier();
+      x = this.last;
+    }
+    this.mv.record(cmds, this.weights.lmHead, x, this.logitsBuf);
+    cmds.barrier();
+    if (cap !== null) {
+      this.ops.softcap(cmds, this.logitsBuf, s.vocabSize, cap);
+      cmds.barrier();
+    }
+    if (output.kind === 'argmax') this.ops.argmax(cmds, this.logitsBuf, this.result, s.vocabSize);
+    else if (output.kind === 'topk') this.ops.topk(cmds, this.logitsBuf, this.result, this.topVals, s.vocabSize, output.k);
+    else if (this.logitsHost !== this.logitsBuf) cmds.copy(this.logitsBuf, this.logitsHost, s.vocabSize * 4);
+    cmds.barrier();
+  }
+
+  // ---- Backend ----
+
+  private probeLogits: GpuBuffer | undefined;
+
+  /** Writes the host-side inputs of a step: token ids, positions, rope angles. */
+  private writeInputs(ids: readonly number[], start: number): void {
+    if (ids.length === 0 || ids.length > this.batch) throw new RangeError(`a step takes 1 to ${this.batch} tokens, not ${ids.length}`);
+    if (start < 0 || start + ids.length > this.ctx) throw new RangeError(`positions ${start}..${start + ids.length - 1} are outside the context of ${this.ctx}`);
+    const idView = new Uint32Array(this.alloc.view(this.ids, 0, ids.length * 4).buffer, 0, ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= this.spec.vocabSize) throw new RangeError(`token id ${id} is outside the vocabulary of ${this.spec.vocabSize}`);
+      idView[i] = id;
+    }
+    const pos = Array.from({ length: ids.length }, (_, i) => start + i);
+    new Uint32Array(this.alloc.view(this.positions, 0, ids.length * 4).buffer, 0, ids.length).set(pos);
+    const half = this.spec.headDim / 2;
+    for (const { buf, inv } of this.ropeTables.values()) {
+      ropeTable(inv, pos, new Float32Array(this.alloc.view(buf, 0, ids.length * half * 8).buffer, 0, ids.length * half * 2));
+    }
+  }
+
+  /** Records a whole forward pass; a failure leaves no half-open recording behind. */
+  private record(r: Recording, observe?: (stage: number) => void): void {
+    this.rec = r;
+    try {
+      forwardPass(ARCHITECTURES[this.spec.family], this, observe);
+    } catch (e) {
+      r.cmds.abandon();
+      throw e;
+    } finally {
+      this.rec = undefined;
+    }
+  }
+
+  private collect(output: Output): StepResult {
+    const n = this.spec.vocabSize;
+    switch (output.kind) {
+      case 'none': return {};
+      case 'argmax': return { argmax: new Uint32Array(this.alloc.view(this.result, 0, 4).buffer, 0, 1)[0]! };
+      case 'topk': {
+        const idx = new Uint32Array(output.k);
+        const val = new Float32Array(output.k);
+        this.alloc.read(this.result, new Uint8Array(idx.buffer));
+        this.alloc.read(this.topVals, new Uint8Array(val.buffer));
+        return { topk: sortTopK(idx, val) };
+      }
+      case 'logits': {
+        const logits = new Float32Array(n);
+        this.alloc.read(this.logitsHost, new Uint8Array(logits.buffer));
+        return { logits };
+      }
+    }
+  }
+
+  step(ids: readonly number[], start: number, output: Output): StepResult {
+    if (output.kind === 'topk' && (output.k < 1 || output.k > Math.min(GpuBackend.MAX_TOPK, this.spec.vocabSize))) throw new RangeError(`top-k on the GPU takes k from 1 to ${GpuBackend.MAX_TOPK}`);
+    this.writeInputs(ids, start);
+    if (ids.length === 1) {
+      // Decode: replay the step recorded for this output.
+      const key = output.kind === 'topk' ? `topk${output.k}` : output.kind;
+      let cmds = this.decodeSteps.get(key);
+      if (cmds === undefined) {
+        cmds = new Commands(this.device);
+        cmds.begin({ reusable: true });
+        this.record({ cmds, tokens: 1, output });
+        cmds.end();
+        this.decodeSteps.set(key, cmds);
+      }
+      cmds.submitAndWait();
+    } else {
+      this.stepCmds.begin();
+      this.record({ cmds: this.stepCmds, tokens: ids.length, output });
+      this.stepCmds.submitAndWait();
+    }
+    return this.collect(output);
+  }
+
+  probe(ids: readonly number[], start: number): Probe {
+    const s = this.spec;
+    const T = ids.length;
+    this.writeInputs(ids, start);
+    const layerBytes = T * s.hiddenSize * 4;
+    const capture = this.alloc.alloc(layerBytes * (s.numLayers + 2), 'probe: hidden states');
+    const all = this.alloc.alloc(T * s.vocabSize * 4, 'probe: logits');
+    this.probeLogits = all;
+    try {
+      const cmds = this.stepCmds;
+      cmds.begin();
+      // Stage 0 is the embeddings, i + 1 layer i's output (both in x), the last the final norm (in h).
+      this.record({ cmds, tokens: T, output: { kind: 'all' } }, (stage) => {
+        cmds.copy(stage > s.numLayers ? this.act.h : this.act.x, capture, layerBytes, 0, stage * layerBytes).barrier();
+      });
+      cmds.submitAndWait();
+      const hiddenAll = new Float32Array(T * s.hiddenSize * (s.numLayers + 2));
+      download(this.alloc, cmds, capture, new Uint8Array(hiddenAll.buffer));
+      const logits = new Float32Array(T * s.vocabSize);
+      download(this.alloc, cmds, all, new Uint8Array(logits.buffer));
+      const per = T * s.hiddenSize;
+      const hidden = Array.from({ length: s.numLayers + 1 }, (_, i) => hiddenAll.slice(i * per, (i + 1) * per));
+      return { hidden, finalNorm: hiddenAll.slice((s.numLayers + 1) * per), logits };
+    } finally {
+      this.probeLogits = undefined;
+      this.alloc.free(capture);
+      this.alloc.free(all);
+    }
+  }
+
+  dispose(): void {
+    this.device.waitIdle();
+    for (const b of this.owned) this.alloc.free(b);
+    this.owned.length = 0;
+  }
+}
