@@ -56,13 +56,15 @@ describe('unicorn run', () => {
   });
 
   test('same seed, same text; the prompt may come from stdin', () => {
-    const args = ['run', modelFixture('qwen2'), '-', '-n', '12', '--temp', '1.5', '--top-k', '50', '--seed', '11', '--json'];
-    const a = JSON.parse(unicorn(args, 'Once upon a time').out);
-    const b = JSON.parse(unicorn(args, 'Once upon a time').out);
-    assert.deepEqual(a.tokens, b.tokens);
-    assert.equal(a.seed, 11);
-    const c = JSON.parse(unicorn([...args.slice(0, -2), '--seed', '12', '--json'], 'Once upon a time').out);
-    assert.notDeepEqual(c.tokens, a.tokens);
+    const args = (seed: number, topK: number) => ['run', modelFixture('llama'), '-', '-n', '12', '--temp', '2', '--top-k', String(topK), '--seed', String(seed), '--json'];
+    for (const topK of [100, 0]) { // the GPU's top-k, and the full logits
+      const a = JSON.parse(unicorn(args(11, topK), 'Once upon a time').out);
+      const b = JSON.parse(unicorn(args(11, topK), 'Once upon a time').out);
+      assert.deepEqual(a.tokens, b.tokens);
+      assert.equal(a.seed, 11);
+      const c = JSON.parse(unicorn(args(12, topK), 'Once upon a time').out);
+      assert.notDeepEqual(c.tokens, a.tokens);
+    }
   });
 
   test('a stop string ends the text before it', () => {

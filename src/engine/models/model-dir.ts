@@ -44,6 +44,9 @@ export interface ModelFiles {
 
 /** Opens a model directory (or a .safetensors file with config.json beside it): headers only. */
 export function openModel(target: string): ModelFiles {
+  if (!fs.existsSync(target)) {
+    throw new ConfigError(`${target}: no such file or directory`, { hint: 'give the path of a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)' });
+  }
   const dir = fs.existsSync(target) && fs.statSync(target).isFile() ? path.dirname(target) : target;
   const spec = readModelSpec(dir);
   const checkpoint = Checkpoint.open(target);
