@@ -15,8 +15,8 @@ import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
-import { grid, kernelFor } from '../src/engine/vulkan/pipeline.js';
 import { upload } from '../src/engine/vulkan/transfer.js';
+import { copyBandwidth, timeBest as timeBestIn } from './copy-baseline.js';
 
 const device = Device.open(process.argv.find((a) => a.startsWith('--gpu='))?.slice(6));
 const alloc = new Allocator(device, { blockSize: 1 << 30 });
@@ -39,40 +39,15 @@ function fill(buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes'): void {
   }
 }
 
-function timeBest(record: () => void, reps: number, tries: number): number {
-  cmds.begin({ reusable: true });
-  for (let i = 0; i < reps; i++) {
-    record();
-    cmds.barrier();
-  }
-  cmds.end();
-  cmds.submitAndWait(); // warm-up
-  let best = Infinity;
-  for (let t = 0; t < tries; t++) {
-    const start = process.hrtime.bigint();
-    cmds.submitAndWait();
-    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  return best / reps;
-}
+const timeBest = (record: () => void, reps: number, tries: number) => timeBestIn(cmds, record, reps, tries);
 
 // Baseline: device-local to device-local copy by a compute shader, and by vkCmdCopyBuffer.
-const copyBytes = Math.min(quick ? 64 << 20 : 1 << 30, Math.floor(device.info.maxMemoryAllocationSize / 2), device.info.maxStorageBufferRange - 15);
-const copyWords = Math.floor(copyBytes / 16);
-const src = alloc.alloc(copyWords * 16, 'copy source');
-const dst = alloc.alloc(copyWords * 16, 'copy destination');
-const copyKernel = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
-const copySet = copyKernel.bind([{ buffer: src }, { buffer: dst }]);
-const copyGroups = grid(Math.min(Math.ceil(copyWords / 256), 65535), device.info.maxComputeWorkGroupCount[0]!);
-const shaderCopyTime = timeBest(() => cmds.dispatch(copyKernel, copySet, new Uint32Array([copyWords]), copyGroups), quick ? 2 : 10, 5);
-const dmaCopyTime = timeBest(() => cmds.copy(src, dst, copyWords * 16), quick ? 2 : 10, 5);
-const copyGBs = (2 * copyWords * 16) / shaderCopyTime / 1e9;
-const dmaGBs = (2 * copyWords * 16) / dmaCopyTime / 1e9;
-alloc.free(src);
-alloc.free(dst);
+const baseline = copyBandwidth(device, alloc, quick ? 64 << 20 : 1 << 30, quick ? 2 : 10);
+const copyGBs = baseline.shader;
+const dmaGBs = baseline.dma;
 
 console.log(`device: ${device.info.name} (${device.info.type}, ${device.info.driverName} ${device.info.driverInfo}), subgroup ${device.info.subgroupSize}`);
-console.log(`baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(copyWords * 16 / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`);
+console.log(`baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(baseline.bytes / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`);
 console.log('matvec: tiling (R rows x T threads per tile) chosen per matrix; a barrier between dispatches\n');
 
 const shapes: [number, number, string][] = quick

@@ -1,100 +1,119 @@
 #version 450
-// Attention of queries [tokens, heads, d] over an f16 KV cache [kvHeads, capacity, d], one workgroup
-// per (token, head): GQA (kv head = head / (heads / kvHeads)), causal, optional sliding window (the
-// last `window` positions, the query's own included), optional logit softcapping. Online softmax over
-// chunks of positions: memory stays constant whatever the context. Decode is tokens = 1.
+// Attention of queries [tokens, heads, d] over an f16 KV cache [kvHeads, capacity, d]: GQA (kv head =
+// head / (heads / kvHeads)), causal, optional sliding window (the last `window` positions, the
+// query's own included), optional logit softcapping, online softmax (memory constant in the context).
+//
+// Work split (flash-decoding): a workgroup per (token, head, split); split s of `splits` takes one
+// contiguous share of the token's visible positions. Inside it each subgroup takes every
+// NSG-th position: its lanes hold d / subgroupSize dims each (coalesced reads of a key or value row),
+// the score is one subgroupAdd, and each subgroup keeps its own running max, sum and output. The
+// subgroups meet in shared memory at the end. With one split the workgroup writes o; with several it
+// writes (unnormalised output, max, sum) to `part`, which attention_combine.comp folds into o.
+// Decode (one token) uses many splits so that the GPU is busy; a prompt batch uses one.
+#extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint MAX_D = 256;  // largest head_dim supported
 layout(push_constant) uniform Push {
   uint tokens; uint heads; uint kvHeads; uint headDim;
   uint capacity; uint window;  // window 0 = no window
   float scale; float softcap;  // softcap 0 = none
+  uint splits;
 } pc;
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 1) readonly buffer K { uint kc[]; };  // f16 pairs
 layout(std430, binding = 2) readonly buffer V { uint vc[]; };
 layout(std430, binding = 3) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
+layout(std430, binding = 5) writeonly buffer Part { float part[]; };  // [tokens * heads * splits][d + 2]
 
-shared float qs[MAX_D];
-shared float p[gl_WorkGroupSize.x];
-shared float red[gl_WorkGroupSize.x];
-
-float workgroupMax(float v) {
-  v = subgroupMax(v);
-  if (subgroupElect()) red[gl_SubgroupID] = v;
-  barrier();
-  float m = red[0];
-  for (uint i = 1; i < gl_NumSubgroups; i++) m = max(m, red[i]);
-  barrier();
-  return m;
-}
-
-float workgroupSum(float v) {
-  v = subgroupAdd(v);
-  if (subgroupElect()) red[gl_SubgroupID] = v;
-  barrier();
-  float s = 0.0;
-  for (uint i = 0; i < gl_NumSubgroups; i++) s += red[i];
-  barrier();
-  return s;
-}
+// Pairs of dims per lane: at most MAX_D / 2 / 8 (subgroups of 8 or more); loops over this constant
+// bound are unrolled, so the per-lane arrays stay in registers.
+const uint LANE_PAIRS = MAX_D / 16;
+const uint MAX_SG = 16;  // subgroups per workgroup, at most (128 invocations in subgroups of 8 or more)
+shared float sm[MAX_SG];
+shared float sl[MAX_SG];
+shared vec2 sacc[MAX_SG * (MAX_D / 2)];
 
 void main() {
-  const uint th = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+  const uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+  const uint th = wg / pc.splits;  // token * heads + head
+  const uint split = wg % pc.splits;
   if (th >= pc.tokens * pc.heads) return;
   const uint t = th / pc.heads;
   const uint h = th % pc.heads;
   const uint kvh = h / (pc.heads / pc.kvHeads);
-  const uint lid = gl_LocalInvocationID.x;
-  const uint WG = gl_WorkGroupSize.x;
-  const uint d = pc.headDim;
-  for (uint i = lid; i < d; i += WG) qs[i] = q[th * d + i] * pc.scale;
-  barrier();
+  const uint lane = gl_SubgroupInvocationID;
+  const uint SG = gl_SubgroupSize;
+  const uint pairs = pc.headDim / 2;
 
+  // This lane's dims of q (pairs lane, lane + SG, ...), scaled.
+  vec2 qv[LANE_PAIRS];
+  vec2 acc[LANE_PAIRS];
+  [[unroll]] for (uint k = 0; k < LANE_PAIRS; k++) {
+    const uint p = lane + k * SG;
+    qv[k] = p < pairs ? vec2(q[th * pc.headDim + 2 * p], q[th * pc.headDim + 2 * p + 1]) * pc.scale : vec2(0.0);
+    acc[k] = vec2(0.0);
+  }
+
+  // This split's share of the visible positions [first, me].
   const uint me = pos[t];
   const uint first = pc.window == 0u || me + 1u < pc.window ? 0u : me + 1u - pc.window;
-  // Each invocation accumulates output dims lid, lid + WG, ... (MAX_D / WG of them at most).
-  const uint PER = (MAX_D + WG - 1) / WG;
-  float acc[(MAX_D + 31) / 32];
-  for (uint k = 0; k < PER; k++) acc[k] = 0.0;
+  const uint count = me + 1u - first;
+  const uint per = (count + pc.splits - 1u) / pc.splits;
+  const uint lo = first + min(count, split * per);
+  const uint hi = first + min(count, (split + 1u) * per);  // exclusive
+
   float m = -1.0 / 0.0;
   float l = 0.0;
-  for (uint c = first; c <= me; c += WG) {
-    const uint j = c + lid;
-    float s = -1.0 / 0.0;
-    if (j <= me) {
-      const uint slot = j % pc.capacity;
-      s = 0.0;
-      for (uint i = 0; i < d; i += 2) {
-        const vec2 kk = unpackHalf2x16(kc[((kvh * pc.capacity + slot) * d + i) >> 1]);
-        s += qs[i] * kk.x + qs[i + 1] * kk.y;
-      }
-      if (pc.softcap > 0.0) s = pc.softcap * tanh(clamp(s / pc.softcap, -10.0, 10.0));
+  for (uint j = lo + gl_SubgroupID; j < hi; j += gl_NumSubgroups) {
+    const uint row = (kvh * pc.capacity + j % pc.capacity) * pairs;
+    float s = 0.0;
+    [[unroll]] for (uint k = 0; k < LANE_PAIRS; k++) {
+      const uint p = lane + k * SG;
+      if (p < pairs) s += dot(qv[k], unpackHalf2x16(kc[row + p]));
     }
-    const float mNew = max(m, workgroupMax(s));
-    const float e = j <= me ? exp(s - mNew) : 0.0;
-    p[lid] = e;
+    s = subgroupAdd(s);
+    if (pc.softcap > 0.0) s = pc.softcap * tanh(clamp(s / pc.softcap, -10.0, 10.0));
+    const float mNew = max(m, s);
     const float rescale = exp(m - mNew);
-    l = l * rescale + workgroupSum(e);  // workgroupSum's barriers also publish p[]
+    const float e = exp(s - mNew);
+    l = l * rescale + e;
     m = mNew;
-    const uint n = min(WG, me + 1u - c);
-    for (uint k = 0; k < PER; k++) {
-      const uint i = lid + k * WG;
-      if (i < d) {
-        float a = acc[k] * rescale;
-        for (uint jj = 0; jj < n; jj++) {
-          const uint slot = (c + jj) % pc.capacity;
-          a += p[jj] * unpackHalf2x16(vc[((kvh * pc.capacity + slot) * d + i) >> 1])[i & 1u];
-        }
-        acc[k] = a;
-      }
+    [[unroll]] for (uint k = 0; k < LANE_PAIRS; k++) {
+      const uint p = lane + k * SG;
+      if (p < pairs) acc[k] = acc[k] * rescale + e * unpackHalf2x16(vc[row + p]);
     }
-    barrier();
   }
-  for (uint k = 0; k < PER; k++) {
-    const uint i = lid + k * WG;
-    if (i < d) o[th * d + i] = acc[k] / l;
+
+  // Fold the subgroups: shared max, each subgroup's share rescaled to it.
+  const uint sg = gl_SubgroupID;
+  if (subgroupElect()) { sm[sg] = m; sl[sg] = l; }
+  [[unroll]] for (uint k = 0; k < LANE_PAIRS; k++) {
+    const uint p = lane + k * SG;
+    if (p < pairs) sacc[sg * (MAX_D / 2) + p] = acc[k];
+  }
+  barrier();
+  float M = -1.0 / 0.0;
+  for (uint i = 0; i < gl_NumSubgroups; i++) M = max(M, sm[i]);
+  float L = 0.0;
+  for (uint i = 0; i < gl_NumSubgroups; i++) L += sm[i] == -1.0 / 0.0 ? 0.0 : sl[i] * exp(sm[i] - M);
+  for (uint p = gl_LocalInvocationID.x; p < pairs; p += gl_WorkGroupSize.x) {
+    vec2 a = vec2(0.0);
+    for (uint i = 0; i < gl_NumSubgroups; i++) if (sm[i] != -1.0 / 0.0) a += sacc[i * (MAX_D / 2) + p] * exp(sm[i] - M);
+    if (pc.splits == 1u) {
+      o[th * pc.headDim + 2 * p] = a.x / L;
+      o[th * pc.headDim + 2 * p + 1] = a.y / L;
+    } else {
+      const uint base = wg * (pc.headDim + 2u);
+      part[base + 2 * p] = a.x;
+      part[base + 2 * p + 1] = a.y;
+    }
+  }
+  if (pc.splits > 1u && gl_LocalInvocationID.x == 0u) {
+    const uint base = wg * (pc.headDim + 2u);
+    part[base + pc.headDim] = M;
+    part[base + pc.headDim + 1u] = L;
   }
 }

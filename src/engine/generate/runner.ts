@@ -29,6 +29,8 @@ export interface RunnerOptions {
   /** Whether text is needed (tokenizer.json required). */
   readonly text?: boolean;
   readonly onLoad?: (p: LoadProgress) => void;
+  /** GPU timestamps per dispatch (benchmarks). */
+  readonly profile?: boolean;
 }
 
 export interface Runner {
@@ -90,7 +92,7 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
       const alloc = new Allocator(device);
       const cmds = new Commands(device);
       const weights = loadWeights(model, alloc, cmds, opts.onLoad);
-      backend = new GpuBackend(device, alloc, weights, spec, { ctx, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
+      backend = new GpuBackend(device, alloc, weights, spec, { ctx, profile: opts.profile === true, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
       const d = device;
       close = () => { backend.dispose(); weights.free(); d.destroy(); model.checkpoint.close(); };
     }

@@ -29,6 +29,16 @@ export interface AttentionShape {
   readonly scale: number;
   /** Logit softcapping; 0 = none. */
   readonly softcap: number;
+  /**
+   * Workgroups sharing each (token, head)'s positions (flash-decoding); more than 1 needs `part`
+   * scratch of tokens x heads x splits x (headDim + 2) floats. Default 1.
+   */
+  readonly splits?: number;
+}
+
+/** Positions per split that keep a decode step's attention busy: a split per 64 visible positions, at most 32. */
+export function attentionSplits(visible: number): number {
+  return Math.max(1, Math.min(32, Math.ceil(visible / 64)));
 }
 
 export class Ops {
@@ -99,14 +109,22 @@ export class Ops {
    * capacity >= window + tokens - 1, so a long prompt is prefilled in chunks of at most
    * capacity - window + 1 tokens (store the chunk's keys, then attend).
    */
-  attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape): void {
+  attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape, part?: GpuBuffer): void {
     if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
       throw new RangeError(`attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`);
     }
     if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);
-    const k = this.kernel({ variant: 'attention', bindings: 5, pushBytes: 32, spec: [128, 256] });
-    const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap)]);
-    this.dispatch(cmds, k, [q, kCache, vCache, positions, o], push, s.tokens * s.heads);
+    const splits = s.splits ?? 1;
+    const rows = s.tokens * s.heads;
+    if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4)) throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
+    const k = this.kernel({ variant: 'attention', bindings: 6, pushBytes: 36, spec: [Math.min(128, this.device.info.maxComputeWorkGroupInvocations), 256] });
+    const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap), splits]);
+    this.dispatch(cmds, k, [q, kCache, vCache, positions, o, part ?? o], push, rows * splits);
+    if (splits > 1) {
+      cmds.barrier();
+      const c = this.kernel({ variant: 'attention_combine', bindings: 2, pushBytes: 12, spec: [Math.min(128, s.headDim)] });
+      this.dispatch(cmds, c, [part!, o], new Uint32Array([rows, s.headDim, splits]), rows);
+    }
   }
 
   /** out[outIndex] = index of the largest of x's first n values. */

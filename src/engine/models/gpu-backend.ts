@@ -6,7 +6,7 @@
  */
 import { MatMul } from '../kernels/matmul.js';
 import { MatVec, type GpuMatrix } from '../kernels/matvec.js';
-import { Ops, sortTopK } from '../kernels/ops.js';
+import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
@@ -22,6 +22,8 @@ export interface GpuBackendOptions {
   readonly ctx: number;
   /** Tokens per prefill batch (default 256). */
   readonly batch?: number;
+  /** GPU timestamps after every dispatch, read with lastProfile() (bench:decode). */
+  readonly profile?: boolean;
 }
 
 interface LayerCache {
@@ -51,6 +53,8 @@ export class GpuBackend implements Backend, Forward {
   private readonly last: GpuBuffer;
   private readonly logitsBuf: GpuBuffer;
   private readonly caches: LayerCache[];
+  /** Split partial results of decode attention (flash-decoding). */
+  private readonly attnPart: GpuBuffer;
   // Host-visible per-step inputs and outputs.
   private readonly ids: GpuBuffer;
   private readonly positions: GpuBuffer;
@@ -65,7 +69,7 @@ export class GpuBackend implements Backend, Forward {
   private rec: Recording | undefined;
   static readonly MAX_TOPK = 1024;
 
-  constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, opts: GpuBackendOptions) {
+  constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, private readonly opts: GpuBackendOptions) {
     this.spec = spec;
     this.ctx = opts.ctx;
     this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx));
@@ -94,6 +98,7 @@ export class GpuBackend implements Backend, Forward {
         const bytes = spec.numKvHeads * capacity * spec.headDim * 2;
         return { k: a(bytes / 4, `layer ${l.index} keys`), v: a(bytes / 4, `layer ${l.index} values`), capacity };
       });
+      this.attnPart = a(spec.numHeads * 32 * (spec.headDim + 2), 'attention partials');
       this.rewindLimit = rewindLimit(spec.layers.map((l, i) => ({ window: l.window, capacity: this.caches[i]!.capacity })), this.ctx);
       this.ids = a(B, 'token ids', 'host');
       this.positions = a(B, 'positions', 'host');
@@ -109,7 +114,20 @@ export class GpuBackend implements Backend, Forward {
       for (const b of this.owned) alloc.free(b);
       throw e;
     }
-    this.stepCmds = new Commands(device);
+    this.stepCmds = this.newCommands();
+  }
+
+  private lastCmds: Commands | undefined;
+
+  private newCommands(): Commands {
+    const c = new Commands(this.device);
+    if (this.opts.profile === true) c.enableProfiling();
+    return c;
+  }
+
+  /** Per-dispatch GPU times of the last step (with the profile option). */
+  lastProfile(): { label: string; us: number }[] {
+    return this.lastCmds?.profile() ?? [];
   }
 
   // ---- Forward: each step records kernels for the current recording's tokens, then a barrier. ----
@@ -197,7 +215,9 @@ export class GpuBackend implements Backend, Forward {
     this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
       tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
       window: s.layers[layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
-    });
+      // One token: split its positions over workgroups (the recording serves every later position).
+      splits: tokens === 1 ? attentionSplits(Math.min(this.ctx, s.layers[layer]!.window ?? this.ctx)) : 1,
+    }, this.attnPart);
     cmds.barrier();
   }
 
@@ -304,17 +324,19 @@ export class GpuBackend implements Backend, Forward {
       const key = output.kind === 'topk' ? `topk${output.k}` : output.kind;
       let cmds = this.decodeSteps.get(key);
       if (cmds === undefined) {
-        cmds = new Commands(this.device);
+        cmds = this.newCommands();
         cmds.begin({ reusable: true });
         this.record({ cmds, tokens: 1, output });
         cmds.end();
         this.decodeSteps.set(key, cmds);
       }
       cmds.submitAndWait();
+      this.lastCmds = cmds;
     } else {
       this.stepCmds.begin();
       this.record({ cmds: this.stepCmds, tokens: ids.length, output });
       this.stepCmds.submitAndWait();
+      this.lastCmds = this.stepCmds;
     }
     return this.collect(output);
   }

@@ -46,7 +46,36 @@ export class Commands {
     check(api.vkBeginCommandBuffer(this.cb, { sType: VK.ST_COMMAND_BUFFER_BEGIN_INFO, pNext: null, flags: opts.reusable === true ? 0 : VK.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT, pInheritanceInfo: null }) as number, 'vkBeginCommandBuffer');
     this.recording = true;
     this.keepAlive = [];
+    if (this.profiler !== undefined) {
+      this.profiler.labels = [];
+      api.vkCmdResetQueryPool(this.cb, this.profiler.pool, 0, this.profiler.max + 1);
+      api.vkCmdWriteTimestamp(this.cb, VK.PIPELINE_STAGE_BOTTOM_OF_PIPE, this.profiler.pool, 0);
+    }
     return this;
+  }
+
+  /**
+   * GPU timestamps after every dispatch (profiling: bench:decode). Set before begin(); the labels
+   * are the kernels' variants, and profile() reads the times of the last submit.
+   */
+  enableProfiling(maxDispatches = 4096): void {
+    if (this.profiler !== undefined) return;
+    const pool = create('vkCreateQueryPool', (o) => vk().vkCreateQueryPool(this.device.handle, { sType: VK.ST_QUERY_POOL_CREATE_INFO, pNext: null, flags: 0, queryType: VK.QUERY_TYPE_TIMESTAMP, queryCount: maxDispatches + 1, pipelineStatistics: 0 }, null, o));
+    this.device.onDestroy(() => vk().vkDestroyQueryPool(this.device.handle, pool, null));
+    this.profiler = { pool, max: maxDispatches, labels: [] };
+  }
+
+  private profiler: { pool: Handle; max: number; labels: string[] } | undefined;
+
+  /** Time of each dispatch of the last submit (from the previous timestamp to its own), in µs. */
+  profile(): { label: string; us: number }[] {
+    const p = this.profiler;
+    if (p === undefined || p.labels.length === 0) return [];
+    const n = p.labels.length + 1;
+    const data = new BigUint64Array(n);
+    check(vk().vkGetQueryPoolResults(this.device.handle, p.pool, 0, n, n * 8, data, 8, VK.QUERY_RESULT_64 | VK.QUERY_RESULT_WAIT) as number, 'vkGetQueryPoolResults');
+    const ns = this.device.info.timestampPeriodNs;
+    return p.labels.map((label, i) => ({ label, us: (Number(data[i + 1]! - data[i]!) * ns) / 1000 }));
   }
 
   dispatch(kernel: Kernel, set: Handle, push: Uint32Array, groups: readonly [number, number?, number?]): this {
@@ -58,6 +87,11 @@ export class Commands {
       this.keepAlive.push(push);
     }
     api.vkCmdDispatch(this.cb, groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    const p = this.profiler;
+    if (p !== undefined && p.labels.length < p.max) {
+      p.labels.push(kernel.spec.variant);
+      api.vkCmdWriteTimestamp(this.cb, VK.PIPELINE_STAGE_BOTTOM_OF_PIPE, p.pool, p.labels.length);
+    }
     return this;
   }
 

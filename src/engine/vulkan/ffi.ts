@@ -47,7 +47,7 @@ export type Handle = bigint;
 export const VK = {
   API_VERSION_1_2: (1 << 22) | (2 << 12),
   ST_APPLICATION_INFO: 0, ST_INSTANCE_CREATE_INFO: 1, ST_DEVICE_QUEUE_CREATE_INFO: 2, ST_DEVICE_CREATE_INFO: 3,
-  ST_SUBMIT_INFO: 4, ST_MEMORY_ALLOCATE_INFO: 5, ST_FENCE_CREATE_INFO: 8, ST_BUFFER_CREATE_INFO: 12,
+  ST_SUBMIT_INFO: 4, ST_MEMORY_ALLOCATE_INFO: 5, ST_FENCE_CREATE_INFO: 8, ST_QUERY_POOL_CREATE_INFO: 11, ST_BUFFER_CREATE_INFO: 12,
   ST_SHADER_MODULE_CREATE_INFO: 16, ST_PIPELINE_SHADER_STAGE_CREATE_INFO: 18, ST_COMPUTE_PIPELINE_CREATE_INFO: 29,
   ST_PIPELINE_LAYOUT_CREATE_INFO: 30, ST_DESCRIPTOR_SET_LAYOUT_CREATE_INFO: 32, ST_DESCRIPTOR_POOL_CREATE_INFO: 33,
   ST_DESCRIPTOR_SET_ALLOCATE_INFO: 34, ST_WRITE_DESCRIPTOR_SET: 35, ST_COMMAND_POOL_CREATE_INFO: 39,
@@ -69,6 +69,7 @@ export const VK = {
   PIPELINE_STAGE_TRANSFER: 0x1000, PIPELINE_STAGE_COMPUTE_SHADER: 0x800, PIPELINE_STAGE_HOST: 0x4000,
   ACCESS_SHADER_READ: 0x20, ACCESS_SHADER_WRITE: 0x40, ACCESS_TRANSFER_READ: 0x800, ACCESS_TRANSFER_WRITE: 0x1000,
   ACCESS_HOST_READ: 0x2000, ACCESS_HOST_WRITE: 0x4000,
+  QUERY_TYPE_TIMESTAMP: 2, QUERY_RESULT_64: 0x1, QUERY_RESULT_WAIT: 0x2, PIPELINE_STAGE_BOTTOM_OF_PIPE: 0x2000,
   WHOLE_SIZE: 0xffffffffffffffffn,
   PHYSICAL_DEVICE_TYPE: ['other', 'integrated-gpu', 'discrete-gpu', 'virtual-gpu', 'cpu'] as const,
   SUBGROUP_FEATURE_ARITHMETIC: 0x4, SUBGROUP_FEATURE_SHUFFLE: 0x10,
@@ -237,6 +238,7 @@ export const CommandBufferBeginInfo = koffi.struct('VkCommandBufferBeginInfo', {
 export const MemoryBarrier = koffi.struct('VkMemoryBarrier', { sType: 'int', pNext: ptr, srcAccessMask: u32, dstAccessMask: u32 });
 export const BufferCopy = koffi.struct('VkBufferCopy', { srcOffset: u64, dstOffset: u64, size: u64 });
 export const FenceCreateInfo = koffi.struct('VkFenceCreateInfo', { sType: 'int', pNext: ptr, flags: u32 });
+export const QueryPoolCreateInfo = koffi.struct('VkQueryPoolCreateInfo', { sType: 'int', pNext: ptr, flags: u32, queryType: 'int', queryCount: u32, pipelineStatistics: u32 });
 export const SubmitInfo = koffi.struct('VkSubmitInfo', {
   sType: 'int', pNext: ptr, waitSemaphoreCount: u32, pWaitSemaphores: ptr, pWaitDstStageMask: ptr,
   commandBufferCount: u32, pCommandBuffers: 'void **', signalSemaphoreCount: u32, pSignalSemaphores: ptr,
@@ -307,6 +309,11 @@ const PROTOTYPES = {
   vkCmdPipelineBarrier: 'void vkCmdPipelineBarrier(void *cb, uint32_t src, uint32_t dst, uint32_t deps, uint32_t memCount, const VkMemoryBarrier *mem, uint32_t bufCount, void *buf, uint32_t imgCount, void *img)',
   vkCmdCopyBuffer: 'void vkCmdCopyBuffer(void *cb, void *src, void *dst, uint32_t count, const VkBufferCopy *regions)',
   vkCmdFillBuffer: 'void vkCmdFillBuffer(void *cb, void *dst, uint64_t offset, uint64_t size, uint32_t data)',
+  vkCreateQueryPool: 'int vkCreateQueryPool(void *device, const VkQueryPoolCreateInfo *ci, void *alloc, _Out_ void **out)',
+  vkDestroyQueryPool: 'void vkDestroyQueryPool(void *device, void *pool, void *alloc)',
+  vkCmdResetQueryPool: 'void vkCmdResetQueryPool(void *cb, void *pool, uint32_t first, uint32_t count)',
+  vkCmdWriteTimestamp: 'void vkCmdWriteTimestamp(void *cb, uint32_t stage, void *pool, uint32_t query)',
+  vkGetQueryPoolResults: 'int vkGetQueryPoolResults(void *device, void *pool, uint32_t first, uint32_t count, size_t size, _Out_ uint64_t *data, uint64_t stride, uint32_t flags)',
   vkCreateFence: 'int vkCreateFence(void *device, const VkFenceCreateInfo *ci, void *alloc, _Out_ void **out)',
   vkDestroyFence: 'void vkDestroyFence(void *device, void *fence, void *alloc)',
   vkWaitForFences: 'int vkWaitForFences(void *device, uint32_t count, void **fences, uint32_t waitAll, uint64_t timeout)',

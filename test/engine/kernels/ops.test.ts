@@ -121,7 +121,6 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
   });
 
   describe('attention over the f16 KV cache', () => {
-    const d = 32;
     const heads = 4;
     const kvHeads = 2;
     /**
@@ -129,7 +128,10 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
      * the chunk's keys and values, then attend), and compares every query with the reference over the
      * whole sequence (no ring): a ring cache must give the same answers as a full one.
      */
-    function check(n: number, chunk: number, o: { capacity: number; window: number; softcap: number }, seed: number): void {
+    function check(n: number, chunk: number, o: { capacity: number; window: number; softcap: number; splits?: number; d?: number }, seed: number): void {
+      const d = o.d ?? 32;
+      const splits = o.splits ?? 1;
+      const part = gpu.alloc.alloc(chunk * heads * splits * (d + 2) * 4, 'attention partials');
       const scale = 1 / Math.sqrt(24);
       const k = randomFloats(n * kvHeads * d, seed);
       const v = randomFloats(n * kvHeads * d, seed + 1);
@@ -147,7 +149,7 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
           ops.kvStore(gpu.cmds, kb, pb, kCache, c, kvHeads, d, o.capacity);
           ops.kvStore(gpu.cmds, vb, pb, vCache, c, kvHeads, d, o.capacity);
           gpu.cmds.barrier();
-          ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap });
+          ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits }, part);
         });
         out.set(getF32(ob, c * heads * d), s * heads * d);
       }
@@ -170,7 +172,14 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     test('sliding window of 8 over a ring of 16 slots, prefilled in chunks of 9, with softcapping', () => {
       check(40, 9, { capacity: 16, window: 8, softcap: 50 }, 3);
     });
+    test('decode split over workgroups (flash-decoding): 3 and 32 splits, some seeing no position yet; head_dim 256', () => {
+      check(40, 1, { capacity: 64, window: 0, softcap: 0, splits: 3 }, 4);
+      check(70, 1, { capacity: 24, window: 20, softcap: 30, splits: 32 }, 5);
+      check(20, 1, { capacity: 32, window: 0, softcap: 0, splits: 5, d: 256 }, 6);
+      check(12, 12, { capacity: 12, window: 0, softcap: 0, d: 256 }, 7);
+    });
     test('a ring too small for the chunk is refused, not raced', () => {
+      const d = 32;
       const b = gpu.alloc.alloc(64, 'b');
       gpu.cmds.begin();
       assert.throws(() => ops.attention(gpu.cmds, b, b, b, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }), /need 17 cache slots, the ring has 16; prefill in chunks of at most 9/);

@@ -1,0 +1,42 @@
+/** The baseline every GPU benchmark divides by: a compute-shader copy between device-local buffers. */
+import { Commands } from '../src/engine/vulkan/commands.js';
+import type { Device } from '../src/engine/vulkan/device.js';
+import type { Allocator } from '../src/engine/vulkan/memory.js';
+import { grid, kernelFor } from '../src/engine/vulkan/pipeline.js';
+
+/** Best time per repetition of `record` (reps in one command buffer, barrier between, best of `tries` submits). */
+export function timeBest(cmds: Commands, record: () => void, reps: number, tries: number): number {
+  cmds.begin({ reusable: true });
+  for (let i = 0; i < reps; i++) {
+    record();
+    cmds.barrier();
+  }
+  cmds.end();
+  cmds.submitAndWait(); // warm-up
+  let best = Infinity;
+  for (let t = 0; t < tries; t++) {
+    const start = process.hrtime.bigint();
+    cmds.submitAndWait();
+    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
+  }
+  return best / reps;
+}
+
+/** Copy rate in GB/s (bytes read + written) of `bytes` per buffer, by a compute shader; and by vkCmdCopyBuffer. */
+export function copyBandwidth(device: Device, alloc: Allocator, bytes: number, reps = 10): { shader: number; dma: number; bytes: number } {
+  const cmds = new Commands(device);
+  const words = Math.floor(Math.min(bytes, Math.floor(device.info.maxMemoryAllocationSize / 2), device.info.maxStorageBufferRange - 15) / 16);
+  const src = alloc.alloc(words * 16, 'copy source');
+  const dst = alloc.alloc(words * 16, 'copy destination');
+  try {
+    const k = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
+    const set = k.bind([{ buffer: src }, { buffer: dst }]);
+    const groups = grid(Math.min(Math.ceil(words / 256), 65535), device.info.maxComputeWorkGroupCount[0]!);
+    const shader = timeBest(cmds, () => cmds.dispatch(k, set, new Uint32Array([words]), groups), reps, 5);
+    const dma = timeBest(cmds, () => cmds.copy(src, dst, words * 16), reps, 5);
+    return { shader: (2 * words * 16) / shader / 1e9, dma: (2 * words * 16) / dma / 1e9, bytes: words * 16 };
+  } finally {
+    alloc.free(src);
+    alloc.free(dst);
+  }
+}
