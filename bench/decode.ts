@@ -53,9 +53,12 @@ console.log(`copy by compute shader ${baseline.shader.toFixed(0)} GB/s -> roofli
 console.log(`prefill ${promptLen} tokens: ${(t.prefillSeconds * 1000).toFixed(0)} ms, ${prefillTps.toFixed(0)} tok/s (time to first token ${(t.timeToFirstToken * 1000).toFixed(0)} ms)`);
 console.log(`decode ${t.decodeSteps} tokens after it: ${decodeTps.toFixed(1)} tok/s = ${((decodeTps * weightBytes) / 1e9).toFixed(0)} GB/s of weights, ${((100 * decodeTps) / roofline).toFixed(0)}% of the roofline`);
 
-// One decode step's profile, per kernel.
+// One decode step's profile, per kernel (greedy: argmax on the GPU).
 const backend = runner.backend as GpuBackend;
 const steps = backend.lastProfile();
+// Sampling as `unicorn run` does by default (top-k 40 on the GPU, then top-p / min-p on the host).
+const sampled = new Session(runner.backend).generate(prompt, { maxTokens: tokens, sampling: { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64, seed: 1 }, eosIds: [] }).timings;
+console.log(`decode with sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05): ${(sampled.decodeSteps / sampled.decodeSeconds).toFixed(1)} tok/s`);
 const byKernel = new Map<string, { us: number; n: number }>();
 for (const s of steps) {
   const e = byKernel.get(s.label) ?? { us: 0, n: 0 };

@@ -56,7 +56,11 @@ export class Ops {
 
   /** y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. */
   rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1): void {
-    const k = this.kernel({ variant: 'rmsnorm', bindings: 3, pushBytes: 16, spec: [Math.min(WG, Math.max(32, this.device.info.subgroupSize))] });
+    // One workgroup per row, wide enough that each invocation handles about 4 values: a decode step's
+    // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
+    // per-head q/k norms are many short rows.
+    const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
+    const k = this.kernel({ variant: 'rmsnorm', bindings: 3, pushBytes: 16, spec: [width] });
     this.dispatch(cmds, k, [x, w, y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
   }
 
@@ -129,18 +133,36 @@ export class Ops {
 
   /** out[outIndex] = index of the largest of x's first n values. */
   argmax(cmds: Commands, x: GpuBuffer, out: GpuBuffer, n: number, outIndex = 0): void {
-    const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [WG] });
+    const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [Math.min(1024, this.device.info.maxComputeWorkGroupInvocations)] });
     this.dispatch(cmds, k, [x, out], new Uint32Array([n, outIndex]), 1);
   }
 
   /**
    * The k largest of x's first n values: indices and values into outIdx / outVal [k], in no order
-   * (sortTopK orders them); ties at the k-th value go to the lowest indices.
+   * (sortTopK orders them); ties at the k-th value go to the lowest indices. Past TOPK_SLICE values,
+   * with `scratch` (topkScratchBytes), slices of the vocabulary run in parallel and one workgroup
+   * picks among their candidates.
    */
-  topk(cmds: Commands, x: GpuBuffer, outIdx: GpuBuffer, outVal: GpuBuffer, n: number, k: number): void {
+  topk(cmds: Commands, x: GpuBuffer, outIdx: GpuBuffer, outVal: GpuBuffer, n: number, k: number, scratch?: { idx: GpuBuffer; val: GpuBuffer }): void {
     if (k < 1 || k > n) throw new RangeError(`top-k: k = ${k} must be between 1 and ${n}`);
-    const kernel = this.kernel({ variant: 'topk', bindings: 3, pushBytes: 8, spec: [1024 <= this.device.info.maxComputeWorkGroupInvocations ? 1024 : 256] });
-    this.dispatch(cmds, kernel, [x, outIdx, outVal], new Uint32Array([n, k]), 1);
+    const kernel = this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [1024 <= this.device.info.maxComputeWorkGroupInvocations ? 1024 : 256] });
+    const slice = Math.max(Ops.TOPK_SLICE, 4 * k);
+    const groups = Math.ceil(n / slice);
+    if (groups === 1 || scratch === undefined) {
+      this.dispatch(cmds, kernel, [x, outIdx, outVal, x], new Uint32Array([n, k, n, 0, n]), 1);
+      return;
+    }
+    if (scratch.idx.size < groups * k * 4 || scratch.val.size < groups * k * 4) throw new RangeError(`top-k: scratch for ${groups * k} candidates is too small`);
+    cmds.dispatch(kernel, kernel.bind([x, scratch.idx, scratch.val, x].map((buffer) => ({ buffer }))), new Uint32Array([n, k, slice, 0, n]), [groups, 1]);
+    cmds.barrier();
+    this.dispatch(cmds, kernel, [scratch.val, outIdx, outVal, scratch.idx], new Uint32Array([groups * k, k, groups * k, 1, n]), 1);
+  }
+
+  static readonly TOPK_SLICE = 4096;
+
+  /** Scratch bytes (each of idx and val) for topk over n values with k up to maxK. */
+  static topkScratchBytes(n: number, maxK: number): number {
+    return Math.ceil(n / Ops.TOPK_SLICE) * maxK * 4;
   }
 }
 

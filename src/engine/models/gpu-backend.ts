@@ -53,6 +53,7 @@ export class GpuBackend implements Backend, Forward {
   private readonly last: GpuBuffer;
   private readonly logitsBuf: GpuBuffer;
   private readonly caches: LayerCache[];
+  private readonly topkScratch: { idx: GpuBuffer; val: GpuBuffer };
   /** Split partial results of decode attention (flash-decoding). */
   private readonly attnPart: GpuBuffer;
   // Host-visible per-step inputs and outputs.
@@ -98,6 +99,8 @@ export class GpuBackend implements Backend, Forward {
         const bytes = spec.numKvHeads * capacity * spec.headDim * 2;
         return { k: a(bytes / 4, `layer ${l.index} keys`), v: a(bytes / 4, `layer ${l.index} values`), capacity };
       });
+      const tk = Ops.topkScratchBytes(spec.vocabSize, GpuBackend.MAX_TOPK) / 4;
+      this.topkScratch = { idx: a(tk, 'top-k candidates'), val: a(tk, 'top-k candidate values') };
       this.attnPart = a(spec.numHeads * 32 * (spec.headDim + 2), 'attention partials');
       this.rewindLimit = rewindLimit(spec.layers.map((l, i) => ({ window: l.window, capacity: this.caches[i]!.capacity })), this.ctx);
       this.ids = a(B, 'token ids', 'host');
@@ -256,7 +259,7 @@ export class GpuBackend implements Backend, Forward {
       cmds.barrier();
     }
     if (output.kind === 'argmax') this.ops.argmax(cmds, this.logitsBuf, this.result, s.vocabSize);
-    else if (output.kind === 'topk') this.ops.topk(cmds, this.logitsBuf, this.result, this.topVals, s.vocabSize, output.k);
+    else if (output.kind === 'topk') this.ops.topk(cmds, this.logitsBuf, this.result, this.topVals, s.vocabSize, output.k, this.topkScratch);
     else if (this.logitsHost !== this.logitsBuf) cmds.copy(this.logitsBuf, this.logitsHost, s.vocabSize * 4);
     cmds.barrier();
   }

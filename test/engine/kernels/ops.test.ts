@@ -206,12 +206,17 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     x[5] = 1e9;
     x[n - 1] = -1e9;
     const xb = put(x);
-    for (const k of [1, 40, 257]) {
-      const idx = gpu.alloc.alloc(k * 4, 'idx');
-      const val = gpu.alloc.alloc(k * 4, 'val');
-      run(() => ops.topk(gpu.cmds, xb, idx, val, n, k));
-      const got = sortTopK(getU32(idx, k), getF32(val, k));
-      assert.deepEqual(got, topkRef(x, k), `k = ${k}`);
+    const bytes = Ops.topkScratchBytes(n, 1024);
+    const scratch = { idx: gpu.alloc.alloc(bytes, 'top-k scratch idx'), val: gpu.alloc.alloc(bytes, 'top-k scratch val') };
+    for (const k of [1, 40, 257, 1024]) {
+      for (const s of [undefined, scratch]) { // one workgroup; slices in parallel, then their candidates
+        if (s === undefined && k === 1024) continue;
+        const idx = gpu.alloc.alloc(k * 4, 'idx');
+        const val = gpu.alloc.alloc(k * 4, 'val');
+        run(() => ops.topk(gpu.cmds, xb, idx, val, n, k, s));
+        const got = sortTopK(getU32(idx, k), getF32(val, k));
+        assert.deepEqual(got, topkRef(x, k), `k = ${k}, ${s === undefined ? 'one workgroup' : 'two passes'}`);
+      }
     }
     const small = put(new Float32Array([3, -1, 3, 7, 3]));
     const idx = gpu.alloc.alloc(16, 'idx');
