@@ -11,6 +11,7 @@ import { openRunner } from '../src/engine/generate/runner.js';
 import { GREEDY } from '../src/engine/generate/sampler.js';
 import { Session } from '../src/engine/generate/session.js';
 import type { GpuBackend } from '../src/engine/models/gpu-backend.js';
+import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator } from '../src/engine/vulkan/memory.js';
 import { copyBandwidth } from './copy-baseline.js';
 
@@ -25,10 +26,14 @@ if (dir === undefined || dir.startsWith('--')) {
 }
 const promptLen = arg('prompt', 512);
 const tokens = arg('tokens', 128);
+// The copy baseline first, on an empty GPU (after a large model is loaded, free memory and its
+// placement differ run to run).
+const probe = Device.open();
+const baseline = copyBandwidth(probe, new Allocator(probe), 1 << 30);
+probe.destroy();
 const runner = openRunner(dir, { ctx: arg('ctx', Math.max(1024, promptLen + tokens + 1)), text: false, profile: true });
 const device = runner.device!;
 const spec = runner.model.spec;
-const baseline = copyBandwidth(device, new Allocator(device), 1 << 30);
 
 // Bytes a decode step reads: every projection, the output head (the embedding table when tied) and
 // the norms; the embedding lookup reads one row.

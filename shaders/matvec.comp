@@ -9,6 +9,7 @@
 //   GLU = 1 (GELU-tanh) or 2 (SiLU): a second matrix U (the up projection) is read beside W (the gate),
 //     and y = act(W x) * (U x): the gated MLP's first half in one pass over x.
 //   BIAS = 1: y += bias (Qwen 2's q/k/v; with q, k and v stacked in one matrix, QKV is one dispatch).
+//   ACCUM = 1: y += W x (the residual stream takes the output projection in place).
 // Workgroups may be laid out in 2-D (x * y) when one dimension would exceed the device's limit.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -30,6 +31,7 @@ layout(constant_id = 2) const uint GROUP = 64;  // W_Q4: values per (scale, min)
 layout(constant_id = 3) const uint R = 2;       // rows per tile: 1 to 4 (1 to 2 with GLU)
 layout(constant_id = 4) const uint GLU = 0;     // 0 none, 1 GELU-tanh, 2 SiLU
 layout(constant_id = 5) const uint BIAS = 0;
+layout(constant_id = 6) const uint ACCUM = 0;   // 1: y += W x (a residual add fused in; not with GLU)
 #define SLOTS 4
 
 layout(push_constant) uniform Push {
@@ -46,7 +48,7 @@ layout(std430, binding = 7) readonly buffer InputS { vec2 xsb[]; };  // (scale, 
 #else
 layout(std430, binding = 2) readonly buffer Input { vec4 x[]; };
 #endif
-layout(std430, binding = 3) writeonly buffer Output { float y[]; };
+layout(std430, binding = 3) buffer Output { float y[]; };
 layout(std430, binding = 4) readonly buffer Weights2 { uvec4 w2[]; };
 layout(std430, binding = 5) readonly buffer Params2 { uint params2[]; };
 layout(std430, binding = 6) readonly buffer Bias { float bias[]; };
@@ -243,6 +245,7 @@ void main() {
     if (GLU != 0u) up *= uintBitsToFloat(params2[row]);
 #endif
     if (BIAS != 0u) total += bias[pc.yOffset + row];
+    if (ACCUM != 0u) total += y[pc.yOffset + row];
     y[pc.yOffset + row] = GLU != 0u ? activate(total) * up : total;
   }
 }

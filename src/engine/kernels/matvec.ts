@@ -167,17 +167,17 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false): Kernel {
+  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false): Kernel {
     const variant = this.dotPath(format) ? `matvec_${format}_dot` : `matvec_${format}`;
-    return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0] });
+    return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0] });
   }
 
   /**
    * Records y = W x, or with `up` and `act` the fused gated MLP input y = act(W x) * (U x), and with
-   * `bias` y += bias. Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
+   * `bias` y += bias, and with `accumulate` y += W x (a residual add). Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
    * (128 MiB on lavapipe), each bound at its offset and dispatched on its own.
    */
-  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX } = {}): void {
+  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX; accumulate?: boolean } = {}): void {
     const up = opts.up;
     if (up !== undefined && (up.format !== m.format || up.rows !== m.rows || up.cols !== m.cols || up.group !== m.group)) {
       throw new VulkanError(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
@@ -186,7 +186,8 @@ export class MatVec {
     const glu = opts.act === undefined ? 0 : opts.act === 'gelu_tanh' ? 1 : 2;
     const base = this.tiling(m);
     const tiling = glu === 0 ? base : { rows: Math.min(base.rows, 2), threads: base.threads };
-    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined);
+    if (opts.accumulate === true && glu !== 0) throw new VulkanError('matvec: accumulate does not combine with the fused gate/up');
+    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
     const dummy = { buffer: this.dummy };

@@ -54,13 +54,14 @@ export class Ops {
     cmds.dispatch(k, set, push, grid(groups, this.device.info.maxComputeWorkGroupCount[0]!));
   }
 
-  /** y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. */
-  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1): void {
+  /** y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. With `add`, y += that (y not x). */
+  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, add = false): void {
+    if (add && x === y) throw new RangeError('rmsnorm with add: y must not be x');
     // One workgroup per row, wide enough that each invocation handles about 4 values: a decode step's
     // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
     // per-head q/k norms are many short rows.
     const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
-    const k = this.kernel({ variant: 'rmsnorm', bindings: 3, pushBytes: 16, spec: [width] });
+    const k = this.kernel({ variant: 'rmsnorm', bindings: 3, pushBytes: 16, spec: [width, add ? 1 : 0] });
     this.dispatch(cmds, k, [x, w, y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
   }
 
@@ -68,6 +69,20 @@ export class Ops {
   rope(cmds: Commands, x: GpuBuffer, table: GpuBuffer, tokens: number, heads: number, headDim: number): void {
     const k = this.kernel({ variant: 'rope', bindings: 2, pushBytes: 12, spec: [WG] });
     this.dispatch(cmds, k, [x, table], new Uint32Array([tokens, heads, headDim]), Math.ceil((tokens * heads * headDim) / 2 / WG));
+  }
+
+  /**
+   * Rotary embedding of q [tokens, heads, d] in place and of k [tokens, kvHeads, d], k and v stored
+   * into the f16 caches [kvHeads, capacity, d] at position % capacity, in one dispatch (table: the
+   * (cos, sin) rows of the tokens' positions). At most `capacity` tokens at once (see kvStore).
+   */
+  ropeStore(cmds: Commands, q: GpuBuffer, k: GpuBuffer, v: GpuBuffer, table: GpuBuffer, positions: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer,
+    s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number }): void {
+    if (s.tokens > s.capacity) throw new RangeError(`kv store: ${s.tokens} tokens at once overflow a cache of ${s.capacity} slots; store in chunks of at most ${s.capacity}`);
+    if (s.headDim % 4 !== 0) throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4`);
+    const kernel = this.kernel({ variant: 'rope_store', bindings: 7, pushBytes: 20, spec: [WG] });
+    const items = s.tokens * ((s.heads + s.kvHeads) * (s.headDim / 4) + s.kvHeads * (s.headDim / 2));
+    this.dispatch(cmds, kernel, [q, k, v, table, positions, kCache, vCache], new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity]), Math.ceil(items / WG));
   }
 
   /** out = act(gate) * up over n values. */

@@ -128,18 +128,29 @@ export class CpuBackend implements Backend, Forward {
     this.act.set('g', gatedRef(act, this.project(x, gate, tokens), this.project(x, up, tokens)));
   }
 
-  rope(buf: 'q' | 'k', heads: number, layer: number): void {
-    const table = ropeTable(this.inv[layer]!, this.b.positions);
-    this.act.set(buf, ropeRef(this.get(buf), table as Float32Array, this.b.ids.length, heads, this.spec.headDim));
+  linearAdd(src: Act, weight: string, dst: Act): void {
+    const y = this.project(this.get(src), weight, this.b.ids.length);
+    const x = this.get(dst);
+    this.act.set(dst, x.map((v, i) => v + y[i]!));
   }
 
-  attention(layer: number, dst: Act): void {
+  addNorm(dst: Act, src: Act, weight: string): void {
+    const n = rmsnormRef(this.get(src), this.weight(weight), this.b.ids.length, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset);
+    const x = this.get(dst);
+    this.act.set(dst, x.map((v, i) => v + n[i]!));
+  }
+
+  ropeAndCache(layer: number): void {
     const s = this.spec;
+    const { positions } = this.b;
+    const table = ropeTable(this.inv[layer]!, positions) as Float32Array;
+    const tokens = this.b.ids.length;
+    this.act.set('q', ropeRef(this.get('q'), table, tokens, s.numHeads, s.headDim));
+    const k = ropeRef(this.get('k'), table, tokens, s.numKvHeads, s.headDim);
+    this.act.set('k', k);
+    const v = this.get('v');
     const c = this.caches[layer]!;
     const d = s.headDim;
-    const k = this.get('k');
-    const v = this.get('v');
-    const { positions } = this.b;
     // Cache layout [kvHeads, capacity, d], values rounded to f16 as the GPU stores them.
     positions.forEach((p, t) => {
       const slot = p % c.capacity;
@@ -150,18 +161,15 @@ export class CpuBackend implements Backend, Forward {
         }
       }
     });
-    this.act.set(dst, attentionRef(this.get('q'), c.k, c.v, positions, {
-      heads: s.numHeads, kvHeads: s.numKvHeads, d, capacity: c.capacity, window: s.layers[layer]!.window ?? 0,
-      scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
-    }));
   }
 
-  add(dst: Act, src: Act): void {
-    const a = this.get(dst);
-    const b = this.get(src);
-    const y = new Float32Array(a.length);
-    for (let i = 0; i < a.length; i++) y[i] = a[i]! + b[i]!;
-    this.act.set(dst, y);
+  attention(layer: number, dst: Act): void {
+    const s = this.spec;
+    const c = this.caches[layer]!;
+    this.act.set(dst, attentionRef(this.get('q'), c.k, c.v, this.b.positions, {
+      heads: s.numHeads, kvHeads: s.numKvHeads, d: s.headDim, capacity: c.capacity, window: s.layers[layer]!.window ?? 0,
+      scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
+    }));
   }
 
   logits(src: Act): void {

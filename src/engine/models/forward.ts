@@ -24,14 +24,19 @@ export interface Forward {
   headNorm(buf: 'q' | 'k', weight: string, heads: number): void;
   /** dst = src W^T (+ bias). */
   linear(src: Act, weight: string, dst: Act, bias?: string): void;
+  /** dst += src W^T: an output projection added straight into the residual stream. */
+  linearAdd(src: Act, weight: string, dst: Act): void;
+  /** dst += rmsnorm(src) * (offset + weight): a post-norm added into the residual stream (Gemma). */
+  addNorm(dst: Act, src: Act, weight: string): void;
   /** g = act(src Wgate^T) * (src Wup^T). */
   gateUp(src: Act, gate: string, up: string, act: Activation): void;
-  /** Rotary embedding of q or k with layer `layer`'s theta and scaling, at each token's position. */
-  rope(buf: 'q' | 'k', heads: number, layer: number): void;
-  /** Stores k and v in layer `layer`'s cache, then dst = softmax(q K^T * scale) V with its mask. */
+  /**
+   * Rotary embedding of q and k with layer `layer`'s theta and scaling at each token's position; then
+   * k and v join layer `layer`'s KV cache.
+   */
+  ropeAndCache(layer: number): void;
+  /** dst = softmax(q K^T * scale) V over layer `layer`'s cache, with its causal or sliding mask. */
   attention(layer: number, dst: Act): void;
-  /** dst += src. */
-  add(dst: Act, src: Act): void;
   /** logits = src W_out^T, for the tokens whose logits are wanted, then softcapped if configured. */
   logits(src: Act): void;
 }

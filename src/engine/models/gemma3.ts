@@ -22,18 +22,15 @@ export const gemma3: Architecture = {
     f.linear('h', `${L}self_attn.v_proj.weight`, 'v');
     f.headNorm('q', `${L}self_attn.q_norm.weight`, numHeads);
     f.headNorm('k', `${L}self_attn.k_norm.weight`, numKvHeads);
-    f.rope('q', numHeads, i);
-    f.rope('k', numKvHeads, i);
+    f.ropeAndCache(i);
     f.attention(i, 'a');
     f.linear('a', `${L}self_attn.o_proj.weight`, 'h');
-    f.norm('h', `${L}post_attention_layernorm.weight`, 'h');
-    f.add('x', 'h');
+    f.addNorm('x', 'h', `${L}post_attention_layernorm.weight`);
     // MLP block.
     f.norm('x', `${L}pre_feedforward_layernorm.weight`, 'h');
     f.gateUp('h', `${L}mlp.gate_proj.weight`, `${L}mlp.up_proj.weight`, 'gelu_tanh');
     f.linear('g', `${L}mlp.down_proj.weight`, 'h');
-    f.norm('h', `${L}post_feedforward_layernorm.weight`, 'h');
-    f.add('x', 'h');
+    f.addNorm('x', 'h', `${L}post_feedforward_layernorm.weight`);
   },
   head(f: Forward): void {
     f.norm('x', 'norm.weight', 'h');

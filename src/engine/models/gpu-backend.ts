@@ -50,6 +50,7 @@ export class GpuBackend implements Backend, Forward {
   private readonly ops: Ops;
   private readonly act: Record<Act, GpuBuffer>;
   private readonly up: GpuBuffer;
+  private readonly tmp: GpuBuffer;
   private readonly last: GpuBuffer;
   private readonly logitsBuf: GpuBuffer;
   private readonly caches: LayerCache[];
@@ -92,6 +93,7 @@ export class GpuBackend implements Backend, Forward {
         a: a(B * q, 'attention out'), g: a(B * spec.intermediateSize, 'mlp hidden'),
       };
       this.up = a(B * spec.intermediateSize, 'mlp up');
+      this.tmp = a(B * spec.hiddenSize, 'projection before the residual add');
       this.last = a(spec.hiddenSize, 'last token');
       this.logitsBuf = a(spec.vocabSize, 'logits');
       this.caches = spec.layers.map((l) => {
@@ -202,9 +204,32 @@ export class GpuBackend implements Backend, Forward {
     cmds.barrier();
   }
 
-  rope(buf: 'q' | 'k', heads: number, layer: number): void {
+  linearAdd(src: Act, weight: string, dst: Act): void {
     const { cmds, tokens } = this.r;
-    this.ops.rope(cmds, this.act[buf], this.ropeTables.get(this.layerRope[layer]!)!.buf, tokens, heads, this.spec.headDim);
+    const m = this.matrix(weight);
+    if (m.rows !== this.spec.hiddenSize) throw new Error(`linearAdd: ${weight} does not project to the hidden size`);
+    if (tokens === 1) {
+      this.mv.record(cmds, m, this.act[src], this.act[dst], { accumulate: true });
+    } else {
+      this.mm.record(cmds, m, this.act[src], this.tmp, tokens);
+      cmds.barrier();
+      this.ops.add(cmds, this.act[dst], this.tmp, this.act[dst], tokens * m.rows);
+    }
+    cmds.barrier();
+  }
+
+  addNorm(dst: Act, src: Act, weight: string): void {
+    const { cmds, tokens } = this.r;
+    this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset, true);
+    cmds.barrier();
+  }
+
+  ropeAndCache(layer: number): void {
+    const { cmds, tokens } = this.r;
+    const s = this.spec;
+    const c = this.caches[layer]!;
+    const table = this.ropeTables.get(this.layerRope[layer]!)!.buf;
+    this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c.k, c.v, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity });
     cmds.barrier();
   }
 
@@ -212,23 +237,12 @@ export class GpuBackend implements Backend, Forward {
     const { cmds, tokens } = this.r;
     const s = this.spec;
     const c = this.caches[layer]!;
-    this.ops.kvStore(cmds, this.act.k, this.positions, c.k, tokens, s.numKvHeads, s.headDim, c.capacity);
-    this.ops.kvStore(cmds, this.act.v, this.positions, c.v, tokens, s.numKvHeads, s.headDim, c.capacity);
-    cmds.barrier();
     this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
       tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
       window: s.layers[layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
       // One token: split its positions over workgroups (the recording serves every later position).
       splits: tokens === 1 ? attentionSplits(Math.min(this.ctx, s.layers[layer]!.window ?? this.ctx)) : 1,
     }, this.attnPart);
-    cmds.barrier();
-  }
-
-  add(dst: Act, src: Act): void {
-    const { cmds, tokens } = this.r;
-    const width = dst === 'x' || dst === 'h' ? this.spec.hiddenSize : 0;
-    if (width === 0) throw new Error(`add: ${dst} is not a residual-stream activation`);
-    this.ops.add(cmds, this.act[dst], this.act[src], this.act[dst], tokens * width);
     cmds.barrier();
   }
 

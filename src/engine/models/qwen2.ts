@@ -7,21 +7,17 @@ import type { Architecture, Forward } from './forward.js';
 
 export const qwen2: Architecture = {
   layer(f: Forward, i: number): void {
-    const { numHeads, numKvHeads } = f.spec;
     const L = `layers.${i}.`;
     f.norm('x', `${L}input_layernorm.weight`, 'h');
     f.linear('h', `${L}self_attn.q_proj.weight`, 'q', `${L}self_attn.q_proj.bias`);
     f.linear('h', `${L}self_attn.k_proj.weight`, 'k', `${L}self_attn.k_proj.bias`);
     f.linear('h', `${L}self_attn.v_proj.weight`, 'v', `${L}self_attn.v_proj.bias`);
-    f.rope('q', numHeads, i);
-    f.rope('k', numKvHeads, i);
+    f.ropeAndCache(i);
     f.attention(i, 'a');
-    f.linear('a', `${L}self_attn.o_proj.weight`, 'h');
-    f.add('x', 'h');
+    f.linearAdd('a', `${L}self_attn.o_proj.weight`, 'x');
     f.norm('x', `${L}post_attention_layernorm.weight`, 'h');
     f.gateUp('h', `${L}mlp.gate_proj.weight`, `${L}mlp.up_proj.weight`, 'silu');
-    f.linear('g', `${L}mlp.down_proj.weight`, 'h');
-    f.add('x', 'h');
+    f.linearAdd('g', `${L}mlp.down_proj.weight`, 'x');
   },
   head(f: Forward): void {
     f.norm('x', 'norm.weight', 'h');
