@@ -108,6 +108,23 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
     assert.deepEqual(mv.tiling({ format: 'q8', rows: 21504, cols: 5376 }), { rows: 2, threads: Math.max(64, mv.minThreads) });
     assert.deepEqual(mv.tiling({ format: 'q4', rows: 100, cols: 5376 }), { rows: 1, threads: Math.max(64, mv.minThreads) });
   });
+  test('accumulate: y += W x (a residual add fused in), over split row ranges too', () => {
+    const [rows, cols] = [150, 256];
+    const w = randomFloats(rows * cols, 61);
+    const x = randomFloats(cols, 62);
+    const y0 = randomFloats(rows, 63);
+    const p = prepare('bf16', w, rows, cols);
+    const m: GpuMatrix = { format: 'bf16', rows, cols, group: 0, w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), params: null };
+    const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
+    const yb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(y0.slice().buffer), 'y');
+    gpu.cmds.begin();
+    mv.record(gpu.cmds, m, xb, yb, { accumulate: true, maxRange: 64 * cols * 2 });
+    gpu.cmds.submitAndWait();
+    const got = new Float32Array(rows);
+    download(gpu.alloc, gpu.cmds, yb, new Uint8Array(got.buffer));
+    const want = matvecRef(p.exact, x, rows, cols).map((v, i) => v + y0[i]!);
+    for (let r = 0; r < rows; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-4 * (1 + Math.abs(want[r]!)), `row ${r}: ${got[r]} vs ${want[r]}`);
+  });
   test('weights larger than the storage-buffer range are split into row ranges', () => {
     // 300 rows of 1 KiB with a 64 KiB range: 5 ranges (64 rows each, the last one 44).
     run('f32', 300, 256, { maxRange: 64 * 1024 });

@@ -60,6 +60,42 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     }
   });
 
+  test('rmsnorm added into a residual stream (y += norm(x))', () => {
+    const [rows, n] = [3, 512];
+    const x = randomFloats(rows * n, 71);
+    const w = randomFloats(n, 72);
+    const y = randomFloats(rows * n, 73);
+    const [xb, wb, yb] = [put(x), put(w), put(y)];
+    run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, rows, n, 1e-6, 1, true));
+    const want = rmsnormRef(x, w, rows, n, 1e-6, 1).map((v, i) => v + y[i]!);
+    close(getF32(yb, rows * n), want, 1e-5, 1e-5, 'rmsnorm add');
+    assert.throws(() => ops.rmsnorm(gpu.cmds, xb, wb, xb, rows, n, 1e-6, 1, true), /must not be x/);
+  });
+
+  test('rope of q and k with the cache writes of k and v in one dispatch, over a ring', () => {
+    const [tokens, heads, kvHeads, d, capacity] = [5, 4, 2, 32, 4];
+    const positions = [3, 4, 5, 6, 7]; // slots 3, 0, 1, 2, 3: a ring of 4 holding 5 tokens would race, so store 4
+    const table = ropeTable(inverseFrequencies({ theta: 10_000, scaling: { kind: 'none' } }, d), positions.slice(0, 4));
+    const q = randomFloats(4 * heads * d, 81);
+    const k = randomFloats(4 * kvHeads * d, 82);
+    const v = randomFloats(4 * kvHeads * d, 83);
+    const [qb, kb, vb, tb, pb] = [put(q), put(k), put(v), put(table), put(Uint32Array.from(positions.slice(0, 4)))];
+    const kc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'k cache');
+    const vc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'v cache');
+    run(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens: 4, heads, kvHeads, headDim: d, capacity }));
+    close(getF32(qb, q.length), ropeRef(q, table, 4, heads, d), 1e-6, 1e-6, 'rope q');
+    const kr = roundF16(ropeRef(k, table, 4, kvHeads, d));
+    const v16 = roundF16(v);
+    const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, kvHeads * capacity * d / 2).buffer), f16ToF32);
+    const [gotK, gotV] = [halves(kc), halves(vc)];
+    for (let t = 0; t < 4; t++) for (let h = 0; h < kvHeads; h++) for (let i = 0; i < d; i++) {
+      const at = (h * capacity + (positions[t]! % capacity)) * d + i;
+      assert.ok(Math.abs(gotK[at]! - kr[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(kr[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
+      assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
+    }
+    assert.throws(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens, heads, kvHeads, headDim: d, capacity }), /overflow a cache of 4 slots/);
+  });
+
   test('rope frequencies: linear divides by the factor; llama3 keeps high, divides low, blends the middle', () => {
     const base = inverseFrequencies({ theta: 500_000, scaling: { kind: 'none' } }, 16);
     const lin = inverseFrequencies({ theta: 500_000, scaling: { kind: 'linear', factor: 8 } }, 16);
