@@ -7,35 +7,7 @@ import * as path from 'node:path';
 import { SafetensorsFile } from '../src/engine/formats/safetensors.js';
 import { decodeFloats } from '../src/engine/formats/dtypes.js';
 import { openRunner } from '../src/engine/generate/runner.js';
-
-export function compareLogits(want: Float32Array, got: Float32Array, vocab: number): { meanKl: number; maxKl: number; top1: number; maxDiff: number } {
-  const T = want.length / vocab;
-  let kl = 0;
-  let maxKl = 0;
-  let agree = 0;
-  let maxDiff = 0;
-  for (let t = 0; t < T; t++) {
-    const a = want.subarray(t * vocab, (t + 1) * vocab);
-    const b = got.subarray(t * vocab, (t + 1) * vocab);
-    const lse = (x: Float32Array) => { let m = -Infinity; for (const v of x) m = Math.max(m, v); let s = 0; for (const v of x) s += Math.exp(v - m); return m + Math.log(s); };
-    const la = lse(a);
-    const lb = lse(b);
-    let k = 0;
-    let ia = 0;
-    let ib = 0;
-    for (let i = 0; i < vocab; i++) {
-      const pa = a[i]! - la;
-      k += Math.exp(pa) * (pa - (b[i]! - lb));
-      if (a[i]! > a[ia]!) ia = i;
-      if (b[i]! > b[ib]!) ib = i;
-      maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
-    }
-    kl += k;
-    maxKl = Math.max(maxKl, k);
-    if (ia === ib) agree++;
-  }
-  return { meanKl: kl / T, maxKl, top1: agree / T, maxDiff };
-}
+import { compareLogits } from '../src/engine/quant/quality.js';
 
 const dir = process.argv[2];
 if (dir !== undefined) {

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { inspectCommand } from './commands/inspect.js';
+import { quantizeCommand } from './commands/quantize.js';
 import { runCommand } from './commands/run.js';
 import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
 import { reportError } from './ui/errors.js';
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(inspectCommand());
   program.addCommand(runCommand());
+  program.addCommand(quantizeCommand());
   return program;
 }
 

@@ -63,7 +63,7 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
     const rows = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
     out.push('', table(
       ['tensor', 'dtype', 'shape', 'bytes', 'status', 'file'],
-      rows.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file]),
+      rows.map((t) => [t.name, t.format === t.dtype ? t.dtype : `${t.dtype} ${t.format}`, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file]),
       [false, false, false, true, false, false],
     ));
     out.push(`${rows.length} of ${r.tensors.length} tensors`);

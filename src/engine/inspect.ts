@@ -17,6 +17,8 @@ export interface TensorRow {
   readonly shape: readonly number[];
   readonly bytes: number;
   readonly file: string;
+  /** How the engine reads it: the dtype, or for unicorn-quantized matrices q8 / q4 (group), and their scales / params. */
+  readonly format: string;
 }
 
 export interface InspectReport {
@@ -47,10 +49,16 @@ export function inspectTarget(target: string, opts: InspectOptions): InspectRepo
     const hasConfig = fs.existsSync(path.join(dir, 'config.json'));
     let model: InspectReport['model'];
     const skippedByName = new Map<string, SkippedTensor>();
+    const formatByName = new Map<string, string>();
     if (hasConfig) {
       const spec = readModelSpec(dir);
       const bound = bindCheckpoint(spec, ckpt);
       for (const s of bound.skipped) skippedByName.set(s.name, s);
+      for (const t of bound.tensors.values()) {
+        if (t.quant === undefined) continue;
+        formatByName.set(t.name, t.quant.kind === 'q8' ? 'q8' : `q4/${t.quant.group}`);
+        formatByName.set(t.quant.params.name, t.quant.kind === 'q8' ? 'q8 scales' : `q4/${t.quant.group} params`);
+      }
       model = {
         spec,
         parameters: parameterCount(spec),
@@ -72,6 +80,7 @@ export function inspectTarget(target: string, opts: InspectOptions): InspectRepo
         shape: t.shape,
         bytes: t.byteLength,
         file: path.basename(t.file.path),
+        format: formatByName.get(name) ?? t.dtype,
       });
       const d = dtypes.get(t.dtype) ?? { tensors: 0, bytes: 0 };
       d.tensors++;

@@ -9,6 +9,7 @@ import { decodeFloats } from '../formats/dtypes.js';
 import { UnicornError } from '../errors.js';
 import { attentionRef, gatedRef, rmsnormRef, ropeRef, argmaxRef, topkRef } from '../kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
+import { dequantizeQ4, dequantizeQ8 } from '../quant/quantize.js';
 import { f16ToF32, f32ToF16 } from '../formats/dtypes.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
@@ -56,12 +57,27 @@ export class CpuBackend implements Backend, Forward {
     this.inv = spec.layers.map((l) => inverseFrequencies(l.rope, spec.headDim));
   }
 
+  /** A tensor as f32: float tensors decoded, quantized ones dequantized (docs/formats.md). */
   private weight(name: string): Float32Array {
     let w = this.tensors.get(name);
     if (w === undefined) {
       const t = this.model.bound.tensors.get(name);
       if (t === undefined) throw new Error(`weights: no tensor ${name}`);
-      w = decodeFloats(t.dtype, t.file.readAll(t.name));
+      const bytes = t.file.readAll(t.name);
+      const q = t.quant;
+      if (q === undefined) {
+        w = decodeFloats(t.dtype, bytes);
+      } else {
+        const p = q.params.file.readAll(q.params.name);
+        const rows = t.shape[0]!;
+        if (q.kind === 'q8') {
+          const cols = t.shape[1]!;
+          w = dequantizeQ8({ q: new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), scales: new Float32Array(p.buffer, p.byteOffset, rows) }, rows, cols);
+        } else {
+          const cols = t.shape[1]! * 2;
+          w = dequantizeQ4({ packed: bytes, params: new Uint32Array(p.buffer, p.byteOffset, p.byteLength / 4), group: q.group }, rows, cols);
+        }
+      }
       this.tensors.set(name, w);
     }
     return w;
@@ -83,7 +99,7 @@ export class CpuBackend implements Backend, Forward {
     const h = this.spec.hiddenSize;
     const table = this.weight('embed_tokens.weight');
     const t = this.model.bound.tensors.get('embed_tokens.weight')!;
-    const scale = embeddingScale(this.spec.embeddingScale, t.dtype);
+    const scale = embeddingScale(this.spec.embeddingScale, t.quant !== undefined ? 'BF16' : t.dtype);
     const x = new Float32Array(ids.length * h);
     ids.forEach((id, i) => { for (let j = 0; j < h; j++) x[i * h + j] = table[id * h + j]! * scale; });
     this.act.set('x', x);
@@ -100,8 +116,8 @@ export class CpuBackend implements Backend, Forward {
 
   private project(x: Float32Array, weight: string, tokens: number): Float32Array {
     const w = this.weight(weight);
-    const shape = this.model.bound.tensors.get(weight)?.shape ?? [this.spec.vocabSize, this.spec.hiddenSize];
-    const [rows, cols] = [shape[0]!, shape[1]!];
+    const rows = w.length / (weight === 'embed_tokens.weight' ? this.spec.hiddenSize : this.inputWidth(weight));
+    const cols = w.length / rows;
     const y = new Float32Array(tokens * rows);
     for (let t = 0; t < tokens; t++) {
       for (let r = 0; r < rows; r++) {
@@ -111,6 +127,14 @@ export class CpuBackend implements Backend, Forward {
       }
     }
     return y;
+  }
+
+  /** Columns of a projection (its input width), from the spec. */
+  private inputWidth(weight: string): number {
+    const s = this.spec;
+    if (weight.endsWith('o_proj.weight')) return s.numHeads * s.headDim;
+    if (weight.endsWith('down_proj.weight')) return s.intermediateSize;
+    return s.hiddenSize;
   }
 
   linear(src: Act, weight: string, dst: Act, bias?: string): void {

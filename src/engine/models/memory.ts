@@ -22,11 +22,14 @@ export function tensorRole(canonical: string, shape: readonly number[]): TensorR
 
 /**
  * The format each role gets under a scheme. `mixed` is the plan of the quantize command:
- * attention INT8 per row, MLP INT4 grouped, embedding (and output) INT8 per row.
+ * attention INT8 per row, MLP INT4 grouped, embedding (and output) INT8 per row; `int4` puts every
+ * projection and an untied output head in INT4, the embedding in INT8.
  */
 export function formatFor(scheme: Scheme, role: TensorRole, group: number): WeightFormat {
   if (role === 'small' || scheme === 'bf16') return { kind: 'float', bytesPerElement: 2 };
-  if (scheme === 'int8') return { kind: 'int8' };
+  // The embedding stays INT8 under every scheme: the lookup kernel reads INT8 rows (and the tied
+  // output head reads the same table).
+  if (scheme === 'int8' || role === 'embedding') return { kind: 'int8' };
   if (scheme === 'int4') return { kind: 'int4', group };
   return role === 'mlp' ? { kind: 'int4', group } : { kind: 'int8' };
 }

@@ -6,6 +6,8 @@
 import { CheckpointError } from '../errors.js';
 import type { Checkpoint, CheckpointTensor } from '../formats/checkpoint.js';
 import { FLOAT_WEIGHT_DTYPES } from '../formats/dtypes.js';
+import { companionOf } from '../quant/file-format.js';
+import { INT4_GROUPS } from '../quant/layouts.js';
 import type { ModelSpec } from './spec.js';
 
 export type NameClass =
@@ -74,9 +76,22 @@ export interface SkippedTensor {
   readonly byteLength: number;
 }
 
+/** A quantized matrix's second tensor (docs/formats.md): INT8 row scales or INT4 group params. */
+export interface QuantInfo {
+  readonly kind: 'q8' | 'q4';
+  /** INT4 group size (0 for INT8). */
+  readonly group: number;
+  readonly params: CheckpointTensor;
+}
+
+export interface BoundTensor extends CheckpointTensor {
+  /** Present when the tensor is stored quantized. */
+  readonly quant?: QuantInfo;
+}
+
 /** A checkpoint checked against its spec: every needed tensor found once, with the right shape. */
 export interface BoundCheckpoint {
-  readonly tensors: ReadonlyMap<string, CheckpointTensor>;
+  readonly tensors: ReadonlyMap<string, BoundTensor>;
   readonly skipped: readonly SkippedTensor[];
 }
 
@@ -86,10 +101,18 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 export function bindCheckpoint(spec: ModelSpec, ckpt: Checkpoint): BoundCheckpoint {
   const expected = expectedTensors(spec);
-  const tensors = new Map<string, CheckpointTensor>();
+  const tensors = new Map<string, BoundTensor>();
   const skipped: SkippedTensor[] = [];
   const unexpected: string[] = [];
+  // Quantized matrices come as a pair: the values under the original name, and a companion.
+  const companions = new Map<string, { kind: 'q8' | 'q4'; tensor: CheckpointTensor }>();
   for (const [name, t] of ckpt.tensors) {
+    const c = companionOf(name);
+    if (c !== null) companions.set(c.main, { kind: c.kind, tensor: t });
+  }
+  const used = new Set<string>();
+  for (const [name, t] of ckpt.tensors) {
+    if (companionOf(name) !== null) continue;
     const c = classifyName(name);
     if (c?.kind === 'skipped') {
       skipped.push({ name, reason: c.reason, byteLength: t.byteLength });
@@ -105,16 +128,23 @@ export function bindCheckpoint(spec: ModelSpec, ckpt: Checkpoint): BoundCheckpoi
       continue;
     }
     if (tensors.has(c.canonical)) throw new CheckpointError(`${ckpt.dir}: tensor ${c.canonical} is stored twice (as ${name} and another name)`);
-    if (!sameShape(t.shape, want)) {
-      throw new CheckpointError(`${ckpt.dir}: tensor ${name} has shape [${t.shape.join(', ')}], but the config needs [${want.join(', ')}]`, {
-        hint: 'config.json and the weights do not belong together',
-      });
+    const companion = companions.get(name);
+    if (companion !== undefined) used.add(name);
+    const quant = companion === undefined ? undefined : checkQuantized(ckpt.dir, name, t, want, companion);
+    if (quant === undefined) {
+      if (!sameShape(t.shape, want)) {
+        throw new CheckpointError(`${ckpt.dir}: tensor ${name} has shape [${t.shape.join(', ')}], but the config needs [${want.join(', ')}]`, {
+          hint: 'config.json and the weights do not belong together',
+        });
+      }
+      if (!FLOAT_WEIGHT_DTYPES.includes(t.dtype)) {
+        throw new CheckpointError(`${ckpt.dir}: tensor ${name} is ${t.dtype}; unicorn reads weights stored as ${FLOAT_WEIGHT_DTYPES.join(', ')}, or quantized by unicorn quantize`);
+      }
     }
-    if (!FLOAT_WEIGHT_DTYPES.includes(t.dtype)) {
-      throw new CheckpointError(`${ckpt.dir}: tensor ${name} is ${t.dtype}; unicorn reads weights stored as ${FLOAT_WEIGHT_DTYPES.join(', ')}`);
-    }
-    tensors.set(c.canonical, t);
+    tensors.set(c.canonical, quant === undefined ? t : { ...t, quant });
   }
+  const orphans = [...companions.keys()].filter((m) => !used.has(m));
+  if (orphans.length > 0) throw new CheckpointError(`${ckpt.dir}: quantization parameters without their matrix: ${orphans.slice(0, 3).join(', ')}`);
   if (unexpected.length > 0) {
     throw new CheckpointError(`${ckpt.dir}: ${unexpected.length} tensor(s) that a ${spec.architecture} does not have, e.g. ${unexpected.slice(0, 3).join(', ')}`, {
       hint: 'the checkpoint is a different architecture or variant than config.json says',
@@ -127,4 +157,24 @@ export function bindCheckpoint(spec: ModelSpec, ckpt: Checkpoint): BoundCheckpoi
     });
   }
   return { tensors, skipped };
+}
+
+/** Checks a quantized pair against the matrix shape the config needs (docs/formats.md). */
+function checkQuantized(dir: string, name: string, t: CheckpointTensor, want: readonly number[], c: { kind: 'q8' | 'q4'; tensor: CheckpointTensor }): QuantInfo {
+  const bad = (why: string) => new CheckpointError(`${dir}: quantized tensor ${name}: ${why}`, { hint: 'the file is damaged or was not written by unicorn quantize' });
+  if (want.length !== 2) throw bad('only matrices are stored quantized');
+  const [rows, cols] = [want[0]!, want[1]!];
+  const p = c.tensor;
+  if (c.kind === 'q8') {
+    if (t.dtype !== 'I8' || !sameShape(t.shape, want)) throw bad(`INT8 values must be I8 [${rows}, ${cols}], found ${t.dtype} [${t.shape.join(', ')}]`);
+    if (p.dtype !== 'F32' || !sameShape(p.shape, [rows])) throw bad(`INT8 scales must be F32 [${rows}], found ${p.dtype} [${p.shape.join(', ')}]`);
+    return { kind: 'q8', group: 0, params: p };
+  }
+  if (t.dtype !== 'U8' || !sameShape(t.shape, [rows, cols / 2])) throw bad(`INT4 values must be U8 [${rows}, ${cols / 2}], found ${t.dtype} [${t.shape.join(', ')}]`);
+  const groups = p.shape[1] ?? 0;
+  const group = groups > 0 ? cols / groups : 0;
+  if (p.dtype !== 'U32' || p.shape.length !== 2 || p.shape[0] !== rows || !(INT4_GROUPS as readonly number[]).includes(group)) {
+    throw bad(`INT4 params must be U32 [${rows}, ${cols} / group] with a group of ${INT4_GROUPS.join(', ')}; found ${p.dtype} [${p.shape.join(', ')}]`);
+  }
+  return { kind: 'q4', group, params: p };
 }

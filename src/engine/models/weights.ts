@@ -1,7 +1,7 @@
 /**
  * A model's weights in GPU memory, streamed from its checkpoint layer by layer. Projections stay in
- * the format they are stored in (bf16, f16, f32; the quantized formats of docs/formats.md plug in
- * here); norms and biases, a few KB each, become f32. Host memory stays bounded by the streamer's
+ * the format they are stored in (bf16, f16, f32, or INT8 / INT4 as unicorn quantize wrote them,
+ * docs/formats.md); norms and biases, a few KB each, become f32. Host memory stays bounded by the streamer's
  * staging size whatever the model size.
  */
 import { bf16ToF32, decodeFloats, type DType, f16ToF32, f32ToBf16, f32ToF16 } from '../formats/dtypes.js';
@@ -14,7 +14,7 @@ import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { TensorStreamer } from '../vulkan/stream.js';
 import { upload } from '../vulkan/transfer.js';
 import type { ModelFiles } from './model-dir.js';
-import { expectedTensors } from './tensors.js';
+import { type BoundTensor, expectedTensors } from './tensors.js';
 
 const MATRIX_FORMAT: Partial<Record<DType, WeightFormatName>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
@@ -65,8 +65,10 @@ function isMatrix(name: string, shape: readonly number[]): boolean {
  */
 export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands, onProgress?: (p: LoadProgress) => void): GpuWeights {
   const { spec, bound } = model;
-  const order = [...expectedTensors(spec).keys()];
-  const total = order.reduce((a, n) => a + bound.tensors.get(n)!.byteLength, 0);
+  const shapes = expectedTensors(spec);
+  const order = [...shapes.keys()];
+  const bytesOf = (t: BoundTensor) => t.byteLength + (t.quant?.params.byteLength ?? 0);
+  const total = order.reduce((a, n) => a + bytesOf(bound.tensors.get(n)!), 0);
   const matrices = new Map<string, GpuMatrix>();
   const vectors = new Map<string, GpuBuffer>();
   const owned: GpuBuffer[] = [];
@@ -78,20 +80,27 @@ export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands,
     for (const name of order) {
       const t = bound.tensors.get(name)!;
       if (name === 'embed_tokens.weight') {
-        const format = MATRIX_FORMAT[t.dtype] as EmbeddingFormat | undefined;
-        if (format === undefined) throw new CheckpointError(`${name}: embeddings stored as ${t.dtype} are not supported`);
+        const format = t.quant?.kind === 'q8' ? 'q8' : (MATRIX_FORMAT[t.dtype] as EmbeddingFormat | undefined);
+        if (format === undefined || t.quant?.kind === 'q4') throw new CheckpointError(`${name}: embeddings stored as ${t.quant?.kind ?? t.dtype} are not supported`);
         const table = alloc.alloc(t.byteLength, name);
         owned.push(table);
         streamer.upload(t.file, t.name, table);
-        const rowScale = alloc.alloc(16, 'embedding scale placeholder');
+        let rowScale: GpuBuffer;
+        if (t.quant !== undefined) {
+          rowScale = alloc.alloc(t.quant.params.byteLength, `${name} scales`);
+          streamer.upload(t.quant.params.file, t.quant.params.name, rowScale);
+        } else {
+          rowScale = alloc.alloc(16, 'embedding scale placeholder');
+        }
         owned.push(rowScale);
-        embedding = { format, table, rowScale, scale: embeddingScale(spec.embeddingScale, t.dtype) };
-      } else if (isMatrix(name, t.shape)) {
-        matrices.set(name, uploadMatrix(t, name, alloc, streamer, owned));
+        // A quantized table was made from the bf16 one: transformers' scale is bf16-rounded.
+        embedding = { format, table, rowScale, scale: embeddingScale(spec.embeddingScale, t.quant !== undefined ? 'BF16' : t.dtype) };
+      } else if (isMatrix(name, shapes.get(name)!)) {
+        matrices.set(name, uploadMatrix(t, name, shapes.get(name)!, alloc, streamer, owned));
       } else {
         vectors.set(name, uploadVector(t, name, alloc, cmds, owned));
       }
-      done += t.byteLength;
+      done += bytesOf(t);
       count++;
       onProgress?.({ done, total, tensors: count });
     }
@@ -104,7 +113,7 @@ export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands,
   streamer.dispose();
   const emb = embedding!;
   const lmHead = matrices.get('lm_head.weight') ?? {
-    format: emb.format as WeightFormatName, rows: spec.vocabSize, cols: spec.hiddenSize, group: 0, w: emb.table, params: null,
+    format: emb.format as WeightFormatName, rows: spec.vocabSize, cols: spec.hiddenSize, group: 0, w: emb.table, params: emb.format === 'q8' ? emb.rowScale : null,
   };
   return {
     embedding: emb, lmHead, matrices, vectors, bytes: total,
@@ -112,19 +121,25 @@ export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands,
   };
 }
 
-function largest(tensors: ReadonlyMap<string, CheckpointTensor>): number {
+function largest(tensors: ReadonlyMap<string, BoundTensor>): number {
   let m = 0;
   for (const t of tensors.values()) m = Math.max(m, t.byteLength);
   return m;
 }
 
-function uploadMatrix(t: CheckpointTensor, name: string, alloc: Allocator, streamer: TensorStreamer, owned: GpuBuffer[]): GpuMatrix {
-  const format = MATRIX_FORMAT[t.dtype];
+function uploadMatrix(t: BoundTensor, name: string, shape: readonly number[], alloc: Allocator, streamer: TensorStreamer, owned: GpuBuffer[]): GpuMatrix {
+  const format = t.quant?.kind ?? MATRIX_FORMAT[t.dtype];
   if (format === undefined) throw new CheckpointError(`${name}: ${t.dtype} matrices are not supported`);
   const w = alloc.alloc(t.byteLength, name);
   owned.push(w);
   streamer.upload(t.file, t.name, w);
-  return { format, rows: t.shape[0]!, cols: t.shape[1]!, group: 0, w, params: null };
+  let params: GpuBuffer | null = null;
+  if (t.quant !== undefined) {
+    params = alloc.alloc(t.quant.params.byteLength, `${name} ${t.quant.kind} params`);
+    owned.push(params);
+    streamer.upload(t.quant.params.file, t.quant.params.name, params);
+  }
+  return { format, rows: shape[0]!, cols: shape[1]!, group: t.quant?.group ?? 0, w, params };
 }
 
 function uploadVector(t: CheckpointTensor, name: string, alloc: Allocator, cmds: Commands, owned: GpuBuffer[]): GpuBuffer {
