@@ -5,7 +5,7 @@
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
 import { MatMul } from '../kernels/matmul.js';
-import { MatVec, type GpuMatrix } from '../kernels/matvec.js';
+import { MatVec, type GpuMatrix, type QuantizedX } from '../kernels/matvec.js';
 import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
@@ -155,6 +155,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   embed(): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const e = this.weights.embedding;
     this.ops.embed(cmds, e.format, e.table, e.rowScale, this.ids, this.act.x, tokens, this.spec.hiddenSize, this.spec.vocabSize, e.scale);
@@ -162,23 +163,38 @@ export class GpuBackend implements Backend, Forward {
   }
 
   norm(src: Act, weight: string, dst: Act): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset);
     cmds.barrier();
   }
 
   headNorm(buf: 'q' | 'k', weight: string, heads: number): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     this.ops.rmsnorm(cmds, this.act[buf], this.vector(weight), this.act[buf], tokens * heads, this.spec.headDim, this.spec.rmsNormEps, this.spec.normWeightOffset);
     cmds.barrier();
   }
+
+  /**
+   * int8 activations of the last linear step's input (the integer-dot path), reused while the
+   * following steps are linear projections of the same input (q, k and v share one quantize_x).
+   */
+  private xqMemo: { src: Act; cols: number; format: string; xq: QuantizedX } | undefined;
 
   linear(src: Act, weight: string, dst: Act, bias?: string): void {
     const { cmds, tokens } = this.r;
     const m = this.matrix(weight);
     const b = bias === undefined ? undefined : this.vector(bias);
     if (tokens === 1) {
-      this.mv.record(cmds, m, this.act[src], this.act[dst], b === undefined ? {} : { bias: b });
+      let xq: QuantizedX | undefined;
+      if (this.mv.dotPath(m.format)) {
+        const memo = this.xqMemo;
+        xq = memo !== undefined && memo.src === src && memo.cols === m.cols && memo.format === m.format ? memo.xq : this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
+        this.xqMemo = { src, cols: m.cols, format: m.format, xq };
+      }
+      this.mv.record(cmds, m, this.act[src], this.act[dst], { ...(b === undefined ? {} : { bias: b }), ...(xq === undefined ? {} : { xq }) });
+      if (dst === src) this.xqMemo = undefined;
     } else {
       this.mm.record(cmds, m, this.act[src], this.act[dst], tokens);
       if (b !== undefined) {
@@ -190,6 +206,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   gateUp(src: Act, gate: string, up: string, act: Activation): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const g = this.matrix(gate);
     const u = this.matrix(up);
@@ -205,6 +222,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   linearAdd(src: Act, weight: string, dst: Act): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const m = this.matrix(weight);
     if (m.rows !== this.spec.hiddenSize) throw new Error(`linearAdd: ${weight} does not project to the hidden size`);
@@ -219,12 +237,14 @@ export class GpuBackend implements Backend, Forward {
   }
 
   addNorm(dst: Act, src: Act, weight: string): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset, true);
     cmds.barrier();
   }
 
   ropeAndCache(layer: number): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const s = this.spec;
     const c = this.caches[layer]!;
@@ -234,6 +254,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   attention(layer: number, dst: Act): void {
+    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const s = this.spec;
     const c = this.caches[layer]!;
@@ -247,6 +268,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   logits(src: Act): void {
+    this.xqMemo = undefined;
     const { cmds, tokens, output } = this.r;
     const s = this.spec;
     const cap = s.finalLogitSoftcap;

@@ -46,8 +46,8 @@ export function quantizeQ4(w: Float32Array, rows: number, cols: number, group: n
       const start = r * cols + g * group;
       let lo = Infinity;
       let hi = -Infinity;
-      for (let i = 0; i < group; i++) {
-        const v = w[start + i]!;
+      for (let i = start; i < start + group; i++) {
+        const v = w[i]!;
         if (v < lo) lo = v;
         if (v > hi) hi = v;
       }
@@ -56,11 +56,13 @@ export function quantizeQ4(w: Float32Array, rows: number, cols: number, group: n
       const mBits = f32ToF16(lo);
       const d = f16ToF32(dBits);
       const m = f16ToF32(mBits);
+      const inv = d === 0 ? 0 : 1 / d;
       params[r * groups + g] = (dBits | (mBits << 16)) >>> 0;
-      for (let i = 0; i < group; i++) {
-        const qv = d === 0 ? 0 : Math.max(0, Math.min(15, Math.round((w[start + i]! - m) / d)));
-        const idx = start + i;
-        packed[idx >> 1]! |= (idx & 1) === 0 ? qv : qv << 4;
+      // q = round((w - m) / d) clamped to [0, 15]: (x + 0.5) | 0 rounds x >= -0.5 half up like Math.round.
+      for (let i = start; i < start + group; i += 2) {
+        const a = Math.min(15, Math.max(0, ((w[i]! - m) * inv + 0.5) | 0));
+        const b = Math.min(15, Math.max(0, ((w[i + 1]! - m) * inv + 0.5) | 0));
+        packed[i >> 1] = a | (b << 4);
       }
     }
   }
