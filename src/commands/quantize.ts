@@ -72,7 +72,7 @@ export function quantizeCommand(): Command {
             },
           } : {}),
         });
-        spinner.succeed(`${out}: ${flags.scheme}${flags.scheme === 'int8' ? '' : ` (group ${flags.group})`} in ${report.seconds.toFixed(1)} s`);
+        spinner.succeed(`${out}: ${flags.scheme}${flags.scheme === 'int8' ? '' : ` (group ${flags.group})`} in ${report.seconds.toFixed(1)} s${report.evalSeconds > 0.05 ? ` (+ ${report.evalSeconds.toFixed(1)} s quality report)` : ''}`);
         const q = quality as ReturnType<typeof qualityReport> | null;
         if (flags.json === true) {
           process.stdout.write(`${JSON.stringify({ ...report, quality: q })}\n`);
@@ -81,7 +81,7 @@ export function quantizeCommand(): Command {
         const ratio = report.sourceBytes / report.outputBytes;
         console.log(`size       ${formatBytes(report.sourceBytes)} -> ${formatBytes(report.outputBytes)} (${ratio.toFixed(2)}x smaller), ${report.shards} shard${report.shards === 1 ? '' : 's'}`);
         console.log(`tensors    ${report.tensors.quantized} quantized, ${report.tensors.kept} kept as they were (norms, biases)${report.skippedVision > 0 ? `; vision tower (${report.skippedVision} tensors) not written: unicorn runs the text model` : ''}`);
-        console.log(`speed      ${formatBytes(report.sourceBytes / report.seconds)}/s of source`);
+        console.log(`speed      ${formatBytes(report.sourceBytes / report.seconds)}/s of source with ${flags.workers ?? defaultWorkers()} workers`);
         console.log(`source     sha256 ${report.sourceSha256.slice(0, 16)}… (over every tensor read)`);
         if (q !== null) {
           console.log(`quality    mean KL ${q.meanKl.toExponential(2)} · max KL ${q.maxKl.toExponential(2)} · top-1 agreement ${(100 * q.top1).toFixed(1)}% over ${q.positions} positions (stored in the metadata)`);

@@ -51,7 +51,9 @@ export interface QuantizeReport {
   readonly outputBytes: number;
   readonly shards: number;
   readonly tensors: { readonly quantized: number; readonly kept: number };
+  /** Quantizing and writing (the quality report not included). */
   readonly seconds: number;
+  readonly evalSeconds: number;
   readonly sourceSha256: string;
   readonly skippedVision: number;
 }
@@ -289,6 +291,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     for (const f of companionFiles(model.dir)) fs.copyFileSync(path.join(model.dir, f), path.join(tmp, f));
     const shardFiles = Array.from({ length: shards }, (_, i) => path.join(tmp, shardName(i)));
     for (const f of shardFiles) patchMetadata(f, META.source, sourceSha256);
+    const quantizeSeconds = (performance.now() - t0) / 1000;
     const quality = o.evaluate === undefined ? null : await o.evaluate(tmp);
     if (quality !== null) for (const f of shardFiles) patchMetadata(f, META.quality, quality);
     // Into place: the old output (with --force) is moved aside first and removed after.
@@ -300,7 +303,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     return {
       out: outAbs, sourceBytes, outputBytes, shards,
       tensors: { quantized: items.filter((i) => i.format !== 'float').length, kept: items.filter((i) => i.format === 'float').length },
-      seconds: (performance.now() - t0) / 1000, sourceSha256,
+      seconds: quantizeSeconds, evalSeconds: (performance.now() - t0) / 1000 - quantizeSeconds, sourceSha256,
       skippedVision: model.bound.skipped.filter((s) => s.reason === 'vision').length,
     };
   } catch (e) {
