@@ -31,3 +31,28 @@ test('quantize prints sizes and quality; the output runs, inspects and refuses t
   assert.match(requant.err, /already quantized/);
   assert.ok(!fs.existsSync(`${out}-2`));
 });
+
+test('Ctrl-C mid-way leaves nothing under the output name, and the next run starts clean', async () => {
+  const { writeSyntheticModel } = await import('../support/synthetic-model.js');
+  const { spawn } = await import('node:child_process');
+  const dir = scratchDir('cli-quant');
+  const src = path.join(dir, 'src');
+  writeSyntheticModel(src, 150);
+  const out = path.join(dir, 'out');
+  const child = spawn(process.execPath, [BIN, 'quantize', src, out, '--no-eval', '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  // Interrupt once the first tensors are being written (the temporary directory exists).
+  const deadline = Date.now() + 30_000;
+  while (!fs.readdirSync(dir).some((n) => n.startsWith('.out.tmp-')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  assert.equal(code, 130, err);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['src'], 'no output, no temporary directory');
+  // A run killed outright (no chance to clean up) leaves its temporary directory; the next run removes it.
+  fs.mkdirSync(path.join(dir, '.out.tmp-999999'));
+  const again = unicorn(['quantize', src, out, '--no-eval', '--workers', '2', '--scheme', 'int8']);
+  assert.equal(again.code, 0, again.err);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['out', 'src']);
+});

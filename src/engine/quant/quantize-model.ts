@@ -179,6 +179,19 @@ function tempDirFor(out: string): string {
   return path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.tmp-${process.pid}`);
 }
 
+/** Removes temporary directories that killed runs (SIGKILL, power loss) left beside `out`. */
+function removeStaleTemps(out: string): void {
+  const dir = path.dirname(path.resolve(out));
+  const re = new RegExp(`^\\.${path.basename(out).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.tmp-(\\d+)(\\.old)?$`);
+  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    const m = re.exec(name);
+    if (m === null || Number(m[1]) === process.pid) continue;
+    let alive = true;
+    try { process.kill(Number(m[1]), 0); } catch (e) { alive = (e as NodeJS.ErrnoException).code === 'EPERM'; }
+    if (!alive) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+  }
+}
+
 export async function quantizeModel(src: string, out: string, o: QuantizeOptions): Promise<QuantizeReport> {
   const t0 = performance.now();
   if (!(INT4_GROUPS as readonly number[]).includes(o.group)) throw new QuantizeError(`--group ${o.group}: INT4 groups are ${INT4_GROUPS.join(', ')}`);
@@ -189,6 +202,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
   }
   if (path.resolve(src) === outAbs) throw new QuantizeError('the output directory must differ from the source');
   const model = openModel(src);
+  removeStaleTemps(out);
   const tmp = tempDirFor(out);
   const cleanup = () => fs.rmSync(tmp, { recursive: true, force: true });
   process.once('exit', cleanup);
