@@ -41,7 +41,7 @@ def randomise(model, seed, gemma, hidden):
                 p.copy_(r * 0.1)
 
 
-def make(config_path, out, seed):
+def make(config_path, out, seed, reference=True):
     with open(config_path) as f:
         published = json.load(f)
     arch = published['architectures'][0]
@@ -59,6 +59,10 @@ def make(config_path, out, seed):
     randomise(model, seed, gemma, cfg.hidden_size)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out, safe_serialization=True)
+    n = sum(p.numel() for p in model.parameters())
+    if not reference:
+        print(f'{out}: {arch} text model, {n / 1e9:.2f} B parameters, bf16 checkpoint (no reference)')
+        return
     ids = torch.randint(3, cfg.vocab_size - 1, (PROMPT,), generator=torch.Generator().manual_seed(seed + 1))
     model = model.float()
     with torch.no_grad():
@@ -66,7 +70,6 @@ def make(config_path, out, seed):
     save_file({'input_ids': ids.to(torch.int32), 'logits': logits}, os.path.join(out, 'reference.safetensors'),
               metadata={'config': os.path.basename(config_path), 'transformers': transformers.__version__, 'torch': torch.__version__,
                         'compute': 'float32 over bf16 weights, eager attention, CUDA'})
-    n = sum(p.numel() for p in model.parameters())
     print(f'{out}: {arch} text model, {n / 1e9:.2f} B parameters, bf16 checkpoint; reference logits {tuple(logits.shape)}, '
           f'logit std {float(logits.std()):.2f}')
 
@@ -78,8 +81,9 @@ def main():
     m.add_argument('--config', required=True)
     m.add_argument('--out', required=True)
     m.add_argument('--seed', type=int, default=5)
+    m.add_argument('--no-reference', action='store_true', help='only the checkpoint (no transformers forward)')
     a = ap.parse_args()
-    make(a.config, a.out, a.seed)
+    make(a.config, a.out, a.seed, reference=not a.no_reference)
 
 
 if __name__ == '__main__':
