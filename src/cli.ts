@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { inspectCommand } from './commands/inspect.js';
+import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { runCommand } from './commands/run.js';
 import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   program.addCommand(inspectCommand());
   program.addCommand(runCommand());
   program.addCommand(quantizeCommand());
+  program.addCommand(loadCommand());
   return program;
 }
 

@@ -15,6 +15,7 @@ import { Commands } from '../vulkan/commands.js';
 import { Device } from '../vulkan/device.js';
 import { Allocator } from '../vulkan/memory.js';
 import type { SamplingOptions } from './sampler.js';
+import { checkFits } from './fit.js';
 import { Session } from './session.js';
 
 export type DeviceChoice = 'gpu' | 'cpu';
@@ -89,6 +90,7 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
       close = () => { backend.dispose(); model.checkpoint.close(); };
     } else {
       device = Device.open(opts.gpu);
+      checkFits(model, device.info, ctx);
       const alloc = new Allocator(device);
       const cmds = new Commands(device);
       const weights = loadWeights(model, alloc, cmds, opts.onLoad);

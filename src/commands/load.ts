@@ -1,0 +1,50 @@
+/** `unicorn load <model>`: load a model into GPU memory and report placement, speed and a read-back check. */
+import { Command, InvalidArgumentError } from 'commander';
+import ora from 'ora';
+import { UnicornError } from '../engine/errors.js';
+import { loadModel } from '../engine/load-report.js';
+import { formatBytes, table } from '../ui/format.js';
+
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
+  return n;
+};
+
+export function loadCommand(): Command {
+  return new Command('load')
+    .description('load a model into GPU memory: placement per heap, GB/s against the file read rate, read-back check')
+    .argument('<model>', 'model directory')
+    .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
+    .option('--ctx <n>', 'context length the KV cache is planned for (fit check)', int)
+    .option('--verify <n>', 'tensors read back and compared with the files', int, 12)
+    .option('--json', 'print the report as JSON')
+    .action((target: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean }) => {
+      const spinner = ora({ text: `reading ${target}`, stream: process.stderr }).start();
+      const t0 = performance.now();
+      let report;
+      try {
+        report = loadModel(target, {
+          ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }), verifyTensors: o.verify,
+          onProgress: (p) => {
+            const s = (performance.now() - t0) / 1000;
+            spinner.text = `loading ${formatBytes(p.done)} / ${formatBytes(p.total)} · ${p.tensors} tensors · ${formatBytes(p.done / Math.max(s, 1e-3))}/s`;
+          },
+        });
+      } catch (e) {
+        spinner.fail(`could not load ${target}`);
+        throw e;
+      }
+      spinner.succeed(`${target}: ${formatBytes(report.bytes)} on ${report.device} in ${report.seconds.toFixed(2)} s`);
+      if (o.json === true) {
+        process.stdout.write(`${JSON.stringify(report)}\n`);
+      } else {
+        console.log(`speed      ${(report.gbPerSecond).toFixed(2)} GB/s; plain read of the same files ${report.fileReadGbPerSecond.toFixed(2)} GB/s (${((100 * report.gbPerSecond) / report.fileReadGbPerSecond).toFixed(0)}%)`);
+        console.log(`host RAM   peak ${formatBytes(report.peakRssBytes)} resident while loading${report.cpuDevice ? ' (a CPU driver: its GPU memory is this process\'s RAM, counted here)' : ''}`);
+        console.log(`verified   ${report.verified.tensors} tensors (${formatBytes(report.verified.bytes)}) read back from the GPU: ${report.verified.mismatches.length === 0 ? 'identical to the files' : `MISMATCH in ${report.verified.mismatches.join(', ')}`}`);
+        console.log('');
+        console.log(table(['heap', 'kind', 'size', 'placed', 'buffers'], report.heaps.map((h) => [String(h.heap), h.deviceLocal ? 'device-local' : 'host', formatBytes(h.size), formatBytes(h.bytes), String(h.buffers)]), [false, false, true, true, true]));
+      }
+      if (report.verified.mismatches.length > 0) throw new UnicornError(`weights on the GPU differ from the files: ${report.verified.mismatches.join(', ')}`, { hint: 'a driver or memory fault: run `unicorn load` again; report it if it persists' });
+    });
+}
