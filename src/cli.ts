@@ -1,6 +1,7 @@
 /** The unicorn command line: registers the commands, and turns errors into one clear line. */
 import * as fs from 'node:fs';
 import { Command } from 'commander';
+import { chatCommand } from './commands/chat.js';
 import { inspectCommand } from './commands/inspect.js';
 import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(inspectCommand());
   program.addCommand(runCommand());
+  program.addCommand(chatCommand());
   program.addCommand(quantizeCommand());
   program.addCommand(loadCommand());
   return program;

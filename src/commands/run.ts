@@ -9,7 +9,7 @@ import type { ChatMessage } from '../engine/text/tokenizer.js';
 import { formatBytes } from '../ui/format.js';
 
 /** llama.cpp's defaults, used where the model's generation_config.json says nothing. */
-const FALLBACK: Omit<SamplingOptions, 'seed'> = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64 };
+export const FALLBACK: Omit<SamplingOptions, 'seed'> = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64 };
 
 const num = (v: string) => {
   const n = Number(v);
@@ -23,8 +23,8 @@ const int = (v: string) => {
 };
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-interface RunFlags {
-  maxTokens: number;
+/** The sampling flags both run and chat take. */
+export interface SamplingFlags {
   temp?: number;
   topK?: number;
   topP?: number;
@@ -32,6 +32,38 @@ interface RunFlags {
   repeatPenalty?: number;
   repeatLastN?: number;
   seed?: number;
+}
+
+/** Adds the sampling flags to a command. */
+export function samplingOptions(c: Command): Command {
+  return c
+    .option('--temp <t>', 'temperature (0 = greedy)', num)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int)
+    .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', num)
+    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', num)
+    .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', num)
+    .option('--repeat-last-n <n>', 'window for the repetition penalty', int)
+    .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', int);
+}
+
+/** Sampling from the flags, then the model's generation_config.json, then llama.cpp's defaults. */
+export function resolveSampling(flags: SamplingFlags, d: Partial<SamplingOptions>): SamplingOptions {
+  const sampling: SamplingOptions = {
+    temperature: flags.temp ?? d.temperature ?? FALLBACK.temperature,
+    topK: flags.topK ?? d.topK ?? FALLBACK.topK,
+    topP: flags.topP ?? d.topP ?? FALLBACK.topP,
+    minP: flags.minP ?? d.minP ?? FALLBACK.minP,
+    repetitionPenalty: flags.repeatPenalty ?? d.repetitionPenalty ?? FALLBACK.repetitionPenalty,
+    repeatLastN: flags.repeatLastN ?? GREEDY.repeatLastN,
+    seed: flags.seed ?? crypto.randomInt(0, 2 ** 32 - 1),
+  };
+  const bad = checkSampling(sampling);
+  if (bad.length > 0) throw new UnicornError(`sampling: ${bad.join('; ')}`);
+  return sampling;
+}
+
+interface RunFlags extends SamplingFlags {
+  maxTokens: number;
   chat?: boolean;
   system?: string;
   stop?: string[];
@@ -43,18 +75,11 @@ interface RunFlags {
 }
 
 export function runCommand(): Command {
-  return new Command('run')
+  return samplingOptions(new Command('run'))
     .description('generate a continuation of a prompt (streamed to stdout; timings on stderr)')
     .argument('<model>', 'model directory (config.json, *.safetensors, tokenizer.json)')
     .argument('[prompt]', 'the prompt; "-" or none reads it from stdin')
     .option('-n, --max-tokens <n>', 'most tokens to generate', int, 256)
-    .option('--temp <t>', 'temperature (0 = greedy)', num)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int)
-    .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', num)
-    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', num)
-    .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', num)
-    .option('--repeat-last-n <n>', 'window for the repetition penalty', int)
-    .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', int)
     .option('--chat', 'wrap the prompt in the model\'s chat template as a user turn')
     .option('--system <text>', 'system message (with --chat)')
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
@@ -89,7 +114,7 @@ function templateVars(list: readonly string[] | undefined): Record<string, unkno
   return out;
 }
 
-function load(modelDir: string, flags: RunFlags): Runner {
+export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: string; ctx?: number }): Runner {
   const spinner = ora({ text: `opening ${modelDir}`, stream: process.stderr }).start();
   const t0 = performance.now();
   try {
@@ -114,18 +139,7 @@ async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<v
   const runner = load(modelDir, flags);
   try {
     const codec = runner.codec!;
-    const d = runner.defaults;
-    const sampling: SamplingOptions = {
-      temperature: flags.temp ?? d.temperature ?? FALLBACK.temperature,
-      topK: flags.topK ?? d.topK ?? FALLBACK.topK,
-      topP: flags.topP ?? d.topP ?? FALLBACK.topP,
-      minP: flags.minP ?? d.minP ?? FALLBACK.minP,
-      repetitionPenalty: flags.repeatPenalty ?? d.repetitionPenalty ?? FALLBACK.repetitionPenalty,
-      repeatLastN: flags.repeatLastN ?? GREEDY.repeatLastN,
-      seed: flags.seed ?? crypto.randomInt(0, 2 ** 32 - 1),
-    };
-    const bad = checkSampling(sampling);
-    if (bad.length > 0) throw new UnicornError(`sampling: ${bad.join('; ')}`);
+    const sampling = resolveSampling(flags, runner.defaults);
     let ids: number[];
     if (flags.chat === true) {
       const messages: ChatMessage[] = [...(flags.system === undefined ? [] : [{ role: 'system', content: flags.system }]), { role: 'user', content: prompt }];

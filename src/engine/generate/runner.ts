@@ -42,6 +42,8 @@ export interface Runner {
   readonly device: Device | null;
   readonly loadSeconds: number;
   readonly loadedBytes: number;
+  /** GPU memory this process holds (weights, KV cache, scratch), or null on the CPU path. */
+  gpuBytes(): number | null;
   /** Sampling defaults from generation_config.json (what the model's authors recommend). */
   readonly defaults: Partial<SamplingOptions>;
   close(): void;
@@ -85,6 +87,7 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     const t0 = performance.now();
     let backend: Backend;
     let close: () => void;
+    let gpuBytes: () => number | null = () => null;
     if (opts.device === 'cpu') {
       backend = new CpuBackend(model, { ctx, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
       close = () => { backend.dispose(); model.checkpoint.close(); };
@@ -92,6 +95,7 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
       device = Device.open(opts.gpu);
       checkFits(model, device.info, ctx);
       const alloc = new Allocator(device);
+      gpuBytes = () => [...alloc.usage.values()].reduce((a, u) => a + u.bytes, 0);
       const cmds = new Commands(device);
       const weights = loadWeights(model, alloc, cmds, opts.onLoad);
       backend = new GpuBackend(device, alloc, weights, spec, { ctx, profile: opts.profile === true, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
@@ -101,7 +105,7 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     const loadSeconds = (performance.now() - t0) / 1000;
     const loadedBytes = [...model.bound.tensors.values()].reduce((a, t) => a + t.byteLength, 0);
     return {
-      model, backend, codec, session: new Session(backend, codec ?? undefined), device, loadSeconds, loadedBytes,
+      model, backend, codec, session: new Session(backend, codec ?? undefined), device, loadSeconds, loadedBytes, gpuBytes,
       defaults: generationDefaults(model.dir), close,
     };
   } catch (e) {

@@ -86,11 +86,34 @@ export class Session {
 
   /** Continues `prompt` (token ids, the whole conversation so far) until a stop condition. */
   generate(prompt: readonly number[], o: GenerateOptions): Generation {
+    const it = this.steps(prompt, o);
+    for (;;) {
+      const r = it.next();
+      if (r.done === true) return r.value;
+    }
+  }
+
+  /**
+   * The same, giving the event loop a turn after every token (a terminal UI redraws and reads keys
+   * in between; `shouldStop` sees them).
+   */
+  async generateAsync(prompt: readonly number[], o: GenerateOptions): Promise<Generation> {
+    const it = this.steps(prompt, o);
+    for (;;) {
+      const r = it.next();
+      if (r.done === true) return r.value;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Generation as a sequence of steps: yields after the prompt and after each token. */
+  private *steps(prompt: readonly number[], o: GenerateOptions): Generator<void, Generation> {
     const t0 = performance.now();
     const sampler = new Sampler(o.sampling);
     const output = outputFor(o.sampling, this.backend instanceof GpuBackend ? GpuBackend.MAX_TOPK : Infinity, this.backend.spec.vocabSize);
     const { result, computed, reused } = this.ingest(prompt, output);
     const t1 = performance.now();
+    yield;
     const history = [...prompt];
     const generated: number[] = [];
     const stream = this.codec === undefined ? undefined : new StreamDecoder(this.codec);
@@ -135,6 +158,7 @@ export class Session {
       r = this.backend.step([id], history.length - 1, output);
       steps++;
       this.cached = history.slice();
+      yield;
     }
     if (stream !== undefined && finish !== 'stop') {
       text += stream.flush();

@@ -1,0 +1,69 @@
+/**
+ * `unicorn chat <model>`: a terminal chat (Ink) when stdin and stdout are terminals; otherwise plain
+ * line-by-line mode for pipes: each input line is a user turn (or a slash command), each reply is
+ * printed as it is decoded.
+ */
+import * as readline from 'node:readline';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { render } from 'ink';
+import { createElement } from 'react';
+import { Chat } from '../engine/generate/chat.js';
+import { ChatApp } from '../ui/chat-app.js';
+import { load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
+
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
+  return n;
+};
+
+interface ChatFlags extends SamplingFlags {
+  maxTokens: number;
+  system?: string;
+  ctx?: number;
+  gpu?: string;
+  device: 'gpu' | 'cpu';
+  plain?: boolean;
+}
+
+async function plain(chat: Chat): Promise<void> {
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  for await (const line of rl) {
+    if (line.trim() === '') continue;
+    if (line.startsWith('/')) {
+      const r = chat.command(line);
+      if (r.output !== '') process.stderr.write(`${r.output}\n`);
+      if (r.exit === true) break;
+      continue;
+    }
+    const { stats } = await chat.send(line, { onText: (t) => process.stdout.write(t), shouldStop: () => false });
+    process.stdout.write('\n');
+    process.stderr.write(`[${stats.promptTokens} new prompt tokens (${stats.reusedTokens} cached) · TTFT ${stats.timeToFirstTokenMs.toFixed(0)} ms · ${stats.generatedTokens} tokens${stats.tokensPerSecond === null ? '' : ` at ${stats.tokensPerSecond.toFixed(1)} tok/s`} · ${stats.finish}]\n`);
+  }
+}
+
+export function chatCommand(): Command {
+  return samplingOptions(new Command('chat'))
+    .description('chat with a model in the terminal (line by line when piped)')
+    .argument('<model>', 'model directory (with tokenizer.json and a chat template)')
+    .option('-n, --max-tokens <n>', 'most tokens per reply', int, 1024)
+    .option('--system <text>', 'system message')
+    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', int)
+    .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
+    .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
+    .option('--plain', 'line-by-line mode even on a terminal')
+    .action(async (modelDir: string, flags: ChatFlags) => {
+      const runner = load(modelDir, flags);
+      try {
+        const chat = new Chat(runner, resolveSampling(flags, runner.defaults), flags.maxTokens, flags.system);
+        if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
+          await plain(chat);
+        } else {
+          const app = render(createElement(ChatApp, { chat }), { exitOnCtrlC: false });
+          await app.waitUntilExit();
+        }
+      } finally {
+        runner.close();
+      }
+    });
+}

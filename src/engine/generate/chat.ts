@@ -1,0 +1,134 @@
+/**
+ * A conversation with a model, independent of how it is shown: messages rendered with the model's
+ * chat template, each turn continued from the cached prefix (only the new turn is prefilled), slash
+ * commands, and the numbers a status line shows. `unicorn chat` drives it from an Ink UI or, when
+ * piped, line by line.
+ */
+import * as fs from 'node:fs';
+import { UnicornError } from '../errors.js';
+import { commitTemp, tempPathFor } from '../formats/atomic.js';
+import type { ChatMessage } from '../text/tokenizer.js';
+import type { Runner } from './runner.js';
+import type { SamplingOptions } from './sampler.js';
+import type { FinishReason } from './session.js';
+
+export interface TurnStats {
+  readonly promptTokens: number;
+  readonly reusedTokens: number;
+  readonly generatedTokens: number;
+  readonly timeToFirstTokenMs: number;
+  readonly tokensPerSecond: number | null;
+  readonly finish: FinishReason;
+}
+
+export interface ChatStatus {
+  readonly contextUsed: number;
+  readonly contextLimit: number;
+  readonly gpuBytes: number | null;
+  readonly temperature: number;
+  readonly last: TurnStats | null;
+}
+
+/** What the UI needs from a chat (the Ink app is tested against a fake one). */
+export interface ChatEngine {
+  readonly model: string;
+  send(text: string, o: { onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }>;
+  command(line: string): CommandResult;
+  status(): ChatStatus;
+}
+
+export interface CommandResult {
+  readonly output: string;
+  readonly exit?: boolean;
+}
+
+export const HELP = [
+  '/reset           forget the conversation (keeps the system message)',
+  '/system <text>   set the system message (and reset)',
+  '/temp <x>        set the temperature (0 = greedy)',
+  '/save <file>     write the conversation as JSON',
+  '/help            this list',
+  '/exit            leave (also Ctrl-C twice, or Ctrl-D when piped)',
+].join('\n');
+
+export class Chat implements ChatEngine {
+  private messages: ChatMessage[] = [];
+  private system: string | undefined;
+  private last: TurnStats | null = null;
+
+  constructor(private readonly runner: Runner, private sampling: SamplingOptions, private readonly maxTokens: number, system?: string) {
+    if (runner.codec === null) throw new UnicornError(`${runner.model.dir}: no tokenizer.json, so there is no text to chat with`);
+    if (runner.codec.chatTemplate === null) {
+      throw new UnicornError(`${runner.model.dir}: the model has no chat template`, { hint: 'it is probably a base model: use `unicorn run` with a plain prompt' });
+    }
+    this.system = system;
+  }
+
+  get model(): string {
+    return this.runner.model.dir;
+  }
+
+  private conversation(extra: ChatMessage[] = []): ChatMessage[] {
+    return [...(this.system === undefined ? [] : [{ role: 'system', content: this.system }]), ...this.messages, ...extra];
+  }
+
+  async send(text: string, o: { onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
+    const codec = this.runner.codec!;
+    const user = { role: 'user', content: text };
+    const ids = codec.encode(codec.renderChat(this.conversation([user]), { addGenerationPrompt: true }), false);
+    const spec = this.runner.model.spec;
+    const g = await this.runner.session.generateAsync(ids, {
+      maxTokens: this.maxTokens, sampling: { ...this.sampling, seed: (this.sampling.seed + this.messages.length) >>> 0 },
+      eosIds: spec.eosTokenIds, onText: o.onText, shouldStop: o.shouldStop,
+    });
+    this.messages.push(user, { role: 'assistant', content: g.text });
+    const t = g.timings;
+    this.last = {
+      promptTokens: t.promptTokens, reusedTokens: t.reusedTokens, generatedTokens: g.tokens.length, finish: g.finish,
+      timeToFirstTokenMs: t.timeToFirstToken * 1000, tokensPerSecond: t.decodeSeconds > 0 ? t.decodeSteps / t.decodeSeconds : null,
+    };
+    return { reply: g.text, stats: this.last };
+  }
+
+  command(line: string): CommandResult {
+    const [cmd, ...rest] = line.trim().split(/\s+/);
+    const arg = line.trim().slice((cmd ?? '').length).trim();
+    switch (cmd) {
+      case '/reset':
+        this.messages = [];
+        this.runner.session.reset();
+        return { output: 'conversation cleared' };
+      case '/system':
+        this.system = arg === '' ? undefined : arg;
+        this.messages = [];
+        return { output: this.system === undefined ? 'system message removed; conversation cleared' : 'system message set; conversation cleared' };
+      case '/temp': {
+        const t = Number(arg);
+        if (arg === '' || !Number.isFinite(t) || t < 0) return { output: `/temp needs a number >= 0 (now ${this.sampling.temperature})` };
+        this.sampling = { ...this.sampling, temperature: t };
+        return { output: `temperature ${t}` };
+      }
+      case '/save': {
+        if (arg === '') return { output: '/save needs a file name' };
+        const tmp = tempPathFor(arg);
+        fs.writeFileSync(tmp, `${JSON.stringify({ model: this.model, sampling: this.sampling, messages: this.conversation() }, null, 2)}\n`);
+        commitTemp(tmp, arg);
+        return { output: `saved ${this.conversation().length} messages to ${arg}` };
+      }
+      case '/help':
+        return { output: HELP };
+      case '/exit':
+      case '/quit':
+        return { output: '', exit: true };
+      default:
+        return { output: `unknown command ${cmd}${rest.length > 0 ? '' : ''}; /help lists them` };
+    }
+  }
+
+  status(): ChatStatus {
+    return {
+      contextUsed: this.runner.session.contextUsed, contextLimit: this.runner.backend.ctx, gpuBytes: this.runner.gpuBytes(),
+      temperature: this.sampling.temperature, last: this.last,
+    };
+  }
+}
