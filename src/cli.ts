@@ -5,6 +5,7 @@ import { chatCommand } from './commands/chat.js';
 import { inspectCommand } from './commands/inspect.js';
 import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
+import { psCommand, residentCommand, stopCommand } from './commands/resident.js';
 import { runCommand } from './commands/run.js';
 import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
 import { reportError } from './ui/errors.js';
@@ -22,6 +23,9 @@ export function buildProgram(): Command {
   program.addCommand(chatCommand());
   program.addCommand(quantizeCommand());
   program.addCommand(loadCommand());
+  program.addCommand(psCommand());
+  program.addCommand(stopCommand());
+  program.addCommand(residentCommand(), { hidden: true });
   return program;
 }
 

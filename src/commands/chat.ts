@@ -7,8 +7,9 @@ import * as readline from 'node:readline';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { render } from 'ink';
 import { createElement } from 'react';
-import { Chat } from '../engine/generate/chat.js';
+import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
+import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
 import { load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
 
 const int = (v: string) => {
@@ -53,15 +54,29 @@ export function chatCommand(): Command {
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')
     .action(async (modelDir: string, flags: ChatFlags) => {
-      const runner = load(modelDir, flags);
-      try {
-        const chat = new Chat(runner, resolveSampling(flags, runner.defaults), flags.maxTokens, flags.system);
+      const talk = async (chat: Chat) => {
         if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
           await plain(chat);
         } else {
           const app = render(createElement(ChatApp, { chat }), { exitOnCtrlC: false });
           await app.waitUntilExit();
         }
+      };
+      // A resident server holding this model (unicorn load --keep) answers without loading it again.
+      const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
+      if (client !== null) {
+        try {
+          const info = await client.info();
+          process.stderr.write(`using the resident ${info.model} (pid ${info.pid}, ${info.device})\n`);
+          await talk(await new Chat(new RemoteReplier(client, info.model), resolveSampling(flags, info.defaults), flags.maxTokens, flags.system).init());
+        } finally {
+          client.close();
+        }
+        return;
+      }
+      const runner = load(modelDir, flags);
+      try {
+        await talk(await new Chat(new LocalReplier(runner), resolveSampling(flags, runner.defaults), flags.maxTokens, flags.system).init());
       } finally {
         runner.close();
       }

@@ -4,6 +4,7 @@ import ora from 'ora';
 import { UnicornError } from '../engine/errors.js';
 import { loadModel } from '../engine/load-report.js';
 import { formatBytes, table } from '../ui/format.js';
+import { startResident } from './resident.js';
 
 const int = (v: string) => {
   const n = Number(v);
@@ -18,8 +19,21 @@ export function loadCommand(): Command {
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .option('--ctx <n>', 'context length the KV cache is planned for (fit check)', int)
     .option('--verify <n>', 'tensors read back and compared with the files', int, 12)
+    .option('--keep', 'leave the model resident in a background server that run and chat attach to (unicorn ps, unicorn stop)')
     .option('--json', 'print the report as JSON')
-    .action((target: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean }) => {
+    .action(async (target: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean; keep?: boolean }) => {
+      if (o.keep === true) {
+        const spinner = ora({ text: `starting a resident server for ${target}`, stream: process.stderr }).start();
+        try {
+          const info = await startResident(target, { ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }) }, (s) => { spinner.text = `loading ${target} in the resident server · ${s.toFixed(0)} s`; });
+          spinner.succeed(`${info.model}: resident in pid ${info.pid} on ${info.device}, ${formatBytes(info.bytes)} loaded in ${info.loadSeconds.toFixed(2)} s (${(info.bytes / 1e9 / info.loadSeconds).toFixed(2)} GB/s); run and chat use it; unicorn stop unloads it`);
+          if (o.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
+        } catch (e) {
+          spinner.fail(`could not keep ${target} resident`);
+          throw e;
+        }
+        return;
+      }
       const spinner = ora({ text: `reading ${target}`, stream: process.stderr }).start();
       const t0 = performance.now();
       let report;

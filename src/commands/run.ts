@@ -5,7 +5,8 @@ import ora from 'ora';
 import { UnicornError } from '../engine/errors.js';
 import { type Runner, openRunner } from '../engine/generate/runner.js';
 import { GREEDY, type SamplingOptions, checkSampling } from '../engine/generate/sampler.js';
-import type { ChatMessage } from '../engine/text/tokenizer.js';
+import { type CompletionRequest, type CompletionResult, complete } from '../engine/generate/complete.js';
+import { ResidentClient } from '../engine/server/client.js';
 import { formatBytes } from '../ui/format.js';
 
 /** llama.cpp's defaults, used where the model's generation_config.json says nothing. */
@@ -136,42 +137,45 @@ export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: str
 }
 
 async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<void> {
-  const runner = load(modelDir, flags);
-  try {
-    const codec = runner.codec!;
-    const sampling = resolveSampling(flags, runner.defaults);
-    let ids: number[];
-    if (flags.chat === true) {
-      const messages: ChatMessage[] = [...(flags.system === undefined ? [] : [{ role: 'system', content: flags.system }]), { role: 'user', content: prompt }];
-      ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true, extra: templateVars(flags.templateVar) }), false);
-    } else {
-      if (flags.system !== undefined || flags.templateVar !== undefined) throw new UnicornError('--system and --template-var need --chat');
-      ids = codec.encode(prompt, true);
+  const out = flags.json === true ? undefined : process.stdout;
+  const request = (defaults: Partial<SamplingOptions>): CompletionRequest => ({
+    prompt, chat: flags.chat === true, sampling: resolveSampling(flags, defaults), maxTokens: flags.maxTokens, stop: flags.stop ?? [],
+    ...(flags.system === undefined ? {} : { system: flags.system }), ...(flags.templateVar === undefined ? {} : { templateVars: templateVars(flags.templateVar) }),
+  });
+  let req: CompletionRequest;
+  let r: CompletionResult;
+  // A resident server holding this model (unicorn load --keep) answers without loading it again.
+  const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
+  if (client !== null) {
+    try {
+      const info = await client.info();
+      process.stderr.write(`using the resident ${info.model} (pid ${info.pid}, ${info.device})\n`);
+      req = request(info.defaults);
+      r = await client.complete(req, (t) => out?.write(t));
+    } finally {
+      client.close();
     }
-    const out = flags.json === true ? undefined : process.stdout;
-    const g = runner.session.generate(ids, {
-      maxTokens: flags.maxTokens, sampling, eosIds: runner.model.spec.eosTokenIds, stop: flags.stop ?? [],
-      onText: (t) => out?.write(t),
-    });
-    const t = g.timings;
-    const stats = {
-      model: modelDir, device: runner.device === null ? 'cpu' : runner.device.info.name, seed: sampling.seed, finish: g.finish,
-      promptTokens: ids.length, generatedTokens: g.tokens.length,
-      timeToFirstTokenMs: +(t.timeToFirstToken * 1000).toFixed(1),
-      prefillTokensPerSecond: t.prefillSeconds > 0 ? +(t.promptTokens / t.prefillSeconds).toFixed(1) : null,
-      decodeTokensPerSecond: t.decodeSeconds > 0 ? +(t.decodeSteps / t.decodeSeconds).toFixed(1) : null,
-    };
-    if (flags.json === true) {
-      process.stdout.write(`${JSON.stringify({ text: g.text, tokens: g.tokens, sampling, ...stats })}\n`);
-    } else {
-      if (!g.text.endsWith('\n')) out?.write('\n');
-      const why = { eos: 'end of text', stop: 'stop string', length: `--max-tokens ${flags.maxTokens}`, context: `context full (${runner.backend.ctx} tokens)`, aborted: 'stopped' }[g.finish];
-      process.stderr.write(
-        `\n${ids.length} prompt tokens · time to first token ${stats.timeToFirstTokenMs} ms · prefill ${stats.prefillTokensPerSecond ?? '-'} tok/s · ` +
-        `${g.tokens.length} tokens at ${stats.decodeTokensPerSecond ?? '-'} tok/s · ${why} · seed ${sampling.seed}\n`,
-      );
+  } else {
+    const runner = load(modelDir, flags);
+    try {
+      req = request(runner.defaults);
+      r = await complete(runner, req, (t) => out?.write(t));
+    } finally {
+      runner.close();
     }
-  } finally {
-    runner.close();
+  }
+  const stats = {
+    model: modelDir, device: r.device, seed: req.sampling.seed, finish: r.finish, promptTokens: r.promptTokens, generatedTokens: r.tokens.length,
+    timeToFirstTokenMs: r.timeToFirstTokenMs, prefillTokensPerSecond: r.prefillTokensPerSecond, decodeTokensPerSecond: r.decodeTokensPerSecond,
+  };
+  if (flags.json === true) {
+    process.stdout.write(`${JSON.stringify({ text: r.text, tokens: r.tokens, sampling: req.sampling, ...stats })}\n`);
+  } else {
+    if (!r.text.endsWith('\n')) out?.write('\n');
+    const why = { eos: 'end of text', stop: 'stop string', length: `--max-tokens ${flags.maxTokens}`, context: `context full (${r.contextLimit} tokens)`, aborted: 'stopped' }[r.finish];
+    process.stderr.write(
+      `\n${r.promptTokens} prompt tokens · time to first token ${stats.timeToFirstTokenMs} ms · prefill ${stats.prefillTokensPerSecond ?? '-'} tok/s · ` +
+      `${r.tokens.length} tokens at ${stats.decodeTokensPerSecond ?? '-'} tok/s · ${why} · seed ${req.sampling.seed}\n`,
+    );
   }
 }

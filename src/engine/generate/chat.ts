@@ -10,7 +10,7 @@ import { commitTemp, tempPathFor } from '../formats/atomic.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import type { Runner } from './runner.js';
 import type { SamplingOptions } from './sampler.js';
-import type { FinishReason } from './session.js';
+import type { FinishReason, Generation } from './session.js';
 
 export interface TurnStats {
   readonly promptTokens: number;
@@ -51,21 +51,76 @@ export const HELP = [
   '/exit            leave (also Ctrl-C twice, or Ctrl-D when piped)',
 ].join('\n');
 
-export class Chat implements ChatEngine {
-  private messages: ChatMessage[] = [];
-  private system: string | undefined;
-  private last: TurnStats | null = null;
+/**
+ * Where replies come from: the model loaded in this process, or a resident server holding it.
+ * Given the whole conversation (the last message the user's), streams the reply.
+ */
+export interface Replier {
+  readonly model: string;
+  reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }>;
+  /** Forget the cached conversation. */
+  reset(): Promise<void> | void;
+  context(): Promise<{ used: number; limit: number; gpuBytes: number | null }> | { used: number; limit: number; gpuBytes: number | null };
+}
 
-  constructor(private readonly runner: Runner, private sampling: SamplingOptions, private readonly maxTokens: number, system?: string) {
+/** Statistics of one generation, as the status line shows them. */
+export function turnStats(g: Generation): TurnStats {
+  const t = g.timings;
+  return {
+    promptTokens: t.promptTokens, reusedTokens: t.reusedTokens, generatedTokens: g.tokens.length, finish: g.finish,
+    timeToFirstTokenMs: t.timeToFirstToken * 1000, tokensPerSecond: t.decodeSeconds > 0 ? t.decodeSteps / t.decodeSeconds : null,
+  };
+}
+
+/** Replies from the model loaded in this process (also what a resident server runs). */
+export class LocalReplier implements Replier {
+  constructor(private readonly runner: Runner) {
     if (runner.codec === null) throw new UnicornError(`${runner.model.dir}: no tokenizer.json, so there is no text to chat with`);
     if (runner.codec.chatTemplate === null) {
       throw new UnicornError(`${runner.model.dir}: the model has no chat template`, { hint: 'it is probably a base model: use `unicorn run` with a plain prompt' });
     }
-    this.system = system;
   }
 
   get model(): string {
     return this.runner.model.dir;
+  }
+
+  async reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
+    const codec = this.runner.codec!;
+    const ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true }), false);
+    const g = await this.runner.session.generateAsync(ids, {
+      maxTokens: o.maxTokens, sampling: o.sampling, eosIds: this.runner.model.spec.eosTokenIds, onText: o.onText, shouldStop: o.shouldStop,
+    });
+    return { reply: g.text, stats: turnStats(g) };
+  }
+
+  reset(): void {
+    this.runner.session.reset();
+  }
+
+  context(): { used: number; limit: number; gpuBytes: number | null } {
+    return { used: this.runner.session.contextUsed, limit: this.runner.backend.ctx, gpuBytes: this.runner.gpuBytes() };
+  }
+}
+
+export class Chat implements ChatEngine {
+  private messages: ChatMessage[] = [];
+  private system: string | undefined;
+  private last: TurnStats | null = null;
+  private ctx = { used: 0, limit: 0, gpuBytes: null as number | null };
+
+  constructor(private readonly replier: Replier, private sampling: SamplingOptions, private readonly maxTokens: number, system?: string) {
+    this.system = system;
+  }
+
+  /** Reads the context figures once before the first turn (a remote replier answers asynchronously). */
+  async init(): Promise<this> {
+    this.ctx = await this.replier.context();
+    return this;
+  }
+
+  get model(): string {
+    return this.replier.model;
   }
 
   private conversation(extra: ChatMessage[] = []): ChatMessage[] {
@@ -73,21 +128,14 @@ export class Chat implements ChatEngine {
   }
 
   async send(text: string, o: { onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
-    const codec = this.runner.codec!;
     const user = { role: 'user', content: text };
-    const ids = codec.encode(codec.renderChat(this.conversation([user]), { addGenerationPrompt: true }), false);
-    const spec = this.runner.model.spec;
-    const g = await this.runner.session.generateAsync(ids, {
-      maxTokens: this.maxTokens, sampling: { ...this.sampling, seed: (this.sampling.seed + this.messages.length) >>> 0 },
-      eosIds: spec.eosTokenIds, onText: o.onText, shouldStop: o.shouldStop,
+    const r = await this.replier.reply(this.conversation([user]), {
+      sampling: { ...this.sampling, seed: (this.sampling.seed + this.messages.length) >>> 0 }, maxTokens: this.maxTokens, onText: o.onText, shouldStop: o.shouldStop,
     });
-    this.messages.push(user, { role: 'assistant', content: g.text });
-    const t = g.timings;
-    this.last = {
-      promptTokens: t.promptTokens, reusedTokens: t.reusedTokens, generatedTokens: g.tokens.length, finish: g.finish,
-      timeToFirstTokenMs: t.timeToFirstToken * 1000, tokensPerSecond: t.decodeSeconds > 0 ? t.decodeSteps / t.decodeSeconds : null,
-    };
-    return { reply: g.text, stats: this.last };
+    this.messages.push(user, { role: 'assistant', content: r.reply });
+    this.last = r.stats;
+    this.ctx = await this.replier.context();
+    return r;
   }
 
   command(line: string): CommandResult {
@@ -96,7 +144,7 @@ export class Chat implements ChatEngine {
     switch (cmd) {
       case '/reset':
         this.messages = [];
-        this.runner.session.reset();
+        void this.replier.reset();
         return { output: 'conversation cleared' };
       case '/system':
         this.system = arg === '' ? undefined : arg;
@@ -126,9 +174,6 @@ export class Chat implements ChatEngine {
   }
 
   status(): ChatStatus {
-    return {
-      contextUsed: this.runner.session.contextUsed, contextLimit: this.runner.backend.ctx, gpuBytes: this.runner.gpuBytes(),
-      temperature: this.sampling.temperature, last: this.last,
-    };
+    return { contextUsed: this.ctx.used, contextLimit: this.ctx.limit, gpuBytes: this.ctx.gpuBytes, temperature: this.sampling.temperature, last: this.last };
   }
 }
