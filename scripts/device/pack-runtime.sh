@@ -10,6 +10,8 @@ mkdir -p .git/info
 [ -f .device/node.xz ] || bash ../shared/device/pack.sh
 rm -rf .device/nm && mkdir -p .device/nm
 for m in $(node scripts/device/runtime-modules.mjs); do mkdir -p ".device/nm/$(dirname "$m")"; cp -r "node_modules/$m" ".device/nm/$m"; done
+# Compressed: the modules (ink's dependencies above all) would not fit the carry limit as they are.
+tar -C .device -cJf .device/nm.tar.xz nm && rm -rf .device/nm
 rm -rf .device/tokenizers && mkdir -p .device/tokenizers
 for t in gemma3 qwen2_5 llama3_1; do
   mkdir -p .device/tokenizers/$t

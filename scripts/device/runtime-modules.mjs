@@ -1,15 +1,10 @@
-// Prints the node_modules folders that unicorn's runtime dependencies need (the closure of
-// package.json's "dependencies", without the `node` binary package), for scripts/device/pack-runtime.sh.
-import * as fs from 'node:fs';
-const pkg = JSON.parse(fs.readFileSync('package.json', 'utf8'));
-const seen = new Set();
-const visit = (name) => {
-  if (seen.has(name) || name === 'node') return;
-  const dir = `node_modules/${name}`;
-  if (!fs.existsSync(dir)) return; // optional dependency for another platform
-  seen.add(name);
-  const p = JSON.parse(fs.readFileSync(`${dir}/package.json`, 'utf8'));
-  for (const d of Object.keys({ ...p.dependencies, ...p.optionalDependencies })) visit(d);
-};
-for (const d of Object.keys(pkg.dependencies)) visit(d);
-console.log([...seen].sort().join('\n'));
+// Prints the node_modules folders (relative to node_modules/) of unicorn's runtime dependencies,
+// nested ones included, as npm resolved them: what scripts/device/pack-runtime.sh copies.
+import { execFileSync } from 'node:child_process';
+const out = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { encoding: 'utf8' });
+const mods = out.split('\n')
+  .map((p) => p.slice(p.indexOf('node_modules/') + 'node_modules/'.length))
+  .filter((p, i, all) => p !== '' && out.split('\n')[i]?.includes('node_modules/') && p !== 'node' && !p.startsWith('node/'));
+// Parents first; a nested module is copied with its parent anyway.
+const top = [...new Set(mods)].filter((m) => !mods.some((o) => o !== m && m.startsWith(`${o}/node_modules/`)));
+console.log(top.sort().join('\n'));

