@@ -13,7 +13,7 @@ import { Session } from '../src/engine/generate/session.js';
 import type { GpuBackend } from '../src/engine/models/gpu-backend.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator } from '../src/engine/vulkan/memory.js';
-import { copyBandwidth } from './copy-baseline.js';
+import { copyBandwidth } from '../src/engine/vulkan/bandwidth.js';
 
 const arg = (name: string, dflt: number) => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));

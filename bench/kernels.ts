@@ -16,7 +16,7 @@ import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
 import { upload } from '../src/engine/vulkan/transfer.js';
-import { copyBandwidth, timeBest as timeBestIn } from './copy-baseline.js';
+import { copyBandwidth, timeBest as timeBestIn } from '../src/engine/vulkan/bandwidth.js';
 
 const device = Device.open(process.argv.find((a) => a.startsWith('--gpu='))?.slice(6));
 const alloc = new Allocator(device, { blockSize: 1 << 30 });

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { chatCommand } from './commands/chat.js';
+import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(chatCommand());
   program.addCommand(quantizeCommand());
   program.addCommand(loadCommand());
+  program.addCommand(doctorCommand());
   program.addCommand(psCommand());
   program.addCommand(stopCommand());
   program.addCommand(residentCommand(), { hidden: true });
@@ -34,7 +36,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return 0;
+    // A command may end with a failing status without an error (doctor with a FAIL).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     return reportError(e, argv.includes('--debug'));
   }

@@ -212,6 +212,11 @@ function describe(pd: Handle, index: number): DeviceInfo {
   };
 }
 
+/** Every Vulkan device the loader sees, described (unicorn doctor). */
+export function listDevices(): DeviceInfo[] {
+  return physicalDevices().map((pd, i) => describe(pd, i));
+}
+
 const TYPE_RANK: Record<DeviceInfo['type'], number> = { 'discrete-gpu': 0, 'integrated-gpu': 1, 'virtual-gpu': 2, other: 3, cpu: 4 };
 
 /**

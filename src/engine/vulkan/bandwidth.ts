@@ -1,8 +1,11 @@
-/** The baseline every GPU benchmark divides by: a compute-shader copy between device-local buffers. */
-import { Commands } from '../src/engine/vulkan/commands.js';
-import type { Device } from '../src/engine/vulkan/device.js';
-import type { Allocator } from '../src/engine/vulkan/memory.js';
-import { grid, kernelFor } from '../src/engine/vulkan/pipeline.js';
+/**
+ * The baseline every GPU benchmark (and unicorn doctor's self-test) divides by: a compute-shader copy
+ * between device-local buffers.
+ */
+import { Commands } from './commands.js';
+import type { Device } from './device.js';
+import type { Allocator } from './memory.js';
+import { grid, kernelFor } from './pipeline.js';
 
 /** Best time per repetition of `record` (reps in one command buffer, barrier between, best of `tries` submits). */
 export function timeBest(cmds: Commands, record: () => void, reps: number, tries: number): number {
