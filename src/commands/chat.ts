@@ -58,7 +58,9 @@ export function chatCommand(): Command {
         if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
           await plain(chat);
         } else {
-          const app = render(createElement(ChatApp, { chat }), { exitOnCtrlC: false });
+          // Both ends are a terminal: interactive even where a CI variable is set (Ink would otherwise
+          // print only the last frame, at exit).
+          const app = render(createElement(ChatApp, { chat }), { exitOnCtrlC: false, interactive: true });
           await app.waitUntilExit();
         }
       };
