@@ -8,6 +8,7 @@ import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { psCommand, residentCommand, stopCommand } from './commands/resident.js';
 import { runCommand } from './commands/run.js';
+import { serveCommand } from './commands/serve.js';
 import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
 import { reportError } from './ui/errors.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(runCommand());
   program.addCommand(chatCommand());
   program.addCommand(quantizeCommand());
+  program.addCommand(serveCommand());
   program.addCommand(loadCommand());
   program.addCommand(doctorCommand());
   program.addCommand(psCommand());

@@ -4,7 +4,8 @@
  * printed as it is decoded.
  */
 import * as readline from 'node:readline';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positive } from '../ui/args.js';
 import { render } from 'ink';
 import { createElement } from 'react';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
@@ -12,11 +13,6 @@ import { ChatApp } from '../ui/chat-app.js';
 import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
 import { load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
 
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
-  return n;
-};
 
 interface ChatFlags extends SamplingFlags {
   maxTokens: number;
@@ -47,9 +43,9 @@ export function chatCommand(): Command {
   return samplingOptions(new Command('chat'))
     .description('chat with a model in the terminal (line by line when piped)')
     .argument('<model>', 'model directory (with tokenizer.json and a chat template)')
-    .option('-n, --max-tokens <n>', 'most tokens per reply', int, 1024)
+    .option('-n, --max-tokens <n>', 'most tokens per reply', positive, 1024)
     .option('--system <text>', 'system message')
-    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', int)
+    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', positive)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')

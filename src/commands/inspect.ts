@@ -1,5 +1,6 @@
 /** `unicorn inspect <model dir | file.safetensors>`: what a checkpoint holds and what it will need. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positive } from '../ui/args.js';
 import { UnicornError } from '../engine/errors.js';
 import { type InspectReport, inspectTarget } from '../engine/inspect.js';
 import { kvCacheBytes } from '../engine/models/memory.js';
@@ -7,11 +8,6 @@ import type { ModelSpec, Rope } from '../engine/models/spec.js';
 import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
 import { formatBytes, formatCount, formatNumber, table } from '../ui/format.js';
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
-  return n;
-}
 
 function ropeText(r: Rope): string {
   const s = r.scaling;
@@ -86,7 +82,7 @@ export function inspectCommand(): Command {
     .argument('<model>', 'model directory (config.json + safetensors) or a .safetensors file')
     .option('--tensors', 'list every tensor')
     .option('--filter <regex>', 'only tensors whose name matches (implies --tensors)')
-    .option('--ctx <n>', 'context length for the KV cache estimate', positiveInt, 4096)
+    .option('--ctx <n>', 'context length for the KV cache estimate', positive, 4096)
     .addOption(new Option('--group <n>', 'INT4 group size for the estimates').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
     .option('--json', 'print JSON for scripts')
     .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean }) => {

@@ -1,24 +1,20 @@
 /** `unicorn load <model>`: load a model into GPU memory and report placement, speed and a read-back check. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { positive } from '../ui/args.js';
 import ora from 'ora';
 import { UnicornError } from '../engine/errors.js';
 import { loadModel } from '../engine/load-report.js';
 import { formatBytes, table } from '../ui/format.js';
 import { startResident } from './resident.js';
 
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
-  return n;
-};
 
 export function loadCommand(): Command {
   return new Command('load')
     .description('load a model into GPU memory: placement per heap, GB/s against the file read rate, read-back check')
     .argument('<model>', 'model directory')
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
-    .option('--ctx <n>', 'context length the KV cache is planned for (fit check)', int)
-    .option('--verify <n>', 'tensors read back and compared with the files', int, 12)
+    .option('--ctx <n>', 'context length the KV cache is planned for (fit check)', positive)
+    .option('--verify <n>', 'tensors read back and compared with the files', positive, 12)
     .option('--keep', 'leave the model resident in a background server that run and chat attach to (unicorn ps, unicorn stop)')
     .option('--json', 'print the report as JSON')
     .action(async (target: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean; keep?: boolean }) => {

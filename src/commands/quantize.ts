@@ -1,5 +1,6 @@
 /** `unicorn quantize <model dir> <out dir> --scheme int8|int4|mixed`: a smaller copy of a model, with a quality report. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positive } from '../ui/args.js';
 import ora from 'ora';
 import { Device } from '../engine/vulkan/device.js';
 import { type QuantScheme, defaultWorkers, quantizeModel } from '../engine/quant/quantize-model.js';
@@ -7,11 +8,6 @@ import { qualityReport } from '../engine/quant/quality.js';
 import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
 import { formatBytes } from '../ui/format.js';
 
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number >= 1');
-  return n;
-};
 
 interface Flags {
   scheme: QuantScheme;
@@ -43,11 +39,11 @@ export function quantizeCommand(): Command {
     .argument('<out>', 'output directory (must not exist unless --force)')
     .addOption(new Option('--scheme <scheme>', 'int8: every projection INT8 per row; int4: INT4 grouped; mixed: attention INT8, MLP INT4, embedding INT8').choices(['int8', 'int4', 'mixed']).default('mixed'))
     .addOption(new Option('--group <n>', 'INT4 group size').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
-    .option('--workers <n>', `worker threads (default: one per core, ${defaultWorkers()} here)`, int)
+    .option('--workers <n>', `worker threads (default: one per core, ${defaultWorkers()} here)`, positive)
     .option('--force', 'replace the output directory if it exists')
     .option('--eval', 'run the quality report (default: on when a GPU is present)')
     .option('--no-eval', 'skip the quality report')
-    .option('--shard-size <GB>', 'shard size in GB (default 4)', int)
+    .option('--shard-size <GB>', 'shard size in GB (default 4)', positive)
     .option('--gpu <index|name>', 'GPU for the quality report')
     .option('--json', 'print the report as JSON')
     .action(async (src: string, out: string, flags: Flags) => {

@@ -1,28 +1,14 @@
 /** `unicorn run <model> "<prompt>"`: one-shot generation, streamed to stdout; timings on stderr. */
-import * as crypto from 'node:crypto';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { collect, count, number } from '../ui/args.js';
 import ora from 'ora';
 import { UnicornError } from '../engine/errors.js';
 import { type Runner, openRunner } from '../engine/generate/runner.js';
-import { GREEDY, type SamplingOptions, checkSampling } from '../engine/generate/sampler.js';
+import { type SamplingOptions, resolveSampling as resolve } from '../engine/generate/sampler.js';
 import { type CompletionRequest, type CompletionResult, complete } from '../engine/generate/complete.js';
 import { ResidentClient } from '../engine/server/client.js';
 import { formatBytes } from '../ui/format.js';
 
-/** llama.cpp's defaults, used where the model's generation_config.json says nothing. */
-export const FALLBACK: Omit<SamplingOptions, 'seed'> = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64 };
-
-const num = (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
-  return n;
-};
-const int = (v: string) => {
-  const n = num(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number >= 0');
-  return n;
-};
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The sampling flags both run and chat take. */
 export interface SamplingFlags {
@@ -38,29 +24,30 @@ export interface SamplingFlags {
 /** Adds the sampling flags to a command. */
 export function samplingOptions(c: Command): Command {
   return c
-    .option('--temp <t>', 'temperature (0 = greedy)', num)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int)
-    .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', num)
-    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', num)
-    .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', num)
-    .option('--repeat-last-n <n>', 'window for the repetition penalty', int)
-    .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', int);
+    .option('--temp <t>', 'temperature (0 = greedy)', number)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', count)
+    .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', number)
+    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', number)
+    .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', number)
+    .option('--repeat-last-n <n>', 'window for the repetition penalty', count)
+    .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', count);
 }
 
 /** Sampling from the flags, then the model's generation_config.json, then llama.cpp's defaults. */
 export function resolveSampling(flags: SamplingFlags, d: Partial<SamplingOptions>): SamplingOptions {
-  const sampling: SamplingOptions = {
-    temperature: flags.temp ?? d.temperature ?? FALLBACK.temperature,
-    topK: flags.topK ?? d.topK ?? FALLBACK.topK,
-    topP: flags.topP ?? d.topP ?? FALLBACK.topP,
-    minP: flags.minP ?? d.minP ?? FALLBACK.minP,
-    repetitionPenalty: flags.repeatPenalty ?? d.repetitionPenalty ?? FALLBACK.repetitionPenalty,
-    repeatLastN: flags.repeatLastN ?? GREEDY.repeatLastN,
-    seed: flags.seed ?? crypto.randomInt(0, 2 ** 32 - 1),
-  };
-  const bad = checkSampling(sampling);
-  if (bad.length > 0) throw new UnicornError(`sampling: ${bad.join('; ')}`);
-  return sampling;
+  const asked: { -readonly [K in keyof SamplingOptions]?: SamplingOptions[K] } = {};
+  if (flags.temp !== undefined) asked.temperature = flags.temp;
+  if (flags.topK !== undefined) asked.topK = flags.topK;
+  if (flags.topP !== undefined) asked.topP = flags.topP;
+  if (flags.minP !== undefined) asked.minP = flags.minP;
+  if (flags.repeatPenalty !== undefined) asked.repetitionPenalty = flags.repeatPenalty;
+  if (flags.repeatLastN !== undefined) asked.repeatLastN = flags.repeatLastN;
+  if (flags.seed !== undefined) asked.seed = flags.seed;
+  try {
+    return resolve(asked, d);
+  } catch (e) {
+    throw new UnicornError(`sampling: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 interface RunFlags extends SamplingFlags {
@@ -80,12 +67,12 @@ export function runCommand(): Command {
     .description('generate a continuation of a prompt (streamed to stdout; timings on stderr)')
     .argument('<model>', 'model directory (config.json, *.safetensors, tokenizer.json)')
     .argument('[prompt]', 'the prompt; "-" or none reads it from stdin')
-    .option('-n, --max-tokens <n>', 'most tokens to generate', int, 256)
+    .option('-n, --max-tokens <n>', 'most tokens to generate', count, 256)
     .option('--chat', 'wrap the prompt in the model\'s chat template as a user turn')
     .option('--system <text>', 'system message (with --chat)')
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
     .option('--template-var <name=value>', 'extra chat-template variable, e.g. enable_thinking=false (repeatable)', collect)
-    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', int)
+    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', count)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path (slow; small models)').choices(['gpu', 'cpu']).default('gpu'))
     .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')

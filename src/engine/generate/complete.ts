@@ -9,8 +9,12 @@ import type { SamplingOptions } from './sampler.js';
 import type { FinishReason } from './session.js';
 
 export interface CompletionRequest {
-  readonly prompt: string;
+  /** Plain text, or token ids (continued as given: no BOS is added). */
+  readonly prompt: string | readonly number[];
+  /** Wrap `prompt` in the chat template as one user turn (after `system`). */
   readonly chat: boolean;
+  /** A whole conversation for the chat template (instead of prompt/system). */
+  readonly messages?: readonly ChatMessage[];
   readonly system?: string;
   readonly templateVars?: Record<string, unknown>;
   readonly sampling: SamplingOptions;
@@ -34,12 +38,20 @@ export async function complete(runner: Runner, req: CompletionRequest, onText: (
   const codec = runner.codec;
   if (codec === null) throw new UnicornError(`${runner.model.dir}: no tokenizer.json, so text cannot be turned into tokens`);
   let ids: number[];
-  if (req.chat) {
-    const messages: ChatMessage[] = [...(req.system === undefined ? [] : [{ role: 'system', content: req.system }]), { role: 'user', content: req.prompt }];
+  if (req.messages !== undefined || req.chat) {
+    if (typeof req.prompt !== 'string') throw new UnicornError('a chat turn is text, not token ids');
+    const messages: readonly ChatMessage[] = req.messages ?? [...(req.system === undefined ? [] : [{ role: 'system', content: req.system }]), { role: 'user', content: req.prompt }];
     ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true, extra: req.templateVars ?? {} }), false);
   } else {
     if (req.system !== undefined || (req.templateVars !== undefined && Object.keys(req.templateVars).length > 0)) throw new UnicornError('--system and --template-var need --chat');
-    ids = codec.encode(req.prompt, true);
+    if (typeof req.prompt === 'string') {
+      ids = codec.encode(req.prompt, true);
+    } else {
+      const vocab = runner.model.spec.vocabSize;
+      const bad = req.prompt.find((id) => !Number.isSafeInteger(id) || id < 0 || id >= vocab);
+      if (bad !== undefined) throw new RangeError(`token id ${bad} is not in the vocabulary (0 to ${vocab - 1})`);
+      ids = [...req.prompt];
+    }
   }
   const g = await runner.session.generateAsync(ids, {
     maxTokens: req.maxTokens, sampling: req.sampling, eosIds: runner.model.spec.eosTokenIds, stop: req.stop, onText, shouldStop,

@@ -5,6 +5,7 @@
  * greedy, the top k when top-k bounds the candidates (and no penalty can reorder them), the full
  * logits otherwise.
  */
+import { randomInt } from 'node:crypto';
 import type { Output, StepResult } from '../models/backend.js';
 
 export interface SamplingOptions {
@@ -19,6 +20,9 @@ export interface SamplingOptions {
   /** 1 = off; > 1 discourages tokens already in the context (the last repeatLastN of them). */
   readonly repetitionPenalty: number;
   readonly repeatLastN: number;
+  /** OpenAI's additive penalties over the same window: logit -= presence x [seen] + frequency x count. 0 = off. */
+  readonly presencePenalty?: number;
+  readonly frequencyPenalty?: number;
   readonly seed: number;
 }
 
@@ -33,15 +37,45 @@ export function checkSampling(o: SamplingOptions): string[] {
   if (!(o.minP >= 0 && o.minP < 1)) bad.push(`min-p ${o.minP} must be in [0, 1)`);
   if (!(o.repetitionPenalty > 0) || !Number.isFinite(o.repetitionPenalty)) bad.push(`repetition penalty ${o.repetitionPenalty} must be above 0`);
   if (!Number.isInteger(o.repeatLastN) || o.repeatLastN < 0) bad.push(`repeat-last-n ${o.repeatLastN} must be a whole number, 0 or more`);
+  for (const [name, v] of [['presence penalty', o.presencePenalty], ['frequency penalty', o.frequencyPenalty]] as const) {
+    if (v !== undefined && !(v >= -2 && v <= 2)) bad.push(`${name} ${v} must be in [-2, 2]`);
+  }
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) bad.push(`seed ${o.seed} must be a whole number from 0 to 4294967295`);
   return bad;
 }
 
 /** What the backend must return for this sampler (maxTopK: the most the GPU's top-k gives). */
 export function outputFor(o: SamplingOptions, maxTopK: number, vocab: number): Output {
-  if (o.temperature === 0 && o.repetitionPenalty === 1) return { kind: 'argmax' };
-  if (o.repetitionPenalty === 1 && o.topK > 0 && o.topK <= maxTopK) return { kind: 'topk', k: Math.min(o.topK, vocab) };
+  if (penalised(o)) return { kind: 'logits' };
+  if (o.temperature === 0) return { kind: 'argmax' };
+  if (o.topK > 0 && o.topK <= maxTopK) return { kind: 'topk', k: Math.min(o.topK, vocab) };
   return { kind: 'logits' };
+}
+
+/** Whether a penalty can reorder the logits (then the sampler needs all of them). */
+function penalised(o: SamplingOptions): boolean {
+  return o.repetitionPenalty !== 1 || (o.presencePenalty ?? 0) !== 0 || (o.frequencyPenalty ?? 0) !== 0;
+}
+
+/** llama.cpp's defaults, used where neither the request nor the model's generation_config.json says. */
+export const FALLBACK: Omit<SamplingOptions, 'seed'> = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64 };
+
+/**
+ * Sampling from what was asked, then the model's generation_config.json, then llama.cpp's
+ * defaults; a random seed when none is given. Throws a RangeError naming every bad value.
+ */
+export function resolveSampling(asked: Partial<SamplingOptions>, modelDefaults: Partial<SamplingOptions>): SamplingOptions {
+  const pick = <K extends keyof typeof FALLBACK>(k: K) => asked[k] ?? modelDefaults[k] ?? FALLBACK[k];
+  const sampling: SamplingOptions = {
+    temperature: pick('temperature'), topK: pick('topK'), topP: pick('topP'), minP: pick('minP'),
+    repetitionPenalty: pick('repetitionPenalty'), repeatLastN: asked.repeatLastN ?? FALLBACK.repeatLastN,
+    ...(asked.presencePenalty === undefined ? {} : { presencePenalty: asked.presencePenalty }),
+    ...(asked.frequencyPenalty === undefined ? {} : { frequencyPenalty: asked.frequencyPenalty }),
+    seed: asked.seed ?? randomInt(0, 2 ** 32 - 1),
+  };
+  const bad = checkSampling(sampling);
+  if (bad.length > 0) throw new RangeError(bad.join('; '));
+  return sampling;
 }
 
 /** A small, fast, seedable generator (mulberry32): floats in [0, 1). */
@@ -79,11 +113,15 @@ export class Sampler {
       logits = r.topk.values.slice();
     } else if (r.logits !== undefined) {
       const l = r.logits;
-      if (o.repetitionPenalty !== 1) {
-        const seen = new Set(history.slice(Math.max(0, history.length - o.repeatLastN)));
-        for (const id of seen) {
-          const v = l[id]!;
-          l[id] = v > 0 ? v / o.repetitionPenalty : v * o.repetitionPenalty;
+      if (penalised(o)) {
+        const counts = new Map<number, number>();
+        for (const id of history.slice(Math.max(0, history.length - o.repeatLastN))) counts.set(id, (counts.get(id) ?? 0) + 1);
+        const presence = o.presencePenalty ?? 0;
+        const frequency = o.frequencyPenalty ?? 0;
+        for (const [id, n] of counts) {
+          let v = l[id]!;
+          if (o.repetitionPenalty !== 1) v = v > 0 ? v / o.repetitionPenalty : v * o.repetitionPenalty;
+          l[id] = v - presence - frequency * n;
         }
       }
       ids = Array.from({ length: l.length }, (_, i) => i);

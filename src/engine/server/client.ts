@@ -9,6 +9,13 @@ import type { SamplingOptions } from '../generate/sampler.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import { type Request, type Response, type ServerInfo, lines, runtimeDir, socketFor } from './protocol.js';
 
+/** An error the resident server reported; `remoteName` is its class there (ContextFullError, RangeError...). */
+export class RemoteError extends UnicornError {
+  constructor(message: string, readonly remoteName: string, hint?: string) {
+    super(message, hint === undefined ? {} : { hint });
+  }
+}
+
 export class ResidentClient {
   private handler: ((r: Response) => void) | undefined;
 
@@ -40,6 +47,10 @@ export class ResidentClient {
   /** Sends a request and collects responses until `final` returns a value. */
   private exchange<T>(r: Request, final: (resp: Response) => T | undefined, onText?: (t: string) => void, shouldStop?: () => boolean): Promise<T> {
     return new Promise((resolve, reject) => {
+      if (this.sock.destroyed) {
+        reject(new UnicornError('the resident server closed the connection', { hint: 'it may have been stopped; load the model again' }));
+        return;
+      }
       let timer: NodeJS.Timeout | undefined;
       if (shouldStop !== undefined) {
         timer = setInterval(() => { if (shouldStop()) { this.send({ op: 'abort' }); clearInterval(timer); } }, 30);
@@ -49,7 +60,7 @@ export class ResidentClient {
       this.sock.once('close', closed);
       this.handler = (resp) => {
         if (resp.op === 'text') { onText?.(resp.text); return; }
-        if (resp.op === 'error') { done(); reject(new UnicornError(resp.message, resp.hint === undefined ? {} : { hint: resp.hint })); return; }
+        if (resp.op === 'error') { done(); reject(new RemoteError(resp.message, resp.name ?? 'Error', resp.hint)); return; }
         const v = final(resp);
         if (v !== undefined) { done(); resolve(v); }
       };

@@ -30,6 +30,8 @@ export interface ServerInfo {
   readonly loadSeconds: number;
   readonly bytes: number;
   readonly defaults: Partial<SamplingOptions>;
+  /** Whether the model has a tokenizer and a chat template. */
+  readonly chatTemplate?: boolean;
 }
 
 export type Response =
@@ -38,7 +40,8 @@ export type Response =
   | { readonly op: 'done'; readonly result: CompletionResult }
   | { readonly op: 'replied'; readonly reply: string; readonly stats: TurnStats }
   | { readonly op: 'ok' }
-  | { readonly op: 'error'; readonly message: string; readonly hint?: string };
+  /** `name`: the error's class (ContextFullError, RangeError...), so a client can tell a bad request from a failure. */
+  | { readonly op: 'error'; readonly message: string; readonly hint?: string; readonly name?: string };
 
 /** The runtime directory for sockets: $XDG_RUNTIME_DIR/unicorn, else a private folder in the temp dir. */
 export function runtimeDir(): string {

@@ -31,6 +31,7 @@ export async function serve(runner: Runner, opts: { onReady?: (socket: string) =
   const info = (): ServerInfo => ({
     model: runner.model.dir, pid: process.pid, device: runner.device?.info.name ?? 'cpu', ctx: runner.backend.ctx, contextUsed: runner.session.contextUsed,
     gpuBytes: runner.gpuBytes(), loadedAt, loadSeconds: runner.loadSeconds, bytes: runner.loadedBytes, defaults: runner.defaults,
+    chatTemplate: runner.codec?.chatTemplate != null,
   });
   const replier = runner.codec !== null && runner.codec.chatTemplate !== null ? new LocalReplier(runner) : null;
   let queue: Promise<void> = Promise.resolve();
@@ -41,7 +42,10 @@ export async function serve(runner: Runner, opts: { onReady?: (socket: string) =
     sock.on('close', () => { aborted = true; });
     sock.on('error', () => { aborted = true; });
     const send = (r: Response) => { if (!sock.destroyed) sock.write(`${JSON.stringify(r)}\n`); };
-    const fail = (e: unknown) => send({ op: 'error', message: e instanceof Error ? e.message : String(e), ...(e instanceof UnicornError && e.hint !== undefined ? { hint: e.hint } : {}) });
+    const fail = (e: unknown) => send({
+      op: 'error', message: e instanceof Error ? e.message : String(e), ...(e instanceof Error ? { name: e.name } : {}),
+      ...(e instanceof UnicornError && e.hint !== undefined ? { hint: e.hint } : {}),
+    });
     sock.on('data', lines((v) => {
       const req = v as Request;
       switch (req.op) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { GREEDY, Rng, Sampler, type SamplingOptions, checkSampling, outputFor } from '../../../src/engine/generate/sampler.js';
+import { FALLBACK, GREEDY, Rng, Sampler, type SamplingOptions, checkSampling, outputFor, resolveSampling } from '../../../src/engine/generate/sampler.js';
 
 const opts = (o: Partial<SamplingOptions>): SamplingOptions => ({ ...GREEDY, temperature: 1, seed: 7, ...o });
 const logits = (v: number[]) => ({ logits: Float32Array.from(v) });
@@ -49,6 +49,28 @@ test('repetition penalty divides positive and multiplies negative logits of rece
   assert.equal(s.sample(logits([3, 2.5, -1]), [0]), 1, '3 / 2 = 1.5 < 2.5');
   assert.equal(s.sample(logits([3, 2.5, -1]), [0, 5, 7]), 0, 'token 0 is outside the last 2');
   assert.equal(s.sample(logits([-1, -1.5, -3]), [0]), 1, '-1 x 2 = -2 < -1.5');
+});
+
+test('presence and frequency penalties subtract, per token seen in the window, presence once and frequency per occurrence', () => {
+  const s = new Sampler(opts({ temperature: 0, presencePenalty: 0.5, frequencyPenalty: 0.4, repeatLastN: 4 }));
+  // Token 0 seen twice: 3 - 0.5 - 0.8 = 1.7 < 2; seen once: 3 - 0.9 = 2.1 > 2.
+  assert.equal(s.sample(logits([3, 2, 0]), [0, 0]), 1);
+  assert.equal(s.sample(logits([3, 2, 0]), [0]), 0);
+  assert.equal(s.sample(logits([3, 2, 0]), [0, 0, 1, 1, 1]), 0, 'only the last 4 count: 0 once (2.1), 1 three times (0.3)');
+  const neg = new Sampler(opts({ temperature: 0, presencePenalty: -2 }));
+  assert.equal(neg.sample(logits([3, 2, 0]), [1]), 1, 'a negative presence penalty favours seen tokens');
+  assert.deepEqual(outputFor(opts({ topK: 40, frequencyPenalty: 0.1 }), 1024, 1000), { kind: 'logits' });
+  assert.deepEqual(checkSampling({ ...GREEDY, presencePenalty: 3, frequencyPenalty: -2.5 }).length, 2);
+});
+
+test('resolved sampling: asked, then the model\'s defaults, then llama.cpp\'s; a random seed unless given', () => {
+  const r = resolveSampling({ temperature: 0.2 }, { temperature: 0.9, topK: 64 });
+  assert.equal(r.temperature, 0.2);
+  assert.equal(r.topK, 64);
+  assert.equal(r.topP, FALLBACK.topP);
+  assert.ok(Number.isInteger(r.seed));
+  assert.equal(resolveSampling({ seed: 5 }, {}).seed, 5);
+  assert.throws(() => resolveSampling({ topP: 0 }, {}), RangeError);
 });
 
 test('what the GPU must return: argmax for greedy, top-k when it bounds the candidates, else all logits', () => {

@@ -1,0 +1,76 @@
+/** `unicorn serve <model>`: an OpenAI-compatible HTTP API on the model (a resident server's, or loaded here). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, Option } from 'commander';
+import { type ApiBackend, checkListen, startApi } from '../engine/api/http.js';
+import { localBackend, residentBackend } from '../engine/api/backends.js';
+import { UnicornError } from '../engine/errors.js';
+import { ResidentClient } from '../engine/server/client.js';
+import { count, number, positive } from '../ui/args.js';
+import { load } from './run.js';
+
+interface ServeFlags {
+  host: string;
+  port: number;
+  apiKey?: string;
+  alias?: string;
+  ctx?: number;
+  gpu?: string;
+  device: 'gpu' | 'cpu';
+  maxBody: number;
+  maxQueue: number;
+  cors?: string;
+  quiet?: boolean;
+}
+
+const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health) on a model')
+    .argument('<model>', 'model directory (a resident one, from unicorn load --keep, is used without loading it again)')
+    .option('--host <address>', 'address to listen on (0.0.0.0: every interface; then set --api-key)', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free one)', count, 8080)
+    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 (default: $UNICORN_API_KEY)')
+    .option('--alias <id>', 'model id clients use (default: the directory name)')
+    .option('--ctx <n>', 'context length in tokens when loading here (default: 4096 or the model\'s maximum)', positive)
+    .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
+    .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
+    .option('--max-body <MB>', 'largest request body', number, 8)
+    .option('--max-queue <n>', 'requests that may wait behind the running one', positive, 64)
+    .option('--cors <origin>', 'allow browsers from this origin (e.g. http://localhost:3000, or *)')
+    .option('--quiet', 'no line per request')
+    .action(async (modelDir: string, flags: ServeFlags) => {
+      if (!(flags.maxBody > 0)) throw new UnicornError(`--max-body ${flags.maxBody}: must be above 0 MB`);
+      if (flags.port > 65535) throw new UnicornError(`--port ${flags.port}: ports go up to 65535`);
+      if (!fs.existsSync(modelDir)) throw new UnicornError(`${modelDir}: no such model directory`);
+      const apiKey = flags.apiKey ?? (process.env['UNICORN_API_KEY'] || undefined);
+      const modelId = flags.alias ?? path.basename(path.resolve(modelDir));
+      const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+
+      await checkListen(flags.host, flags.port);
+      let backend: ApiBackend;
+      let close = () => {};
+      const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
+      if (client !== null) {
+        const info = await client.info();
+        log(`using the resident ${info.model} (pid ${info.pid}, ${info.device}, context ${info.ctx})`);
+        backend = residentBackend(client, info, modelId);
+        close = () => client.close();
+      } else {
+        const runner = load(modelDir, flags);
+        if (runner.codec === null) { runner.close(); throw new UnicornError(`${modelDir}: no tokenizer.json, so the API cannot take text`); }
+        backend = localBackend(runner, modelId);
+        close = () => runner.close();
+      }
+      const api = await startApi(backend, {
+        host: flags.host, port: flags.port, maxBodyBytes: Math.round(flags.maxBody * 1024 * 1024), maxQueue: flags.maxQueue, version: pkg.version,
+        ...(apiKey === undefined ? {} : { apiKey }), ...(flags.cors === undefined ? {} : { cors: flags.cors }), ...(flags.quiet === true ? {} : { log }),
+      }).catch((e: unknown) => { close(); throw e; });
+      const loopback = flags.host === '127.0.0.1' || flags.host === '::1' || flags.host === 'localhost';
+      if (!loopback && apiKey === undefined) log(`warning: listening on ${flags.host} without --api-key: anyone who can reach this machine can use the model`);
+      process.stdout.write(`serving ${modelId} at ${api.url}/v1 (OpenAI-compatible${apiKey === undefined ? '' : ', API key required'}${backend.chat ? '' : '; no chat template: /v1/completions only'}) · Ctrl-C stops\n`);
+      // Until Ctrl-C (the process exits with 130; the model's memory goes with it).
+      await new Promise<never>(() => {});
+    });
+}
