@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { positive } from '../ui/args.js';
 import { render } from 'ink';
 import { createElement } from 'react';
+import { BUNDLED_MODEL, BUNDLED_NOTE } from '../engine/bundled.js';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
 import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
@@ -42,14 +43,16 @@ async function plain(chat: Chat): Promise<void> {
 export function chatCommand(): Command {
   return samplingOptions(new Command('chat'))
     .description('chat with a model in the terminal (line by line when piped)')
-    .argument('<model>', 'model directory (with tokenizer.json and a chat template)')
+    .argument('[model]', 'model directory (with tokenizer.json and a chat template); none: the bundled kjv-tiny')
     .option('-n, --max-tokens <n>', 'most tokens per reply', positive, 1024)
     .option('--system <text>', 'system message')
     .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', positive)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')
-    .action(async (modelDir: string, flags: ChatFlags) => {
+    .action(async (given: string | undefined, flags: ChatFlags) => {
+      const modelDir = given ?? BUNDLED_MODEL;
+      if (given === undefined) process.stderr.write(`${BUNDLED_NOTE}\n`);
       const talk = async (chat: Chat) => {
         if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
           await plain(chat);

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { collect, count, number } from '../ui/args.js';
 import ora from 'ora';
+import { BUNDLED_MODEL, BUNDLED_NOTE, looksLikeModel } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
 import { type Runner, openRunner } from '../engine/generate/runner.js';
 import { type SamplingOptions, resolveSampling as resolve } from '../engine/generate/sampler.js';
@@ -65,7 +66,7 @@ interface RunFlags extends SamplingFlags {
 export function runCommand(): Command {
   return samplingOptions(new Command('run'))
     .description('generate a continuation of a prompt (streamed to stdout; timings on stderr)')
-    .argument('<model>', 'model directory (config.json, *.safetensors, tokenizer.json)')
+    .argument('[model]', 'model directory (config.json, *.safetensors, tokenizer.json); none: the bundled kjv-tiny')
     .argument('[prompt]', 'the prompt; "-" or none reads it from stdin')
     .option('-n, --max-tokens <n>', 'most tokens to generate', count, 256)
     .option('--chat', 'wrap the prompt in the model\'s chat template as a user turn')
@@ -76,9 +77,17 @@ export function runCommand(): Command {
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path (slow; small models)').choices(['gpu', 'cpu']).default('gpu'))
     .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')
-    .action(async (modelDir: string, prompt: string | undefined, flags: RunFlags) => {
+    .action(async (first: string | undefined, second: string | undefined, flags: RunFlags) => {
+      // `unicorn run "a prompt"` (one argument that is not a path) runs the bundled model.
+      let modelDir = first;
+      let prompt = second;
+      if (first === undefined || (second === undefined && first !== '-' && !looksLikeModel(first))) {
+        modelDir = BUNDLED_MODEL;
+        prompt = first;
+        process.stderr.write(`${BUNDLED_NOTE}\n`);
+      }
       const text = prompt === undefined || prompt === '-' ? await readStdin() : prompt;
-      await run(modelDir, text, flags);
+      await run(modelDir!, text, flags);
     });
 }
 

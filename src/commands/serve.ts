@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { type ApiBackend, checkListen, startApi } from '../engine/api/http.js';
 import { localBackend, residentBackend } from '../engine/api/backends.js';
+import { BUNDLED_MODEL, BUNDLED_NOTE } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
 import { ResidentClient } from '../engine/server/client.js';
 import { count, number, positive } from '../ui/args.js';
@@ -28,7 +29,7 @@ const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.m
 export function serveCommand(): Command {
   return new Command('serve')
     .description('OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health) on a model')
-    .argument('<model>', 'model directory (a resident one, from unicorn load --keep, is used without loading it again)')
+    .argument('[model]', 'model directory (a resident one, from unicorn load --keep, is used without loading it again); none: the bundled kjv-tiny')
     .option('--host <address>', 'address to listen on (0.0.0.0: every interface; then set --api-key)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free one)', count, 8080)
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 (default: $UNICORN_API_KEY)')
@@ -40,7 +41,9 @@ export function serveCommand(): Command {
     .option('--max-queue <n>', 'requests that may wait behind the running one', positive, 64)
     .option('--cors <origin>', 'allow browsers from this origin (e.g. http://localhost:3000, or *)')
     .option('--quiet', 'no line per request')
-    .action(async (modelDir: string, flags: ServeFlags) => {
+    .action(async (given: string | undefined, flags: ServeFlags) => {
+      const modelDir = given ?? BUNDLED_MODEL;
+      if (given === undefined) process.stderr.write(`${BUNDLED_NOTE}\n`);
       if (!(flags.maxBody > 0)) throw new UnicornError(`--max-body ${flags.maxBody}: must be above 0 MB`);
       if (flags.port > 65535) throw new UnicornError(`--port ${flags.port}: ports go up to 65535`);
       if (!fs.existsSync(modelDir)) throw new UnicornError(`${modelDir}: no such model directory`);

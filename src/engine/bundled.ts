@@ -1,0 +1,20 @@
+/**
+ * The model that ships inside the package (models/kjv-tiny): what `run`, `chat` and `serve` use when
+ * no model is named. A tiny base model trained by scripts/demo-model/ on the King James Bible.
+ */
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/kjv-tiny', import.meta.url));
+
+export const BUNDLED_NOTE =
+  'no model given: using the bundled kjv-tiny (8.7 M parameters, trained on the King James Bible). It is a tiny base model: ' +
+  'it continues text in the style of its corpus; it is not an assistant. Name a model directory to use your own.';
+
+/**
+ * Whether a lone argument names a model (an existing path, or something written as a path) rather
+ * than a prompt for the bundled model.
+ */
+export function looksLikeModel(arg: string): boolean {
+  return fs.existsSync(arg) || /^(\.{0,2}\/|~\/)/.test(arg) || (/^[\w.-]+\/[\w./-]*$/.test(arg) && !/\s/.test(arg));
+}
