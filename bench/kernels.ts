@@ -156,6 +156,60 @@ if (mv.integerDot) {
   }
 }
 
+// --unroll: every tiling x unroll for the quantized paths (x already quantized on the integer-dot
+// path: the kernel as decode runs it when the producer of x quantizes it), best first per shape.
+if (process.argv.includes('--unroll')) {
+  console.log('\ntiling x unroll sweep (share of the copy rate; R rows x T threads per tile, U blocks per thread per iteration):');
+  const configs: { rows: number; threads: number; unroll: number }[] = [];
+  for (const [rows, threads] of [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]] as const) {
+    for (const unroll of [1, 2, 4]) configs.push({ rows, threads, unroll });
+  }
+  const kinds: { label: string; format: WeightFormatName; dot: boolean }[] = [
+    { label: 'bf16', format: 'bf16', dot: false }, { label: 'q8 float', format: 'q8', dot: false },
+    { label: 'q8 dot', format: 'q8', dot: true }, { label: 'q4 dot', format: 'q4', dot: true },
+  ];
+  const shapesU: [number, number][] = quick ? [[512, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336], [21504, 5376], [5376, 21504]];
+  for (const [r, c] of shapesU) {
+    const x = alloc.alloc(c * 4, 'x');
+    const y = alloc.alloc(r * 4, 'y');
+    fill(x, 'float32');
+    for (const kind of kinds) {
+      if (kind.dot && !mv.integerDot) continue;
+      const w = alloc.alloc(r * matrixRowBytes(kind.format, c), 'w');
+      fill(w, kind.format === 'bf16' ? 'half' : 'bytes');
+      const pb = r * paramsRowBytes(kind.format, c, 64);
+      const params = pb > 0 ? alloc.alloc(pb, 'p') : null;
+      if (params !== null) fill(params, kind.format === 'q8' ? 'float32' : 'half');
+      const m: GpuMatrix = { format: kind.format, rows: r, cols: c, group: 64, w, params };
+      const bytes = w.size + pb + c * 4 + r * 4;
+      const reps = quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / w.size)));
+      const results: [string, number][] = [];
+      let xq: ReturnType<MatVec['quantizeX']> | undefined;
+      for (const cfg of configs) {
+        const k = new MatVec(device, alloc, { ...cfg, integerDot: kind.dot, q8Dot: kind.dot });
+        if (kind.dot && xq === undefined) { cmds.begin(); xq = k.quantizeX(cmds, x, c, kind.format); cmds.submitAndWait(); }
+        const t = timeBest(() => k.record(cmds, m, x, y, kind.dot ? { xq: xq! } : {}), reps, quick ? 2 : 5);
+        results.push([`${cfg.rows}x${cfg.threads}u${cfg.unroll}`, (100 * bytes) / t / 1e9 / copyGBs]);
+      }
+      results.sort((a, b) => b[1] - a[1]);
+      const u1 = results.find(([n]) => n === `${mv.tiling(m).rows}x${mv.tiling(m).threads}u1`);
+      console.log(`  ${`${r}x${c}`.padEnd(11)} ${kind.label.padEnd(8)} default ${u1 === undefined ? '-' : `${u1[1].toFixed(0)}%`}; best ${results.slice(0, 5).map(([n, v]) => `${n} ${v.toFixed(0)}%`).join(', ')}; worst ${results.at(-1)![0]} ${results.at(-1)![1].toFixed(0)}%`);
+      alloc.free(w);
+      if (params !== null) alloc.free(params);
+    }
+    alloc.free(x);
+    alloc.free(y);
+  }
+  // The pre-pass alone (a dispatch between barriers), for the INT4 sizes above.
+  for (const c of quick ? [1024] : [4096, 5376, 14336, 21504]) {
+    const x = alloc.alloc(c * 4, 'x');
+    fill(x, 'float32');
+    const t = timeBest(() => { mv.quantizeX(cmds, x, c, 'q4'); }, quick ? 2 : 200, quick ? 2 : 5);
+    console.log(`  quantize_x pre-pass, ${c} values: ${(t * 1e6).toFixed(2)} µs`);
+    alloc.free(x);
+  }
+}
+
 console.log('\ntilings, rows x threads per tile (share of the copy rate):');
 const sh = ['shape', 'format', ...sweep.keys()];
 for (const line of [sh, ...sweepRows]) console.log(line.map((v, i) => (i < 2 ? v.padEnd(11) : v.padStart(6))).join('  '));

@@ -14,6 +14,7 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #if defined(XDOT)
 // INT8 and INT4 with int8 activations (XDOT): packed 4 x 8-bit signed dot products
 // (SPV_KHR_integer_dot_product), emitted through spirv_intrinsics. x comes pre-quantized by
@@ -32,6 +33,7 @@ layout(constant_id = 3) const uint R = 2;       // rows per tile: 1 to 4 (1 to 2
 layout(constant_id = 4) const uint GLU = 0;     // 0 none, 1 GELU-tanh, 2 SiLU
 layout(constant_id = 5) const uint BIAS = 0;
 layout(constant_id = 6) const uint ACCUM = 0;   // 1: y += W x (a residual add fused in; not with GLU)
+layout(constant_id = 7) const uint U = 1;       // blocks per lane per loop iteration (unrolled)
 #define SLOTS 4
 
 layout(push_constant) uniform Push {
@@ -153,6 +155,28 @@ float activate(float g) {
   return g / (1.0 + exp(-g));
 }
 
+// One block b of the tile's rows (and, with GLU, of U's): the loop body of the direct paths.
+void step(uint b, uint base, uint blocks, uint row0, uint nr, inout float acc0, inout float acc1, inout float acc2, inout float acc3) {
+#if defined(XDOT)
+  const XBlock xs = loadX(b);
+#define DOT(word, r, second) blockDotQ(word, xs, groupWord(r, b, second))
+#else
+  vec4 xs[NX];
+  for (uint i = 0; i < NX; i++) xs[i] = x[NX * b + i];
+#define DOT(word, r, second) blockDot(word, xs, 0.0, groupWord(r, b, second))
+#endif
+  acc0 += DOT(w[base + b], row0, false);
+  if (R > 1 && nr > 1) acc1 += DOT(w[base + blocks + b], row0 + 1, false);
+  if (GLU != 0u) {
+    acc2 += DOT(w2[base + b], row0, true);
+    if (R > 1 && nr > 1) acc3 += DOT(w2[base + blocks + b], row0 + 1, true);
+  } else {
+    if (R > 2 && nr > 2) acc2 += DOT(w[base + 2 * blocks + b], row0 + 2, false);
+    if (R > 3 && nr > 3) acc3 += DOT(w[base + 3 * blocks + b], row0 + 3, false);
+  }
+#undef DOT
+}
+
 void main() {
   const uint tilesPerGroup = gl_WorkGroupSize.x / T;
   const uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -181,29 +205,17 @@ void main() {
         xs[i] = xChunk[lane * (NX + 1) + i];
         sx += dot(xs[i], vec4(1.0));
       }
-#elif defined(XDOT)
-  if (nr > 0) {
-    for (uint b = lane; b < blocks; b += T) {
-      const XBlock xb = loadX(b);
-      acc0 += blockDotQ(w[base + b], xb, groupWord(row0, b, false));
-      if (R > 1 && nr > 1) acc1 += blockDotQ(w[base + blocks + b], xb, groupWord(row0 + 1, b, false));
-      if (GLU != 0u) {
-        acc2 += blockDotQ(w2[base + b], xb, groupWord(row0, b, true));
-        if (R > 1 && nr > 1) acc3 += blockDotQ(w2[base + blocks + b], xb, groupWord(row0 + 1, b, true));
-      } else {
-        if (R > 2 && nr > 2) acc2 += blockDotQ(w[base + 2 * blocks + b], xb, groupWord(row0 + 2, b, false));
-        if (R > 3 && nr > 3) acc3 += blockDotQ(w[base + 3 * blocks + b], xb, groupWord(row0 + 3, b, false));
-      }
-    }
-  }
 #else
   if (nr > 0) {
-    for (uint b = lane; b < blocks; b += T) {
-      vec4 xs[NX];
-      const float sx = 0.0;
-      for (uint i = 0; i < NX; i++) xs[i] = x[NX * b + i];
+    // U blocks per lane per iteration, unrolled, so each lane has U weight loads in flight; then the rest.
+    uint b = lane;
+    for (; b + (U - 1u) * T < blocks; b += U * T) {
+      [[unroll]] for (uint u = 0; u < U; u++) step(b + u * T, base, blocks, row0, nr, acc0, acc1, acc2, acc3);
+    }
+    for (; b < blocks; b += T) step(b, base, blocks, row0, nr, acc0, acc1, acc2, acc3);
+  }
 #endif
-#if !defined(XDOT)
+#if defined(SHARED_X)
       acc0 += blockDot(w[base + b], xs, sx, groupWord(row0, b, false));
       if (R > 1 && nr > 1) acc1 += blockDot(w[base + blocks + b], xs, sx, groupWord(row0 + 1, b, false));
       if (GLU != 0u) {
@@ -214,9 +226,7 @@ void main() {
         if (R > 3 && nr > 3) acc3 += blockDot(w[base + 3 * blocks + b], xs, sx, groupWord(row0 + 3, b, false));
       }
     }
-#if defined(SHARED_X)
     barrier();
-#endif
   }
 #endif
   const uint sg = gl_SubgroupID * SLOTS;

@@ -46,15 +46,21 @@ export interface Tiling {
   readonly rows: number;
   /** Threads per tile: a multiple of the subgroup size, at least 32. */
   readonly threads: number;
+  /** Blocks each thread takes per loop iteration (unrolled: more loads in flight); 1 by default. */
+  readonly unroll?: number;
 }
 
-const DEFAULT_TILING: Record<WeightFormatName, Tiling> = {
-  f32: { rows: 1, threads: 64 },
-  f16: { rows: 1, threads: 64 },
-  bf16: { rows: 1, threads: 64 },
-  q8: { rows: 2, threads: 64 },
-  q4: { rows: 1, threads: 64 },
-};
+/**
+ * Default tilings, from `bench:kernels --unroll` on the H100 (Gemma 3 27B and Llama 3 8B FFN shapes):
+ * floats 1x64; INT8 on float activations 2x64; on the integer-dot path (int8 activations) INT8 1x128
+ * with 2 blocks per iteration, INT4 1x64, or 1x128 with 2 blocks per iteration for rows of 16384
+ * values or more (a 64-thread tile would loop over 512+ blocks).
+ */
+function defaultTiling(format: WeightFormatName, cols: number, dot: boolean): Tiling {
+  if (format === 'q8') return dot ? { rows: 1, threads: 128, unroll: 2 } : { rows: 2, threads: 64 };
+  if (format === 'q4' && dot && cols >= 16384) return { rows: 1, threads: 128, unroll: 2 };
+  return { rows: 1, threads: 64 };
+}
 
 export interface RowRange {
   readonly start: number;
@@ -106,7 +112,7 @@ export class MatVec {
    */
   readonly q8Dot: boolean;
   /** Quantized-activation scratch per row length and byte order: int8 values and (scale, sum) per 32. */
-  private readonly xScratch = new Map<string, { q: GpuBuffer; s: GpuBuffer }>();
+  private readonly xScratch = new Map<number, { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }>();
   private dummy: GpuBuffer | undefined;
 
   constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean; q8Dot?: boolean } = {}) {
@@ -116,22 +122,25 @@ export class MatVec {
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
     this.minThreads = Math.max(32, device.info.subgroupSize);
     if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
+    if (fixed.unroll !== undefined && (!Number.isInteger(fixed.unroll) || fixed.unroll < 1 || fixed.unroll > 8)) throw new RangeError('unroll must be 1 to 8');
     if (fixed.threads !== undefined && (fixed.threads % this.minThreads !== 0 || fixed.threads > device.info.maxComputeWorkGroupInvocations)) {
       throw new RangeError(`threads per tile must be a multiple of ${this.minThreads}`);
     }
-    this.fixed = { ...(fixed.rows === undefined ? {} : { rows: fixed.rows }), ...(fixed.threads === undefined ? {} : { threads: fixed.threads }) };
+    this.fixed = {
+      ...(fixed.rows === undefined ? {} : { rows: fixed.rows }), ...(fixed.threads === undefined ? {} : { threads: fixed.threads }),
+      ...(fixed.unroll === undefined ? {} : { unroll: fixed.unroll }),
+    };
   }
 
   /**
-   * Tiling for a matrix: the format's default, measured with bench:kernels on the H100 over both
-   * Gemma 3 27B FFN shapes (rows x threads per tile: floats 1x64, INT8 2x64, INT4 with integer dot products 1x64), with one row
-   * per tile when the matrix has too few rows to fill the GPU otherwise.
+   * Tiling for a matrix on a path (integer dot or float activations): the default above, with one
+   * row per tile when the matrix has too few rows to fill the GPU otherwise.
    */
-  tiling(m: { format: WeightFormatName; rows: number; cols: number }): Tiling {
-    const d = DEFAULT_TILING[m.format];
+  tiling(m: { format: WeightFormatName; rows: number; cols: number }, dot = this.dotPath(m.format)): Tiling {
+    const d = defaultTiling(m.format, m.cols, dot);
     const rows = this.fixed.rows ?? (m.rows / d.rows >= MatVec.MIN_TILES ? d.rows : 1);
     const threads = this.fixed.threads ?? Math.max(this.minThreads, d.threads);
-    return { rows, threads };
+    return { rows, threads, unroll: this.fixed.unroll ?? d.unroll ?? 1 };
   }
 
   static readonly MIN_TILES = 2048;
@@ -143,23 +152,37 @@ export class MatVec {
    */
   quantizeX(cmds: Commands, x: GpuBuffer, cols: number, format: WeightFormatName): QuantizedX {
     const nibbleOrder = format === 'q4' ? 1 : 0;
-    const key = `${cols}:${nibbleOrder}`;
-    let scratch = this.xScratch.get(key);
-    if (scratch === undefined) {
-      scratch = { q: this.alloc.alloc(cols, `int8 x (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`) };
-      this.xScratch.set(key, scratch);
-    }
+    const scratch = this.scratch(cols);
+    const out = { q: nibbleOrder === 1 ? scratch.q4 : scratch.q8, s: scratch.s };
     const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [nibbleOrder] });
     const blocks = cols / 32;
     cmds.barrier();
-    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: scratch.q }, { buffer: scratch.s }]), new Uint32Array([blocks]), grid(blocks, this.device.info.maxComputeWorkGroupCount[0]!));
+    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: out.q }, { buffer: out.s }]), new Uint32Array([blocks]), grid(blocks, this.device.info.maxComputeWorkGroupCount[0]!));
     cmds.barrier();
-    return scratch;
+    return out;
   }
 
-  /** Whether matrices of this format take the integer-dot path (int8 activations) on this device. */
-  dotPath(format: WeightFormatName): boolean {
-    return this.integerDot && (format === 'q4' || (format === 'q8' && this.q8Dot));
+  /**
+   * The int8-activation scratch for rows of `cols` values: the values in natural order (INT8) and in
+   * nibble order (INT4), and one (scale, sum) per 32 shared by both (a producer that quantizes its
+   * output, such as the fused rmsnorm, fills all three).
+   */
+  scratch(cols: number): { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer } {
+    let s = this.xScratch.get(cols);
+    if (s === undefined) {
+      s = { q8: this.alloc.alloc(cols, `int8 x (${cols})`), q4: this.alloc.alloc(cols, `int8 x nibble order (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`) };
+      this.xScratch.set(cols, s);
+    }
+    return s;
+  }
+
+  /**
+   * Whether matrices of this format take the integer-dot path (int8 activations) on this device when
+   * x comes as floats (INT4 always, quantizing x first; INT8 only with q8Dot). Given x already
+   * quantized (`record`'s xq), INT8 takes it too.
+   */
+  dotPath(format: WeightFormatName, xQuantized = false): boolean {
+    return this.integerDot && (format === 'q4' || (format === 'q8' && (this.q8Dot || xQuantized)));
   }
 
   /** Threads per workgroup for a tiling: 128, or one tile when a tile is larger. */
@@ -167,9 +190,9 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false): Kernel {
-    const variant = this.dotPath(format) ? `matvec_${format}_dot` : `matvec_${format}`;
-    return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0] });
+  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format)): Kernel {
+    const variant = dot ? `matvec_${format}_dot` : `matvec_${format}`;
+    return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1] });
   }
 
   /**
@@ -184,15 +207,16 @@ export class MatVec {
     }
     if ((up === undefined) !== (opts.act === undefined)) throw new VulkanError('fused gate/up needs both the up matrix and the activation');
     const glu = opts.act === undefined ? 0 : opts.act === 'gelu_tanh' ? 1 : 2;
-    const base = this.tiling(m);
-    const tiling = glu === 0 ? base : { rows: Math.min(base.rows, 2), threads: base.threads };
+    const dot = this.dotPath(m.format, opts.xq !== undefined);
+    const base = this.tiling(m, dot);
+    const tiling = glu === 0 ? base : { ...base, rows: Math.min(base.rows, 2) };
     if (opts.accumulate === true && glu !== 0) throw new VulkanError('matvec: accumulate does not combine with the fused gate/up');
-    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true);
+    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
     const dummy = { buffer: this.dummy };
-    if (this.dotPath(m.format) && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
-    const xq = this.dotPath(m.format) ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
+    if (dot && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
+    const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     for (const r of ranges) {
       const params = (mat: GpuMatrix) => (mat.params === null ? dummy : { buffer: mat.params, offset: r.pOffset, size: r.pBytes });

@@ -54,15 +54,26 @@ export class Ops {
     cmds.dispatch(k, set, push, grid(groups, this.device.info.maxComputeWorkGroupCount[0]!));
   }
 
-  /** y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. With `add`, y += that (y not x). */
-  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, add = false): void {
+  /**
+   * y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. With `add`, y += that (y not x).
+   * With `quant` (one row of at most MAX_QUANT_ROW values, a multiple of 32), the output is also
+   * written as int8 activations in both byte orders (what MatVec.quantizeX would make).
+   */
+  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, add = false, quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }): void {
     if (add && x === y) throw new RangeError('rmsnorm with add: y must not be x');
+    if (quant !== undefined && (rows !== 1 || n % 32 !== 0 || n > this.maxQuantRow)) throw new RangeError(`rmsnorm: int8 output needs one row of a multiple of 32 values up to ${this.maxQuantRow}`);
     // One workgroup per row, wide enough that each invocation handles about 4 values: a decode step's
     // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
     // per-head q/k norms are many short rows.
     const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
-    const k = this.kernel({ variant: 'rmsnorm', bindings: 3, pushBytes: 16, spec: [width, add ? 1 : 0] });
-    this.dispatch(cmds, k, [x, w, y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
+    const k = this.kernel({ variant: 'rmsnorm', bindings: 6, pushBytes: 16, spec: [width, add ? 1 : 0, quant === undefined ? 0 : 1, quant === undefined ? 1 : n] });
+    const q = quant ?? { q8: x, q4: x, s: x };
+    this.dispatch(cmds, k, [x, w, y, q.q8, q.q4, q.s], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
+  }
+
+  /** The longest row rmsnorm can also quantize: it stages the row in shared memory (beside 2 KiB of partial sums). */
+  get maxQuantRow(): number {
+    return Math.floor((this.device.info.maxComputeSharedMemorySize - 2048) / 4 / 32) * 32;
   }
 
   /** Rotate-half RoPE over x [tokens, heads, headDim] in place, with a (cos, sin) table [tokens, headDim/2]. */

@@ -48,6 +48,8 @@ export class GpuBackend implements Backend, Forward {
   private readonly mv: MatVec;
   private readonly mm: MatMul;
   private readonly ops: Ops;
+  /** Whether some projection takes int8 activations (INT8 or INT4 weights on an integer-dot device). */
+  private readonly quantizedInputs: boolean;
   private readonly act: Record<Act, GpuBuffer>;
   private readonly up: GpuBuffer;
   private readonly tmp: GpuBuffer;
@@ -79,6 +81,7 @@ export class GpuBackend implements Backend, Forward {
     this.mv = new MatVec(device, alloc);
     this.mm = new MatMul(device, alloc);
     this.ops = new Ops(device);
+    this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => m.format === 'q8' || m.format === 'q4');
     const B = this.batch;
     const q = spec.numHeads * spec.headDim;
     const kv = spec.numKvHeads * spec.headDim;
@@ -165,7 +168,12 @@ export class GpuBackend implements Backend, Forward {
   norm(src: Act, weight: string, dst: Act): void {
     this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
-    this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset);
+    const n = this.spec.hiddenSize;
+    // In a decode step the norm also writes its output as int8 activations, for the integer-dot
+    // projections that read it (q, k, v; gate and up): they then skip quantize_x.
+    const quant = tokens === 1 && this.quantizedInputs && n % 32 === 0 && n <= this.ops.maxQuantRow ? this.mv.scratch(n) : undefined;
+    this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, false, quant);
+    if (quant !== undefined) this.xqMemo = { src: dst, cols: n, q8: { q: quant.q8, s: quant.s }, q4: { q: quant.q4, s: quant.s } };
     cmds.barrier();
   }
 
@@ -177,21 +185,28 @@ export class GpuBackend implements Backend, Forward {
   }
 
   /**
-   * int8 activations of the last linear step's input (the integer-dot path), reused while the
-   * following steps are linear projections of the same input (q, k and v share one quantize_x).
+   * int8 activations of an activation buffer, as the last step left them: written by the norm that
+   * produced it (both byte orders), or by the quantize_x of the previous projection of the same input
+   * (q, k and v share one). Cleared by every step that writes another activation.
    */
-  private xqMemo: { src: Act; cols: number; format: string; xq: QuantizedX } | undefined;
+  private xqMemo: { src: Act; cols: number; q8?: QuantizedX; q4?: QuantizedX } | undefined;
+
+  /** The int8 form of `src` for matrix m if a previous step left it (INT8 and INT4 only). */
+  private quantizedFor(src: Act, m: GpuMatrix): QuantizedX | undefined {
+    const memo = this.xqMemo;
+    if (memo === undefined || memo.src !== src || memo.cols !== m.cols) return undefined;
+    return m.format === 'q4' ? memo.q4 : m.format === 'q8' ? memo.q8 : undefined;
+  }
 
   linear(src: Act, weight: string, dst: Act, bias?: string): void {
     const { cmds, tokens } = this.r;
     const m = this.matrix(weight);
     const b = bias === undefined ? undefined : this.vector(bias);
     if (tokens === 1) {
-      let xq: QuantizedX | undefined;
-      if (this.mv.dotPath(m.format)) {
-        const memo = this.xqMemo;
-        xq = memo !== undefined && memo.src === src && memo.cols === m.cols && memo.format === m.format ? memo.xq : this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
-        this.xqMemo = { src, cols: m.cols, format: m.format, xq };
+      let xq = this.quantizedFor(src, m);
+      if (xq === undefined && this.mv.dotPath(m.format)) {
+        xq = this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
+        this.xqMemo = { src, cols: m.cols, ...(m.format === 'q4' ? { q4: xq } : { q8: xq }) };
       }
       this.mv.record(cmds, m, this.act[src], this.act[dst], { ...(b === undefined ? {} : { bias: b }), ...(xq === undefined ? {} : { xq }) });
       if (dst === src) this.xqMemo = undefined;
@@ -206,12 +221,13 @@ export class GpuBackend implements Backend, Forward {
   }
 
   gateUp(src: Act, gate: string, up: string, act: Activation): void {
-    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const g = this.matrix(gate);
     const u = this.matrix(up);
+    const xq = tokens === 1 ? this.quantizedFor(src, g) : undefined;
+    this.xqMemo = undefined;
     if (tokens === 1 && g.format === u.format) {
-      this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act });
+      this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act, ...(xq === undefined ? {} : { xq }) });
     } else {
       this.mm.record(cmds, g, this.act[src], this.act.g, tokens);
       this.mm.record(cmds, u, this.act[src], this.up, tokens);

@@ -31,6 +31,8 @@ function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: 
   }
 }
 
+const maxAbs = (v: Float32Array) => v.reduce((m, a) => Math.max(m, Math.abs(a)), 0);
+
 /**
  * What the kernel computes: W x, or on the integer-dot paths W x^ (INT8) and sum (q d) x^ + m x
  * (INT4) with x^ the int8 activations; `flips` bounds two activations rounding one step differently
@@ -39,10 +41,10 @@ function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: 
 function reference(p: ReturnType<typeof prepare>, x: Float32Array, rows: number, cols: number, integerDot: boolean): { want: Float32Array; flips: number } {
   if (!integerDot) return { want: matvecRef(p.exact, x, rows, cols), flips: 0 };
   const { values: xh, maxScale } = quantizeActivations(x);
-  if (!('mins' in p) || p.mins === undefined) return { want: matvecRef(p.exact, xh, rows, cols), flips: 2 * Math.max(...p.exact.map(Math.abs)) * maxScale };
+  if (!('mins' in p) || p.mins === undefined) return { want: matvecRef(p.exact, xh, rows, cols), flips: 2 * maxAbs(p.exact) * maxScale };
   const qd = p.exact.map((v, i) => v - p.mins[i]!);
   const viaMins = matvecRef(p.mins, x, rows, cols);
-  return { want: matvecRef(qd, xh, rows, cols).map((v, r) => v + viaMins[r]!), flips: 2 * Math.max(...qd.map(Math.abs)) * maxScale };
+  return { want: matvecRef(qd, xh, rows, cols).map((v, r) => v + viaMins[r]!), flips: 2 * maxAbs(qd) * maxScale };
 }
 
 function run(format: WeightFormatName, rows: number, cols: number, opts: { group?: number; maxRange?: number; seed?: number; kernel?: MatVec } = {}) {
@@ -104,9 +106,21 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       }
     }
   });
+  test('unrolled loops (2 and 3 blocks per thread per iteration, with the remainder) give the same results', () => {
+    for (const unroll of [2, 3]) {
+      for (const rows of [1, 2]) {
+        const kernel = new MatVec(gpu.device, gpu.alloc, { rows, threads: 32, unroll });
+        for (const format of ['bf16', 'q8', 'q4'] as const) run(format, 37, 4096, { kernel });
+        if (kernel.integerDot) {
+          const dot = new MatVec(gpu.device, gpu.alloc, { rows, threads: 32, unroll, q8Dot: true });
+          for (const format of ['q8', 'q4'] as const) run(format, 37, 4096, { kernel: dot });
+        }
+      }
+    }
+  });
   test('tiling: the format\'s default, one row per tile when rows are few', () => {
-    assert.deepEqual(mv.tiling({ format: 'q8', rows: 21504, cols: 5376 }), { rows: 2, threads: Math.max(64, mv.minThreads) });
-    assert.deepEqual(mv.tiling({ format: 'q4', rows: 100, cols: 5376 }), { rows: 1, threads: Math.max(64, mv.minThreads) });
+    assert.deepEqual(mv.tiling({ format: 'q8', rows: 21504, cols: 5376 }), { rows: 2, threads: Math.max(64, mv.minThreads), unroll: 1 });
+    assert.deepEqual(mv.tiling({ format: 'q4', rows: 100, cols: 5376 }), { rows: 1, threads: Math.max(64, mv.minThreads), unroll: 1 });
   });
   test('accumulate: y += W x (a residual add fused in), over split row ranges too', () => {
     const [rows, cols] = [150, 256];

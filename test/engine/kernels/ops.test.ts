@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { f32ArrayToBf16, f32ArrayToF16, bf16ToF32, f16ToF32 } from '../../../src/engine/formats/dtypes.js';
+import { MatVec } from '../../../src/engine/kernels/matvec.js';
 import { Ops, sortTopK } from '../../../src/engine/kernels/ops.js';
 import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16, topkRef } from '../../../src/engine/kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
@@ -58,6 +59,33 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       run(() => ops.rope(gpu.cmds, xb, tb, tokens, heads, d));
       close(getF32(xb, x.length), ropeRef(x, table, tokens, heads, d), 1e-6, 1e-6, `rope ${rope.scaling.kind}`);
     }
+  });
+
+  test('rmsnorm with int8 output: the same activations quantize_x makes of its output, in both byte orders', () => {
+    const mv = new MatVec(gpu.device, gpu.alloc);
+    for (const n of [64, 2560]) {
+      const x = randomFloats(n, n + 5);
+      const w = randomFloats(n, n + 6);
+      const xb = put(x);
+      const wb = put(w);
+      const yb = gpu.alloc.alloc(n * 4, 'y');
+      const fused = { q8: gpu.alloc.alloc(n, 'q8'), q4: gpu.alloc.alloc(n, 'q4'), s: gpu.alloc.alloc((n / 32) * 8, 's') };
+      run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, 1, n, 1e-6, 1, false, fused));
+      close(getF32(yb, n), rmsnormRef(x, w, 1, n, 1e-6, 1), 1e-5, 1e-6, 'rmsnorm output beside its int8 form');
+      const got = { q8: getU32(fused.q8, n / 4), q4: getU32(fused.q4, n / 4), s: getF32(fused.s, (n / 32) * 2) };
+      for (const format of ['q8', 'q4'] as const) {
+        let sep!: { q: GpuBuffer; s: GpuBuffer };
+        run(() => { sep = mv.quantizeX(gpu.cmds, yb, n, format); });
+        assert.deepEqual(got[format], getU32(sep.q, n / 4), `${format} order, ${n} values`);
+        const s = getF32(sep.s, (n / 32) * 2);
+        for (let b = 0; b < n / 32; b++) {
+          assert.equal(got.s[2 * b], s[2 * b], `block ${b} scale`);
+          assert.ok(Math.abs(got.s[2 * b + 1]! - s[2 * b + 1]!) <= 1e-5 * (1 + Math.abs(s[2 * b + 1]!)), `block ${b} sum`);
+        }
+      }
+      for (const b of [xb, wb, yb, fused.q8, fused.q4, fused.s]) gpu.alloc.free(b);
+    }
+    assert.throws(() => ops.rmsnorm(gpu.cmds, put(new Float32Array(40)), put(new Float32Array(40)), gpu.alloc.alloc(160, 'y'), 1, 40, 1e-6, 0, false, { q8: gpu.alloc.alloc(64, 'a'), q4: gpu.alloc.alloc(64, 'b'), s: gpu.alloc.alloc(64, 'c') }), /multiple of 32/);
   });
 
   test('rmsnorm added into a residual stream (y += norm(x))', () => {
