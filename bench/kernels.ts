@@ -6,8 +6,8 @@
  * one command buffer, submits it, and takes the best of several submits. Bytes counted: weights +
  * scales read, x read, y written; for the copy, bytes read + written. The baseline is a compute-shader
  * copy (shaders/copy.comp) between device-local buffers; vkCmdCopyBuffer is shown beside it.
- * Buffers are larger than the last-level cache except the 4096x4096 quantized ones (on an H100's
- * 50 MB L2 those read partly from cache; the big shapes are the honest figures).
+ * Buffers are larger than the last-level cache except the quantized 4096-wide ones (on an H100's
+ * 50 MB L2 those read partly from cache; the Gemma 27B shapes are the honest figures).
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
@@ -54,6 +54,11 @@ const shapes: [number, number, string][] = quick
   ? [[512, 1024, 'quick']]
   : [[4096, 4096, 'square'], [14336, 4096, 'Llama 8B up'], [4096, 14336, 'Llama 8B down'], [21504, 5376, 'Gemma 27B up'], [5376, 21504, 'Gemma 27B down']];
 const formats: WeightFormatName[] = ['f32', 'f16', 'bf16', 'q8', 'q4'];
+// INT8 and INT4 rows are measured twice where the device has integer dot products: on int8
+// activations that arrive already quantized (what a decode step feeds q, k, v, gate and up: the norm
+// before them writes both forms) and with x as floats (INT8 on float activations; INT4 with its
+// quantize_x pre-pass, what the o and down projections pay).
+const dotMv = new MatVec(device, alloc);
 const rows: string[][] = [];
 const tilings: [number, number][] = [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]];
 const sweep = new Map<string, MatVec>(tilings.map(([r, t]) => [`${r}x${t}`, new MatVec(device, alloc, { rows: r, threads: t })]));
@@ -82,7 +87,16 @@ for (const [r, c, what] of shapes) {
       return [(t * 1e6).toFixed(1), gbs.toFixed(0), `${((100 * gbs) / copyGBs).toFixed(0)}%`];
     };
     const tl = mv.tiling(m);
-    rows.push([`${r}x${c}`, what, format, `${tl.rows}x${tl.threads}`, (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
+    const label = (t: { rows: number; threads: number; unroll?: number }) => `${t.rows}x${t.threads}${(t.unroll ?? 1) > 1 ? `u${t.unroll}` : ''}`;
+    if ((format === 'q8' || format === 'q4') && dotMv.integerDot) {
+      cmds.begin();
+      const xq = dotMv.quantizeX(cmds, x, c, format);
+      cmds.submitAndWait();
+      const t = timeBest(() => dotMv.record(cmds, m, x, y, { xq }), reps, quick ? 2 : 5);
+      const gbs = bytes / t / 1e9;
+      rows.push([`${r}x${c}`, what, `${format} int8 x`, label(dotMv.tiling(m, true)), (bytes / 2 ** 20).toFixed(1), (t * 1e6).toFixed(1), gbs.toFixed(0), `${((100 * gbs) / copyGBs).toFixed(0)}%`]);
+    }
+    rows.push([`${r}x${c}`, what, format === 'q4' && mv.integerDot ? 'q4 +quant_x' : format === 'q8' ? 'q8 float x' : format, label(tl), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
     if (what.startsWith('Gemma 27B') || quick) {
       sweepRows.push([`${r}x${c}`, format, ...[...sweep.values()].map((k) => measure(k)[2]!)]);
     }

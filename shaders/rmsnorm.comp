@@ -21,6 +21,7 @@ layout(std430, binding = 4) writeonly buffer XQ4 { uint xq4[]; };
 layout(std430, binding = 5) writeonly buffer XS { vec2 xs[]; };
 shared float partial[gl_WorkGroupSize.x];
 shared float row[MAXN];
+shared float scales[(MAXN + 31) / 32];
 
 // One int8 of a block (value v, 1 / scale inv), as quantize_x.comp rounds it.
 uint q8(float v, float inv) {
@@ -46,7 +47,8 @@ void main() {
   }
   if (QUANT == 0u) return;
   barrier();
-  // One block of 32 per invocation: its largest magnitude and sum, then the packed words.
+  // Each block's scale (largest magnitude / 127) and sum, one block per invocation; then the packed
+  // words, one word of each order per invocation.
   for (uint b = gl_LocalInvocationID.x; b < pc.n / 32u; b += gl_WorkGroupSize.x) {
     float amax = 0.0;
     float sum = 0.0;
@@ -55,16 +57,20 @@ void main() {
       amax = max(amax, abs(v));
       sum += v;
     }
-    const float scale = amax / 127.0;
+    scales[b] = amax / 127.0;
+    xs[b] = vec2(amax / 127.0, sum);
+  }
+  barrier();
+  for (uint k = gl_LocalInvocationID.x; k < pc.n / 4u; k += gl_WorkGroupSize.x) {
+    const uint b = k / 8u;
+    const uint word = k % 8u;
+    const float scale = scales[b];
     const float rcp = scale > 0.0 ? 1.0 / scale : 0.0;
-    for (uint word = 0; word < 8u; word++) {
-      // Natural order: values 4 word .. 4 word + 3. Nibble order: of each 8 values, word A holds
-      // 0, 2, 4, 6 and word B 1, 3, 5, 7.
-      const uint n0 = b * 32u + word * 4u;
-      xq8[b * 8u + word] = q8(row[n0], rcp) | (q8(row[n0 + 1u], rcp) << 8) | (q8(row[n0 + 2u], rcp) << 16) | (q8(row[n0 + 3u], rcp) << 24);
-      const uint m0 = b * 32u + (word / 2u) * 8u + word % 2u;
-      xq4[b * 8u + word] = q8(row[m0], rcp) | (q8(row[m0 + 2u], rcp) << 8) | (q8(row[m0 + 4u], rcp) << 16) | (q8(row[m0 + 6u], rcp) << 24);
-    }
-    xs[b] = vec2(scale, sum);
+    // Natural order: values 4 word .. 4 word + 3. Nibble order: of each 8 values, word A holds
+    // 0, 2, 4, 6 and word B 1, 3, 5, 7.
+    const uint n0 = b * 32u + word * 4u;
+    xq8[k] = q8(row[n0], rcp) | (q8(row[n0 + 1u], rcp) << 8) | (q8(row[n0 + 2u], rcp) << 16) | (q8(row[n0 + 3u], rcp) << 24);
+    const uint m0 = b * 32u + (word / 2u) * 8u + word % 2u;
+    xq4[k] = q8(row[m0], rcp) | (q8(row[m0 + 2u], rcp) << 8) | (q8(row[m0 + 4u], rcp) << 16) | (q8(row[m0 + 6u], rcp) << 24);
   }
 }

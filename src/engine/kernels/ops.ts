@@ -71,9 +71,9 @@ export class Ops {
     this.dispatch(cmds, k, [x, w, y, q.q8, q.q4, q.s], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
   }
 
-  /** The longest row rmsnorm can also quantize: it stages the row in shared memory (beside 2 KiB of partial sums). */
+  /** The longest row rmsnorm can also quantize: it stages the row and its block scales in shared memory (beside 2 KiB of partial sums). */
   get maxQuantRow(): number {
-    return Math.floor((this.device.info.maxComputeSharedMemorySize - 2048) / 4 / 32) * 32;
+    return Math.floor((this.device.info.maxComputeSharedMemorySize - 2048) / (4 + 4 / 32) / 32) * 32;
   }
 
   /** Rotate-half RoPE over x [tokens, heads, headDim] in place, with a (cos, sin) table [tokens, headDim/2]. */
