@@ -170,6 +170,44 @@ if (mv.integerDot) {
   }
 }
 
+// --probe: INT4 and INT8 on int8 x at a few tilings, measured as the main table measures (a fresh
+// matrix per shape, the tilings one after another).
+if (process.argv.includes('--probe')) {
+  console.log('\nprobe: int8 x, share of the copy rate per tiling (RxT, u = blocks per thread per iteration)');
+  const tl: { rows: number; threads: number; unroll: number }[] = [
+    { rows: 1, threads: 64, unroll: 1 }, { rows: 1, threads: 64, unroll: 2 }, { rows: 1, threads: 128, unroll: 1 }, { rows: 1, threads: 128, unroll: 2 },
+    { rows: 1, threads: 32, unroll: 4 }, { rows: 2, threads: 64, unroll: 2 }, { rows: 2, threads: 128, unroll: 1 }, { rows: 1, threads: 256, unroll: 1 },
+  ];
+  for (const [r, c] of quick ? [[512, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336], [21504, 5376], [5376, 21504]]) {
+    const x = alloc.alloc(c! * 4, 'x');
+    const y = alloc.alloc(r! * 4, 'y');
+    fill(x, 'float32');
+    for (const format of ['q4', 'q8'] as const) {
+      const w = alloc.alloc(r! * matrixRowBytes(format, c!), 'w');
+      const params = alloc.alloc(r! * paramsRowBytes(format, c!, 64), 'p');
+      fill(w, 'bytes');
+      fill(params, format === 'q8' ? 'float32' : 'half');
+      const m: GpuMatrix = { format, rows: r!, cols: c!, group: 64, w, params };
+      const bytes = w.size + params.size + c! * 4 + r! * 4;
+      const reps = quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / w.size)));
+      cmds.begin();
+      const xq = dotMv.quantizeX(cmds, x, c!, format);
+      cmds.submitAndWait();
+      const cells = tl.map((t) => {
+        if (t.threads > device.info.maxComputeWorkGroupInvocations) return '-';
+        const k = new MatVec(device, alloc, t);
+        const time = timeBest(() => k.record(cmds, m, x, y, { xq }), reps, quick ? 2 : 5);
+        return `${t.rows}x${t.threads}u${t.unroll} ${((100 * bytes) / time / 1e9 / copyGBs).toFixed(0)}%`;
+      });
+      console.log(`  ${`${r}x${c}`.padEnd(11)} ${format}  ${cells.join('  ')}`);
+      alloc.free(w);
+      alloc.free(params);
+    }
+    alloc.free(x);
+    alloc.free(y);
+  }
+}
+
 // --unroll: every tiling x unroll for the quantized paths (x already quantized on the integer-dot
 // path: the kernel as decode runs it when the producer of x quantizes it), best first per shape.
 if (process.argv.includes('--unroll')) {

@@ -51,13 +51,16 @@ export interface Tiling {
 }
 
 /**
- * Default tilings, from `bench:kernels --unroll` on the H100 (Gemma 3 27B and Llama 3 8B FFN shapes):
- * floats 1x64; INT8 on float activations 2x64; on the integer-dot path (int8 activations) INT8 1x128
- * with 2 blocks per iteration, INT4 1x64, or 1x128 with 2 blocks per iteration for rows of 16384
- * values or more (a 64-thread tile would loop over 512+ blocks).
+ * Default tilings, from `bench:kernels --unroll` and `--probe` on the H100 (Llama 3 8B, Gemma 3 27B
+ * FFN and 4096 x 4096 shapes): floats 1x64; INT8 on float activations 2x64. On the integer-dot path
+ * (int8 activations) the aim is that a tile's threads x unroll cover a row's blocks in about one
+ * iteration, so every load is in flight at once: INT8 1x128 with 2 blocks per iteration (1x64 for rows
+ * of 4096 values or fewer); INT4 1x64, 1x32 with 4 blocks per iteration for rows of 4096 or fewer,
+ * and 1x128 with 2 for rows of 16384 or more.
  */
 function defaultTiling(format: WeightFormatName, cols: number, dot: boolean): Tiling {
-  if (format === 'q8') return dot ? { rows: 1, threads: 128, unroll: 2 } : { rows: 2, threads: 64 };
+  if (format === 'q8') return dot ? { rows: 1, threads: cols <= 4096 ? 64 : 128, unroll: 2 } : { rows: 2, threads: 64 };
+  if (format === 'q4' && dot && cols <= 4096) return { rows: 1, threads: 32, unroll: 4 };
   if (format === 'q4' && dot && cols >= 16384) return { rows: 1, threads: 128, unroll: 2 };
   return { rows: 1, threads: 64 };
 }

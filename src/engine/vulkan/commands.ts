@@ -14,12 +14,22 @@ const FULL_BARRIER = {
   dstAccessMask: VK.ACCESS_SHADER_READ | VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_READ | VK.ACCESS_TRANSFER_WRITE | VK.ACCESS_HOST_READ,
 };
 const ALL_STAGES = VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER | VK.PIPELINE_STAGE_HOST;
+/** Between dispatches only: shader writes before, shader and transfer reads and writes after. */
+const COMPUTE_BARRIER = {
+  sType: VK.ST_MEMORY_BARRIER, pNext: null,
+  srcAccessMask: VK.ACCESS_SHADER_WRITE,
+  dstAccessMask: VK.ACCESS_SHADER_READ | VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_READ | VK.ACCESS_TRANSFER_WRITE,
+};
 
 export class Commands {
   readonly device: Device;
   readonly cb: Handle;
   private readonly fence: Handle;
   private recording = false;
+  /** What was recorded since the last barrier: only dispatches (a compute barrier suffices), or more. */
+  private sinceBarrier: 'nothing' | 'compute' | 'other' = 'nothing';
+  /** UNICORN_FULL_BARRIERS=1: every barrier a full one (to compare). */
+  private readonly fullOnly = process.env['UNICORN_FULL_BARRIERS'] === '1';
   /** Buffers whose pointers a recording call received: kept alive until the fence signals. */
   private keepAlive: unknown[] = [];
 
@@ -45,6 +55,7 @@ export class Commands {
     check(api.vkResetCommandBuffer(this.cb, 0) as number, 'vkResetCommandBuffer');
     check(api.vkBeginCommandBuffer(this.cb, { sType: VK.ST_COMMAND_BUFFER_BEGIN_INFO, pNext: null, flags: opts.reusable === true ? 0 : VK.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT, pInheritanceInfo: null }) as number, 'vkBeginCommandBuffer');
     this.recording = true;
+    this.sinceBarrier = 'nothing';
     this.keepAlive = [];
     if (this.profiler !== undefined) {
       this.profiler.labels = [];
@@ -87,6 +98,7 @@ export class Commands {
       this.keepAlive.push(push);
     }
     api.vkCmdDispatch(this.cb, groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    if (this.sinceBarrier === 'nothing') this.sinceBarrier = 'compute';
     const p = this.profiler;
     if (p !== undefined && p.labels.length < p.max) {
       p.labels.push(kernel.spec.variant);
@@ -95,14 +107,24 @@ export class Commands {
     return this;
   }
 
-  /** Makes every earlier write visible to every later read (compute, transfer and host). */
+  /**
+   * Makes every earlier write visible to every later read. After dispatches alone, a compute barrier
+   * (shader writes -> shader and transfer accesses); after copies or at the start, a full one
+   * (compute, transfer and host). A recording ends with a full barrier, so the host may read results.
+   */
   barrier(): this {
-    vk().vkCmdPipelineBarrier(this.cb, ALL_STAGES, ALL_STAGES, 0, 1, FULL_BARRIER, 0, null, 0, null);
+    if (this.sinceBarrier === 'compute' && !this.fullOnly) {
+      vk().vkCmdPipelineBarrier(this.cb, VK.PIPELINE_STAGE_COMPUTE_SHADER, VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER, 0, 1, COMPUTE_BARRIER, 0, null, 0, null);
+    } else {
+      vk().vkCmdPipelineBarrier(this.cb, ALL_STAGES, ALL_STAGES, 0, 1, FULL_BARRIER, 0, null, 0, null);
+    }
+    this.sinceBarrier = 'nothing';
     return this;
   }
 
   copy(src: GpuBuffer, dst: GpuBuffer, size: number, srcOffset = 0, dstOffset = 0): this {
     vk().vkCmdCopyBuffer(this.cb, src.handle, dst.handle, 1, { srcOffset, dstOffset, size });
+    this.sinceBarrier = 'other';
     return this;
   }
 
@@ -115,6 +137,7 @@ export class Commands {
   }
 
   end(): this {
+    vk().vkCmdPipelineBarrier(this.cb, ALL_STAGES, ALL_STAGES, 0, 1, FULL_BARRIER, 0, null, 0, null);
     check(vk().vkEndCommandBuffer(this.cb) as number, 'vkEndCommandBuffer');
     this.recording = false;
     return this;
