@@ -1,6 +1,7 @@
 /** The unicorn command line: registers the commands, and turns errors into one clear line. */
 import * as fs from 'node:fs';
 import { Command } from 'commander';
+import { benchCommand } from './commands/bench.js';
 import { chatCommand } from './commands/chat.js';
 import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(loadCommand());
   program.addCommand(doctorCommand());
+  program.addCommand(benchCommand());
   program.addCommand(psCommand());
   program.addCommand(stopCommand());
   program.addCommand(residentCommand(), { hidden: true });

@@ -1,0 +1,44 @@
+/** `unicorn bench [model]`: prefill and decode speed against the bandwidth roofline measured in the same run. */
+import { Command } from 'commander';
+import ora from 'ora';
+import { benchModel, renderBench } from '../engine/bench.js';
+import { BUNDLED_MODEL, BUNDLED_NOTE } from '../engine/bundled.js';
+import { positive } from '../ui/args.js';
+
+interface BenchFlags {
+  prompt: number;
+  tokens: number;
+  ctx?: number;
+  gpu?: string;
+  profile?: boolean;
+  json?: boolean;
+}
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('prefill and decode tok/s on the GPU, against the bandwidth roofline (copy rate / bytes per token) measured in the same run')
+    .argument('[model]', 'model directory; none: the bundled kjv-tiny')
+    .option('-p, --prompt <n>', 'prompt tokens (random ids)', positive, 512)
+    .option('-n, --tokens <n>', 'tokens to generate', positive, 128)
+    .option('--ctx <n>', 'context length (default: prompt + tokens + 1)', positive)
+    .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
+    .option('--profile', 'GPU time per kernel of one decode step (timestamp queries)')
+    .option('--json', 'print the report as JSON')
+    .action((given: string | undefined, flags: BenchFlags) => {
+      const model = given ?? BUNDLED_MODEL;
+      if (given === undefined) process.stderr.write(`${BUNDLED_NOTE}\n`);
+      const spinner = flags.json === true ? null : ora({ text: 'starting', stream: process.stderr }).start();
+      try {
+        const r = benchModel(model, {
+          promptTokens: flags.prompt, genTokens: flags.tokens, profile: flags.profile === true,
+          ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }), ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }),
+          onStage: (what) => { if (spinner !== null) spinner.text = what; },
+        });
+        spinner?.stop();
+        process.stdout.write(flags.json === true ? `${JSON.stringify(r)}\n` : `${renderBench(r)}\n`);
+      } catch (e) {
+        spinner?.fail('benchmark failed');
+        throw e;
+      }
+    });
+}
