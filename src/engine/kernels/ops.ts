@@ -171,17 +171,26 @@ export class Ops {
    */
   topk(cmds: Commands, x: GpuBuffer, outIdx: GpuBuffer, outVal: GpuBuffer, n: number, k: number, scratch?: { idx: GpuBuffer; val: GpuBuffer }): void {
     if (k < 1 || k > n) throw new RangeError(`top-k: k = ${k} must be between 1 and ${n}`);
-    const kernel = this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [1024 <= this.device.info.maxComputeWorkGroupInvocations ? 1024 : 256] });
+    // A GPU runs 1,024 invocations side by side. A CPU driver (lavapipe) steps through every
+    // invocation at each of the ~90 barriers, so there the workgroup is as small as its loops allow:
+    // at most 256 values per invocation per round (llvmpipe stops a shader's loops after 65,535
+    // iterations in all, and a workgroup makes about 50 rounds over its values).
+    const kernelFor = (count: number) => {
+      const max = Math.min(1024, this.device.info.maxComputeWorkGroupInvocations);
+      const width = this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
+      return this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [width] });
+    };
     const slice = Math.max(Ops.TOPK_SLICE, 4 * k);
     const groups = Math.ceil(n / slice);
     if (groups === 1 || scratch === undefined) {
-      this.dispatch(cmds, kernel, [x, outIdx, outVal, x], new Uint32Array([n, k, n, 0, n]), 1);
+      this.dispatch(cmds, kernelFor(n), [x, outIdx, outVal, x], new Uint32Array([n, k, n, 0, n]), 1);
       return;
     }
     if (scratch.idx.size < groups * k * 4 || scratch.val.size < groups * k * 4) throw new RangeError(`top-k: scratch for ${groups * k} candidates is too small`);
-    cmds.dispatch(kernel, kernel.bind([x, scratch.idx, scratch.val, x].map((buffer) => ({ buffer }))), new Uint32Array([n, k, slice, 0, n]), [groups, 1]);
+    const first = kernelFor(slice);
+    cmds.dispatch(first, first.bind([x, scratch.idx, scratch.val, x].map((buffer) => ({ buffer }))), new Uint32Array([n, k, slice, 0, n]), [groups, 1]);
     cmds.barrier();
-    this.dispatch(cmds, kernel, [scratch.val, outIdx, outVal, scratch.idx], new Uint32Array([groups * k, k, groups * k, 1, n]), 1);
+    this.dispatch(cmds, kernelFor(groups * k), [scratch.val, outIdx, outVal, scratch.idx], new Uint32Array([groups * k, k, groups * k, 1, n]), 1);
   }
 
   static readonly TOPK_SLICE = 4096;

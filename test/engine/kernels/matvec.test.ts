@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
 import { MatMul } from '../../../src/engine/kernels/matmul.js';
-import { type GpuMatrix, MatVec, type WeightFormatName } from '../../../src/engine/kernels/matvec.js';
+import { CPU_TILING, type GpuMatrix, MatVec, type WeightFormatName, defaultTiling } from '../../../src/engine/kernels/matvec.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeActivations, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { f16ToF32 as halfToF32 } from '../../../src/engine/formats/dtypes.js';
@@ -118,9 +118,21 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       }
     }
   });
-  test('tiling: the format\'s default, one row per tile when rows are few', () => {
-    assert.deepEqual(mv.tiling({ format: 'q8', rows: 21504, cols: 5376 }), { rows: 2, threads: Math.max(64, mv.minThreads), unroll: 1 });
-    assert.deepEqual(mv.tiling({ format: 'q4', rows: 100, cols: 5376 }), { rows: 1, threads: Math.max(64, mv.minThreads), unroll: 1 });
+  test('tiling: the format\'s default on a GPU (one row per tile when rows are few), fewer longer invocations on a CPU driver', () => {
+    if (gpu.device.info.type === 'cpu') {
+      assert.deepEqual(mv.tiling({ format: 'q8', rows: 100, cols: 5376 }), { ...CPU_TILING, threads: Math.max(32, mv.minThreads) });
+    } else {
+      assert.deepEqual(mv.tiling({ format: 'q8', rows: 21504, cols: 5376 }), { rows: 2, threads: Math.max(64, mv.minThreads), unroll: 1 });
+      assert.deepEqual(mv.tiling({ format: 'q4', rows: 100, cols: 5376 }), { rows: 1, threads: Math.max(64, mv.minThreads), unroll: 1 });
+    }
+    // The GPU defaults (bench:kernels on the H100), whatever this device is.
+    assert.deepEqual(defaultTiling('q8', 5376, false), { rows: 2, threads: 64 });
+    assert.deepEqual(defaultTiling('q8', 5376, true), { rows: 1, threads: 128, unroll: 2 });
+    assert.deepEqual(defaultTiling('q8', 4096, true), { rows: 1, threads: 64, unroll: 2 });
+    assert.deepEqual(defaultTiling('q4', 4096, true), { rows: 1, threads: 32, unroll: 4 });
+    assert.deepEqual(defaultTiling('q4', 5376, true), { rows: 1, threads: 64 });
+    assert.deepEqual(defaultTiling('q4', 21504, true), { rows: 1, threads: 128, unroll: 2 });
+    assert.deepEqual(defaultTiling('bf16', 4096, false), { rows: 1, threads: 64 });
   });
   test('accumulate: y += W x (a residual add fused in), over split row ranges too', () => {
     const [rows, cols] = [150, 256];
