@@ -8,7 +8,13 @@
 #define BM 64
 #define BN 32
 #define BK 32
+#if defined(DIRECT)
+// DIRECT (CPU drivers such as lavapipe): no shared memory and no barriers, which a CPU driver pays for
+// by stepping through every invocation; one invocation computes one row for up to 8 tokens.
+layout(local_size_x = 64) in;
+#else
 layout(local_size_x = 256) in;  // 16 x 16 threads, each 4 rows x 2 tokens
+#endif
 layout(constant_id = 0) const uint GROUP = 64;
 
 layout(push_constant) uniform Push {
@@ -22,8 +28,10 @@ layout(std430, binding = 1) readonly buffer Params { uint params[]; };
 layout(std430, binding = 2) readonly buffer Input { float x[]; };
 layout(std430, binding = 3) writeonly buffer Output { float y[]; };
 
+#if !defined(DIRECT)
 shared float Ws[BM][BK + 1];
 shared float Xs[BN][BK + 1];
+#endif
 
 float wval(uint row, uint col) {
   const uint e = row * pc.cols + col;
@@ -44,6 +52,51 @@ float wval(uint row, uint col) {
 #endif
 }
 
+#if defined(DIRECT)
+// Four consecutive weights of a row, from col (a multiple of 4).
+vec4 wval4(uint row, uint col) {
+  const uint e = row * pc.cols + col;
+#if defined(W_F32)
+  return vec4(uintBitsToFloat(w[e]), uintBitsToFloat(w[e + 1u]), uintBitsToFloat(w[e + 2u]), uintBitsToFloat(w[e + 3u]));
+#elif defined(W_F16)
+  return vec4(unpackHalf2x16(w[e >> 1]), unpackHalf2x16(w[(e >> 1) + 1u]));
+#elif defined(W_BF16)
+  const uint a = w[e >> 1], b = w[(e >> 1) + 1u];
+  return vec4(bf16lo(a), bf16hi(a), bf16lo(b), bf16hi(b));
+#elif defined(W_Q8)
+  return unpackS8(w[e >> 2]) * uintBitsToFloat(params[row]);
+#elif defined(W_Q4)
+  const uint word = w[e >> 3] >> (4u * (e & 7u));
+  const vec2 dm = unpackHalf2x16(params[row * (pc.cols / GROUP) + col / GROUP]);
+  return vec4(float(word & 15u), float((word >> 4) & 15u), float((word >> 8) & 15u), float((word >> 12) & 15u)) * dm.x + dm.y;
+#endif
+}
+
+void main() {
+  const uint id = gl_WorkGroupID.y * gl_NumWorkGroups.x * 64u + gl_GlobalInvocationID.x;
+  const uint row = id % pc.rows;
+  const uint t0 = (id / pc.rows) * 8u;
+  if (t0 >= pc.tokens) return;
+  const uint nt = min(8u, pc.tokens - t0);
+  float acc[8];
+  for (uint j = 0; j < 8u; j++) acc[j] = 0.0;
+  uint k = 0;
+  if (pc.cols % 4u == 0u) {
+    for (; k < pc.cols; k += 4u) {
+      const vec4 wv = wval4(row, k);
+      for (uint j = 0; j < nt; j++) {
+        const uint b = (t0 + j) * pc.cols + k;
+        acc[j] += dot(wv, vec4(x[b], x[b + 1u], x[b + 2u], x[b + 3u]));
+      }
+    }
+  }
+  for (; k < pc.cols; k++) {
+    const float wv = wval(row, k);
+    for (uint j = 0; j < nt; j++) acc[j] += wv * x[(t0 + j) * pc.cols + k];
+  }
+  for (uint j = 0; j < nt; j++) y[(t0 + j) * pc.yStride + pc.yOffset + row] = acc[j];
+}
+#else
 void main() {
   const uint tx = gl_LocalInvocationID.x % 16;  // rows tx*4 .. tx*4+3 of the tile
   const uint ty = gl_LocalInvocationID.x / 16;  // tokens ty*2, ty*2+1 of the tile
@@ -81,3 +134,4 @@ void main() {
     }
   }
 }
+#endif

@@ -6,7 +6,7 @@
 import type { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
-import { type Kernel, kernelFor } from '../vulkan/pipeline.js';
+import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 
 const BM = 64;
@@ -14,11 +14,19 @@ const BN = 32;
 
 export class MatMul {
   private dummy: GpuBuffer | undefined;
+  /**
+   * The DIRECT variant (no shared memory, no barriers: one invocation per row and 8 tokens), for CPU
+   * drivers, where the tiled kernel's barriers cost more than its arithmetic saves (lavapipe: a
+   * 4-token prefill of the bundled model 1.25 s -> a few ms); the tiled one elsewhere.
+   */
+  readonly direct: boolean;
 
-  constructor(readonly device: Device, private readonly alloc: Allocator) {}
+  constructor(readonly device: Device, private readonly alloc: Allocator, opts: { direct?: boolean } = {}) {
+    this.direct = opts.direct ?? device.info.type === 'cpu';
+  }
 
   private kernel(m: GpuMatrix): Kernel {
-    return kernelFor(this.device, { variant: `matmul_${m.format}`, bindings: 4, pushBytes: 20, spec: [m.format === 'q4' ? m.group : 0] });
+    return kernelFor(this.device, { variant: `matmul_${this.direct ? 'direct_' : ''}${m.format}`, bindings: 4, pushBytes: 20, spec: [m.format === 'q4' ? m.group : 0] });
   }
 
   /** Records Y = X W^T for `tokens` rows of X. */
@@ -34,7 +42,10 @@ export class MatMul {
         { buffer: x, size: tokens * m.cols * 4 },
         { buffer: y },
       ]);
-      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, tokens, r.start, m.rows]), [Math.ceil(r.rows / BM), Math.ceil(tokens / BN)]);
+      const groups: [number, number] = this.direct
+        ? grid(Math.ceil((r.rows * Math.ceil(tokens / 8)) / 64), this.device.info.maxComputeWorkGroupCount[0]!)
+        : [Math.ceil(r.rows / BM), Math.ceil(tokens / BN)];
+      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, tokens, r.start, m.rows]), groups);
     }
   }
 }

@@ -228,7 +228,7 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
 
 describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
   /** Y[t] = W x_t for every token, checked row by row against the CPU reference. */
-  function runMM(format: WeightFormatName, rows: number, cols: number, tokens: number, opts: { group?: number; maxRange?: number } = {}) {
+  function runMM(format: WeightFormatName, rows: number, cols: number, tokens: number, opts: { group?: number; maxRange?: number; kernel?: MatMul } = {}) {
     const w = randomFloats(rows * cols, rows + cols);
     const x = randomFloats(tokens * cols, tokens);
     const p = prepare(format, w, rows, cols, opts.group);
@@ -240,7 +240,7 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
     const yb = gpu.alloc.alloc(tokens * rows * 4, 'y');
     const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
     gpu.cmds.begin();
-    mm.record(gpu.cmds, m, xb, yb, tokens, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
+    (opts.kernel ?? mm).record(gpu.cmds, m, xb, yb, tokens, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
     gpu.cmds.submitAndWait();
     const got = new Float32Array(tokens * rows);
     download(gpu.alloc, gpu.cmds, yb, new Uint8Array(got.buffer));
@@ -254,13 +254,22 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
       }
     }
   }
+  // Both variants on every device: tiled through shared memory (GPUs) and direct (CPU drivers).
+  const variants = [new MatMul(gpu.device, gpu.alloc, { direct: false }), new MatMul(gpu.device, gpu.alloc, { direct: true })];
   for (const format of ['f32', 'f16', 'bf16', 'q8', 'q4'] as const) {
-    test(`${format}: partial tiles in every dimension`, () => runMM(format, 70, format === 'q4' ? 128 : 96, 37));
+    test(`${format}: partial tiles in every dimension (tiled and direct)`, () => {
+      for (const kernel of variants) runMM(format, 70, format === 'q4' ? 128 : 96, 37, { kernel });
+    });
   }
-  test('q4 groups of 32 and 128; row ranges past the storage-buffer range', () => {
-    runMM('q4', 64, 256, 5, { group: 32 });
-    runMM('q4', 64, 256, 5, { group: 128 });
-    runMM('bf16', 200, 128, 9, { maxRange: 64 * 256 });
+  test('q4 groups of 32 and 128; row ranges past the storage-buffer range (tiled and direct)', () => {
+    for (const kernel of variants) {
+      runMM('q4', 64, 256, 5, { group: 32, kernel });
+      runMM('q4', 64, 256, 5, { group: 128, kernel });
+      runMM('bf16', 200, 128, 9, { maxRange: 64 * 256, kernel });
+    }
+  });
+  test('the direct variant is the default on CPU drivers only', () => {
+    assert.equal(mm.direct, gpu.device.info.type === 'cpu');
   });
 });
 
