@@ -4,7 +4,7 @@
  * built (scripts/demo-model/build.ts), which matched transformers' on the bf16 original.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -54,5 +54,30 @@ test('greedy continuations of every recorded prompt are identical on this device
     }
   } finally {
     runner.close();
+  }
+});
+
+test('chat (piped) and serve with no model use the bundled one too', async () => {
+  const chat = spawnSync(process.execPath, [BIN, 'chat', '--temp', '0', '--repeat-penalty', '1', '-n', '8'], { input: 'In the beginning\n', encoding: 'utf8', env });
+  assert.equal(chat.status, 0, chat.stderr);
+  assert.match(chat.stderr, /using the bundled kjv-tiny/);
+  assert.ok(chat.stdout.trim().length > 0, 'a reply');
+  const serve = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      serve.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        const m = /serving kjv-tiny at (http:\/\/\S+)\/v1/.exec(out);
+        if (m !== null) resolve(m[1]!);
+      });
+      serve.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+    });
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'kjv-tiny', prompt: 'In the beginning', max_tokens: 4, temperature: 0 }) });
+    assert.equal(r.status, 200);
+    const body = (await r.json()) as { choices: { text: string }[] };
+    assert.ok(body.choices[0]!.text.length > 0);
+  } finally {
+    serve.kill('SIGTERM');
   }
 });
