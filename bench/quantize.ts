@@ -12,58 +12,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SafetensorsWriter, type TensorSpec } from '../src/engine/formats/safetensors-writer.js';
 import { openModel } from '../src/engine/models/model-dir.js';
 import { quantizeModel } from '../src/engine/quant/quantize-model.js';
+import { writeSyntheticModel } from '../test/support/synthetic-model.js';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-
-/** A Llama-shaped bf16 checkpoint of about `gb` GB (hidden 2048, intermediate 5632, vocab 32000). */
-function makeModel(dir: string, gb: number): void {
-  const h = 2048;
-  const inter = 5632;
-  const vocab = 32000;
-  const perLayer = (4 * h * h + 3 * h * inter) * 2;
-  const layers = Math.max(1, Math.round((gb * 1e9 - 2 * vocab * h * 2) / perLayer));
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: h, intermediate_size: inter, num_hidden_layers: layers,
-    num_attention_heads: 16, num_key_value_heads: 16, head_dim: 128, vocab_size: vocab, rms_norm_eps: 1e-5, rope_theta: 10000,
-    max_position_embeddings: 4096, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'bfloat16',
-  }));
-  const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [vocab, h] }];
-  for (let i = 0; i < layers; i++) {
-    const L = `model.layers.${i}.`;
-    specs.push(
-      { name: `${L}input_layernorm.weight`, dtype: 'BF16', shape: [h] },
-      { name: `${L}self_attn.q_proj.weight`, dtype: 'BF16', shape: [h, h] },
-      { name: `${L}self_attn.k_proj.weight`, dtype: 'BF16', shape: [h, h] },
-      { name: `${L}self_attn.v_proj.weight`, dtype: 'BF16', shape: [h, h] },
-      { name: `${L}self_attn.o_proj.weight`, dtype: 'BF16', shape: [h, h] },
-      { name: `${L}post_attention_layernorm.weight`, dtype: 'BF16', shape: [h] },
-      { name: `${L}mlp.gate_proj.weight`, dtype: 'BF16', shape: [inter, h] },
-      { name: `${L}mlp.up_proj.weight`, dtype: 'BF16', shape: [inter, h] },
-      { name: `${L}mlp.down_proj.weight`, dtype: 'BF16', shape: [h, inter] },
-    );
-  }
-  specs.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [h] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [vocab, h] });
-  const w = new SafetensorsWriter(path.join(dir, 'model.safetensors'), specs);
-  const chunk = new Uint16Array(8 << 20);
-  let a = 7;
-  for (let i = 0; i < chunk.length; i++) {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    chunk[i] = 0x3c00 | (a & 0x83ff); // bf16 values of magnitude ~0.008-0.03, both signs
-  }
-  for (const s of specs) {
-    let left = s.shape.reduce((x, y) => x * y, 1);
-    while (left > 0) {
-      const n = Math.min(left, chunk.length);
-      w.write(new Uint8Array(chunk.buffer, 0, n * 2));
-      left -= n;
-    }
-  }
-  w.commit();
-}
 
 function readRate(files: readonly string[]): number {
   const buf = Buffer.alloc(16 << 20);
@@ -93,7 +46,7 @@ if (dir === undefined || dir.startsWith('--')) {
   process.exit(2);
 }
 const make = arg('make');
-if (make !== undefined && !fs.existsSync(path.join(dir, 'config.json'))) makeModel(dir, Number(make));
+if (make !== undefined && !fs.existsSync(path.join(dir, 'config.json'))) writeSyntheticModel(dir, Number(make) * 1e9, { hidden: 2048, intermediate: 5632, vocab: 32000, heads: 16, headDim: 128, maxPositions: 4096, tied: false });
 const scheme = arg('scheme') ?? 'mixed';
 const cores = os.availableParallelism();
 const counts = (arg('workers') ?? [1, 2, 4, 8, 16].filter((n) => n <= cores).join(',')).split(',').map(Number);

@@ -37,7 +37,7 @@ test('Ctrl-C mid-way leaves nothing under the output name, and the next run star
   const { spawn } = await import('node:child_process');
   const dir = scratchDir('cli-quant');
   const src = path.join(dir, 'src');
-  writeSyntheticModel(src, 150);
+  writeSyntheticModel(src, 150e6);
   const out = path.join(dir, 'out');
   const child = spawn(process.execPath, [BIN, 'quantize', src, out, '--no-eval', '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
