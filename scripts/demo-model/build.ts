@@ -28,7 +28,7 @@ if (trained === undefined || out === undefined) {
   process.exit(2);
 }
 const scheme = (process.argv.find((a) => a.startsWith('--scheme=')) ?? '--scheme=int8').slice('--scheme='.length);
-export const GREEDY_TOKENS = 48;
+const GREEDY_TOKENS = 48;
 
 const q = spawnSync(process.execPath, [BIN, 'quantize', path.join(trained, 'model'), out, '--scheme', scheme, '--force', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 if (q.status !== 0) throw new Error(`unicorn quantize failed (${q.status})`);

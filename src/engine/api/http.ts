@@ -160,7 +160,7 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
   const startedAt = Math.floor(Date.now() / 1000);
 
   /** Runs one completion request: queued, then streamed or answered whole. */
-  const generate = (req: http.IncomingMessage, res: http.ServerResponse, parsed: ParsedRequest, done: (line: string) => void) => {
+  const generate = (res: http.ServerResponse, parsed: ParsedRequest, done: (line: string) => void) => {
     if (parsed.model !== undefined && parsed.model !== backend.modelId) {
       throw new ApiError(404, `The model '${parsed.model}' does not exist: this server serves '${backend.modelId}' (GET /v1/models)`, 'model', 'model_not_found');
     }
@@ -214,7 +214,6 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
       },
     };
     if (!queue.push(job)) throw new ApiError(503, `the server is busy: ${o.maxQueue} requests are already waiting (unicorn serve --max-queue)`, null, 'server_busy', 'server_error');
-    void req;
   };
 
   const cors = (): Record<string, string> => (o.cors === undefined ? {} : { 'Access-Control-Allow-Origin': o.cors, Vary: 'Origin' });
@@ -272,7 +271,7 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
         allow('POST');
         const body = await readJson(req);
         const parsed = route === '/completions' ? parseCompletionRequest(body) : parseChatRequest(body);
-        generate(req, res, parsed, done);
+        generate(res, parsed, done);
         return;
       }
       throw new ApiError(404, `there is no ${label}: the routes are GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health`, null, 'not_found');
