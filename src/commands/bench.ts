@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import ora from 'ora';
 import { benchModel, renderBench } from '../engine/bench.js';
-import { BUNDLED_MODEL, BUNDLED_NOTE } from '../engine/bundled.js';
+import { modelOrBundled } from '../engine/bundled.js';
 import { positive } from '../ui/args.js';
 
 interface BenchFlags {
@@ -25,8 +25,7 @@ export function benchCommand(): Command {
     .option('--profile', 'GPU time per kernel of one decode step (timestamp queries)')
     .option('--json', 'print the report as JSON')
     .action((given: string | undefined, flags: BenchFlags) => {
-      const model = given ?? BUNDLED_MODEL;
-      if (given === undefined) process.stderr.write(`${BUNDLED_NOTE}\n`);
+      const model = modelOrBundled(given);
       const spinner = flags.json === true ? null : ora({ text: 'starting', stream: process.stderr }).start();
       try {
         const r = benchModel(model, {

@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { positive } from '../ui/args.js';
 import { render } from 'ink';
 import { createElement } from 'react';
-import { BUNDLED_MODEL, BUNDLED_NOTE } from '../engine/bundled.js';
+import { modelOrBundled } from '../engine/bundled.js';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
 import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
@@ -51,8 +51,7 @@ export function chatCommand(): Command {
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')
     .action(async (given: string | undefined, flags: ChatFlags) => {
-      const modelDir = given ?? BUNDLED_MODEL;
-      if (given === undefined) process.stderr.write(`${BUNDLED_NOTE}\n`);
+      const modelDir = modelOrBundled(given);
       const talk = async (chat: Chat) => {
         if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
           await plain(chat);

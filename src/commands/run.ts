@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { collect, count, number } from '../ui/args.js';
 import ora from 'ora';
-import { BUNDLED_MODEL, BUNDLED_NOTE, looksLikeModel } from '../engine/bundled.js';
+import { looksLikeModel, modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
 import { type Runner, openRunner } from '../engine/generate/runner.js';
 import { type SamplingOptions, resolveSampling as resolve } from '../engine/generate/sampler.js';
@@ -79,15 +79,11 @@ export function runCommand(): Command {
     .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')
     .action(async (first: string | undefined, second: string | undefined, flags: RunFlags) => {
       // `unicorn run "a prompt"` (one argument that is not a path) runs the bundled model.
-      let modelDir = first;
-      let prompt = second;
-      if (first === undefined || (second === undefined && first !== '-' && !looksLikeModel(first))) {
-        modelDir = BUNDLED_MODEL;
-        prompt = first;
-        process.stderr.write(`${BUNDLED_NOTE}\n`);
-      }
+      const bundled = first === undefined || (second === undefined && first !== '-' && !looksLikeModel(first));
+      const modelDir = modelOrBundled(bundled ? undefined : first);
+      const prompt = bundled ? first : second;
       const text = prompt === undefined || prompt === '-' ? await readStdin() : prompt;
-      await run(modelDir!, text, flags);
+      await run(modelDir, text, flags);
     });
 }
 

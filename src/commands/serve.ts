@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { type ApiBackend, checkListen, startApi } from '../engine/api/http.js';
 import { localBackend, residentBackend } from '../engine/api/backends.js';
-import { BUNDLED_MODEL, BUNDLED_NOTE } from '../engine/bundled.js';
+import { modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
 import { ResidentClient } from '../engine/server/client.js';
 import { count, number, positive } from '../ui/args.js';
@@ -42,8 +42,7 @@ export function serveCommand(): Command {
     .option('--cors <origin>', 'allow browsers from this origin (e.g. http://localhost:3000, or *)')
     .option('--quiet', 'no line per request')
     .action(async (given: string | undefined, flags: ServeFlags) => {
-      const modelDir = given ?? BUNDLED_MODEL;
-      if (given === undefined) process.stderr.write(`${BUNDLED_NOTE}\n`);
+      const modelDir = modelOrBundled(given);
       if (!(flags.maxBody > 0)) throw new UnicornError(`--max-body ${flags.maxBody}: must be above 0 MB`);
       if (flags.port > 65535) throw new UnicornError(`--port ${flags.port}: ports go up to 65535`);
       if (!fs.existsSync(modelDir)) throw new UnicornError(`${modelDir}: no such model directory`);

@@ -14,7 +14,7 @@ import { openModel } from './models/model-dir.js';
 import { GREEDY } from './generate/sampler.js';
 import { Session } from './generate/session.js';
 import type { GpuBackend } from './models/gpu-backend.js';
-import { copyBandwidth } from './vulkan/bandwidth.js';
+import { deviceCopyRate } from './vulkan/bandwidth.js';
 import { Device } from './vulkan/device.js';
 import { Allocator } from './vulkan/memory.js';
 
@@ -62,8 +62,7 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   let device: string;
   try {
     device = probe.info.name;
-    const bytes = probe.info.type === 'cpu' ? 64 << 20 : 256 << 20;
-    copyGBs = copyBandwidth(probe, new Allocator(probe), bytes, probe.info.type === 'cpu' ? 3 : 10).shader;
+    copyGBs = deviceCopyRate(probe, new Allocator(probe));
   } finally {
     probe.destroy();
   }

@@ -7,9 +7,16 @@ import { fileURLToPath } from 'node:url';
 
 export const BUNDLED_MODEL = fileURLToPath(new URL('../../../models/kjv-tiny', import.meta.url));
 
-export const BUNDLED_NOTE =
+const BUNDLED_NOTE =
   'no model given: using the bundled kjv-tiny (8.7 M parameters, trained on the King James Bible). It is a tiny base model: ' +
   'it continues text in the style of its corpus; it is not an assistant. Name a model directory to use your own.';
+
+/** The model a command was given, or the bundled one (saying so on stderr) when none was. */
+export function modelOrBundled(given: string | undefined): string {
+  if (given !== undefined) return given;
+  process.stderr.write(`${BUNDLED_NOTE}\n`);
+  return BUNDLED_MODEL;
+}
 
 /**
  * Whether a lone argument names a model (an existing path, or something written as a path) rather

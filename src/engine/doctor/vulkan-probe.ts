@@ -2,7 +2,7 @@
 import { f32ArrayToBf16, bf16ToF32 } from '../formats/dtypes.js';
 import { MatVec, type GpuMatrix } from '../kernels/matvec.js';
 import { matvecRef } from '../quant/quantize.js';
-import { copyBandwidth, timeBest } from '../vulkan/bandwidth.js';
+import { deviceCopyRate, timeBest } from '../vulkan/bandwidth.js';
 import { Commands } from '../vulkan/commands.js';
 import { Device, chooseDevice, listDevices } from '../vulkan/device.js';
 import { Allocator } from '../vulkan/memory.js';
@@ -36,7 +36,7 @@ function selfTest(want?: string): SelfTest {
     const ok = worst < 1e-3;
     const t = timeBest(cmds, () => mv.record(cmds, m, xb, yb), cpu ? 2 : 50, 3);
     const matvecGbps = (rows * cols * 2) / t / 1e9;
-    const copyGbps = copyBandwidth(device, alloc, cpu ? 16 << 20 : 256 << 20, cpu ? 2 : 10).shader;
+    const copyGbps = deviceCopyRate(device, alloc);
     return { device: device.info.name, ok, detail: `bf16 ${rows}x${cols} matrix x vector against the CPU: largest relative error ${worst.toExponential(1)}`, matvecGbps, copyGbps };
   } catch (e) {
     return { device: 'unknown', ok: false, detail: e instanceof Error ? e.message : String(e), matvecGbps: null, copyGbps: null };

@@ -56,7 +56,7 @@ export class Ops {
 
   /**
    * y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. With `add`, y += that (y not x).
-   * With `quant` (one row of at most MAX_QUANT_ROW values, a multiple of 32), the output is also
+   * With `quant` (one row of a multiple of 32 values, at most maxQuantRow), the output is also
    * written as int8 activations in both byte orders (what MatVec.quantizeX would make).
    */
   rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, add = false, quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }): void {
@@ -175,7 +175,7 @@ export class Ops {
     // invocation at each of the ~90 barriers, so there the workgroup is as small as its loops allow:
     // at most 256 values per invocation per round (llvmpipe stops a shader's loops after 65,535
     // iterations in all, and a workgroup makes about 50 rounds over its values).
-    const kernelFor = (count: number) => {
+    const topkKernel = (count: number) => {
       const max = Math.min(1024, this.device.info.maxComputeWorkGroupInvocations);
       const width = this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
       return this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [width] });
@@ -183,14 +183,14 @@ export class Ops {
     const slice = Math.max(Ops.TOPK_SLICE, 4 * k);
     const groups = Math.ceil(n / slice);
     if (groups === 1 || scratch === undefined) {
-      this.dispatch(cmds, kernelFor(n), [x, outIdx, outVal, x], new Uint32Array([n, k, n, 0, n]), 1);
+      this.dispatch(cmds, topkKernel(n), [x, outIdx, outVal, x], new Uint32Array([n, k, n, 0, n]), 1);
       return;
     }
     if (scratch.idx.size < groups * k * 4 || scratch.val.size < groups * k * 4) throw new RangeError(`top-k: scratch for ${groups * k} candidates is too small`);
-    const first = kernelFor(slice);
+    const first = topkKernel(slice);
     cmds.dispatch(first, first.bind([x, scratch.idx, scratch.val, x].map((buffer) => ({ buffer }))), new Uint32Array([n, k, slice, 0, n]), [groups, 1]);
     cmds.barrier();
-    this.dispatch(cmds, kernelFor(groups * k), [scratch.val, outIdx, outVal, scratch.idx], new Uint32Array([groups * k, k, groups * k, 1, n]), 1);
+    this.dispatch(cmds, topkKernel(groups * k), [scratch.val, outIdx, outVal, scratch.idx], new Uint32Array([groups * k, k, groups * k, 1, n]), 1);
   }
 
   static readonly TOPK_SLICE = 4096;

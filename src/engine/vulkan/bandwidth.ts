@@ -43,3 +43,14 @@ export function copyBandwidth(device: Device, alloc: Allocator, bytes: number, r
     alloc.free(dst);
   }
 }
+
+/**
+ * The device's copy rate in GB/s (compute shader, read + write), with a buffer sized for the device:
+ * 256 MiB (well past a GPU's last-level cache), 10 repetitions; on a CPU driver 16 MiB, 2 (lavapipe
+ * copies at a few GB/s, and its figure only says the path works). The baseline of doctor's self-test
+ * and of `unicorn bench`.
+ */
+export function deviceCopyRate(device: Device, alloc: Allocator): number {
+  const cpu = device.info.type === 'cpu';
+  return copyBandwidth(device, alloc, cpu ? 16 << 20 : 256 << 20, cpu ? 2 : 10).shader;
+}
