@@ -2,12 +2,18 @@
  * npm run bench:kernels — GB/s of each matrix x vector kernel, as a ratio of a plain device-local
  * buffer copy measured in the same run on the same device. A benchmark, not a test: run it on a GPU.
  *
- * Each measurement records R dependent dispatches (a barrier between each, as in a decode step) in
- * one command buffer, submits it, and takes the best of several submits. Bytes counted: weights +
- * scales read, x read, y written; for the copy, bytes read + written. The baseline is a compute-shader
- * copy (shaders/copy.comp) between device-local buffers; vkCmdCopyBuffer is shown beside it.
- * Buffers are larger than the last-level cache except the quantized 4096-wide ones (on an H100's
- * 50 MB L2 those read partly from cache; the Gemma 27B shapes are the honest figures).
+ * Each measurement records R dispatches in one command buffer, submits it, and takes the best of
+ * several submits, two ways:
+ * - chained: a barrier after each dispatch, so each waits for the one before (a decode step's view:
+ *   the time includes the device's fixed cost of a dependent dispatch, printed first as "dispatch floor");
+ * - streamed: no barrier, so the GPU may start a dispatch while the one before drains (the kernel's
+ *   own reading rate, the figure a copy's rate compares with).
+ * Every matrix is measured in rotation over copies of it that together exceed 256 MiB, so each
+ * dispatch reads its weights from memory, not from the last-level cache (an H100 has 50 MB of L2:
+ * without the rotation a 9 MiB INT4 matrix is read from cache after the first repetition).
+ * Bytes counted: weights + scales read, x read, y written; for the copy, bytes read + written. The
+ * baseline is a compute-shader copy (shaders/copy.comp) between device-local buffers;
+ * vkCmdCopyBuffer is shown beside it.
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
@@ -16,6 +22,7 @@ import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
 import { upload } from '../src/engine/vulkan/transfer.js';
+import { kernelFor } from '../src/engine/vulkan/pipeline.js';
 import { copyBandwidth, timeBest as timeBestIn } from '../src/engine/vulkan/bandwidth.js';
 
 const device = Device.open(process.argv.find((a) => a.startsWith('--gpu='))?.slice(6));
@@ -39,7 +46,49 @@ function fill(buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes'): void {
   }
 }
 
-const timeBest = (record: () => void, reps: number, tries: number) => timeBestIn(cmds, record, reps, tries);
+const timeBest = (record: (rep: number) => void, reps: number, tries: number, chained = true) => timeBestIn(cmds, record, reps, tries, chained);
+
+/** Bytes that the copies of a measured matrix add up to at least (past any GPU's last-level cache). */
+const COLD_BYTES = quick ? 0 : 256 << 20;
+
+/**
+ * A matrix of pseudo-random weights (and scales), with copies so that all together hold at least
+ * COLD_BYTES: measurements rotate over them. The first is filled from the host, the rest copied on the GPU.
+ */
+function matrices(format: WeightFormatName, rows: number, cols: number, group = 64): GpuMatrix[] {
+  const wBytes = rows * matrixRowBytes(format, cols);
+  const pBytes = rows * paramsRowBytes(format, cols, group);
+  const n = Math.max(1, Math.ceil(COLD_BYTES / (wBytes + pBytes)));
+  const out: GpuMatrix[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = alloc.alloc(wBytes, `${format} weights`);
+    const params = pBytes > 0 ? alloc.alloc(pBytes, `${format} params`) : null;
+    if (i === 0) {
+      fill(w, format === 'f32' ? 'float32' : format === 'f16' || format === 'bf16' ? 'half' : 'bytes');
+      if (params !== null) fill(params, format === 'q8' ? 'float32' : 'half');
+    } else {
+      cmds.begin();
+      cmds.copy(out[0]!.w, w, wBytes);
+      if (params !== null) cmds.copy(out[0]!.params!, params, pBytes);
+      cmds.submitAndWait();
+    }
+    out.push({ format, rows, cols, group, w, params });
+  }
+  return out;
+}
+
+function freeAll(mats: GpuMatrix[]): void {
+  for (const m of mats) {
+    alloc.free(m.w);
+    if (m.params !== null) alloc.free(m.params);
+  }
+}
+
+/** Bytes one matrix x vector moves: weights and scales read, x read, y written. */
+const mvBytes = (m: GpuMatrix, xBytes = m.cols * 4) => m.rows * (matrixRowBytes(m.format, m.cols) + paramsRowBytes(m.format, m.cols, m.group)) + xBytes + m.rows * 4;
+
+/** Repetitions per measurement: about 20 GB of weights read, 10 to 200 dispatches. */
+const repsFor = (m: GpuMatrix) => (quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / (m.rows * matrixRowBytes(m.format, m.cols))))));
 
 // Baseline: device-local to device-local copy by a compute shader, and by vkCmdCopyBuffer.
 const baseline = copyBandwidth(device, alloc, quick ? 64 << 20 : 1 << 30, quick ? 2 : 10);
@@ -48,65 +97,70 @@ const dmaGBs = baseline.dma;
 
 console.log(`device: ${device.info.name} (${device.info.type}, ${device.info.driverName} ${device.info.driverInfo}), subgroup ${device.info.subgroupSize}`);
 console.log(`baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(baseline.bytes / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`);
-console.log('matvec: tiling (R rows x T threads per tile) chosen per matrix; a barrier between dispatches\n');
+console.log('matvec: tiling (R rows x T threads per tile) chosen per matrix; chained = a barrier after each dispatch, streamed = none; weights rotate over copies of >= 256 MiB in all\n');
 
 const shapes: [number, number, string][] = quick
   ? [[512, 1024, 'quick']]
   : [[4096, 4096, 'square'], [14336, 4096, 'Llama 8B up'], [4096, 14336, 'Llama 8B down'], [21504, 5376, 'Gemma 27B up'], [5376, 21504, 'Gemma 27B down']];
 const formats: WeightFormatName[] = ['f32', 'f16', 'bf16', 'q8', 'q4'];
 // INT8 and INT4 rows are measured twice where the device has integer dot products: on int8
-// activations that arrive already quantized (what a decode step feeds q, k, v, gate and up: the norm
-// before them writes both forms) and with x as floats (INT8 on float activations; INT4 with its
-// quantize_x pre-pass, what the o and down projections pay).
+// activations that arrive already quantized (what a decode step feeds every projection: the norm
+// before q, k, v, gate and up, attention before o and the gated activation before down write both
+// forms) and with x as floats (INT8 on float activations; INT4 with its quantize_x pre-pass).
 const dotMv = new MatVec(device, alloc);
 const rows: string[][] = [];
 const tilings: [number, number][] = [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]];
 const sweep = new Map<string, MatVec>(tilings.map(([r, t]) => [`${r}x${t}`, new MatVec(device, alloc, { rows: r, threads: t })]));
 const sweepRows: string[][] = [];
+const label = (t: { rows: number; threads: number; unroll?: number }) => `${t.rows}x${t.threads}${(t.unroll ?? 1) > 1 ? `u${t.unroll}` : ''}`;
+
+// The dispatch floor: an empty dispatch (one workgroup of the copy kernel, nothing to copy), chained
+// and streamed. A chained matrix x vector cannot take less than the chained floor.
+{
+  const k = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
+  const a = alloc.alloc(16, 'empty');
+  const set = k.bind([{ buffer: a }, { buffer: a }]);
+  const empty = () => cmds.dispatch(k, set, new Uint32Array([0]), [1, 1]);
+  const chained = timeBest(empty, quick ? 2 : 500, quick ? 2 : 5);
+  const streamed = timeBest(empty, quick ? 2 : 500, quick ? 2 : 5, false);
+  console.log(`dispatch floor (an empty dispatch): chained ${(chained * 1e6).toFixed(2)} µs, streamed ${(streamed * 1e6).toFixed(2)} µs\n`);
+  alloc.free(a);
+}
+
 for (const [r, c, what] of shapes) {
   const x = alloc.alloc(c * 4, 'x');
   const y = alloc.alloc(r * 4, 'y');
   fill(x, 'float32');
   for (const format of formats) {
-    const group = 64;
-    const wBytes = r * matrixRowBytes(format, c);
-    const pBytes = r * paramsRowBytes(format, c, group);
-    const w = alloc.alloc(wBytes, `${format} weights`);
-    fill(w, format === 'f32' ? 'float32' : format === 'f16' || format === 'bf16' ? 'half' : 'bytes');
-    let params: GpuBuffer | null = null;
-    if (pBytes > 0) {
-      params = alloc.alloc(pBytes, 'params');
-      fill(params, format === 'q8' ? 'float32' : 'half');
-    }
-    const m: GpuMatrix = { format, rows: r, cols: c, group, w, params };
-    const reps = quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / wBytes)));
-    const bytes = wBytes + pBytes + c * 4 + r * 4;
-    const measure = (k: MatVec) => {
-      const t = timeBest(() => k.record(cmds, m, x, y), reps, quick ? 2 : 5);
-      const gbs = bytes / t / 1e9;
-      return [(t * 1e6).toFixed(1), gbs.toFixed(0), `${((100 * gbs) / copyGBs).toFixed(0)}%`];
+    const mats = matrices(format, r, c);
+    const m = mats[0]!;
+    const reps = repsFor(m);
+    const bytes = mvBytes(m);
+    /** [µs, GB/s, share] chained, then [µs, share] streamed. */
+    const measure = (k: MatVec, opts: { xq?: ReturnType<MatVec['quantizeX']> } = {}, b = bytes) => {
+      const rec = (i: number) => k.record(cmds, mats[i % mats.length]!, x, y, opts);
+      const tc = timeBest(rec, reps, quick ? 2 : 5);
+      const ts = timeBest(rec, reps, quick ? 2 : 5, false);
+      const share = (t: number) => `${((100 * b) / t / 1e9 / copyGBs).toFixed(0)}%`;
+      return [(tc * 1e6).toFixed(1), (b / tc / 1e9).toFixed(0), share(tc), (ts * 1e6).toFixed(1), share(ts)];
     };
-    const tl = mv.tiling(m);
-    const label = (t: { rows: number; threads: number; unroll?: number }) => `${t.rows}x${t.threads}${(t.unroll ?? 1) > 1 ? `u${t.unroll}` : ''}`;
     if ((format === 'q8' || format === 'q4') && dotMv.integerDot) {
       cmds.begin();
       const xq = dotMv.quantizeX(cmds, x, c, format);
       cmds.submitAndWait();
-      const t = timeBest(() => dotMv.record(cmds, m, x, y, { xq }), reps, quick ? 2 : 5);
-      const gbs = bytes / t / 1e9;
-      rows.push([`${r}x${c}`, what, `${format} int8 x`, label(dotMv.tiling(m, true)), (bytes / 2 ** 20).toFixed(1), (t * 1e6).toFixed(1), gbs.toFixed(0), `${((100 * gbs) / copyGBs).toFixed(0)}%`]);
+      const qBytes = mvBytes(m, c + (c / 32) * 8);
+      rows.push([`${r}x${c}`, what, `${format} int8 x`, label(dotMv.tiling(m, true)), (qBytes / 2 ** 20).toFixed(1), ...measure(dotMv, { xq }, qBytes)]);
     }
-    rows.push([`${r}x${c}`, what, format === 'q4' && mv.integerDot ? 'q4 +quant_x' : format === 'q8' ? 'q8 float x' : format, label(tl), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
+    rows.push([`${r}x${c}`, what, format === 'q4' && mv.integerDot ? 'q4 +quant_x' : format === 'q8' ? 'q8 float x' : format, label(mv.tiling(m)), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
     if (what.startsWith('Gemma 27B') || quick) {
       sweepRows.push([`${r}x${c}`, format, ...[...sweep.values()].map((k) => measure(k)[2]!)]);
     }
-    alloc.free(w);
-    if (params !== null) alloc.free(params);
+    freeAll(mats);
   }
   alloc.free(x);
   alloc.free(y);
 }
-const header = ['shape', 'what', 'format', 'RxT', 'MiB read', 'µs', 'GB/s', 'of copy'];
+const header = ['shape', 'what', 'format', 'RxT', 'MiB', 'chained µs', 'GB/s', 'of copy', 'streamed µs', 'of copy'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
 // Fused gate/up + activation against two matvecs and the activation kernel; batched prefill against
@@ -173,7 +227,7 @@ if (mv.integerDot) {
 // --probe: INT4 and INT8 on int8 x at a few tilings, measured as the main table measures (a fresh
 // matrix per shape, the tilings one after another).
 if (process.argv.includes('--probe')) {
-  console.log('\nprobe: int8 x, share of the copy rate per tiling (RxT, u = blocks per thread per iteration)');
+  console.log('\nprobe: int8 x, share of the copy rate per tiling (RxT, u = blocks per thread per iteration), chained/streamed');
   const tl: { rows: number; threads: number; unroll: number }[] = [
     { rows: 1, threads: 64, unroll: 1 }, { rows: 1, threads: 64, unroll: 2 }, { rows: 1, threads: 128, unroll: 1 }, { rows: 1, threads: 128, unroll: 2 },
     { rows: 1, threads: 32, unroll: 4 }, { rows: 2, threads: 64, unroll: 2 }, { rows: 2, threads: 128, unroll: 1 }, { rows: 1, threads: 256, unroll: 1 },
@@ -183,25 +237,21 @@ if (process.argv.includes('--probe')) {
     const y = alloc.alloc(r! * 4, 'y');
     fill(x, 'float32');
     for (const format of ['q4', 'q8'] as const) {
-      const w = alloc.alloc(r! * matrixRowBytes(format, c!), 'w');
-      const params = alloc.alloc(r! * paramsRowBytes(format, c!, 64), 'p');
-      fill(w, 'bytes');
-      fill(params, format === 'q8' ? 'float32' : 'half');
-      const m: GpuMatrix = { format, rows: r!, cols: c!, group: 64, w, params };
-      const bytes = w.size + params.size + c! * 4 + r! * 4;
-      const reps = quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / w.size)));
+      const mats = matrices(format, r!, c!);
+      const m = mats[0]!;
+      const bytes = mvBytes(m, c! + (c! / 32) * 8);
       cmds.begin();
       const xq = dotMv.quantizeX(cmds, x, c!, format);
       cmds.submitAndWait();
       const cells = tl.map((t) => {
         if (t.threads > device.info.maxComputeWorkGroupInvocations) return '-';
         const k = new MatVec(device, alloc, t);
-        const time = timeBest(() => k.record(cmds, m, x, y, { xq }), reps, quick ? 2 : 5);
-        return `${t.rows}x${t.threads}u${t.unroll} ${((100 * bytes) / time / 1e9 / copyGBs).toFixed(0)}%`;
+        const rec = (i: number) => k.record(cmds, mats[i % mats.length]!, x, y, { xq });
+        const share = (time: number) => `${((100 * bytes) / time / 1e9 / copyGBs).toFixed(0)}%`;
+        return `${t.rows}x${t.threads}u${t.unroll} ${share(timeBest(rec, repsFor(m), quick ? 2 : 5))}/${share(timeBest(rec, repsFor(m), quick ? 2 : 5, false))}`;
       });
       console.log(`  ${`${r}x${c}`.padEnd(11)} ${format}  ${cells.join('  ')}`);
-      alloc.free(w);
-      alloc.free(params);
+      freeAll(mats);
     }
     alloc.free(x);
     alloc.free(y);
@@ -227,27 +277,22 @@ if (process.argv.includes('--unroll')) {
     fill(x, 'float32');
     for (const kind of kinds) {
       if (kind.dot && !mv.integerDot) continue;
-      const w = alloc.alloc(r * matrixRowBytes(kind.format, c), 'w');
-      fill(w, kind.format === 'bf16' ? 'half' : 'bytes');
-      const pb = r * paramsRowBytes(kind.format, c, 64);
-      const params = pb > 0 ? alloc.alloc(pb, 'p') : null;
-      if (params !== null) fill(params, kind.format === 'q8' ? 'float32' : 'half');
-      const m: GpuMatrix = { format: kind.format, rows: r, cols: c, group: 64, w, params };
-      const bytes = w.size + pb + c * 4 + r * 4;
-      const reps = quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / w.size)));
+      const mats = matrices(kind.format, r, c);
+      const m = mats[0]!;
+      const bytes = mvBytes(m, kind.dot ? c + (c / 32) * 8 : c * 4);
+      const reps = repsFor(m);
       const results: [string, number][] = [];
       let xq: ReturnType<MatVec['quantizeX']> | undefined;
       for (const cfg of configs) {
         const k = new MatVec(device, alloc, { ...cfg, integerDot: kind.dot, q8Dot: kind.dot });
         if (kind.dot && xq === undefined) { cmds.begin(); xq = k.quantizeX(cmds, x, c, kind.format); cmds.submitAndWait(); }
-        const t = timeBest(() => k.record(cmds, m, x, y, kind.dot ? { xq: xq! } : {}), reps, quick ? 2 : 5);
+        const t = timeBest((i) => k.record(cmds, mats[i % mats.length]!, x, y, kind.dot ? { xq: xq! } : {}), reps, quick ? 2 : 5);
         results.push([`${cfg.rows}x${cfg.threads}u${cfg.unroll}`, (100 * bytes) / t / 1e9 / copyGBs]);
       }
       results.sort((a, b) => b[1] - a[1]);
       const u1 = results.find(([n]) => n === `${mv.tiling(m).rows}x${mv.tiling(m).threads}u1`);
       console.log(`  ${`${r}x${c}`.padEnd(11)} ${kind.label.padEnd(8)} default ${u1 === undefined ? '-' : `${u1[1].toFixed(0)}%`}; best ${results.slice(0, 5).map(([n, v]) => `${n} ${v.toFixed(0)}%`).join(', ')}; worst ${results.at(-1)![0]} ${results.at(-1)![1].toFixed(0)}%`);
-      alloc.free(w);
-      if (params !== null) alloc.free(params);
+      freeAll(mats);
     }
     alloc.free(x);
     alloc.free(y);

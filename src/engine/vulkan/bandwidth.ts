@@ -7,12 +7,18 @@ import type { Device } from './device.js';
 import type { Allocator } from './memory.js';
 import { grid, kernelFor } from './pipeline.js';
 
-/** Best time per repetition of `record` (reps in one command buffer, barrier between, best of `tries` submits). */
-export function timeBest(cmds: Commands, record: () => void, reps: number, tries: number): number {
+/**
+ * Best time per repetition of `record` (reps in one command buffer, best of `tries` submits; `record`
+ * gets the repetition's index, to rotate over copies of its inputs). Chained (the default): a barrier
+ * after each repetition, so each waits for the one before, as the steps of a decode do; the time then
+ * includes the device's fixed cost of a dependent dispatch. Not chained: the repetitions are
+ * independent and the GPU may overlap one's tail with the next one's start (the kernel's own rate).
+ */
+export function timeBest(cmds: Commands, record: (rep: number) => void, reps: number, tries: number, chained = true): number {
   cmds.begin({ reusable: true });
   for (let i = 0; i < reps; i++) {
-    record();
-    cmds.barrier();
+    record(i);
+    if (chained) cmds.barrier();
   }
   cmds.end();
   cmds.submitAndWait(); // warm-up
