@@ -3,10 +3,20 @@
 // holding (unnormalised output a_s, max m_s, sum l_s):
 //   o = sum_s a_s exp(m_s - M) / sum_s l_s exp(m_s - M),  M = max_s m_s.
 // Splits that saw no position carry m = -inf and are skipped. One workgroup per (token, head).
+// QUANT = 1 (head_dim a multiple of 32): o is also written as int8 activations (quant_act.glsl) for
+// the output projection, whose blocks of 32 lie inside one head: it then needs no quantize_x pass.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint QUANT = 0;
 layout(push_constant) uniform Push { uint rows; uint headDim; uint splits; } pc;
 layout(std430, binding = 0) readonly buffer Part { float part[]; };
 layout(std430, binding = 1) writeonly buffer O { float o[]; };
+layout(std430, binding = 2) writeonly buffer XQ8 { uint xq8[]; };
+layout(std430, binding = 3) writeonly buffer XQ4 { uint xq4[]; };
+layout(std430, binding = 4) writeonly buffer XS { vec2 xs[]; };
+#include "quant_act.glsl"
+shared float head[QUANT != 0u ? 256 : 1];
 
 void main() {
   const uint th = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -27,5 +37,13 @@ void main() {
       if (ms != -1.0 / 0.0) a += part[base + s * stride + i] * exp(ms - M);
     }
     o[th * pc.headDim + i] = a / L;
+    if (QUANT != 0u) head[i] = a / L;
+  }
+  if (QUANT == 0u) return;
+  barrier();
+  for (uint b = gl_LocalInvocationID.x; b < pc.headDim / 32u; b += gl_WorkGroupSize.x) {
+    float v[32];
+    [[unroll]] for (uint i = 0; i < 32u; i++) v[i] = head[b * 32u + i];
+    storeQuantBlock(v, th * (pc.headDim / 32u) + b);
   }
 }

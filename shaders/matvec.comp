@@ -10,6 +10,9 @@
 //     and y = act(W x) * (U x): the gated MLP's first half in one pass over x.
 //   BIAS = 1: y += bias (Qwen 2's q/k/v; with q, k and v stacked in one matrix, QKV is one dispatch).
 //   ACCUM = 1: y += W x (the residual stream takes the output projection in place).
+//   QOUT = 1: y is also written as int8 activations (quant_act.glsl) for the next projection (the
+//     gated MLP's output for the down projection): the workgroup that completes a block of 32 rows
+//     (counted in `count`, reset to 0 by that workgroup) quantizes it.
 // Workgroups may be laid out in 2-D (x * y) when one dimension would exceed the device's limit.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -34,6 +37,7 @@ layout(constant_id = 4) const uint GLU = 0;     // 0 none, 1 GELU-tanh, 2 SiLU
 layout(constant_id = 5) const uint BIAS = 0;
 layout(constant_id = 6) const uint ACCUM = 0;   // 1: y += W x (a residual add fused in; not with GLU)
 layout(constant_id = 7) const uint U = 1;       // blocks per lane per loop iteration (unrolled)
+layout(constant_id = 8) const uint QOUT = 0;    // 1: also write y as int8 activations
 #define SLOTS 4
 
 layout(push_constant) uniform Push {
@@ -50,10 +54,16 @@ layout(std430, binding = 7) readonly buffer InputS { vec2 xsb[]; };  // (scale, 
 #else
 layout(std430, binding = 2) readonly buffer Input { vec4 x[]; };
 #endif
-layout(std430, binding = 3) buffer Output { float y[]; };
+// Coherent: with QOUT the workgroup that quantizes a block reads rows other workgroups wrote.
+layout(std430, binding = 3) coherent buffer Output { float y[]; };
 layout(std430, binding = 4) readonly buffer Weights2 { uvec4 w2[]; };
 layout(std430, binding = 5) readonly buffer Params2 { uint params2[]; };
 layout(std430, binding = 6) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 8) coherent buffer Count { uint count[]; };  // QOUT: rows done per block of 32
+layout(std430, binding = 9) writeonly buffer XQ8 { uint xq8[]; };
+layout(std430, binding = 10) writeonly buffer XQ4 { uint xq4[]; };
+layout(std430, binding = 11) writeonly buffer XS { vec2 xs[]; };
+#include "quant_act.glsl"
 
 #if defined(W_F32)
 const uint VALS = 4;
@@ -69,6 +79,7 @@ const uint VALS = 32;
 const uint NX = VALS / 4;  // vec4s of x per 16-byte block of weights
 
 shared float partial[gl_WorkGroupSize.x * SLOTS];
+shared uint lastBlocks;
 
 #if defined(W_Q4) && !defined(XDOT)
 // With 8 vec4s of x per lane, lanes reading x straight from memory stride 128 bytes apart, so each
@@ -229,27 +240,44 @@ void main() {
     barrier();
   }
 #endif
-  const uint sg = gl_SubgroupID * SLOTS;
   const bool use1 = R > 1;
   const bool use2 = GLU != 0u || R > 2;
   const bool use3 = (GLU != 0u && R > 1) || R > 3;
-  float s0 = subgroupAdd(acc0);
-  if (subgroupElect()) partial[sg] = s0;
-  if (use1) { float s1 = subgroupAdd(acc1); if (subgroupElect()) partial[sg + 1] = s1; }
-  if (use2) { float s2 = subgroupAdd(acc2); if (subgroupElect()) partial[sg + 2] = s2; }
-  if (use3) { float s3 = subgroupAdd(acc3); if (subgroupElect()) partial[sg + 3] = s3; }
-  barrier();
+  const float s0 = subgroupAdd(acc0);
+  const float s1 = use1 ? subgroupAdd(acc1) : 0.0;
+  const float s2 = use2 ? subgroupAdd(acc2) : 0.0;
+  const float s3 = use3 ? subgroupAdd(acc3) : 0.0;
   // Lane k of the tile finishes row row0 + k.
   const uint row = row0 + lane;
-  if (lane < R && row < pc.rows) {
-    const uint perTile = T / gl_SubgroupSize;
-    float total = 0.0;
-    float up = 0.0;
-    for (uint i = 0; i < perTile; i++) {
-      const uint at = ((local / T) * perTile + i) * SLOTS;
-      total += partial[at + lane];
-      if (GLU != 0u) up += partial[at + 2 + lane];
+  float total = 0.0;
+  float up = 0.0;
+  if (T == gl_SubgroupSize) {
+    // A tile is one subgroup: every lane holds the tile's sums.
+    if (GLU != 0u) {
+      total = lane == 0u ? s0 : s1;
+      up = lane == 0u ? s2 : s3;
+    } else {
+      total = lane == 0u ? s0 : lane == 1u ? s1 : lane == 2u ? s2 : s3;
     }
+  } else {
+    const uint sg = gl_SubgroupID * SLOTS;
+    if (subgroupElect()) {
+      partial[sg] = s0;
+      if (use1) partial[sg + 1] = s1;
+      if (use2) partial[sg + 2] = s2;
+      if (use3) partial[sg + 3] = s3;
+    }
+    barrier();
+    if (lane < R) {
+      const uint perTile = T / gl_SubgroupSize;
+      for (uint i = 0; i < perTile; i++) {
+        const uint at = ((local / T) * perTile + i) * SLOTS;
+        total += partial[at + lane];
+        if (GLU != 0u) up += partial[at + 2 + lane];
+      }
+    }
+  }
+  if (lane < R && row < pc.rows) {
 #if defined(W_Q8)
     total *= uintBitsToFloat(params[row]);
     if (GLU != 0u) up *= uintBitsToFloat(params2[row]);
@@ -257,5 +285,30 @@ void main() {
     if (BIAS != 0u) total += bias[pc.yOffset + row];
     if (ACCUM != 0u) total += y[pc.yOffset + row];
     y[pc.yOffset + row] = GLU != 0u ? activate(total) * up : total;
+  }
+  if (QOUT != 0u) {
+    // Count this workgroup's rows into their blocks (at most two); the workgroup that brings a block
+    // to 32 rows quantizes it. The fence makes every lane's y visible before the count says so.
+    memoryBarrierBuffer();
+    barrier();
+    const uint first = pc.yOffset + wg * tilesPerGroup * R;
+    const uint end = min(first + tilesPerGroup * R, pc.yOffset + pc.rows);
+    if (local == 0u) {
+      uint mask = 0u;
+      for (uint blk = first / 32u, k = 0u; first < end && blk * 32u < end; blk++, k++) {
+        const uint n = min(end, blk * 32u + 32u) - max(first, blk * 32u);
+        if (atomicAdd(count[blk], n) + n == 32u) mask |= 1u << k;
+      }
+      lastBlocks = mask;
+    }
+    barrier();
+    if (local < 2u && (lastBlocks & (1u << local)) != 0u) {
+      memoryBarrierBuffer();
+      const uint blk = first / 32u + local;
+      float v[32];
+      [[unroll]] for (uint i = 0; i < 32u; i++) v[i] = y[blk * 32u + i];
+      storeQuantBlock(v, blk);
+      count[blk] = 0u;
+    }
   }
 }

@@ -8,7 +8,7 @@ import type { Device } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
-import type { Commands } from '../vulkan/commands.js';
+import { Commands } from '../vulkan/commands.js';
 
 export type WeightFormatName = 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
 
@@ -35,10 +35,27 @@ export function paramsRowBytes(format: WeightFormatName, cols: number, group: nu
   return format === 'q8' ? 4 : format === 'q4' ? (cols / group) * 4 : 0;
 }
 
-/** x quantized to int8 per block of 32 (quantize_x.comp): values, and (scale, sum) per block. */
+/** x quantized to int8 per block of 32 (shaders/quant_act.glsl): values, and (scale, sum) per block. */
 export interface QuantizedX {
   readonly q: GpuBuffer;
   readonly s: GpuBuffer;
+}
+
+/**
+ * Int8 activations of one row length, as the producers write them: the values in natural order
+ * (INT8 weights) and in nibble order (INT4), one (scale, sum) per 32 shared by both, and per block of
+ * 32 a counter (zero between dispatches) for a matrix x vector that quantizes its own output (QOUT).
+ */
+export interface ActScratch {
+  readonly q8: GpuBuffer;
+  readonly q4: GpuBuffer;
+  readonly s: GpuBuffer;
+  readonly count: GpuBuffer;
+}
+
+/** The view of an activation scratch that a weight format reads. */
+export function quantizedView(a: ActScratch, format: WeightFormatName): QuantizedX {
+  return { q: format === 'q4' ? a.q4 : a.q8, s: a.s };
 }
 
 export interface Tiling {
@@ -118,9 +135,11 @@ export class MatVec {
    * xq), INT8 takes the integer-dot path regardless (90-95%).
    */
   readonly q8Dot: boolean;
-  /** Quantized-activation scratch per row length: int8 values in both byte orders and (scale, sum) per 32. */
-  private readonly xScratch = new Map<number, { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }>();
+  /** Quantized-activation scratch per row length. */
+  private readonly xScratch = new Map<number, ActScratch>();
   private dummy: GpuBuffer | undefined;
+  /** For one-off work outside any caller's recording (zeroing new counters). */
+  private own: Commands | undefined;
 
   constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean; q8Dot?: boolean } = {}) {
     this.device = device;
@@ -157,31 +176,27 @@ export class MatVec {
   static readonly MIN_TILES = 2048;
 
   /**
-   * Records quantize_x for a matrix format: x [cols] -> int8 per block of 32 with (scale, sum), into scratch kept per row
-   * length (a recorded step may replay it). Barriers on both sides: the scratch may still be read by
-   * an earlier matvec, and the next one reads it.
+   * Records quantize_x: x [cols] -> int8 per block of 32 with (scale, sum), in both byte orders, into
+   * the scratch kept per row length (a recorded step may replay it); returns the view `format` reads.
+   * Barriers on both sides: the scratch may still be read by an earlier matvec, and the next one reads it.
    */
   quantizeX(cmds: Commands, x: GpuBuffer, cols: number, format: WeightFormatName): QuantizedX {
-    const nibbleOrder = format === 'q4' ? 1 : 0;
     const scratch = this.scratch(cols);
-    const out = { q: nibbleOrder === 1 ? scratch.q4 : scratch.q8, s: scratch.s };
-    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 3, pushBytes: 4, spec: [nibbleOrder] });
+    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 4, pushBytes: 4, spec: [] });
     const blocks = cols / 32;
     cmds.barrier();
-    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: out.q }, { buffer: out.s }]), new Uint32Array([blocks]), grid(blocks, this.device.info.maxComputeWorkGroupCount[0]!));
+    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: scratch.q8 }, { buffer: scratch.q4 }, { buffer: scratch.s }]), new Uint32Array([blocks]), grid(Math.ceil(blocks / 64), this.device.info.maxComputeWorkGroupCount[0]!));
     cmds.barrier();
-    return out;
+    return quantizedView(scratch, format);
   }
 
-  /**
-   * The int8-activation scratch for rows of `cols` values: the values in natural order (INT8) and in
-   * nibble order (INT4), and one (scale, sum) per 32 shared by both (a producer that quantizes its
-   * output, such as the fused rmsnorm, fills all three).
-   */
-  scratch(cols: number): { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer } {
+  /** The int8-activation scratch for rows of `cols` values (a multiple of 32), made on first use. */
+  scratch(cols: number): ActScratch {
     let s = this.xScratch.get(cols);
     if (s === undefined) {
-      s = { q8: this.alloc.alloc(cols, `int8 x (${cols})`), q4: this.alloc.alloc(cols, `int8 x nibble order (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`) };
+      const count = this.alloc.alloc((cols / 32) * 4, `block counters (${cols})`);
+      (this.own ??= new Commands(this.device)).begin().fill(count, 0).barrier().submitAndWait();
+      s = { q8: this.alloc.alloc(cols, `int8 x (${cols})`), q4: this.alloc.alloc(cols, `int8 x nibble order (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`), count };
       this.xScratch.set(cols, s);
     }
     return s;
@@ -201,17 +216,19 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format)): Kernel {
+  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): Kernel {
     const variant = dot ? `matvec_${format}_dot` : `matvec_${format}`;
-    return kernelFor(this.device, { variant, bindings: 8, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1] });
+    return kernelFor(this.device, { variant, bindings: 12, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1, quantOut ? 1 : 0] });
   }
 
   /**
    * Records y = W x, or with `up` and `act` the fused gated MLP input y = act(W x) * (U x), and with
-   * `bias` y += bias, and with `accumulate` y += W x (a residual add). Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
+   * `bias` y += bias, and with `accumulate` y += W x (a residual add). With `quantOut` (the scratch
+   * for rows of m.rows values, a multiple of 32), y is also written as int8 activations for the next
+   * projection. Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
    * (128 MiB on lavapipe), each bound at its offset and dispatched on its own.
    */
-  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX; accumulate?: boolean } = {}): void {
+  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX; accumulate?: boolean; quantOut?: ActScratch } = {}): void {
     const up = opts.up;
     if (up !== undefined && (up.format !== m.format || up.rows !== m.rows || up.cols !== m.cols || up.group !== m.group)) {
       throw new VulkanError(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
@@ -222,7 +239,11 @@ export class MatVec {
     const base = this.tiling(m, dot);
     const tiling = glu === 0 ? base : { ...base, rows: Math.min(base.rows, 2) };
     if (opts.accumulate === true && glu !== 0) throw new VulkanError('matvec: accumulate does not combine with the fused gate/up');
-    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot);
+    const qo = opts.quantOut;
+    if (qo !== undefined && (m.rows % 32 !== 0 || qo.count.size < (m.rows / 32) * 4 || qo.q8.size < m.rows || qo.q4.size < m.rows || qo.s.size < (m.rows / 32) * 8)) {
+      throw new VulkanError(`matvec: int8 output needs rows in a multiple of 32 (${m.rows}) and the scratch for them`);
+    }
+    const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot, qo !== undefined);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
     const dummy = { buffer: this.dummy };
@@ -240,6 +261,10 @@ export class MatVec {
         up === undefined ? dummy : params(up),
         opts.bias === undefined ? dummy : { buffer: opts.bias },
         xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
+        qo === undefined ? dummy : { buffer: qo.count },
+        qo === undefined ? dummy : { buffer: qo.q8 },
+        qo === undefined ? dummy : { buffer: qo.q4 },
+        qo === undefined ? dummy : { buffer: qo.s },
       ]);
       const [gx, gy] = grid(Math.ceil(r.rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
       cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, r.start]), [gx, gy]);

@@ -138,8 +138,11 @@ export class Ops {
    * The keys of all `tokens` queries must be in the cache at once: a sliding layer's ring needs
    * capacity >= window + tokens - 1, so a long prompt is prefilled in chunks of at most
    * capacity - window + 1 tokens (store the chunk's keys, then attend).
+   * With `quant` and more than one split (the combine pass runs) and a head_dim that is a multiple
+   * of 32, o is also written as int8 activations (what MatVec.quantizeX would make of it); returns
+   * whether it was.
    */
-  attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape, part?: GpuBuffer): void {
+  attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape, part?: GpuBuffer, quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }): boolean {
     if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
       throw new RangeError(`attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`);
     }
@@ -150,11 +153,12 @@ export class Ops {
     const k = this.kernel({ variant: 'attention', bindings: 6, pushBytes: 36, spec: [Math.min(128, this.device.info.maxComputeWorkGroupInvocations), 256] });
     const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap), splits]);
     this.dispatch(cmds, k, [q, kCache, vCache, positions, o, part ?? o], push, rows * splits);
-    if (splits > 1) {
-      cmds.barrier();
-      const c = this.kernel({ variant: 'attention_combine', bindings: 2, pushBytes: 12, spec: [Math.min(128, s.headDim)] });
-      this.dispatch(cmds, c, [part!, o], new Uint32Array([rows, s.headDim, splits]), rows);
-    }
+    if (splits === 1) return false;
+    cmds.barrier();
+    const qz = quant !== undefined && s.headDim % 32 === 0 ? quant : undefined;
+    const c = this.kernel({ variant: 'attention_combine', bindings: 5, pushBytes: 12, spec: [Math.min(128, s.headDim), qz === undefined ? 0 : 1] });
+    this.dispatch(cmds, c, [part!, o, ...(qz === undefined ? [o, o, o] : [qz.q8, qz.q4, qz.s])], new Uint32Array([rows, s.headDim, splits]), rows);
+    return qz !== undefined;
   }
 
   /** out[outIndex] = index of the largest of x's first n values. */

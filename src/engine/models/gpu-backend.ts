@@ -5,7 +5,7 @@
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
 import { MatMul } from '../kernels/matmul.js';
-import { MatVec, type GpuMatrix, type QuantizedX } from '../kernels/matvec.js';
+import { type ActScratch, MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
 import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
@@ -171,9 +171,9 @@ export class GpuBackend implements Backend, Forward {
     const n = this.spec.hiddenSize;
     // In a decode step the norm also writes its output as int8 activations, for the integer-dot
     // projections that read it (q, k, v; gate and up): they then skip quantize_x.
-    const quant = tokens === 1 && this.quantizedInputs && n % 32 === 0 && n <= this.ops.maxQuantRow ? this.mv.scratch(n) : undefined;
+    const quant = tokens === 1 && n <= this.ops.maxQuantRow ? this.quantScratch(n) : undefined;
     this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, false, quant);
-    if (quant !== undefined) this.xqMemo = { src: dst, cols: n, q8: { q: quant.q8, s: quant.s }, q4: { q: quant.q4, s: quant.s } };
+    if (quant !== undefined) this.xqMemo = { src: dst, cols: n, scratch: quant };
     cmds.barrier();
   }
 
@@ -185,17 +185,37 @@ export class GpuBackend implements Backend, Forward {
   }
 
   /**
-   * int8 activations of an activation buffer, as the last step left them: written by the norm that
-   * produced it (both byte orders), or by the quantize_x of the previous projection of the same input
-   * (q, k and v share one). Cleared by every step that writes another activation.
+   * int8 activations of an activation buffer, as the last step left them: written by the step that
+   * produced it (the norm before q, k, v, gate and up; attention's combine pass before o; the gated
+   * MLP before down), or by the quantize_x of the previous projection of the same input. Cleared by
+   * every step that writes another activation.
    */
-  private xqMemo: { src: Act; cols: number; q8?: QuantizedX; q4?: QuantizedX } | undefined;
+  private xqMemo: { src: Act; cols: number; scratch: ActScratch } | undefined;
 
   /** The int8 form of `src` for matrix m if a previous step left it (INT8 and INT4 only). */
   private quantizedFor(src: Act, m: GpuMatrix): QuantizedX | undefined {
     const memo = this.xqMemo;
-    if (memo === undefined || memo.src !== src || memo.cols !== m.cols) return undefined;
-    return m.format === 'q4' ? memo.q4 : m.format === 'q8' ? memo.q8 : undefined;
+    if (memo === undefined || memo.src !== src || memo.cols !== m.cols || (m.format !== 'q8' && m.format !== 'q4')) return undefined;
+    return quantizedView(memo.scratch, m.format);
+  }
+
+  /**
+   * The int8 form of `src` for a decode step's projection m on the integer-dot path: as a previous
+   * step left it, else made now by quantize_x (and remembered for the next projection of `src`).
+   */
+  private quantizedInput(src: Act, m: GpuMatrix): QuantizedX | undefined {
+    const { cmds, tokens } = this.r;
+    if (tokens !== 1) return undefined;
+    const xq = this.quantizedFor(src, m);
+    if (xq !== undefined || !this.mv.dotPath(m.format)) return xq;
+    const made = this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
+    this.xqMemo = { src, cols: m.cols, scratch: this.mv.scratch(m.cols) };
+    return made;
+  }
+
+  /** Scratch for a decode step's producer to write its output of n values as int8 activations, where a projection can use it. */
+  private quantScratch(n: number): ActScratch | undefined {
+    return this.quantizedInputs && n % 32 === 0 ? this.mv.scratch(n) : undefined;
   }
 
   linear(src: Act, weight: string, dst: Act, bias?: string): void {
@@ -203,11 +223,7 @@ export class GpuBackend implements Backend, Forward {
     const m = this.matrix(weight);
     const b = bias === undefined ? undefined : this.vector(bias);
     if (tokens === 1) {
-      let xq = this.quantizedFor(src, m);
-      if (xq === undefined && this.mv.dotPath(m.format)) {
-        xq = this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
-        this.xqMemo = { src, cols: m.cols, ...(m.format === 'q4' ? { q4: xq } : { q8: xq }) };
-      }
+      const xq = this.quantizedInput(src, m);
       this.mv.record(cmds, m, this.act[src], this.act[dst], { ...(b === undefined ? {} : { bias: b }), ...(xq === undefined ? {} : { xq }) });
       if (dst === src) this.xqMemo = undefined;
     } else {
@@ -227,7 +243,10 @@ export class GpuBackend implements Backend, Forward {
     const xq = tokens === 1 ? this.quantizedFor(src, g) : undefined;
     this.xqMemo = undefined;
     if (tokens === 1 && g.format === u.format) {
-      this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act, ...(xq === undefined ? {} : { xq }) });
+      // The gated output also as int8 activations, for the down projection.
+      const quantOut = this.quantScratch(g.rows);
+      this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act, ...(xq === undefined ? {} : { xq }), ...(quantOut === undefined ? {} : { quantOut }) });
+      if (quantOut !== undefined) this.xqMemo = { src: 'g', cols: g.rows, scratch: quantOut };
     } else {
       this.mm.record(cmds, g, this.act[src], this.act.g, tokens);
       this.mm.record(cmds, u, this.act[src], this.up, tokens);
@@ -238,12 +257,13 @@ export class GpuBackend implements Backend, Forward {
   }
 
   linearAdd(src: Act, weight: string, dst: Act): void {
-    this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const m = this.matrix(weight);
     if (m.rows !== this.spec.hiddenSize) throw new Error(`linearAdd: ${weight} does not project to the hidden size`);
+    const xq = this.quantizedInput(src, m);
+    this.xqMemo = undefined;
     if (tokens === 1) {
-      this.mv.record(cmds, m, this.act[src], this.act[dst], { accumulate: true });
+      this.mv.record(cmds, m, this.act[src], this.act[dst], { accumulate: true, ...(xq === undefined ? {} : { xq }) });
     } else {
       this.mm.record(cmds, m, this.act[src], this.tmp, tokens);
       cmds.barrier();
@@ -274,18 +294,22 @@ export class GpuBackend implements Backend, Forward {
     const { cmds, tokens } = this.r;
     const s = this.spec;
     const c = this.caches[layer]!;
-    this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
+    // In a decode step the combine pass also writes o as int8 activations, for the output projection.
+    const quant = tokens === 1 ? this.quantScratch(s.numHeads * s.headDim) : undefined;
+    const quantized = this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
       tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
       window: s.layers[layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
       // One token: split its positions over workgroups (the recording serves every later position).
       splits: tokens === 1 ? attentionSplits(Math.min(this.ctx, s.layers[layer]!.window ?? this.ctx)) : 1,
-    }, this.attnPart);
+    }, this.attnPart, quant);
+    if (quantized) this.xqMemo = { src: dst, cols: s.numHeads * s.headDim, scratch: quant! };
     cmds.barrier();
   }
 
   logits(src: Act): void {
-    this.xqMemo = undefined;
     const { cmds, tokens, output } = this.r;
+    const xq = tokens === 1 ? this.quantizedFor(src, this.weights.lmHead) : undefined;
+    this.xqMemo = undefined;
     const s = this.spec;
     const cap = s.finalLogitSoftcap;
     if (output.kind === 'none') return;
@@ -304,7 +328,7 @@ export class GpuBackend implements Backend, Forward {
       cmds.barrier();
       x = this.last;
     }
-    this.mv.record(cmds, this.weights.lmHead, x, this.logitsBuf);
+    this.mv.record(cmds, this.weights.lmHead, x, this.logitsBuf, xq === undefined ? {} : { xq });
     cmds.barrier();
     if (cap !== null) {
       this.ops.softcap(cmds, this.logitsBuf, s.vocabSize, cap);

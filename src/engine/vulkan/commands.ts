@@ -128,6 +128,13 @@ export class Commands {
     return this;
   }
 
+  /** Fills a buffer (or `size` bytes of it from `offset`, both multiples of 4) with a 32-bit value. */
+  fill(dst: GpuBuffer, value: number, offset = 0, size = dst.size - offset): this {
+    vk().vkCmdFillBuffer(this.cb, dst.handle, offset, size, value >>> 0);
+    this.sinceBarrier = 'other';
+    return this;
+  }
+
   /** Ends a recording that failed half-way, so the next begin() works; its commands are never submitted. */
   abandon(): void {
     if (!this.recording) return;

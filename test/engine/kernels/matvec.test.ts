@@ -6,8 +6,10 @@ import { CPU_TILING, type GpuMatrix, MatVec, type WeightFormatName, defaultTilin
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeActivations, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { f16ToF32 as halfToF32 } from '../../../src/engine/formats/dtypes.js';
-import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
+import { download, upload as uploadTo, uploadNew } from '../../../src/engine/vulkan/transfer.js';
 import { openGpu, randomFloats } from '../../support/gpu.js';
+import { assertQuantizedAs } from '../../support/activations.js';
+import { Commands } from '../../../src/engine/vulkan/commands.js';
 
 const gpu = openGpu();
 after(() => gpu.device.destroy());
@@ -205,6 +207,31 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
       });
     }
   }
+  test('int8 output (for the next projection): what quantize_x makes of y, for every tiling, over split row ranges, step after step (the block counters reset)', () => {
+    const [rows, cols] = [192, 256];
+    const gate = upload('q8', randomFloats(rows * cols, 51), rows, cols);
+    const up = upload('q8', randomFloats(rows * cols, 52), rows, cols);
+    const xb = gpu.alloc.alloc(cols * 4, 'x');
+    const y = gpu.alloc.alloc(rows * 4, 'y');
+    const step = new Commands(gpu.device);
+    for (const [r, threads] of [[1, 32], [2, 32], [3, 32], [4, 64], [1, 128], [2, 128]] as const) {
+      const kernel = new MatVec(gpu.device, gpu.alloc, { rows: r, threads });
+      const quantOut = kernel.scratch(rows);
+      for (const fused of [false, true]) {
+        // One recording (rows split into ranges of 64), submitted for three different inputs.
+        step.begin({ reusable: true });
+        kernel.record(step, gate.m, xb, y, { maxRange: 64 * cols, quantOut, ...(fused ? { up: up.m, act: 'silu' as const } : {}) });
+        step.end();
+        for (const seed of [1, 2, 3]) {
+          const x = randomFloats(cols, 100 * r + seed);
+          uploadTo(gpu.alloc, gpu.cmds, xb, new Uint8Array(x.buffer));
+          step.submitAndWait();
+          assertQuantizedAs(gpu, kernel, quantOut, y, rows, `${r}x${threads}${fused ? ' gate/up' : ''}, input ${seed}`);
+        }
+      }
+    }
+    assert.throws(() => mv.record(gpu.cmds, upload('q8', randomFloats(40 * cols, 53), 40, cols).m, xb, y, { quantOut: mv.scratch(64) }), /multiple of 32/);
+  });
   test('q, k and v stacked in one matrix with biases: one dispatch equals three', () => {
     const cols = 128;
     const [q, k, v] = [64, 32, 32];

@@ -9,6 +9,7 @@ import { quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import type { GpuBuffer } from '../../../src/engine/vulkan/memory.js';
 import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
 import { openGpu, randomFloats } from '../../support/gpu.js';
+import { assertQuantizedAs } from '../../support/activations.js';
 
 const gpu = openGpu();
 after(() => gpu.device.destroy());
@@ -72,17 +73,7 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const fused = { q8: gpu.alloc.alloc(n, 'q8'), q4: gpu.alloc.alloc(n, 'q4'), s: gpu.alloc.alloc((n / 32) * 8, 's') };
       run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, 1, n, 1e-6, 1, false, fused));
       close(getF32(yb, n), rmsnormRef(x, w, 1, n, 1e-6, 1), 1e-5, 1e-6, 'rmsnorm output beside its int8 form');
-      const got = { q8: getU32(fused.q8, n / 4), q4: getU32(fused.q4, n / 4), s: getF32(fused.s, (n / 32) * 2) };
-      for (const format of ['q8', 'q4'] as const) {
-        let sep!: { q: GpuBuffer; s: GpuBuffer };
-        run(() => { sep = mv.quantizeX(gpu.cmds, yb, n, format); });
-        assert.deepEqual(got[format], getU32(sep.q, n / 4), `${format} order, ${n} values`);
-        const s = getF32(sep.s, (n / 32) * 2);
-        for (let b = 0; b < n / 32; b++) {
-          assert.equal(got.s[2 * b], s[2 * b], `block ${b} scale`);
-          assert.ok(Math.abs(got.s[2 * b + 1]! - s[2 * b + 1]!) <= 1e-5 * (1 + Math.abs(s[2 * b + 1]!)), `block ${b} sum`);
-        }
-      }
+      assertQuantizedAs(gpu, mv, fused, yb, n, `rmsnorm of ${n}`);
       for (const b of [xb, wb, yb, fused.q8, fused.q4, fused.s]) gpu.alloc.free(b);
     }
     assert.throws(() => ops.rmsnorm(gpu.cmds, put(new Float32Array(40)), put(new Float32Array(40)), gpu.alloc.alloc(160, 'y'), 1, 40, 1e-6, 0, false, { q8: gpu.alloc.alloc(64, 'a'), q4: gpu.alloc.alloc(64, 'b'), s: gpu.alloc.alloc(64, 'c') }), /multiple of 32/);
@@ -192,7 +183,9 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
      * the chunk's keys and values, then attend), and compares every query with the reference over the
      * whole sequence (no ring): a ring cache must give the same answers as a full one.
      */
-    function check(n: number, chunk: number, o: { capacity: number; window: number; softcap: number; splits?: number; d?: number }, seed: number): void {
+    const mv = new MatVec(gpu.device, gpu.alloc);
+    /** With `quant`, decode steps split over workgroups also write o as int8 activations, checked against quantize_x. */
+    function check(n: number, chunk: number, o: { capacity: number; window: number; softcap: number; splits?: number; d?: number; quant?: boolean }, seed: number): void {
       const d = o.d ?? 32;
       const splits = o.splits ?? 1;
       const part = gpu.alloc.alloc(chunk * heads * splits * (d + 2) * 4, 'attention partials');
@@ -209,12 +202,16 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         const [kb, vb, qb] = [put(span(k, kvHeads * d)), put(span(v, kvHeads * d)), put(span(q, heads * d))];
         const pb = put(Uint32Array.from({ length: c }, (_, i) => s + i));
         const ob = gpu.alloc.alloc(c * heads * d * 4, 'out');
+        const quant = o.quant === true ? mv.scratch(c * heads * d) : undefined;
+        let quantized = false;
         run(() => {
           ops.kvStore(gpu.cmds, kb, pb, kCache, c, kvHeads, d, o.capacity);
           ops.kvStore(gpu.cmds, vb, pb, vCache, c, kvHeads, d, o.capacity);
           gpu.cmds.barrier();
-          ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits }, part);
+          quantized = ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits }, part, quant);
         });
+        assert.equal(quantized, quant !== undefined && splits > 1, 'int8 output written exactly when asked and the combine pass runs');
+        if (quantized) assertQuantizedAs(gpu, mv, quant!, ob, c * heads * d, `attention output at position ${s}`);
         out.set(getF32(ob, c * heads * d), s * heads * d);
       }
       // Reference: the whole sequence in a cache of n slots, [kvHeads, n, d], f16-rounded.
@@ -236,10 +233,10 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     test('sliding window of 8 over a ring of 16 slots, prefilled in chunks of 9, with softcapping', () => {
       check(40, 9, { capacity: 16, window: 8, softcap: 50 }, 3);
     });
-    test('decode split over workgroups (flash-decoding): 3 and 32 splits, some seeing no position yet; head_dim 256', () => {
-      check(40, 1, { capacity: 64, window: 0, softcap: 0, splits: 3 }, 4);
+    test('decode split over workgroups (flash-decoding): 3 and 32 splits, some seeing no position yet; head_dim 256; int8 output for the o projection', () => {
+      check(40, 1, { capacity: 64, window: 0, softcap: 0, splits: 3, quant: true }, 4);
       check(70, 1, { capacity: 24, window: 20, softcap: 30, splits: 32 }, 5);
-      check(20, 1, { capacity: 32, window: 0, softcap: 0, splits: 5, d: 256 }, 6);
+      check(20, 1, { capacity: 32, window: 0, softcap: 0, splits: 5, d: 256, quant: true }, 6);
       check(12, 12, { capacity: 12, window: 0, softcap: 0, d: 256 }, 7);
     });
     test('a ring too small for the chunk is refused, not raced', () => {
