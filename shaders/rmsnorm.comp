@@ -3,6 +3,9 @@
 // y += that instead (Gemma's post-norms fused with the residual add).
 // offset is 1 for Gemma (weights stored as w - 1), 0 otherwise. One workgroup per row; with
 // n = head_dim and rows = tokens x heads it is also the per-head q/k norm. y may alias x.
+// NEXT = 1 (with ADD): then also out = rmsnorm(y) * (offset + w2), the next norm of the residual
+// stream (Gemma: the post-norm added in, then the pre-norm of what follows), in the same dispatch; out
+// may be x. QUANT then applies to out.
 // QUANT = 1 (one row, n <= MAXN): the output is also written as int8 activations for the
 // integer-dot matrix x vector (quant_act.glsl, as quantize_x.comp makes them): the projections that
 // read this norm's output need no quantize_x pass of their own.
@@ -13,6 +16,7 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint ADD = 0;
 layout(constant_id = 2) const uint QUANT = 0;
 layout(constant_id = 3) const uint MAXN = 1;  // QUANT: the row, staged in shared memory
+layout(constant_id = 4) const uint NEXT = 0;
 layout(push_constant) uniform Push { uint rows; uint n; float eps; float offset; } pc;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { float w[]; };
@@ -20,6 +24,8 @@ layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 3) writeonly buffer XQ8 { uint xq8[]; };
 layout(std430, binding = 4) writeonly buffer XQ4 { uint xq4[]; };
 layout(std430, binding = 5) writeonly buffer XS { vec2 xs[]; };
+layout(std430, binding = 6) readonly buffer W2 { float w2[]; };
+layout(std430, binding = 7) writeonly buffer Out { float outp[]; };
 shared float partial[gl_WorkGroupSize.x];
 shared float row[MAXN];
 #include "quant_act.glsl"
@@ -28,18 +34,35 @@ void main() {
   const uint r = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   if (r >= pc.rows) return;
   const uint base = r * pc.n;
+  // The sum of squares of a row, over the workgroup.
+#define ROW_SUM(ss, total) \
+  ss = subgroupAdd(ss); \
+  if (subgroupElect()) partial[gl_SubgroupID] = ss; \
+  barrier(); \
+  for (uint i = 0; i < gl_NumSubgroups; i++) total += partial[i];
   float ss = 0.0;
   for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x) ss += x[base + i] * x[base + i];
-  ss = subgroupAdd(ss);
-  if (subgroupElect()) partial[gl_SubgroupID] = ss;
-  barrier();
   float total = 0.0;
-  for (uint i = 0; i < gl_NumSubgroups; i++) total += partial[i];
+  ROW_SUM(ss, total)
   const float inv = inversesqrt(total / float(pc.n) + pc.eps);
+  float ss2 = 0.0;
   for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x) {
     const float v = (ADD != 0u ? y[base + i] : 0.0) + x[base + i] * inv * (pc.offset + w[i]);
     y[base + i] = v;
-    if (QUANT != 0u) row[i] = v;
+    if (NEXT != 0u) ss2 += v * v;
+    else if (QUANT != 0u) row[i] = v;
+  }
+  if (NEXT != 0u) {
+    // Every invocation reads back only the values it wrote.
+    barrier();
+    float total2 = 0.0;
+    ROW_SUM(ss2, total2)
+    const float inv2 = inversesqrt(total2 / float(pc.n) + pc.eps);
+    for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x) {
+      const float v = y[base + i] * inv2 * (pc.offset + w2[i]);
+      outp[base + i] = v;
+      if (QUANT != 0u) row[i] = v;
+    }
   }
   if (QUANT == 0u) return;
   barrier();

@@ -56,19 +56,23 @@ export class Ops {
 
   /**
    * y = x / rms(x) * (offset + w) over `rows` rows of `n`; y may be x. With `add`, y += that (y not x).
-   * With `quant` (one row of a multiple of 32 values, at most maxQuantRow), the output is also
-   * written as int8 activations in both byte orders (what MatVec.quantizeX would make).
+   * With `next` (and `add`), then also next.out = y / rms(y) * (offset + next.w) in the same dispatch
+   * (next.out may be x): a residual stream's post-norm added in and the norm that reads it next.
+   * With `quant` (one row of a multiple of 32 values, at most maxQuantRow), the output (next.out with
+   * `next`, else y) is also written as int8 activations in both byte orders (what MatVec.quantizeX would make).
    */
-  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, add = false, quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }): void {
+  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, opts: { add?: boolean; quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }; next?: { w: GpuBuffer; out: GpuBuffer } } = {}): void {
+    const { add = false, quant, next } = opts;
     if (add && x === y) throw new RangeError('rmsnorm with add: y must not be x');
+    if (next !== undefined && (!add || next.out === y)) throw new RangeError('rmsnorm: the next norm follows an add, into a buffer other than y');
     if (quant !== undefined && (rows !== 1 || n % 32 !== 0 || n > this.maxQuantRow)) throw new RangeError(`rmsnorm: int8 output needs one row of a multiple of 32 values up to ${this.maxQuantRow}`);
     // One workgroup per row, wide enough that each invocation handles about 4 values: a decode step's
     // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
     // per-head q/k norms are many short rows.
     const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
-    const k = this.kernel({ variant: 'rmsnorm', bindings: 6, pushBytes: 16, spec: [width, add ? 1 : 0, quant === undefined ? 0 : 1, quant === undefined ? 1 : n] });
+    const k = this.kernel({ variant: 'rmsnorm', bindings: 8, pushBytes: 16, spec: [width, add ? 1 : 0, quant === undefined ? 0 : 1, quant === undefined ? 1 : n, next === undefined ? 0 : 1] });
     const q = quant ?? { q8: x, q4: x, s: x };
-    this.dispatch(cmds, k, [x, w, y, q.q8, q.q4, q.s], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
+    this.dispatch(cmds, k, [x, w, y, q.q8, q.q4, q.s, next?.w ?? w, next?.out ?? y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
   }
 
   /** The longest row rmsnorm can also quantize: it stages the row and its block scales in shared memory (beside 2 KiB of partial sums). */
@@ -85,15 +89,17 @@ export class Ops {
   /**
    * Rotary embedding of q [tokens, heads, d] in place and of k [tokens, kvHeads, d], k and v stored
    * into the f16 caches [kvHeads, capacity, d] at position % capacity, in one dispatch (table: the
-   * (cos, sin) rows of the tokens' positions). At most `capacity` tokens at once (see kvStore).
+   * (cos, sin) rows of the tokens' positions). With `norm`, each head of q and k is first RMS-normed
+   * with its weight (Gemma 3's q_norm / k_norm; q keeps the normed, rotated values). At most
+   * `capacity` tokens at once (see kvStore).
    */
   ropeStore(cmds: Commands, q: GpuBuffer, k: GpuBuffer, v: GpuBuffer, table: GpuBuffer, positions: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer,
-    s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number }): void {
+    s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number }, norm?: { q: GpuBuffer; k: GpuBuffer; eps: number; offset: 0 | 1 }): void {
     if (s.tokens > s.capacity) throw new RangeError(`kv store: ${s.tokens} tokens at once overflow a cache of ${s.capacity} slots; store in chunks of at most ${s.capacity}`);
-    if (s.headDim % 4 !== 0) throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4`);
-    const kernel = this.kernel({ variant: 'rope_store', bindings: 7, pushBytes: 20, spec: [WG] });
-    const items = s.tokens * ((s.heads + s.kvHeads) * (s.headDim / 4) + s.kvHeads * (s.headDim / 2));
-    this.dispatch(cmds, kernel, [q, k, v, table, positions, kCache, vCache], new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity]), Math.ceil(items / WG));
+    if (s.headDim % 4 !== 0 || s.headDim / 4 > this.device.info.maxComputeWorkGroupInvocations) throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4, at most ${4 * this.device.info.maxComputeWorkGroupInvocations}`);
+    const kernel = this.kernel({ variant: 'rope_store', bindings: 9, pushBytes: 28, spec: [s.headDim / 4, norm === undefined ? 0 : 1] });
+    const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, f32bits(norm?.eps ?? 0), f32bits(norm?.offset ?? 0)]);
+    this.dispatch(cmds, kernel, [q, k, v, table, positions, kCache, vCache, norm?.q ?? table, norm?.k ?? table], push, s.tokens * (s.heads + 2 * s.kvHeads));
   }
 
   /** out = act(gate) * up over n values. */

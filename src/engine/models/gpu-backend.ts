@@ -158,6 +158,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   embed(): void {
+    this.recordHeld();
     this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const e = this.weights.embedding;
@@ -166,22 +167,33 @@ export class GpuBackend implements Backend, Forward {
   }
 
   norm(src: Act, weight: string, dst: Act): void {
+    // A held addNorm into this stream (Gemma: x += post-norm(h), then h = pre-norm(x)) joins this
+    // norm in one dispatch.
+    const held = this.heldAddNorm !== undefined && this.heldAddNorm.dst === src && dst !== src ? this.heldAddNorm : undefined;
+    if (held === undefined) this.recordHeld();
+    this.heldAddNorm = undefined;
     this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const n = this.spec.hiddenSize;
     // In a decode step the norm also writes its output as int8 activations, for the integer-dot
     // projections that read it (q, k, v; gate and up): they then skip quantize_x.
     const quant = tokens === 1 && n <= this.ops.maxQuantRow ? this.quantScratch(n) : undefined;
-    this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, false, quant);
+    const q = quant === undefined ? {} : { quant };
+    if (held === undefined) {
+      this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, q);
+    } else {
+      this.ops.rmsnorm(cmds, this.act[held.src], this.vector(held.weight), this.act[src], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, { add: true, next: { w: this.vector(weight), out: this.act[dst] }, ...q });
+    }
     if (quant !== undefined) this.xqMemo = { src: dst, cols: n, scratch: quant };
     cmds.barrier();
   }
 
+  /** Held, not recorded: ropeAndCache norms the heads of q and k in its own dispatch. */
   headNorm(buf: 'q' | 'k', weight: string, heads: number): void {
+    this.recordHeldAddNorm();
+    if (this.heldHeadNorms[buf] !== undefined) this.recordHeldHeadNorms();
     this.xqMemo = undefined;
-    const { cmds, tokens } = this.r;
-    this.ops.rmsnorm(cmds, this.act[buf], this.vector(weight), this.act[buf], tokens * heads, this.spec.headDim, this.spec.rmsNormEps, this.spec.normWeightOffset);
-    cmds.barrier();
+    this.heldHeadNorms[buf] = { weight, heads };
   }
 
   /**
@@ -219,6 +231,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   linear(src: Act, weight: string, dst: Act, bias?: string): void {
+    this.recordHeld();
     const { cmds, tokens } = this.r;
     const m = this.matrix(weight);
     const b = bias === undefined ? undefined : this.vector(bias);
@@ -237,6 +250,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   gateUp(src: Act, gate: string, up: string, act: Activation): void {
+    this.recordHeld();
     const { cmds, tokens } = this.r;
     const g = this.matrix(gate);
     const u = this.matrix(up);
@@ -257,6 +271,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   linearAdd(src: Act, weight: string, dst: Act): void {
+    this.recordHeld();
     const { cmds, tokens } = this.r;
     const m = this.matrix(weight);
     if (m.rows !== this.spec.hiddenSize) throw new Error(`linearAdd: ${weight} does not project to the hidden size`);
@@ -272,24 +287,63 @@ export class GpuBackend implements Backend, Forward {
     cmds.barrier();
   }
 
+  /**
+   * Held, not recorded: if the next step is the norm of the same stream, one dispatch does both
+   * (norm()); any other step, the end of the pass and a probe's capture record it first (recordHeld()).
+   */
   addNorm(dst: Act, src: Act, weight: string): void {
+    this.recordHeld();
     this.xqMemo = undefined;
+    this.heldAddNorm = { dst, src, weight };
+  }
+
+  private heldAddNorm: { dst: Act; src: Act; weight: string } | undefined;
+  private heldHeadNorms: { q?: { weight: string; heads: number }; k?: { weight: string; heads: number } } = {};
+
+  /** Records the steps held for fusion with the next one, which turned out not to fuse. */
+  private recordHeld(): void {
+    this.recordHeldAddNorm();
+    this.recordHeldHeadNorms();
+  }
+
+  private recordHeldAddNorm(): void {
+    const held = this.heldAddNorm;
+    if (held === undefined) return;
+    this.heldAddNorm = undefined;
     const { cmds, tokens } = this.r;
-    this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset, true);
+    this.ops.rmsnorm(cmds, this.act[held.src], this.vector(held.weight), this.act[held.dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset, { add: true });
     cmds.barrier();
   }
 
+  private recordHeldHeadNorms(): void {
+    const { cmds, tokens } = this.r;
+    for (const buf of ['q', 'k'] as const) {
+      const held = this.heldHeadNorms[buf];
+      if (held === undefined) continue;
+      this.ops.rmsnorm(cmds, this.act[buf], this.vector(held.weight), this.act[buf], tokens * held.heads, this.spec.headDim, this.spec.rmsNormEps, this.spec.normWeightOffset);
+    }
+    if (this.heldHeadNorms.q !== undefined || this.heldHeadNorms.k !== undefined) cmds.barrier();
+    this.heldHeadNorms = {};
+  }
+
   ropeAndCache(layer: number): void {
+    // Held norms of both q's and k's heads (Gemma 3) join the rotation.
+    const { q: qn, k: kn } = this.heldHeadNorms;
+    const s = this.spec;
+    const fused = qn !== undefined && kn !== undefined && qn.heads === s.numHeads && kn.heads === s.numKvHeads;
+    if (fused) this.heldHeadNorms = {};
+    this.recordHeld();
     this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
-    const s = this.spec;
     const c = this.caches[layer]!;
     const table = this.ropeTables.get(this.layerRope[layer]!)!.buf;
-    this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c.k, c.v, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity });
+    const norm = fused ? { q: this.vector(qn.weight), k: this.vector(kn.weight), eps: s.rmsNormEps, offset: s.normWeightOffset } : undefined;
+    this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c.k, c.v, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity }, norm);
     cmds.barrier();
   }
 
   attention(layer: number, dst: Act): void {
+    this.recordHeld();
     this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const s = this.spec;
@@ -307,6 +361,7 @@ export class GpuBackend implements Backend, Forward {
   }
 
   logits(src: Act): void {
+    this.recordHeld();
     const { cmds, tokens, output } = this.r;
     const xq = tokens === 1 ? this.quantizedFor(src, this.weights.lmHead) : undefined;
     this.xqMemo = undefined;
@@ -366,12 +421,15 @@ export class GpuBackend implements Backend, Forward {
   private record(r: Recording, observe?: (stage: number) => void): void {
     this.rec = r;
     try {
-      forwardPass(ARCHITECTURES[this.spec.family], this, observe);
+      forwardPass(ARCHITECTURES[this.spec.family], this, observe === undefined ? undefined : (stage) => { this.recordHeld(); observe(stage); });
+      this.recordHeld();
     } catch (e) {
       r.cmds.abandon();
       throw e;
     } finally {
       this.rec = undefined;
+      this.heldAddNorm = undefined;
+      this.heldHeadNorms = {};
     }
   }
 

@@ -71,49 +71,70 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const wb = put(w);
       const yb = gpu.alloc.alloc(n * 4, 'y');
       const fused = { q8: gpu.alloc.alloc(n, 'q8'), q4: gpu.alloc.alloc(n, 'q4'), s: gpu.alloc.alloc((n / 32) * 8, 's') };
-      run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, 1, n, 1e-6, 1, false, fused));
+      run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, 1, n, 1e-6, 1, { quant: fused }));
       close(getF32(yb, n), rmsnormRef(x, w, 1, n, 1e-6, 1), 1e-5, 1e-6, 'rmsnorm output beside its int8 form');
       assertQuantizedAs(gpu, mv, fused, yb, n, `rmsnorm of ${n}`);
       for (const b of [xb, wb, yb, fused.q8, fused.q4, fused.s]) gpu.alloc.free(b);
     }
-    assert.throws(() => ops.rmsnorm(gpu.cmds, put(new Float32Array(40)), put(new Float32Array(40)), gpu.alloc.alloc(160, 'y'), 1, 40, 1e-6, 0, false, { q8: gpu.alloc.alloc(64, 'a'), q4: gpu.alloc.alloc(64, 'b'), s: gpu.alloc.alloc(64, 'c') }), /multiple of 32/);
+    assert.throws(() => ops.rmsnorm(gpu.cmds, put(new Float32Array(40)), put(new Float32Array(40)), gpu.alloc.alloc(160, 'y'), 1, 40, 1e-6, 0, { quant: { q8: gpu.alloc.alloc(64, 'a'), q4: gpu.alloc.alloc(64, 'b'), s: gpu.alloc.alloc(64, 'c') } }), /multiple of 32/);
   });
 
-  test('rmsnorm added into a residual stream (y += norm(x))', () => {
+  test('rmsnorm added into a residual stream (y += norm(x)), and with the next norm of the stream in the same dispatch', () => {
     const [rows, n] = [3, 512];
     const x = randomFloats(rows * n, 71);
     const w = randomFloats(n, 72);
     const y = randomFloats(rows * n, 73);
     const [xb, wb, yb] = [put(x), put(w), put(y)];
-    run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, rows, n, 1e-6, 1, true));
+    run(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, rows, n, 1e-6, 1, { add: true }));
     const want = rmsnormRef(x, w, rows, n, 1e-6, 1).map((v, i) => v + y[i]!);
     close(getF32(yb, rows * n), want, 1e-5, 1e-5, 'rmsnorm add');
-    assert.throws(() => ops.rmsnorm(gpu.cmds, xb, wb, xb, rows, n, 1e-6, 1, true), /must not be x/);
+    assert.throws(() => ops.rmsnorm(gpu.cmds, xb, wb, xb, rows, n, 1e-6, 1, { add: true }), /must not be x/);
+    // Then out = norm(y) * (1 + w2), here into x itself (Gemma: h = norm(x += norm(h))); one row also as int8.
+    const w2 = randomFloats(n, 74);
+    const mv = new MatVec(gpu.device, gpu.alloc);
+    for (const r of [rows, 1]) {
+      const [xb2, yb2, w2b] = [put(x.slice(0, r * n)), put(y.slice(0, r * n)), put(w2)];
+      const quant = r === 1 ? mv.scratch(n) : undefined;
+      run(() => ops.rmsnorm(gpu.cmds, xb2, wb, yb2, r, n, 1e-6, 1, { add: true, next: { w: w2b, out: xb2 }, ...(quant === undefined ? {} : { quant }) }));
+      const sum = want.slice(0, r * n);
+      close(getF32(yb2, r * n), sum, 1e-5, 1e-5, `rmsnorm add then the next norm, ${r} rows: the residual`);
+      close(getF32(xb2, r * n), rmsnormRef(sum, w2, r, n, 1e-6, 1), 1e-5, 1e-5, `rmsnorm add then the next norm, ${r} rows: the next norm`);
+      if (quant !== undefined) assertQuantizedAs(gpu, mv, quant, xb2, n, 'the next norm');
+    }
+    assert.throws(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, rows, n, 1e-6, 1, { next: { w: wb, out: xb } }), /follows an add/);
   });
 
-  test('rope of q and k with the cache writes of k and v in one dispatch, over a ring', () => {
-    const [tokens, heads, kvHeads, d, capacity] = [5, 4, 2, 32, 4];
-    const positions = [3, 4, 5, 6, 7]; // slots 3, 0, 1, 2, 3: a ring of 4 holding 5 tokens would race, so store 4
-    const table = ropeTable(inverseFrequencies({ theta: 10_000, scaling: { kind: 'none' } }, d), positions.slice(0, 4));
-    const q = randomFloats(4 * heads * d, 81);
-    const k = randomFloats(4 * kvHeads * d, 82);
-    const v = randomFloats(4 * kvHeads * d, 83);
-    const [qb, kb, vb, tb, pb] = [put(q), put(k), put(v), put(table), put(Uint32Array.from(positions.slice(0, 4)))];
-    const kc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'k cache');
-    const vc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'v cache');
-    run(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens: 4, heads, kvHeads, headDim: d, capacity }));
-    close(getF32(qb, q.length), ropeRef(q, table, 4, heads, d), 1e-6, 1e-6, 'rope q');
-    const kr = roundF16(ropeRef(k, table, 4, kvHeads, d));
-    const v16 = roundF16(v);
-    const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, kvHeads * capacity * d / 2).buffer), f16ToF32);
-    const [gotK, gotV] = [halves(kc), halves(vc)];
-    for (let t = 0; t < 4; t++) for (let h = 0; h < kvHeads; h++) for (let i = 0; i < d; i++) {
-      const at = (h * capacity + (positions[t]! % capacity)) * d + i;
-      assert.ok(Math.abs(gotK[at]! - kr[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(kr[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
-      assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
-    }
-    assert.throws(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens, heads, kvHeads, headDim: d, capacity }), /overflow a cache of 4 slots/);
-  });
+  for (const norm of [false, true]) {
+    test(`rope of q and k with the cache writes of k and v in one dispatch, over a ring${norm ? ', each head of q and k RMS-normed first (Gemma 3)' : ''}`, () => {
+      const [tokens, heads, kvHeads, capacity] = [5, 4, 2, 4];
+      for (const d of [32, 256]) {
+        const positions = [3, 4, 5, 6, 7]; // slots 3, 0, 1, 2, 3: a ring of 4 holding 5 tokens would race, so store 4
+        const table = ropeTable(inverseFrequencies({ theta: 10_000, scaling: { kind: 'none' } }, d), positions.slice(0, 4));
+        const q = randomFloats(4 * heads * d, 81);
+        const k = randomFloats(4 * kvHeads * d, 82);
+        const v = randomFloats(4 * kvHeads * d, 83);
+        const [qw, kw] = [randomFloats(d, 84), randomFloats(d, 85)];
+        const [qb, kb, vb, tb, pb] = [put(q), put(k), put(v), put(table), put(Uint32Array.from(positions.slice(0, 4)))];
+        const kc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'k cache');
+        const vc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'v cache');
+        const n = norm ? { q: put(qw), k: put(kw), eps: 1e-6, offset: 1 as const } : undefined;
+        run(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens: 4, heads, kvHeads, headDim: d, capacity }, n));
+        const qIn = norm ? rmsnormRef(q, qw, 4 * heads, d, 1e-6, 1) : q;
+        const kIn = norm ? rmsnormRef(k, kw, 4 * kvHeads, d, 1e-6, 1) : k;
+        close(getF32(qb, q.length), ropeRef(qIn, table, 4, heads, d), 1e-5, 1e-6, `rope q, head_dim ${d}`);
+        const kr = roundF16(ropeRef(kIn, table, 4, kvHeads, d));
+        const v16 = roundF16(v);
+        const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, kvHeads * capacity * d / 2).buffer), f16ToF32);
+        const [gotK, gotV] = [halves(kc), halves(vc)];
+        for (let t = 0; t < 4; t++) for (let h = 0; h < kvHeads; h++) for (let i = 0; i < d; i++) {
+          const at = (h * capacity + (positions[t]! % capacity)) * d + i;
+          assert.ok(Math.abs(gotK[at]! - kr[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(kr[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
+          assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
+        }
+        assert.throws(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens, heads, kvHeads, headDim: d, capacity }), /overflow a cache of 4 slots/);
+      }
+    });
+  }
 
   test('rope frequencies: linear divides by the factor; llama3 keeps high, divides low, blends the middle', () => {
     const base = inverseFrequencies({ theta: 500_000, scaling: { kind: 'none' } }, 16);
