@@ -16,7 +16,7 @@
  * vkCmdCopyBuffer is shown beside it.
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
-import { type GpuMatrix, MatVec, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
+import { type GpuMatrix, MatVec, type QuantizedX, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
 import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
@@ -87,6 +87,17 @@ function freeAll(mats: GpuMatrix[]): void {
 /** Bytes one matrix x vector moves: weights and scales read, x read, y written. */
 const mvBytes = (m: GpuMatrix, xBytes = m.cols * 4) => m.rows * (matrixRowBytes(m.format, m.cols) + paramsRowBytes(m.format, m.cols, m.group)) + xBytes + m.rows * 4;
 
+/** Bytes of x as int8 activations: the values and a (scale, sum) per 32. */
+const int8XBytes = (cols: number) => cols + (cols / 32) * 8;
+
+/** x quantized once, outside any measurement, by kernel k's quantize_x. */
+function quantized(k: MatVec, x: GpuBuffer, cols: number, format: WeightFormatName): QuantizedX {
+  cmds.begin();
+  const xq = k.quantizeX(cmds, x, cols, format);
+  cmds.submitAndWait();
+  return xq;
+}
+
 /** Repetitions per measurement: about 20 GB of weights read, 10 to 200 dispatches. */
 const repsFor = (m: GpuMatrix) => (quick ? 2 : Math.max(10, Math.min(200, Math.round(2e10 / (m.rows * matrixRowBytes(m.format, m.cols))))));
 
@@ -137,7 +148,7 @@ for (const [r, c, what] of shapes) {
     const reps = repsFor(m);
     const bytes = mvBytes(m);
     /** [µs, GB/s, share] chained, then [µs, share] streamed. */
-    const measure = (k: MatVec, opts: { xq?: ReturnType<MatVec['quantizeX']> } = {}, b = bytes) => {
+    const measure = (k: MatVec, opts: { xq?: QuantizedX } = {}, b = bytes) => {
       const rec = (i: number) => k.record(cmds, mats[i % mats.length]!, x, y, opts);
       const tc = timeBest(rec, reps, quick ? 2 : 5);
       const ts = timeBest(rec, reps, quick ? 2 : 5, false);
@@ -145,10 +156,8 @@ for (const [r, c, what] of shapes) {
       return [(tc * 1e6).toFixed(1), (b / tc / 1e9).toFixed(0), share(tc), (ts * 1e6).toFixed(1), share(ts)];
     };
     if ((format === 'q8' || format === 'q4') && dotMv.integerDot) {
-      cmds.begin();
-      const xq = dotMv.quantizeX(cmds, x, c, format);
-      cmds.submitAndWait();
-      const qBytes = mvBytes(m, c + (c / 32) * 8);
+      const xq = quantized(dotMv, x, c, format);
+      const qBytes = mvBytes(m, int8XBytes(c));
       rows.push([`${r}x${c}`, what, `${format} int8 x`, label(dotMv.tiling(m, true)), (qBytes / 2 ** 20).toFixed(1), ...measure(dotMv, { xq }, qBytes)]);
     }
     rows.push([`${r}x${c}`, what, format === 'q4' && mv.integerDot ? 'q4 +quant_x' : format === 'q8' ? 'q8 float x' : format, label(mv.tiling(m)), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
@@ -206,20 +215,17 @@ if (mv.integerDot) {
       const x = alloc.alloc(c * 4, 'x');
       const y = alloc.alloc(r * 4, 'y');
       fill(x, 'float32');
-      const w = alloc.alloc(r * matrixRowBytes(format, c), 'w');
-      const params = alloc.alloc(r * paramsRowBytes(format, c, 64), 'p');
-      fill(w, 'bytes');
-      fill(params, format === 'q8' ? 'float32' : 'half');
-      const m: GpuMatrix = { format, rows: r, cols: c, group: 64, w, params };
-      const bytes = w.size + params.size + c * 4 + r * 4;
-      const share = (record: () => void) => `${((100 * bytes) / timeBest(record, quick ? 2 : 100, quick ? 2 : 5) / 1e9 / copyGBs).toFixed(0)}%`;
-      cmds.begin();
-      const xq = dotPath.quantizeX(cmds, x, c, format);
-      cmds.submitAndWait();
-      const withPrePass = share(() => dotPath.record(cmds, m, x, y));
-      const preQuantized = share(() => dotPath.record(cmds, m, x, y, { xq }));
-      console.log(`  ${format} ${r}x${c}: integer dot ${withPrePass}, x already quantized ${preQuantized}, float ${share(() => floatPath.record(cmds, m, x, y))}`);
-      for (const b of [x, y, w, params]) alloc.free(b);
+      const mats = matrices(format, r, c);
+      const bytes = mvBytes(mats[0]!);
+      const share = (k: MatVec, opts: { xq?: QuantizedX } = {}) => {
+        const t = timeBest((i) => k.record(cmds, mats[i % mats.length]!, x, y, opts), quick ? 2 : 100, quick ? 2 : 5);
+        return `${((100 * bytes) / t / 1e9 / copyGBs).toFixed(0)}%`;
+      };
+      const xq = quantized(dotPath, x, c, format);
+      console.log(`  ${format} ${r}x${c}: integer dot ${share(dotPath)}, x already quantized ${share(dotPath, { xq })}, float ${share(floatPath)}`);
+      freeAll(mats);
+      alloc.free(x);
+      alloc.free(y);
     }
   }
 }
@@ -239,10 +245,8 @@ if (process.argv.includes('--probe')) {
     for (const format of ['q4', 'q8'] as const) {
       const mats = matrices(format, r!, c!);
       const m = mats[0]!;
-      const bytes = mvBytes(m, c! + (c! / 32) * 8);
-      cmds.begin();
-      const xq = dotMv.quantizeX(cmds, x, c!, format);
-      cmds.submitAndWait();
+      const bytes = mvBytes(m, int8XBytes(c!));
+      const xq = quantized(dotMv, x, c!, format);
       const cells = tl.map((t) => {
         if (t.threads > device.info.maxComputeWorkGroupInvocations) return '-';
         const k = new MatVec(device, alloc, t);
@@ -279,13 +283,13 @@ if (process.argv.includes('--unroll')) {
       if (kind.dot && !mv.integerDot) continue;
       const mats = matrices(kind.format, r, c);
       const m = mats[0]!;
-      const bytes = mvBytes(m, kind.dot ? c + (c / 32) * 8 : c * 4);
+      const bytes = mvBytes(m, kind.dot ? int8XBytes(c) : c * 4);
       const reps = repsFor(m);
       const results: [string, number][] = [];
-      let xq: ReturnType<MatVec['quantizeX']> | undefined;
+      let xq: QuantizedX | undefined;
       for (const cfg of configs) {
         const k = new MatVec(device, alloc, { ...cfg, integerDot: kind.dot, q8Dot: kind.dot });
-        if (kind.dot && xq === undefined) { cmds.begin(); xq = k.quantizeX(cmds, x, c, kind.format); cmds.submitAndWait(); }
+        if (kind.dot && xq === undefined) xq = quantized(k, x, c, kind.format);
         const t = timeBest((i) => k.record(cmds, mats[i % mats.length]!, x, y, kind.dot ? { xq: xq! } : {}), reps, quick ? 2 : 5);
         results.push([`${cfg.rows}x${cfg.threads}u${cfg.unroll}`, (100 * bytes) / t / 1e9 / copyGBs]);
       }
