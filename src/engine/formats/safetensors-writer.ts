@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import { WriteError } from '../errors.js';
 import { type DType, DTYPE_SIZES } from './dtypes.js';
+import { writeFully } from './io.js';
 import { commitTemp, discardTemp, tempPathFor, writeFailure } from './atomic.js';
 
 export interface TensorSpec {
@@ -56,7 +57,7 @@ export class SafetensorsWriter {
     this.tmp = tempPathFor(path);
     try {
       this.fd = fs.openSync(this.tmp, 'wx', 0o644);
-      fs.writeSync(this.fd, header, 0, header.byteLength, 0);
+      writeFully(this.fd, header, 0, header.byteLength, 0);
     } catch (e) {
       this.abort();
       throw writeFailure(path, e);
@@ -91,10 +92,7 @@ export class SafetensorsWriter {
     const left = this.sizes[this.index]! - this.writtenInTensor;
     if (chunk.byteLength > left) throw new WriteError(`${this.path}: tensor '${t.name}' takes ${left} more bytes, got ${chunk.byteLength}`);
     try {
-      let done = 0;
-      while (done < chunk.byteLength) {
-        done += fs.writeSync(this.fd, chunk, done, chunk.byteLength - done, this.position + done);
-      }
+      writeFully(this.fd, chunk, 0, chunk.byteLength, this.position);
     } catch (e) {
       this.abort();
       throw writeFailure(this.path, e);

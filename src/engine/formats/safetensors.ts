@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import { SafetensorsError } from '../errors.js';
 import { type DType, DTYPE_SIZES, isDType } from './dtypes.js';
+import { MAX_IO_BYTES, readFully } from './io.js';
 
 /** Largest header we accept (the reference implementation's limit). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -185,14 +186,13 @@ export function parseBuffer(file: string, bytes: Uint8Array): SafetensorsHeader 
   return parseHeader(file, bytes.byteLength, bytes.subarray(8, 8 + n));
 }
 
-/** Reads exactly `length` bytes at `position` into `dst` (at `dstOffset`), or throws. */
-export function readExactly(fd: number, file: string, dst: Uint8Array, dstOffset: number, length: number, position: number, tensor?: string): void {
-  let done = 0;
-  while (done < length) {
-    const n = fs.readSync(fd, dst, dstOffset + done, length - done, position + done);
-    if (n === 0) throw new SafetensorsError(file, `file ended ${length - done} bytes early`, tensor, { hint: 'the file changed or was truncated while being read' });
-    done += n;
-  }
+/**
+ * Reads exactly `length` bytes at `position` into `dst` (at `dstOffset`), or throws. Any length: the
+ * read goes in pieces of at most `maxPiece` bytes (io.ts).
+ */
+export function readExactly(fd: number, file: string, dst: Uint8Array, dstOffset: number, length: number, position: number, tensor?: string, maxPiece = MAX_IO_BYTES): void {
+  const done = readFully(fd, dst, dstOffset, length, position, maxPiece);
+  if (done < length) throw new SafetensorsError(file, `file ended ${length - done} bytes early`, tensor, { hint: 'the file changed or was truncated while being read' });
 }
 
 /** An open safetensors file: validated header, positional reads. */

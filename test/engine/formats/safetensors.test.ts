@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { writeFailure } from '../../../src/engine/formats/atomic.js';
 import { Checkpoint, INDEX_FILE } from '../../../src/engine/formats/checkpoint.js';
-import { SafetensorsFile, parseBuffer } from '../../../src/engine/formats/safetensors.js';
+import { SafetensorsFile, parseBuffer, readExactly } from '../../../src/engine/formats/safetensors.js';
+import { writeFully } from '../../../src/engine/formats/io.js';
 import { SafetensorsWriter, encodeHeader, writeSafetensors } from '../../../src/engine/formats/safetensors-writer.js';
 import { SafetensorsError, WriteError } from '../../../src/engine/errors.js';
 import { FIXTURES, ROOT, modelFixture, scratchDir } from '../../support/paths.js';
@@ -82,6 +83,71 @@ describe('reader', () => {
       fs.rmSync(dir, { recursive: true });
     });
   }
+});
+
+describe('beyond 2 GiB and 4 GiB', () => {
+  // A sparse file (holes: almost no disk) holding one 4.5 GiB tensor and a small one after it, with
+  // marker bytes written at the file's 2 GiB and 4 GiB marks. A Gemma 3 27B embedding table is 2.8 GB:
+  // one read of it is past what a single fs.readSync takes (2^31 - 1 bytes).
+  const G2 = 2 ** 31;
+  const G4 = 2 ** 32;
+  function sparseFile(): { file: string; dir: string; dataOffset: number } {
+    const dir = scratchDir('sparse4g');
+    const file = path.join(dir, 'big.safetensors');
+    const big = G4 + G2 / 4;
+    const header = encodeHeader([{ name: 'big', dtype: 'U8', shape: [big] }, { name: 'tail', dtype: 'F32', shape: [4] }]);
+    const fd = fs.openSync(file, 'w');
+    fs.writeSync(fd, header, 0, header.byteLength, 0);
+    fs.ftruncateSync(fd, header.byteLength + big + 16);
+    const mark = (at: number) => fs.writeSync(fd, Uint8Array.from({ length: 16 }, (_, i) => (at / 2 ** 28 + i * 7 + 1) & 0xff), 0, 16, at - 8);
+    mark(G2);
+    mark(G4);
+    fs.writeSync(fd, new Uint8Array(new Float32Array([1.5, -2, 3.25, 4e9]).buffer), 0, 16, header.byteLength + big);
+    fs.closeSync(fd);
+    return { file, dir, dataOffset: header.byteLength };
+  }
+  const marker = (at: number) => Uint8Array.from({ length: 16 }, (_, i) => (at / 2 ** 28 + i * 7 + 1) & 0xff);
+
+  test('one read of 2 GiB + 32 bytes across the 2 GiB and 4 GiB marks returns the bytes written there; a tensor past 4 GiB reads', () => {
+    const { file, dir, dataOffset } = sparseFile();
+    const f = SafetensorsFile.open(file);
+    try {
+      assert.equal(f.tensor('big').byteLength, G4 + G2 / 4);
+      const start = G2 - 16 - dataOffset; // tensor-relative offset of file position 2 GiB - 16
+      const dst = new Uint8Array(G2 + 32);
+      assert.equal(f.read('big', dst, 0, start, dst.byteLength), dst.byteLength);
+      // File position p is dst[p - (2 GiB - 16)].
+      assert.deepEqual(dst.subarray(8, 24), marker(G2));
+      assert.deepEqual(dst.subarray(G2 + 8, G2 + 24), marker(G4));
+      assert.deepEqual(dst.subarray(0, 8), new Uint8Array(8));
+      assert.deepEqual(dst.subarray(G2 + 24, G2 + 32), new Uint8Array(8));
+      assert.deepEqual([...new Float32Array(f.readAll('tail').slice().buffer)], [1.5, -2, 3.25, 4e9]);
+      // The same bytes through reads of 7 bytes at a time: the piecewise loop itself.
+      const small = new Uint8Array(48);
+      readExactly(fs.openSync(file, 'r'), file, small, 0, 48, G4 - 24, 'big', 7);
+      assert.deepEqual(small.subarray(16, 32), marker(G4));
+    } finally {
+      f.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('writes go out whole in bounded pieces, at positions past 4 GiB', () => {
+    const dir = scratchDir('write4g');
+    const file = path.join(dir, 'w.bin');
+    const fd = fs.openSync(file, 'w+');
+    try {
+      // Pieces of 5 bytes, as the loop takes a chunk larger than its piece (2 GiB and more in real use).
+      writeFully(fd, marker(G4), 0, 16, G4 + 3, 5);
+      assert.equal(fs.fstatSync(fd).size, G4 + 19);
+      const back = new Uint8Array(16);
+      fs.readSync(fd, back, 0, 16, G4 + 3);
+      assert.deepEqual(back, marker(G4));
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('writer', () => {
