@@ -16,7 +16,7 @@
  * vkCmdCopyBuffer is shown beside it.
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
-import { type GpuMatrix, MatVec, type QuantizedX, type WeightFormatName, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/matvec.js';
+import { type GpuMatrix, MatVec, type QuantizedX, type WeightFormatName, matrixBuffers, matrixRowBytes, paramsRowBytes, singleMatrix } from '../src/engine/kernels/matvec.js';
 import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
@@ -68,20 +68,17 @@ function matrices(format: WeightFormatName, rows: number, cols: number, group = 
       if (params !== null) fill(params, format === 'q8' ? 'float32' : 'half');
     } else {
       cmds.begin();
-      cmds.copy(out[0]!.w, w, wBytes);
-      if (params !== null) cmds.copy(out[0]!.params!, params, pBytes);
+      cmds.copy(out[0]!.parts[0]!.w, w, wBytes);
+      if (params !== null) cmds.copy(out[0]!.parts[0]!.params!, params, pBytes);
       cmds.submitAndWait();
     }
-    out.push({ format, rows, cols, group, w, params });
+    out.push(singleMatrix(format, rows, cols, group, w, params));
   }
   return out;
 }
 
 function freeAll(mats: GpuMatrix[]): void {
-  for (const m of mats) {
-    alloc.free(m.w);
-    if (m.params !== null) alloc.free(m.params);
-  }
+  for (const m of mats) for (const b of matrixBuffers(m)) alloc.free(b);
 }
 
 /** Bytes one matrix x vector moves: weights and scales read, x read, y written. */
@@ -192,7 +189,7 @@ for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.
       const pb = r * paramsRowBytes(format, c, 64);
       let params: GpuBuffer | null = null;
       if (pb > 0) { params = alloc.alloc(pb, 'p'); fill(params, format === 'q8' ? 'float32' : 'half'); }
-      return { format, rows: r, cols: c, group: 64, w, params } as GpuMatrix;
+      return singleMatrix(format, r, c, 64, w, params);
     });
     const [g, u] = mats as [GpuMatrix, GpuMatrix];
     const fused = timeBest(() => mv.record(cmds, g, x, y, { up: u, act: 'gelu_tanh' }), quick ? 2 : 50, quick ? 2 : 5);
@@ -200,7 +197,7 @@ for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.
     const batched = timeBest(() => mm.record(cmds, g, x, y, tokens), quick ? 1 : 3, quick ? 1 : 3);
     const perToken = timeBest(() => mv.record(cmds, g, x, y), quick ? 2 : 20, quick ? 2 : 5) * tokens;
     console.log(`${format.padEnd(6)}  ${(fused * 1e6).toFixed(1).padStart(15)} µs  ${(separate * 1e6).toFixed(1).padStart(6)} µs  ${(separate / fused).toFixed(2).padStart(7)}x  |  ${(batched * 1e3).toFixed(2).padStart(20)} ms  ${(perToken * 1e3).toFixed(2).padStart(8)} ms  ${(perToken / batched).toFixed(2).padStart(7)}x`);
-    for (const m of mats) { alloc.free(m.w); if (m.params) alloc.free(m.params); }
+    freeAll(mats);
   }
 }
 

@@ -3,13 +3,13 @@
  * the plain read rate of the same files (measured first, in the same run), peak host memory, and a
  * read-back check that sampled tensors on the GPU hold exactly what the files hold.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { decodeFloats } from './formats/dtypes.js';
 import { checkFits } from './generate/fit.js';
 import { DEFAULT_CTX } from './generate/runner.js';
 import { type ModelFiles, openModel } from './models/model-dir.js';
-import { type GpuWeights, type LoadProgress, loadWeights } from './models/weights.js';
+import { type GpuWeights, type LoadProgress, loadWeights, matrixSlices } from './models/weights.js';
+import type { SafetensorsFile } from './formats/safetensors.js';
 import { Commands } from './vulkan/commands.js';
 import { Device } from './vulkan/device.js';
 import { Allocator, type GpuBuffer } from './vulkan/memory.js';
@@ -63,30 +63,41 @@ function sample<T>(items: readonly T[], n: number): T[] {
   return [...out].sort((a, b) => a - b).map((i) => items[i]!);
 }
 
+/** Whether `length` bytes of a tensor from `start` equal the buffer's first `length` bytes, compared a chunk at a time. */
+function sameBytes(alloc: Allocator, cmds: Commands, buf: GpuBuffer, file: SafetensorsFile, tensor: string, start: number, length: number): boolean {
+  const chunk = Math.min(length, 16 << 20);
+  const want = new Uint8Array(chunk);
+  const got = new Uint8Array(chunk);
+  for (let done = 0; done < length; done += chunk) {
+    const n = Math.min(chunk, length - done);
+    file.read(tensor, want, 0, start + done, n);
+    download(alloc, cmds, buf, got.subarray(0, n), done);
+    if (Buffer.compare(want.subarray(0, n), got.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
+
 function verify(model: ModelFiles, w: GpuWeights, alloc: Allocator, cmds: Commands, n: number): LoadReport['verified'] {
   const names = sample([...model.bound.tensors.keys()], n);
   const mismatches: string[] = [];
   let bytes = 0;
   for (const name of names) {
     const t = model.bound.tensors.get(name)!;
-    const pairs: [GpuBuffer, Uint8Array][] = [];
-    const m = w.matrices.get(name);
-    if (name === 'embed_tokens.weight') {
-      pairs.push([w.embedding.table, t.file.readAll(t.name)]);
-      if (t.quant !== undefined) pairs.push([w.embedding.rowScale, t.quant.params.file.readAll(t.quant.params.name)]);
-    } else if (m !== undefined) {
-      pairs.push([m.w, t.file.readAll(t.name)]);
-      if (m.params !== null && t.quant !== undefined) pairs.push([m.params, t.quant.params.file.readAll(t.quant.params.name)]);
+    const m = name === 'embed_tokens.weight' ? w.embedding.table : w.matrices.get(name);
+    let same = true;
+    if (m !== undefined) {
+      // Every buffer of the matrix (each part's weights and params) against its range of the file.
+      for (const s of matrixSlices(m, t)) {
+        same &&= sameBytes(alloc, cmds, s.buffer, s.file, s.tensor, s.start, s.length);
+        bytes += s.length;
+      }
     } else {
-      const f = decodeFloats(t.dtype, t.file.readAll(t.name)); // norms and biases are held as f32
-      pairs.push([w.vectors.get(name)!, new Uint8Array(f.buffer, f.byteOffset, f.byteLength)]);
-    }
-    for (const [buf, want] of pairs) {
-      const got = download(alloc, cmds, buf, new Uint8Array(want.byteLength));
-      const h = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-      if (h(got) !== h(want)) mismatches.push(name);
+      const want = decodeFloats(t.dtype, t.file.readAll(t.name)); // norms and biases are held as f32
+      const got = download(alloc, cmds, w.vectors.get(name)!, new Uint8Array(want.byteLength));
+      same = Buffer.compare(new Uint8Array(want.buffer, want.byteOffset, want.byteLength), got) === 0;
       bytes += want.byteLength;
     }
+    if (!same) mismatches.push(name);
   }
   return { tensors: names.length, bytes, mismatches };
 }

@@ -1,6 +1,6 @@
 /** The Vulkan part of the doctor's snapshot: devices, and a self-test dispatch on the chosen one. */
 import { f32ArrayToBf16, bf16ToF32 } from '../formats/dtypes.js';
-import { MatVec, type GpuMatrix } from '../kernels/matvec.js';
+import { MatVec, singleMatrix } from '../kernels/matvec.js';
 import { matvecRef } from '../quant/quantize.js';
 import { deviceCopyRate, timeBest } from '../vulkan/bandwidth.js';
 import { Commands } from '../vulkan/commands.js';
@@ -21,7 +21,7 @@ function selfTest(want?: string): SelfTest {
     const w = Float32Array.from({ length: rows * cols }, () => { a = (Math.imul(a, 1664525) + 1013904223) >>> 0; return (a / 2 ** 32 - 0.5) * 0.1; });
     const x = Float32Array.from({ length: cols }, (_, i) => Math.sin(i));
     const h = f32ArrayToBf16(w);
-    const m: GpuMatrix = { format: 'bf16', rows, cols, group: 0, w: uploadNew(alloc, cmds, new Uint8Array(h.buffer), 'self-test weights'), params: null };
+    const m = singleMatrix('bf16', rows, cols, 0, uploadNew(alloc, cmds, new Uint8Array(h.buffer), 'self-test weights'), null);
     const xb = uploadNew(alloc, cmds, new Uint8Array(x.buffer), 'self-test x');
     const yb = alloc.alloc(rows * 4, 'self-test y');
     const mv = new MatVec(device, alloc);

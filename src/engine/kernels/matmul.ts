@@ -37,8 +37,8 @@ export class MatMul {
     if (Math.ceil(tokens / BN) > maxY) throw new RangeError(`matmul: ${tokens} tokens in one dispatch exceed the device's grid; split the batch`);
     for (const r of rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
       const set = kernel.bind([
-        { buffer: m.w, offset: r.wOffset, size: r.wBytes },
-        m.params === null ? { buffer: this.dummy } : { buffer: m.params, offset: r.pOffset, size: r.pBytes },
+        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        r.params === null ? { buffer: this.dummy } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
         { buffer: x, size: tokens * m.cols * 4 },
         { buffer: y },
       ]);

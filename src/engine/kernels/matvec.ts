@@ -16,15 +16,72 @@ export type WeightFormatName = 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
 export const VALUES_PER_BLOCK: Record<WeightFormatName, number> = { f32: 4, f16: 8, bf16: 8, q8: 16, q4: 32 };
 const BYTES_PER_VALUE: Record<WeightFormatName, number> = { f32: 4, f16: 2, bf16: 2, q8: 1, q4: 0.5 };
 
-/** A weight matrix on the GPU in one of the formats of docs/formats.md. */
+/** Consecutive rows of a matrix in buffers of their own. */
+export interface MatrixPart {
+  /** The part's first row in the matrix. */
+  readonly start: number;
+  readonly rows: number;
+  readonly w: GpuBuffer;
+  /** q8: f32 scale per row; q4: packed (f16 d, f16 m) per group; absent for float formats. */
+  readonly params: GpuBuffer | null;
+}
+
+/**
+ * A weight matrix on the GPU in one of the formats of docs/formats.md: one part, or where the matrix
+ * is larger than the device allocates at once (maxMemoryAllocationSize: about 4 GiB on NVIDIA and
+ * AMD), several, each holding whole rows (allocMatrix).
+ */
 export interface GpuMatrix {
   readonly format: WeightFormatName;
   readonly rows: number;
   readonly cols: number;
   readonly group: number;
-  readonly w: GpuBuffer;
-  /** q8: f32 scale per row; q4: packed (f16 d, f16 m) per group; absent for float formats. */
-  readonly params: GpuBuffer | null;
+  readonly parts: readonly MatrixPart[];
+}
+
+/** A matrix held in one buffer (and its params' one). */
+export function singleMatrix(format: WeightFormatName, rows: number, cols: number, group: number, w: GpuBuffer, params: GpuBuffer | null): GpuMatrix {
+  return { format, rows, cols, group, parts: [{ start: 0, rows, w, params }] };
+}
+
+/** Every buffer a matrix holds. */
+export function matrixBuffers(m: GpuMatrix): GpuBuffer[] {
+  return m.parts.flatMap((p) => (p.params === null ? [p.w] : [p.w, p.params]));
+}
+
+/**
+ * Rows per part so that a part's weights and its params each fit one allocation of at most
+ * `maxAllocation` bytes: a multiple of 64 rows (aligned offsets in every row range), or all rows.
+ * A little is held back for the driver's size alignment of a buffer.
+ */
+export function rowsPerPart(format: WeightFormatName, rows: number, cols: number, group: number, maxAllocation: number): number {
+  const cap = maxAllocation - Math.min(65536, Math.floor(maxAllocation / 16));
+  const perRow = Math.max(matrixRowBytes(format, cols), paramsRowBytes(format, cols, group), 1);
+  const fit = Math.floor(cap / perRow);
+  if (fit >= rows) return rows;
+  const n = fit - (fit % 64);
+  if (n <= 0) throw new VulkanError(`64 rows of ${perRow} bytes do not fit this device's largest allocation of ${maxAllocation} bytes`);
+  return n;
+}
+
+/** Allocates a matrix in as many parts as the device's allocation limit asks (see GpuMatrix). */
+export function allocMatrix(alloc: Allocator, format: WeightFormatName, rows: number, cols: number, group: number, label: string): GpuMatrix {
+  const per = rowsPerPart(format, rows, cols, group, alloc.device.info.maxMemoryAllocationSize);
+  const parts: MatrixPart[] = [];
+  try {
+    for (let start = 0; start < rows; start += per) {
+      const n = Math.min(per, rows - start);
+      const name = per === rows ? label : `${label} rows ${start}..${start + n - 1}`;
+      const w = alloc.alloc(Math.max(16, n * matrixRowBytes(format, cols)), name);
+      parts.push({ start, rows: n, w, params: null });
+      const pBytes = n * paramsRowBytes(format, cols, group);
+      if (pBytes > 0) parts[parts.length - 1] = { start, rows: n, w, params: alloc.alloc(Math.max(16, pBytes), `${name} ${format} params`) };
+    }
+  } catch (e) {
+    for (const b of matrixBuffers({ format, rows, cols, group, parts })) alloc.free(b);
+    throw e;
+  }
+  return { format, rows, cols, group, parts };
 }
 
 export function matrixRowBytes(format: WeightFormatName, cols: number): number {
@@ -85,19 +142,24 @@ export function defaultTiling(format: WeightFormatName, cols: number, dot: boole
 /** Tiling on CPU devices (lavapipe), measured there with `unicorn bench` on the bundled model. */
 export const CPU_TILING: Tiling = { rows: 4, threads: 32, unroll: 1 };
 
+/** Rows of a matrix that one dispatch binds: ranges of a part's weight and params buffers. */
 export interface RowRange {
+  /** The first row in the matrix. */
   readonly start: number;
   readonly rows: number;
+  readonly w: GpuBuffer;
   readonly wOffset: number;
   readonly wBytes: number;
+  readonly params: GpuBuffer | null;
   readonly pOffset: number;
   readonly pBytes: number;
 }
 
 /**
  * Splits a matrix into row ranges whose weights and params each fit one descriptor range
- * (maxStorageBufferRange: 128 MiB on lavapipe, 4 GiB on most GPUs). Ranges hold a multiple of 64
- * rows, which keeps every bound offset aligned.
+ * (maxStorageBufferRange: 128 MiB on lavapipe, 4 GiB on most GPUs) and hold fewer than 2^32 values
+ * (the kernels index values in 32 bits), inside its parts. Ranges hold a multiple of 64 rows, which
+ * keeps every bound offset aligned.
  */
 export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
   const vpb = VALUES_PER_BLOCK[m.format];
@@ -105,14 +167,20 @@ export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
   if (m.format === 'q4' && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`q4 weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
   const rowBytes = matrixRowBytes(m.format, m.cols);
   const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
-  let chunk = Math.floor(maxRange / Math.max(rowBytes, pRowBytes, 1));
-  if (chunk >= m.rows) chunk = m.rows;
-  else chunk -= chunk % 64;
-  if (chunk <= 0) throw new VulkanError(`one row of ${rowBytes} bytes does not fit the device's storage-buffer range of ${maxRange}`);
+  const maxBytes = Math.min(maxRange, Math.floor(((2 ** 32 - 1) * 16) / vpb));
   const out: RowRange[] = [];
-  for (let start = 0; start < m.rows; start += chunk) {
-    const rows = Math.min(chunk, m.rows - start);
-    out.push({ start, rows, wOffset: start * rowBytes, wBytes: rows * rowBytes, pOffset: start * pRowBytes, pBytes: rows * pRowBytes });
+  for (const part of m.parts) {
+    let chunk = Math.floor(maxBytes / Math.max(rowBytes, pRowBytes, 1));
+    if (chunk >= part.rows) chunk = part.rows;
+    else chunk -= chunk % 64;
+    if (chunk <= 0) throw new VulkanError(`64 rows of ${rowBytes} bytes do not fit the device's storage-buffer range of ${maxRange}`);
+    for (let at = 0; at < part.rows; at += chunk) {
+      const rows = Math.min(chunk, part.rows - at);
+      out.push({
+        start: part.start + at, rows, w: part.w, wOffset: at * rowBytes, wBytes: rows * rowBytes,
+        params: part.params, pOffset: at * pRowBytes, pBytes: rows * pRowBytes,
+      });
+    }
   }
   return out;
 }
@@ -250,15 +318,21 @@ export class MatVec {
     if (dot && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
     const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
-    for (const r of ranges) {
-      const params = (mat: GpuMatrix) => (mat.params === null ? dummy : { buffer: mat.params, offset: r.pOffset, size: r.pBytes });
+    // The up matrix has the gate's shape and format, so the same parts and ranges.
+    const upRanges = up === undefined ? undefined : rowRanges(up, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
+    if (upRanges !== undefined && (upRanges.length !== ranges.length || upRanges.some((u, i) => u.start !== ranges[i]!.start || u.rows !== ranges[i]!.rows))) {
+      throw new VulkanError('fused gate/up: both matrices must be split into the same parts');
+    }
+    for (const [i, r] of ranges.entries()) {
+      const u = upRanges?.[i];
+      const params = (rr: RowRange) => (rr.params === null ? dummy : { buffer: rr.params, offset: rr.pOffset, size: rr.pBytes });
       const set = kernel.bind([
-        { buffer: m.w, offset: r.wOffset, size: r.wBytes },
-        params(m),
+        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        params(r),
         xq === undefined ? { buffer: x, size: m.cols * 4 } : { buffer: xq.q, size: m.cols },
         { buffer: y },
-        up === undefined ? dummy : { buffer: up.w, offset: r.wOffset, size: r.wBytes },
-        up === undefined ? dummy : params(up),
+        u === undefined ? dummy : { buffer: u.w, offset: u.wOffset, size: u.wBytes },
+        u === undefined ? dummy : params(u),
         opts.bias === undefined ? dummy : { buffer: opts.bias },
         xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
         qo === undefined ? dummy : { buffer: qo.count },

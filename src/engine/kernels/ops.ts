@@ -8,6 +8,7 @@ import type { Device } from '../vulkan/device.js';
 import type { Handle } from '../vulkan/ffi.js';
 import type { GpuBuffer } from '../vulkan/memory.js';
 import { type Kernel, type KernelSpec, grid, kernelFor } from '../vulkan/pipeline.js';
+import { type GpuMatrix, rowRanges } from './matvec.js';
 
 export type EmbeddingFormat = 'f32' | 'f16' | 'bf16' | 'q8';
 export type Activation = 'gelu_tanh' | 'silu';
@@ -120,12 +121,24 @@ export class Ops {
     this.dispatch(cmds, k, [x], new Uint32Array([n, f32bits(cap)]), Math.min(Math.ceil(n / WG), 4096));
   }
 
-  /** out[t] = table[ids[t]] * scale; rowScale is the INT8 table's per-row scales (else any buffer). */
-  embed(cmds: Commands, format: EmbeddingFormat, table: GpuBuffer, rowScale: GpuBuffer, ids: GpuBuffer, out: GpuBuffer, tokens: number, hidden: number, vocab: number, scale: number): void {
-    const k = this.kernel({ variant: `embed_${format}`, bindings: 4, pushBytes: 16, spec: [WG] });
-    const set = k.bind([table, rowScale, ids, out].map((buffer) => ({ buffer })));
-    // Workgroup y is the token (embed.comp reads gl_WorkGroupID.y), so no 2-D grid splitting here.
-    cmds.dispatch(k, set, new Uint32Array([tokens, hidden, f32bits(scale), vocab]), [Math.min(Math.ceil(hidden / WG), 64), tokens]);
+  /**
+   * out[t] = table[ids[t]] * scale (INT8 tables: times the row's scale, the matrix's params). A table
+   * past the device's storage-buffer range or allocation size goes in row ranges, a dispatch each,
+   * each writing the tokens whose ids it holds.
+   */
+  embed(cmds: Commands, table: GpuMatrix, ids: GpuBuffer, out: GpuBuffer, tokens: number, scale: number, opts: { maxRange?: number } = {}): void {
+    const format = table.format;
+    if (format === 'q4') throw new RangeError('embed: INT4 tables are not supported');
+    const k = this.kernel({ variant: `embed_${format}`, bindings: 4, pushBytes: 24, spec: [WG] });
+    for (const r of rowRanges(table, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
+      const set = k.bind([
+        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        r.params === null ? { buffer: r.w, offset: r.wOffset, size: Math.min(r.wBytes, 16) } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
+        { buffer: ids }, { buffer: out },
+      ]);
+      // Workgroup y is the token (embed.comp reads gl_WorkGroupID.y), so no 2-D grid splitting here.
+      cmds.dispatch(k, set, new Uint32Array([tokens, table.cols, f32bits(scale), table.rows, r.start, r.rows]), [Math.min(Math.ceil(table.cols / WG), 64), tokens]);
+    }
   }
 
   /**

@@ -12,6 +12,7 @@ import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { download } from '../vulkan/transfer.js';
+import { ConfigError } from '../errors.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
 import { type Act, type Forward, forwardPass } from './forward.js';
@@ -76,7 +77,10 @@ export class GpuBackend implements Backend, Forward {
   constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, private readonly opts: GpuBackendOptions) {
     this.spec = spec;
     this.ctx = opts.ctx;
-    this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx));
+    // Every activation buffer of a batch is bound whole: a batch stays within one storage-buffer range.
+    const maxRange = Math.min(device.info.maxStorageBufferRange, device.info.maxMemoryAllocationSize);
+    const widest = 4 * Math.max(spec.hiddenSize, spec.numHeads * spec.headDim, spec.intermediateSize);
+    this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx, Math.floor(maxRange / widest)));
     this.name = device.info.name;
     this.mv = new MatVec(device, alloc);
     this.mm = new MatMul(device, alloc);
@@ -102,11 +106,17 @@ export class GpuBackend implements Backend, Forward {
       this.caches = spec.layers.map((l) => {
         const capacity = l.window === null ? this.ctx : Math.min(this.ctx, l.window + B - 1);
         const bytes = spec.numKvHeads * capacity * spec.headDim * 2;
+        const slot = spec.numKvHeads * spec.headDim * 2;
+        if (bytes > maxRange) {
+          throw new ConfigError(`--ctx ${this.ctx}: layer ${l.index}'s keys take ${bytes} bytes, more than this device binds in one buffer (${maxRange} bytes)`, {
+            hint: `use --ctx ${Math.floor(maxRange / slot) - (l.window === null ? 0 : B - 1)} or less on ${device.info.name}`,
+          });
+        }
         return { k: a(bytes / 4, `layer ${l.index} keys`), v: a(bytes / 4, `layer ${l.index} values`), capacity };
       });
       const tk = Ops.topkScratchBytes(spec.vocabSize, GpuBackend.MAX_TOPK) / 4;
       this.topkScratch = { idx: a(tk, 'top-k candidates'), val: a(tk, 'top-k candidate values') };
-      this.attnPart = a(spec.numHeads * 32 * (spec.headDim + 2), 'attention partials');
+      this.attnPart = a(spec.numHeads * this.maxSplits() * (spec.headDim + 2), 'attention partials');
       this.rewindLimit = rewindLimit(spec.layers.map((l, i) => ({ window: l.window, capacity: this.caches[i]!.capacity })), this.ctx);
       this.ids = a(B, 'token ids', 'host');
       this.positions = a(B, 'positions', 'host');
@@ -126,6 +136,15 @@ export class GpuBackend implements Backend, Forward {
   }
 
   private lastCmds: Commands | undefined;
+
+  /** Decode attention's split count for a layer (flash-decoding; the recording serves every later position). */
+  private splits(layer: number): number {
+    return attentionSplits(Math.min(this.ctx, this.spec.layers[layer]!.window ?? this.ctx));
+  }
+
+  private maxSplits(): number {
+    return Math.max(...this.spec.layers.map((_, i) => this.splits(i)));
+  }
 
   private newCommands(): Commands {
     const c = new Commands(this.device);
@@ -162,7 +181,7 @@ export class GpuBackend implements Backend, Forward {
     this.xqMemo = undefined;
     const { cmds, tokens } = this.r;
     const e = this.weights.embedding;
-    this.ops.embed(cmds, e.format, e.table, e.rowScale, this.ids, this.act.x, tokens, this.spec.hiddenSize, this.spec.vocabSize, e.scale);
+    this.ops.embed(cmds, e.table, this.ids, this.act.x, tokens, e.scale);
     cmds.barrier();
   }
 
@@ -353,8 +372,8 @@ export class GpuBackend implements Backend, Forward {
     const quantized = this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
       tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
       window: s.layers[layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
-      // One token: split its positions over workgroups (the recording serves every later position).
-      splits: tokens === 1 ? attentionSplits(Math.min(this.ctx, s.layers[layer]!.window ?? this.ctx)) : 1,
+      // One token: split its positions over workgroups.
+      splits: tokens === 1 ? this.splits(layer) : 1,
     }, this.attnPart, quant);
     if (quantized) this.xqMemo = { src: dst, cols: s.numHeads * s.headDim, scratch: quant! };
     cmds.barrier();

@@ -7,7 +7,8 @@
 import { bf16ToF32, decodeFloats, type DType, f16ToF32, f32ToBf16, f32ToF16 } from '../formats/dtypes.js';
 import type { CheckpointTensor } from '../formats/checkpoint.js';
 import { CheckpointError } from '../errors.js';
-import type { GpuMatrix, WeightFormatName } from '../kernels/matvec.js';
+import { type GpuMatrix, type WeightFormatName, allocMatrix, matrixBuffers, matrixRowBytes, paramsRowBytes } from '../kernels/matvec.js';
+import type { SafetensorsFile } from '../formats/safetensors.js';
 import type { EmbeddingFormat } from '../kernels/ops.js';
 import type { Commands } from '../vulkan/commands.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
@@ -20,9 +21,8 @@ const MATRIX_FORMAT: Partial<Record<DType, WeightFormatName>> = { F32: 'f32', F1
 
 export interface GpuEmbedding {
   readonly format: EmbeddingFormat;
-  readonly table: GpuBuffer;
-  /** INT8 tables: f32 scale per row; otherwise a placeholder. */
-  readonly rowScale: GpuBuffer;
+  /** The table [vocab, hidden] as a matrix (INT8: its f32 scale per row as params), in parts past the allocation limit. */
+  readonly table: GpuMatrix;
   /** The spec's embedding scale rounded to the table's dtype, as transformers applies it. */
   readonly scale: number;
 }
@@ -82,21 +82,13 @@ export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands,
       if (name === 'embed_tokens.weight') {
         const format = t.quant?.kind === 'q8' ? 'q8' : (MATRIX_FORMAT[t.dtype] as EmbeddingFormat | undefined);
         if (format === undefined || t.quant?.kind === 'q4') throw new CheckpointError(`${name}: embeddings stored as ${t.quant?.kind ?? t.dtype} are not supported`);
-        const table = alloc.alloc(t.byteLength, name);
-        owned.push(table);
-        streamer.upload(t.file, t.name, table);
-        let rowScale: GpuBuffer;
-        if (t.quant !== undefined) {
-          rowScale = alloc.alloc(t.quant.params.byteLength, `${name} scales`);
-          streamer.upload(t.quant.params.file, t.quant.params.name, rowScale);
-        } else {
-          rowScale = alloc.alloc(16, 'embedding scale placeholder');
-        }
-        owned.push(rowScale);
+        const table = loadMatrix(t, name, format, shapes.get(name)!, alloc, streamer, owned);
         // A quantized table was made from the bf16 one: transformers' scale is bf16-rounded.
-        embedding = { format, table, rowScale, scale: embeddingScale(spec.embeddingScale, t.quant !== undefined ? 'BF16' : t.dtype) };
+        embedding = { format, table, scale: embeddingScale(spec.embeddingScale, t.quant !== undefined ? 'BF16' : t.dtype) };
       } else if (isMatrix(name, shapes.get(name)!)) {
-        matrices.set(name, uploadMatrix(t, name, shapes.get(name)!, alloc, streamer, owned));
+        const format = t.quant?.kind ?? MATRIX_FORMAT[t.dtype];
+        if (format === undefined) throw new CheckpointError(`${name}: ${t.dtype} matrices are not supported`);
+        matrices.set(name, loadMatrix(t, name, format, shapes.get(name)!, alloc, streamer, owned));
       } else {
         vectors.set(name, uploadVector(t, name, alloc, cmds, owned));
       }
@@ -112,9 +104,8 @@ export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands,
   }
   streamer.dispose();
   const emb = embedding!;
-  const lmHead = matrices.get('lm_head.weight') ?? {
-    format: emb.format as WeightFormatName, rows: spec.vocabSize, cols: spec.hiddenSize, group: 0, w: emb.table, params: emb.format === 'q8' ? emb.rowScale : null,
-  };
+  // Tied: the output projection is the embedding table itself, parts and all.
+  const lmHead = matrices.get('lm_head.weight') ?? emb.table;
   return {
     embedding: emb, lmHead, matrices, vectors, bytes: total,
     free: () => { for (const b of owned) alloc.free(b); },
@@ -127,19 +118,36 @@ function largest(tensors: ReadonlyMap<string, BoundTensor>): number {
   return m;
 }
 
-function uploadMatrix(t: BoundTensor, name: string, shape: readonly number[], alloc: Allocator, streamer: TensorStreamer, owned: GpuBuffer[]): GpuMatrix {
-  const format = t.quant?.kind ?? MATRIX_FORMAT[t.dtype];
-  if (format === undefined) throw new CheckpointError(`${name}: ${t.dtype} matrices are not supported`);
-  const w = alloc.alloc(t.byteLength, name);
-  owned.push(w);
-  streamer.upload(t.file, t.name, w);
-  let params: GpuBuffer | null = null;
-  if (t.quant !== undefined) {
-    params = alloc.alloc(t.quant.params.byteLength, `${name} ${t.quant.kind} params`);
-    owned.push(params);
-    streamer.upload(t.quant.params.file, t.quant.params.name, params);
-  }
-  return { format, rows: shape[0]!, cols: shape[1]!, group: t.quant?.group ?? 0, w, params };
+/**
+ * Allocates a matrix (in parts past the device's allocation limit) and streams its rows, and its
+ * INT8 / INT4 params, part by part from the checkpoint.
+ */
+function loadMatrix(t: BoundTensor, name: string, format: WeightFormatName, shape: readonly number[], alloc: Allocator, streamer: TensorStreamer, owned: GpuBuffer[]): GpuMatrix {
+  const [rows, cols] = [shape[0]!, shape[1]!];
+  const group = t.quant?.group ?? 0;
+  const m = allocMatrix(alloc, format, rows, cols, group, name);
+  owned.push(...matrixBuffers(m));
+  for (const s of matrixSlices(m, t)) streamer.upload(s.file, s.tensor, s.buffer, 0, s.start, s.length);
+  return m;
+}
+
+/** Where each buffer of a loaded matrix comes from: a byte range of a tensor in the checkpoint. */
+export interface MatrixSlice {
+  readonly buffer: GpuBuffer;
+  readonly file: SafetensorsFile;
+  readonly tensor: string;
+  readonly start: number;
+  readonly length: number;
+}
+
+/** The checkpoint byte range behind every buffer of matrix m, loaded from the bound tensor t. */
+export function matrixSlices(m: GpuMatrix, t: BoundTensor): MatrixSlice[] {
+  const rowBytes = matrixRowBytes(m.format, m.cols);
+  const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
+  return m.parts.flatMap((p) => [
+    { buffer: p.w, file: t.file, tensor: t.name, start: p.start * rowBytes, length: p.rows * rowBytes },
+    ...(p.params === null || t.quant === undefined ? [] : [{ buffer: p.params, file: t.quant.params.file, tensor: t.quant.params.name, start: p.start * pRowBytes, length: p.rows * pRowBytes }]),
+  ]);
 }
 
 function uploadVector(t: CheckpointTensor, name: string, alloc: Allocator, cmds: Commands, owned: GpuBuffer[]): GpuBuffer {

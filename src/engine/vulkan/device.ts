@@ -170,7 +170,7 @@ function describe(pd: Handle, index: number): DeviceInfo {
   if (computeQueueFamily < 0) computeQueueFamily = families.findIndex((q) => (q.queueFlags & VK.QUEUE_COMPUTE_BIT) !== 0);
 
   const maxAlloc = toNum(maint3.maxMemoryAllocationSize);
-  return {
+  return lowerLimits({
     index,
     name: p['deviceName'] as string,
     type: VK.PHYSICAL_DEVICE_TYPE[p['deviceType'] as number] ?? 'other',
@@ -209,7 +209,30 @@ function describe(pd: Handle, index: number): DeviceInfo {
       hostCached: (t.propertyFlags & VK.MEMORY_PROPERTY_HOST_CACHED) !== 0,
     })),
     computeQueueFamily,
-  };
+  });
+}
+
+/** The device limits UNICORN_DEVICE_LIMITS may lower. */
+const LOWERABLE = ['maxStorageBufferRange', 'maxMemoryAllocationSize'] as const;
+
+/**
+ * Applies UNICORN_DEVICE_LIMITS (e.g. `maxStorageBufferRange=65536,maxMemoryAllocationSize=131072`):
+ * limits lowered below what the driver reports, so that a test model's small tensors take the paths a
+ * 27B's take on a real GPU (a table split over allocations, matrices bound in row ranges). Only
+ * lowers; an unknown name or a value that is not a positive integer is an error.
+ */
+export function lowerLimits(info: DeviceInfo, text = process.env['UNICORN_DEVICE_LIMITS']): DeviceInfo {
+  if (text === undefined || text.trim() === '') return info;
+  const out: Record<string, unknown> = { ...info };
+  for (const part of text.split(',')) {
+    const [name, value] = part.split('=').map((x) => x.trim());
+    const n = Number(value);
+    if (!(LOWERABLE as readonly string[]).includes(name ?? '') || !Number.isSafeInteger(n) || n <= 0) {
+      throw new VulkanError(`UNICORN_DEVICE_LIMITS: '${part}' is not <limit>=<positive integer> (limits: ${LOWERABLE.join(', ')})`);
+    }
+    out[name!] = Math.min(n, info[name as (typeof LOWERABLE)[number]]);
+  }
+  return out as unknown as DeviceInfo;
 }
 
 /** Every Vulkan device the loader sees, described (unicorn doctor). */

@@ -147,13 +147,17 @@ export class Allocator {
     return u;
   }
 
-  /** Allocates a buffer of `size` bytes. Sizes above the device's allocation limit are refused. */
+  /**
+   * Allocates a buffer of `size` bytes. Sizes above the device's allocation limit are refused: what
+   * can be larger (weight matrices) is split before it gets here (allocMatrix).
+   */
   alloc(size: number, label: string, placement: Placement = 'device'): GpuBuffer {
     if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`alloc(${label}): size ${size} is not a positive integer`);
     const info = this.device.info;
-    if (size > info.maxMemoryAllocationSize) {
-      throw new VulkanError(`${label}: ${size} bytes is more than this device can allocate at once (${info.maxMemoryAllocationSize} bytes); it must be split`);
-    }
+    const tooLarge = (bytes: number) => new VulkanError(`${label}: ${bytes} bytes is more than this device can allocate at once (${info.maxMemoryAllocationSize} bytes)`, undefined, {
+      hint: 'use a shorter --ctx or a smaller --batch (what sizes this buffer), or a device with a larger maxMemoryAllocationSize',
+    });
+    if (size > info.maxMemoryAllocationSize) throw tooLarge(size);
     const api = vk();
     const handle = create(`vkCreateBuffer(${label})`, (out) => api.vkCreateBuffer(this.device.handle, {
       sType: VK.ST_BUFFER_CREATE_INFO, pNext: null, flags: 0, size, usage: USAGE, sharingMode: 0, queueFamilyIndexCount: 0, pQueueFamilyIndices: null,
@@ -161,6 +165,10 @@ export class Allocator {
     const req = {} as { size: bigint | number; alignment: bigint | number; memoryTypeBits: number };
     api.vkGetBufferMemoryRequirements(this.device.handle, handle, req);
     const need = Number(req.size);
+    if (need > info.maxMemoryAllocationSize) {
+      api.vkDestroyBuffer(this.device.handle, handle, null);
+      throw tooLarge(need);
+    }
     const align = Math.max(Number(req.alignment), info.minStorageBufferOffsetAlignment);
     for (const type of this.candidates(placement, req.memoryTypeBits)) {
       const map = type.hostVisible && (placement === 'host' || this.mapDeviceMemory);

@@ -23,9 +23,13 @@ export class TensorStreamer {
   private next = 0;
   readonly stats: StreamStats = { bytes: 0, direct: 0, staged: 0, seconds: 0 };
 
+  /** Bytes per read (and per staging buffer): at most what the device allocates at once. */
+  readonly chunkBytes: number;
+
   /** `forceStaging` sends even host-visible destinations through staging (tests). */
-  constructor(device: Device, private readonly alloc: Allocator, readonly chunkBytes = 64 << 20, private readonly forceStaging = false) {
-    this.staging = [0, 1].map((i) => alloc.alloc(chunkBytes, `staging ${i}`, 'host'));
+  constructor(device: Device, private readonly alloc: Allocator, chunkBytes = 64 << 20, private readonly forceStaging = false) {
+    this.chunkBytes = Math.min(chunkBytes, device.info.maxMemoryAllocationSize);
+    this.staging = [0, 1].map((i) => alloc.alloc(this.chunkBytes, `staging ${i}`, 'host'));
     this.cmds = [new Commands(device), new Commands(device)];
   }
 
@@ -35,7 +39,12 @@ export class TensorStreamer {
     const total = length ?? file.tensor(name).byteLength - start;
     if (dstOffset + total > dst.size) throw new RangeError(`${name}: ${total} bytes do not fit ${dst.label} at offset ${dstOffset}`);
     if (dst.mapped !== null && !this.forceStaging) {
-      file.read(name, this.alloc.view(dst, dstOffset, total), 0, start, total);
+      // Straight into the mapped memory, a chunk at a time: no view or read past chunkBytes at once
+      // (a 2.8 GB embedding table is one tensor).
+      for (let done = 0; done < total; done += this.chunkBytes) {
+        const n = Math.min(this.chunkBytes, total - done);
+        file.read(name, this.alloc.view(dst, dstOffset + done, n), 0, start + done, n);
+      }
       this.stats.direct += total;
     } else {
       for (let done = 0; done < total; done += this.chunkBytes) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
 import { MatMul } from '../../../src/engine/kernels/matmul.js';
-import { CPU_TILING, type GpuMatrix, MatVec, type WeightFormatName, defaultTiling } from '../../../src/engine/kernels/matvec.js';
+import { CPU_TILING, MatVec, type WeightFormatName, defaultTiling, matrixBuffers, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeActivations, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { f16ToF32 as halfToF32 } from '../../../src/engine/formats/dtypes.js';
@@ -54,11 +54,8 @@ function run(format: WeightFormatName, rows: number, cols: number, opts: { group
   const w = randomFloats(rows * cols, seed);
   const x = randomFloats(cols, seed + 1);
   const p = prepare(format, w, rows, cols, opts.group);
-  const m: GpuMatrix = {
-    format, rows, cols, group: opts.group ?? 64,
-    w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, `${format} weights`),
-    params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, `${format} params`),
-  };
+  const m = singleMatrix(format, rows, cols, opts.group ?? 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, `${format} weights`),
+    p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, `${format} params`));
   const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
   const yb = gpu.alloc.alloc(rows * 4, 'y');
   gpu.cmds.begin();
@@ -66,7 +63,7 @@ function run(format: WeightFormatName, rows: number, cols: number, opts: { group
   gpu.cmds.submitAndWait();
   const got = new Float32Array(rows);
   download(gpu.alloc, gpu.cmds, yb, new Uint8Array(got.buffer));
-  for (const b of [m.w, xb, yb, ...(m.params ? [m.params] : [])]) gpu.alloc.free(b);
+  for (const b of [...matrixBuffers(m), xb, yb]) gpu.alloc.free(b);
   // Tolerance: f32 accumulation over `cols` products, in a different order than the reference:
   // a few ulps of sum |w x|.
   const { want, flips } = reference(p, x, rows, cols, (opts.kernel ?? mv).dotPath(format));
@@ -142,7 +139,7 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
     const x = randomFloats(cols, 62);
     const y0 = randomFloats(rows, 63);
     const p = prepare('bf16', w, rows, cols);
-    const m: GpuMatrix = { format: 'bf16', rows, cols, group: 0, w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), params: null };
+    const m = singleMatrix('bf16', rows, cols, 0, uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), null);
     const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
     const yb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(y0.slice().buffer), 'y');
     gpu.cmds.begin();
@@ -176,7 +173,7 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
 describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
   function upload(format: WeightFormatName, w: Float32Array, rows: number, cols: number) {
     const p = prepare(format, w, rows, cols);
-    const m: GpuMatrix = { format, rows, cols, group: 64, w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params') };
+    const m = singleMatrix(format, rows, cols, 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'));
     return { m, exact: p.exact, p };
   }
   for (const format of ['bf16', 'q8', 'q4'] as const) {
@@ -259,11 +256,8 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
     const w = randomFloats(rows * cols, rows + cols);
     const x = randomFloats(tokens * cols, tokens);
     const p = prepare(format, w, rows, cols, opts.group);
-    const m: GpuMatrix = {
-      format, rows, cols, group: opts.group ?? 64,
-      w: uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'),
-      params: p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'),
-    };
+    const m = singleMatrix(format, rows, cols, opts.group ?? 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'),
+      p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'));
     const yb = gpu.alloc.alloc(tokens * rows * 4, 'y');
     const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
     gpu.cmds.begin();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { f32ArrayToBf16, f32ArrayToF16, bf16ToF32, f16ToF32 } from '../../../src/engine/formats/dtypes.js';
-import { MatVec } from '../../../src/engine/kernels/matvec.js';
+import { MatVec, type MatrixPart, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import { Ops, sortTopK } from '../../../src/engine/kernels/ops.js';
 import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16, topkRef } from '../../../src/engine/kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
@@ -189,10 +189,36 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     for (const [format, c] of Object.entries(cases)) {
       const out = gpu.alloc.alloc(ids.length * hidden * 4, 'out');
       const [tb, sb, ib] = [put(c.data), put(c.scales), put(ids)];
-      run(() => ops.embed(gpu.cmds, format as 'f32', tb, sb, ib, out, ids.length, hidden, vocab, scale));
+      run(() => ops.embed(gpu.cmds, singleMatrix(format as 'f32', vocab, hidden, 0, tb, format === 'q8' ? sb : null), ib, out, ids.length, scale));
       const want = new Float32Array(ids.length * hidden);
       ids.forEach((id, t) => { for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround(c.value(id, i) * Math.fround(scale)); });
       close(getF32(out, want.length), want, 1e-7, 0, `embed ${format}`);
+    }
+  });
+
+  test('embedding lookup from a table in parts (past the allocation limit) and row ranges (past the storage-buffer range)', () => {
+    // 300 rows of 32 f32 values (128 bytes) in two parts of 192 and 108 rows; bound in ranges of 64
+    // rows: five dispatches, each writing the tokens whose ids it holds.
+    const [vocab, hidden, scale] = [300, 32, 2];
+    const table = randomFloats(vocab * hidden, 7);
+    const q8 = quantizeQ8(table, vocab, hidden);
+    const ids = new Uint32Array([0, 191, 192, 299, 63, 64, 250, 5]);
+    const split = 192;
+    for (const format of ['f32', 'q8'] as const) {
+      const rowBytes = format === 'f32' ? hidden * 4 : hidden;
+      const data = format === 'f32' ? bytes(table) : bytes(q8.q);
+      const parts: MatrixPart[] = [[0, split], [split, vocab - split]].map(([start, rows]) => ({
+        start: start!, rows: rows!, w: put(data.subarray(start! * rowBytes, (start! + rows!) * rowBytes)),
+        params: format === 'q8' ? put(bytes(q8.scales.subarray(start!, start! + rows!))) : null,
+      }));
+      const out = gpu.alloc.alloc(ids.length * hidden * 4, 'out');
+      const ib = put(ids);
+      run(() => ops.embed(gpu.cmds, { format, rows: vocab, cols: hidden, group: 0, parts }, ib, out, ids.length, scale, { maxRange: 64 * rowBytes }));
+      const want = new Float32Array(ids.length * hidden);
+      ids.forEach((id, t) => {
+        for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround((format === 'f32' ? table[id * hidden + i]! : Math.fround(q8.q[id * hidden + i]! * q8.scales[id]!)) * scale);
+      });
+      close(getF32(out, want.length), want, 1e-7, 0, `embed ${format} in parts`);
     }
   });
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { MatVec } from '../../../src/engine/kernels/matvec.js';
+import { MatVec, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import { Ops } from '../../../src/engine/kernels/ops.js';
 import { argmaxRef, ropeRef } from '../../../src/engine/kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
@@ -40,11 +40,11 @@ test('a recorded decode step replays with per-token values from mapped buffers',
   const mv = new MatVec(gpu.device, gpu.alloc);
 
   gpu.cmds.begin({ reusable: true });
-  ops.embed(gpu.cmds, 'f32', table, table, ids, h, 1, hidden, vocab, scale);
+  ops.embed(gpu.cmds, singleMatrix('f32', vocab, hidden, 0, table, null), ids, h, 1, scale);
   gpu.cmds.barrier();
   ops.rope(gpu.cmds, h, cs, 1, 1, hidden);
   gpu.cmds.barrier();
-  mv.record(gpu.cmds, { format: 'f32', rows: vocab, cols: hidden, group: 64, w: out, params: null }, h, logits);
+  mv.record(gpu.cmds, singleMatrix('f32', vocab, hidden, 64, out, null), h, logits);
   gpu.cmds.barrier();
   ops.argmax(gpu.cmds, logits, ids, vocab, 0);
   gpu.cmds.end();
