@@ -127,7 +127,8 @@ export class GpuBackend implements Backend, Forward {
       });
       this.result = a(GpuBackend.MAX_TOPK, 'sampled ids', 'host');
       this.topVals = a(GpuBackend.MAX_TOPK, 'top-k values', 'host');
-      this.logitsHost = this.logitsBuf.mapped !== null ? this.logitsBuf : a(spec.vocabSize, 'logits read-back', 'host');
+      // Read by the host every sampled token: straight from the logits only where that mapping is cached.
+      this.logitsHost = this.logitsBuf.mapped !== null && this.logitsBuf.hostCached ? this.logitsBuf : a(spec.vocabSize, 'logits read-back', 'host');
     } catch (e) {
       for (const b of this.owned) alloc.free(b);
       throw e;

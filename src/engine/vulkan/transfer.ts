@@ -31,7 +31,9 @@ export function upload(alloc: Allocator, cmds: Commands, dst: GpuBuffer, bytes: 
 }
 
 export function download(alloc: Allocator, cmds: Commands, src: GpuBuffer, dst: Uint8Array, srcOffset = 0, chunk = STAGING_BYTES): Uint8Array {
-  if (src.mapped !== null) return alloc.read(src, dst, srcOffset);
+  // Mapped and cached: read it. Mapped but uncached (VRAM through the BAR, an APU's carve-out): a GPU
+  // copy into cached host memory is far faster than the CPU reading it.
+  if (src.mapped !== null && src.hostCached) return alloc.read(src, dst, srcOffset);
   const staging = stagingFor(alloc, dst.byteLength, `read-back of ${src.label}`, chunk);
   try {
     for (let done = 0; done < dst.byteLength; done += staging.size) {

@@ -15,7 +15,7 @@ for (const forceStaging of [false, true]) {
   test(`every tensor of a checkpoint streams into GPU memory byte for byte, in 4 KiB chunks (${forceStaging ? 'through staging' : 'straight into mapped memory where possible'})`, () => {
     const file = SafetensorsFile.open(path.join(modelFixture('gemma3-text'), 'model.safetensors'));
     // A mapping allocator for the direct path (host-visible device memory, as on an APU).
-    const alloc = forceStaging ? gpu.alloc : new Allocator(gpu.device);
+    const alloc = forceStaging ? gpu.alloc : new Allocator(gpu.device, { mapDeviceMemory: true });
     const s = new TensorStreamer(gpu.device, alloc, 4096, forceStaging);
     const placed = file.tensors.map((t) => {
       const buf = alloc.alloc(Math.max(16, t.byteLength), t.name);
