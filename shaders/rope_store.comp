@@ -8,7 +8,6 @@
 // One workgroup per token and head: the heads of q, then of k, then of v. Its d/4 invocations each
 // take the neighbouring pairs i = 2j, 2j + 1 and their partners at i + d/2 (all that a rotation
 // needs), so that each writes whole f16 words of the cache: head_dim must be a multiple of 4.
-#extension GL_KHR_shader_subgroup_arithmetic : require
 layout(local_size_x_id = 0) in;  // head_dim / 4
 layout(constant_id = 1) const uint NORM = 0;
 layout(push_constant) uniform Push { uint tokens; uint heads; uint kvHeads; uint headDim; uint capacity; float eps; float offset; } pc;
@@ -21,7 +20,7 @@ layout(std430, binding = 5) writeonly buffer KC { uint kc[]; };  // f16 pairs
 layout(std430, binding = 6) writeonly buffer VC { uint vc[]; };
 layout(std430, binding = 7) readonly buffer QN { vec2 qn[]; };  // NORM: q_norm's weight, [d]
 layout(std430, binding = 8) readonly buffer KN { vec2 kn[]; };  // NORM: k_norm's weight, [d]
-shared float partial[32];
+shared float partial[gl_WorkGroupSize.x];
 
 void main() {
   const uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -40,11 +39,13 @@ void main() {
     vec2 a = isK ? vec2(k[at], k[at + 1]) : vec2(q[at], q[at + 1]);
     vec2 b = isK ? vec2(k[at + halfD], k[at + halfD + 1]) : vec2(q[at + halfD], q[at + halfD + 1]);
     if (NORM != 0u) {
-      float ss = subgroupAdd(dot(a, a) + dot(b, b));
-      if (subgroupElect()) partial[gl_SubgroupID] = ss;
+      // The head's sum of squares: each invocation's share in shared memory, every invocation adds
+      // them all (at most 64 for head_dim 256). No subgroup operation, so no assumption about how
+      // d / 4 invocations (12 for head_dim 48) fall into subgroups.
+      partial[j] = dot(a, a) + dot(b, b);
       barrier();
       float total = 0.0;
-      for (uint i = 0; i < gl_NumSubgroups; i++) total += partial[i];
+      for (uint i = 0; i < quarter; i++) total += partial[i];
       const float inv = inversesqrt(total / float(d) + pc.eps);
       a *= inv * (pc.offset + (isK ? kn[j] : qn[j]));
       b *= inv * (pc.offset + (isK ? kn[j + quarter] : qn[j + quarter]));

@@ -107,7 +107,9 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
   for (const norm of [false, true]) {
     test(`rope of q and k with the cache writes of k and v in one dispatch, over a ring${norm ? ', each head of q and k RMS-normed first (Gemma 3)' : ''}`, () => {
       const [tokens, heads, kvHeads, capacity] = [5, 4, 2, 4];
-      for (const d of [32, 256]) {
+      // head_dim / 4 invocations a workgroup: 8 and 64, and 12 and 20, which are not multiples of a
+      // subgroup of 8 (lavapipe in Mesa 22.3 miscounted those subgroups, test/engine/kernels/subgroups.test.ts).
+      for (const d of [32, 48, 80, 256]) {
         const positions = [3, 4, 5, 6, 7]; // slots 3, 0, 1, 2, 3: a ring of 4 holding 5 tokens would race, so store 4
         const table = ropeTable(inverseFrequencies({ theta: 10_000, scaling: { kind: 'none' } }, d), positions.slice(0, 4));
         const q = randomFloats(4 * heads * d, 81);
