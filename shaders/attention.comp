@@ -15,6 +15,10 @@
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint MAX_D = 256;  // largest head_dim supported
+// The subgroup size the pipeline runs at (the host passes the device's, or the one it required): it
+// bounds the per-lane arrays and the subgroup count, so any size from 4 to 128 is right. The host
+// keeps workgroups at 16 subgroups or fewer.
+layout(constant_id = 2) const uint SG_SIZE = 32;
 layout(push_constant) uniform Push {
   uint tokens; uint heads; uint kvHeads; uint headDim;
   uint capacity; uint window;  // window 0 = no window
@@ -28,10 +32,10 @@ layout(std430, binding = 3) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer Part { float part[]; };  // [tokens * heads * splits][d + 2]
 
-// Pairs of dims per lane: at most MAX_D / 2 / 8 (subgroups of 8 or more); loops over this constant
-// bound are unrolled, so the per-lane arrays stay in registers.
-const uint LANE_PAIRS = MAX_D / 16;
-const uint MAX_SG = 16;  // subgroups per workgroup, at most (128 invocations in subgroups of 8 or more)
+// Pairs of dims per lane: at most MAX_D / 2 / SG_SIZE; loops over this constant bound are unrolled,
+// so the per-lane arrays stay in registers.
+const uint LANE_PAIRS = (MAX_D / 2 + SG_SIZE - 1) / SG_SIZE;
+const uint MAX_SG = 16;  // subgroups per workgroup, at most
 shared float sm[MAX_SG];
 shared float sl[MAX_SG];
 shared vec2 sacc[MAX_SG * (MAX_D / 2)];

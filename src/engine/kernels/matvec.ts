@@ -9,6 +9,7 @@ import { VulkanError } from '../vulkan/ffi.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { Commands } from '../vulkan/commands.js';
+import { type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
 
 export type WeightFormatName = 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
 
@@ -189,6 +190,8 @@ export class MatVec {
   readonly device: Device;
   /** The smallest number of threads per tile on this device. */
   readonly minThreads: number;
+  /** The subgroup size the matrix x vector kernels run at (kernels/subgroups.ts). */
+  readonly subgroup: SubgroupChoice;
   /** Tiling fixed by the caller (tests, benchmark sweeps); otherwise chosen per matrix. */
   readonly fixed: Partial<Tiling>;
   /**
@@ -214,7 +217,11 @@ export class MatVec {
     this.integerDot = (fixed.integerDot ?? true) && device.info.integerDotProduct;
     this.q8Dot = fixed.q8Dot ?? false;
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
-    this.minThreads = Math.max(32, device.info.subgroupSize);
+    checkSubgroupLayout(device);
+    // A tile is whole subgroups; at least 32 threads, so that a workgroup (128 threads, or one tile)
+    // holds at most 16 rows and its int8 output (QOUT) touches at most two blocks of 32.
+    this.subgroup = subgroupPlan(device.info).matvec;
+    this.minThreads = Math.max(32, this.subgroup.size);
     if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
     if (fixed.unroll !== undefined && (!Number.isInteger(fixed.unroll) || fixed.unroll < 1 || fixed.unroll > 8)) throw new RangeError('unroll must be 1 to 8');
     if (fixed.threads !== undefined && (fixed.threads % this.minThreads !== 0 || fixed.threads > device.info.maxComputeWorkGroupInvocations)) {
@@ -258,14 +265,20 @@ export class MatVec {
     return quantizedView(scratch, format);
   }
 
-  /** The int8-activation scratch for rows of `cols` values (a multiple of 32), made on first use. */
-  scratch(cols: number): ActScratch {
-    let s = this.xScratch.get(cols);
+  /**
+   * The int8-activation scratch for rows of `cols` values (a multiple of 32), made on first use. Two
+   * per row length: 'in' for what a producer step writes for the next projection, 'out' for a matrix
+   * x vector's own int8 output (QOUT), which must not be the scratch it reads (where the MLP's width
+   * equals the hidden size, the gated projection would overwrite its own input while reading it).
+   */
+  scratch(cols: number, slot: 'in' | 'out' = 'in'): ActScratch {
+    const key = slot === 'in' ? cols : -cols;
+    let s = this.xScratch.get(key);
     if (s === undefined) {
       const count = this.alloc.alloc((cols / 32) * 4, `block counters (${cols})`);
       (this.own ??= new Commands(this.device)).begin().fill(count, 0).barrier().submitAndWait();
       s = { q8: this.alloc.alloc(cols, `int8 x (${cols})`), q4: this.alloc.alloc(cols, `int8 x nibble order (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`), count };
-      this.xScratch.set(cols, s);
+      this.xScratch.set(key, s);
     }
     return s;
   }
@@ -286,7 +299,10 @@ export class MatVec {
 
   kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): Kernel {
     const variant = dot ? `matvec_${format}_dot` : `matvec_${format}`;
-    return kernelFor(this.device, { variant, bindings: 12, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1, quantOut ? 1 : 0] });
+    return kernelFor(this.device, {
+      variant, bindings: 12, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1, quantOut ? 1 : 0],
+      ...(this.subgroup.required ? { subgroupSize: this.subgroup.size } : {}),
+    });
   }
 
   /**
@@ -317,6 +333,9 @@ export class MatVec {
     const dummy = { buffer: this.dummy };
     if (dot && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
     const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
+    if (qo !== undefined && xq !== undefined && [qo.q8, qo.q4, qo.s].some((b) => b === xq.q || b === xq.s)) {
+      throw new VulkanError('matvec: the int8 output would overwrite the int8 input it reads (use a scratch of its own: scratch(rows, \'out\'))');
+    }
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     // The up matrix has the gate's shape and format, so the same parts and ranges.
     const upRanges = up === undefined ? undefined : rowRanges(up, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));

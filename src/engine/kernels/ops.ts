@@ -9,6 +9,7 @@ import type { Handle } from '../vulkan/ffi.js';
 import type { GpuBuffer } from '../vulkan/memory.js';
 import { type Kernel, type KernelSpec, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
+import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
 
 export type EmbeddingFormat = 'f32' | 'f16' | 'bf16' | 'q8';
 export type Activation = 'gelu_tanh' | 'silu';
@@ -43,7 +44,19 @@ export function attentionSplits(visible: number): number {
 }
 
 export class Ops {
-  constructor(readonly device: Device) {}
+  /** The subgroup size each family of these kernels runs at (kernels/subgroups.ts). */
+  readonly subgroups: Record<KernelFamily, SubgroupChoice>;
+
+  constructor(readonly device: Device) {
+    checkSubgroupLayout(device);
+    this.subgroups = subgroupPlan(device.info);
+  }
+
+  /** The spec fields that make a family's kernel run at its subgroup size. */
+  private sized(family: KernelFamily): { subgroupSize?: number } {
+    const c = this.subgroups[family];
+    return c.required ? { subgroupSize: c.size } : {};
+  }
 
   private kernel(spec: KernelSpec): Kernel {
     return kernelFor(this.device, spec);
@@ -70,8 +83,8 @@ export class Ops {
     // One workgroup per row, wide enough that each invocation handles about 4 values: a decode step's
     // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
     // per-head q/k norms are many short rows.
-    const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
-    const k = this.kernel({ variant: 'rmsnorm', bindings: 8, pushBytes: 16, spec: [width, add ? 1 : 0, quant === undefined ? 0 : 1, quant === undefined ? 1 : n, next === undefined ? 0 : 1] });
+    const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.subgroups.norm.size, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
+    const k = this.kernel({ variant: 'rmsnorm', bindings: 8, pushBytes: 16, spec: [width, add ? 1 : 0, quant === undefined ? 0 : 1, quant === undefined ? 1 : n, next === undefined ? 0 : 1], ...this.sized('norm') });
     const q = quant ?? { q8: x, q4: x, s: x };
     this.dispatch(cmds, k, [x, w, y, q.q8, q.q4, q.s, next?.w ?? w, next?.out ?? y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
   }
@@ -169,7 +182,9 @@ export class Ops {
     const splits = s.splits ?? 1;
     const rows = s.tokens * s.heads;
     if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4)) throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
-    const k = this.kernel({ variant: 'attention', bindings: 6, pushBytes: 36, spec: [Math.min(128, this.device.info.maxComputeWorkGroupInvocations), 256] });
+    // At most 16 subgroups a workgroup (attention.comp's shared arrays), 128 invocations.
+    const sg = this.subgroups.attention.size;
+    const k = this.kernel({ variant: 'attention', bindings: 6, pushBytes: 36, spec: [Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), 256, sg], ...this.sized('attention') });
     const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap), splits]);
     this.dispatch(cmds, k, [q, kCache, vCache, positions, o, part ?? o], push, rows * splits);
     if (splits === 1) return false;
@@ -182,7 +197,7 @@ export class Ops {
 
   /** out[outIndex] = index of the largest of x's first n values. */
   argmax(cmds: Commands, x: GpuBuffer, out: GpuBuffer, n: number, outIndex = 0): void {
-    const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [Math.min(1024, this.device.info.maxComputeWorkGroupInvocations)] });
+    const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [Math.min(1024, this.device.info.maxComputeWorkGroupInvocations)], ...this.sized('sampling') });
     this.dispatch(cmds, k, [x, out], new Uint32Array([n, outIndex]), 1);
   }
 
@@ -200,8 +215,8 @@ export class Ops {
     // iterations in all, and a workgroup makes about 50 rounds over its values).
     const topkKernel = (count: number) => {
       const max = Math.min(1024, this.device.info.maxComputeWorkGroupInvocations);
-      const width = this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.device.info.subgroupSize, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
-      return this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [width] });
+      const width = this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.subgroups.sampling.size, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
+      return this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [width], ...this.sized('sampling') });
     };
     const slice = Math.max(Ops.TOPK_SLICE, 4 * k);
     const groups = Math.ceil(n / slice);

@@ -5,7 +5,7 @@
  */
 import {
   DriverProperties, IntegerDotProductFeatures, Maintenance3Properties, MemoryBudgetProperties,
-  SubgroupProperties,
+  SubgroupProperties, SubgroupSizeControlFeatures, SubgroupSizeControlProperties,
   Vulkan11Features, Vulkan12Features, VK, VulkanError, check, create, koffi, vk, type Handle,
 } from './ffi.js';
 import { VALIDATION_LAYER, installMessenger, validationAvailable, validationRequested } from './validation.js';
@@ -37,7 +37,14 @@ export interface DeviceInfo {
   readonly apiVersion: string;
   readonly driverName: string;
   readonly driverInfo: string;
+  /** The subgroup size compute pipelines run at unless they ask for another (subgroupSizes). */
   readonly subgroupSize: number;
+  /**
+   * VK_EXT_subgroup_size_control for compute, when the device has it: the sizes a pipeline may ask
+   * for (requiredSubgroupSize, powers of two from min to max) and whether it may also require full
+   * subgroups. null: pipelines run at subgroupSize.
+   */
+  readonly subgroupSizes: { readonly min: number; readonly max: number; readonly fullSubgroups: boolean } | null;
   readonly subgroupArithmetic: boolean;
   readonly shaderFloat16: boolean;
   readonly shaderInt8: boolean;
@@ -122,7 +129,10 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const sub = koffi.alloc(SubgroupProperties, 1);
   const drv = koffi.alloc(DriverProperties, 1);
   const m3 = koffi.alloc(Maintenance3Properties, 1);
-  koffi.encode(m3, Maintenance3Properties, { sType: VK.ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, pNext: null, maxPerSetDescriptors: 0, maxMemoryAllocationSize: 0 });
+  const sizeExt = exts.has('VK_EXT_subgroup_size_control');
+  const ssc = koffi.alloc(SubgroupSizeControlProperties, 1);
+  koffi.encode(ssc, SubgroupSizeControlProperties, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES, pNext: null, minSubgroupSize: 0, maxSubgroupSize: 0, maxComputeWorkgroupSubgroups: 0, requiredSubgroupSizeStages: 0 });
+  koffi.encode(m3, Maintenance3Properties, { sType: VK.ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, pNext: sizeExt ? ssc : null, maxPerSetDescriptors: 0, maxMemoryAllocationSize: 0 });
   koffi.encode(drv, DriverProperties, { sType: VK.ST_PHYSICAL_DEVICE_DRIVER_PROPERTIES, pNext: m3, driverID: 0, driverName: '', driverInfo: '', conformanceVersion: [0, 0, 0, 0] });
   koffi.encode(sub, SubgroupProperties, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, pNext: drv, subgroupSize: 0, supportedStages: 0, supportedOperations: 0, quadOperationsInAllStages: 0 });
   const props2 = { sType: VK.ST_PHYSICAL_DEVICE_PROPERTIES_2, pNext: sub, properties: {} } as Record<string, unknown>;
@@ -132,23 +142,26 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const subgroup = koffi.decode(sub, SubgroupProperties) as { subgroupSize: number; supportedOperations: number };
   const driver = koffi.decode(drv, DriverProperties) as { driverName: string; driverInfo: string };
   const maint3 = koffi.decode(m3, Maintenance3Properties) as { maxMemoryAllocationSize: bigint | number };
-  for (const a of [sub, drv, m3]) koffi.free(a);
+  const sizes = koffi.decode(ssc, SubgroupSizeControlProperties) as { minSubgroupSize: number; maxSubgroupSize: number; requiredSubgroupSizeStages: number };
+  for (const a of [sub, drv, m3, ssc]) koffi.free(a);
 
   // Features: 1.1 (16-bit storage), 1.2 (float16, int8, 8-bit storage), integer dot product.
   const f11 = koffi.alloc(Vulkan11Features, 1);
   const f12 = koffi.alloc(Vulkan12Features, 1);
   const fdot = koffi.alloc(IntegerDotProductFeatures, 1);
+  const fsize = koffi.alloc(SubgroupSizeControlFeatures, 1);
   const dotExt = exts.has('VK_KHR_shader_integer_dot_product');
-  koffi.encode(fdot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: null, shaderIntegerDotProduct: 0 });
-  koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: dotExt ? fdot : null });
+  koffi.encode(fsize, SubgroupSizeControlFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES, pNext: null, subgroupSizeControl: 0, computeFullSubgroups: 0 });
+  koffi.encode(fdot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: sizeExt ? fsize : null, shaderIntegerDotProduct: 0 });
+  koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: dotExt ? fdot : sizeExt ? fsize : null });
   koffi.encode(f11, Vulkan11Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, pNext: f12 });
   api.vkGetPhysicalDeviceFeatures2(pd, { sType: VK.ST_PHYSICAL_DEVICE_FEATURES_2, pNext: f11, features: new Array(55).fill(0) });
   const feat11 = koffi.decode(f11, Vulkan11Features) as Record<string, number>;
   const feat12 = koffi.decode(f12, Vulkan12Features) as Record<string, number>;
   const featDot = koffi.decode(fdot, IntegerDotProductFeatures) as { shaderIntegerDotProduct: number };
-  koffi.free(f11);
-  koffi.free(f12);
-  koffi.free(fdot);
+  const featSize = koffi.decode(fsize, SubgroupSizeControlFeatures) as { subgroupSizeControl: number; computeFullSubgroups: number };
+  for (const a of [f11, f12, fdot, fsize]) koffi.free(a);
+  const sizeControl = sizeExt && featSize.subgroupSizeControl === 1 && (sizes.requiredSubgroupSizeStages & VK.SHADER_STAGE_COMPUTE) !== 0 && sizes.minSubgroupSize > 0;
 
   // Memory, with the budget when VK_EXT_memory_budget is there.
   const budgetExt = exts.has('VK_EXT_memory_budget');
@@ -180,6 +193,7 @@ function describe(pd: Handle, index: number): DeviceInfo {
     driverName: driver.driverName,
     driverInfo: driver.driverInfo,
     subgroupSize: subgroup.subgroupSize,
+    subgroupSizes: sizeControl ? { min: sizes.minSubgroupSize, max: sizes.maxSubgroupSize, fullSubgroups: featSize.computeFullSubgroups === 1 } : null,
     subgroupArithmetic: (subgroup.supportedOperations & VK.SUBGROUP_FEATURE_ARITHMETIC) !== 0,
     shaderFloat16: feat12['shaderFloat16'] === 1,
     shaderInt8: feat12['shaderInt8'] === 1,
@@ -281,16 +295,21 @@ export class Device {
     this.info = info;
     this.physical = physical;
     const priorities = new Float32Array([1]);
-    // Enabled: integer dot product, when the device has it (INT4 kernels use it).
-    const extensions = info.integerDotProduct ? ['VK_KHR_shader_integer_dot_product'] : [];
+    // Enabled: integer dot product (INT8 and INT4 kernels use it) and subgroup size control (kernels
+    // that ask for a size), when the device has them.
+    const extensions = [...(info.integerDotProduct ? ['VK_KHR_shader_integer_dot_product'] : []), ...(info.subgroupSizes !== null ? ['VK_EXT_subgroup_size_control'] : [])];
+    const size = koffi.alloc(SubgroupSizeControlFeatures, 1);
+    koffi.encode(size, SubgroupSizeControlFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES, pNext: null, subgroupSizeControl: 1, computeFullSubgroups: info.subgroupSizes?.fullSubgroups === true ? 1 : 0 });
     const dot = koffi.alloc(IntegerDotProductFeatures, 1);
-    koffi.encode(dot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: null, shaderIntegerDotProduct: 1 });
+    koffi.encode(dot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: info.subgroupSizes !== null ? size : null, shaderIntegerDotProduct: 1 });
+    const chain = info.integerDotProduct ? dot : info.subgroupSizes !== null ? size : null;
     this.handle = create('vkCreateDevice', (out) => api.vkCreateDevice(physical, {
-      sType: VK.ST_DEVICE_CREATE_INFO, pNext: info.integerDotProduct ? dot : null, flags: 0, queueCreateInfoCount: 1,
+      sType: VK.ST_DEVICE_CREATE_INFO, pNext: chain, flags: 0, queueCreateInfoCount: 1,
       pQueueCreateInfos: [{ sType: VK.ST_DEVICE_QUEUE_CREATE_INFO, pNext: null, flags: 0, queueFamilyIndex: info.computeQueueFamily, queueCount: 1, pQueuePriorities: priorities }],
       enabledLayerCount: 0, ppEnabledLayerNames: null, enabledExtensionCount: extensions.length, ppEnabledExtensionNames: extensions, pEnabledFeatures: null,
     }, null, out));
     koffi.free(dot);
+    koffi.free(size);
     const q: [Handle | null] = [null];
     api.vkGetDeviceQueue(this.handle, info.computeQueueFamily, 0, q);
     this.queue = q[0]!;

@@ -58,6 +58,9 @@ export const VK = {
   ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT: 1000237000, ST_PHYSICAL_DEVICE_DRIVER_PROPERTIES: 1000196000,
   ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES: 1000168000,
   ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES: 1000280000,
+  ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES: 1000225000, ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO: 1000225001,
+  ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES: 1000225002,
+  PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS: 0x2,
   QUEUE_COMPUTE_BIT: 0x2, QUEUE_TRANSFER_BIT: 0x4,
   BUFFER_USAGE_TRANSFER_SRC: 0x1, BUFFER_USAGE_TRANSFER_DST: 0x2, BUFFER_USAGE_STORAGE: 0x20,
   MEMORY_PROPERTY_DEVICE_LOCAL: 0x1, MEMORY_PROPERTY_HOST_VISIBLE: 0x2, MEMORY_PROPERTY_HOST_COHERENT: 0x4,
@@ -167,6 +170,15 @@ export const Vulkan11Features = koffi.struct('VkPhysicalDeviceVulkan11Features',
   sType: 'int', pNext: ptr, storageBuffer16BitAccess: vkBool, uniformAndStorageBuffer16BitAccess: vkBool, storagePushConstant16: vkBool,
   storageInputOutput16: vkBool, multiview: vkBool, multiviewGeometryShader: vkBool, multiviewTessellationShader: vkBool,
   variablePointersStorageBuffer: vkBool, variablePointers: vkBool, protectedMemory: vkBool, samplerYcbcrConversion: vkBool, shaderDrawParameters: vkBool,
+});
+export const SubgroupSizeControlProperties = koffi.struct('VkPhysicalDeviceSubgroupSizeControlProperties', {
+  sType: 'int', pNext: ptr, minSubgroupSize: u32, maxSubgroupSize: u32, maxComputeWorkgroupSubgroups: u32, requiredSubgroupSizeStages: u32,
+});
+export const SubgroupSizeControlFeatures = koffi.struct('VkPhysicalDeviceSubgroupSizeControlFeatures', {
+  sType: 'int', pNext: ptr, subgroupSizeControl: vkBool, computeFullSubgroups: vkBool,
+});
+export const RequiredSubgroupSizeCreateInfo = koffi.struct('VkPipelineShaderStageRequiredSubgroupSizeCreateInfo', {
+  sType: 'int', pNext: ptr, requiredSubgroupSize: u32,
 });
 export const IntegerDotProductFeatures = koffi.struct('VkPhysicalDeviceShaderIntegerDotProductFeatures', { sType: 'int', pNext: ptr, shaderIntegerDotProduct: vkBool });
 export const PhysicalDeviceFeatures2 = koffi.struct('VkPhysicalDeviceFeatures2', { sType: 'int', pNext: ptr, features: koffi.array(vkBool, 55) });

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Device } from './device.js';
-import { VK, VulkanError, check, create, vk, type Handle } from './ffi.js';
+import { RequiredSubgroupSizeCreateInfo, VK, VulkanError, check, create, koffi, vk, type Handle } from './ffi.js';
 import type { GpuBuffer } from './memory.js';
 
 const SPV_DIR = fileURLToPath(new URL('../../../../shaders/spv/', import.meta.url));
@@ -18,6 +18,11 @@ export interface KernelSpec {
   readonly pushBytes: number;
   /** Specialization constants by id (u32 values); id 0 is the workgroup size. */
   readonly spec: readonly number[];
+  /**
+   * The subgroup size to run at (VK_EXT_subgroup_size_control; kernels/subgroups.ts decides), with
+   * full subgroups where the device allows and the workgroup is a multiple of it. Absent: the driver's.
+   */
+  readonly subgroupSize?: number;
 }
 
 export class Kernel {
@@ -49,14 +54,23 @@ export class Kernel {
       pushConstantRangeCount: spec.pushBytes > 0 ? 1 : 0, pPushConstantRanges: spec.pushBytes > 0 ? [{ stageFlags: VK.SHADER_STAGE_COMPUTE, offset: 0, size: spec.pushBytes }] : null,
     }, null, out));
     const specData = new Uint32Array(spec.spec);
+    const sizes = device.info.subgroupSizes;
+    const size = spec.subgroupSize;
+    if (size !== undefined && (sizes === null || size < sizes.min || size > sizes.max || (size & (size - 1)) !== 0)) {
+      throw new VulkanError(`${spec.variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`);
+    }
+    const required = size === undefined ? null : koffi.alloc(RequiredSubgroupSizeCreateInfo, 1);
+    if (required !== null) koffi.encode(required, RequiredSubgroupSizeCreateInfo, { sType: VK.ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO, pNext: null, requiredSubgroupSize: size! });
+    const full = size !== undefined && sizes?.fullSubgroups === true && (spec.spec[0] ?? 0) % size === 0;
     this.pipeline = create(`vkCreateComputePipelines(${spec.variant})`, (out) => api.vkCreateComputePipelines(d, null, 1, {
       sType: VK.ST_COMPUTE_PIPELINE_CREATE_INFO, pNext: null, flags: 0,
       stage: {
-        sType: VK.ST_PIPELINE_SHADER_STAGE_CREATE_INFO, pNext: null, flags: 0, stage: VK.SHADER_STAGE_COMPUTE, module, pName: 'main',
+        sType: VK.ST_PIPELINE_SHADER_STAGE_CREATE_INFO, pNext: required, flags: full ? VK.PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS : 0, stage: VK.SHADER_STAGE_COMPUTE, module, pName: 'main',
         pSpecializationInfo: { mapEntryCount: spec.spec.length, pMapEntries: spec.spec.map((_, i) => ({ constantID: i, offset: i * 4, size: 4 })), dataSize: specData.byteLength, pData: specData },
       },
       layout: this.layout, basePipelineHandle: null, basePipelineIndex: -1,
     }, null, out));
+    if (required !== null) koffi.free(required);
     api.vkDestroyShaderModule(d, module, null);
     this.maxSets = maxSets;
     device.onDestroy(() => this.destroy());
@@ -162,7 +176,7 @@ export function kernelFor(device: Device, spec: KernelSpec): Kernel {
     kernels = new Map();
     cache.set(device, kernels);
   }
-  const key = `${spec.variant}/${spec.bindings}/${spec.pushBytes}/${spec.spec.join(',')}`;
+  const key = `${spec.variant}/${spec.bindings}/${spec.pushBytes}/${spec.spec.join(',')}/${spec.subgroupSize ?? ''}`;
   let k = kernels.get(key);
   if (k === undefined) {
     k = new Kernel(device, spec);
