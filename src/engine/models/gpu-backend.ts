@@ -25,6 +25,11 @@ export interface GpuBackendOptions {
   readonly batch?: number;
   /** GPU timestamps after every dispatch, read with lastProfile() (bench:decode). */
   readonly profile?: boolean;
+  /**
+   * false: INT8 and INT4 projections take float activations even where the device has integer dot
+   * products (tests: then decode computes what the CPU reference does, up to summation order).
+   */
+  readonly integerDot?: boolean;
 }
 
 interface LayerCache {
@@ -82,7 +87,7 @@ export class GpuBackend implements Backend, Forward {
     const widest = 4 * Math.max(spec.hiddenSize, spec.numHeads * spec.headDim, spec.intermediateSize);
     this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx, Math.floor(maxRange / widest)));
     this.name = device.info.name;
-    this.mv = new MatVec(device, alloc);
+    this.mv = new MatVec(device, alloc, opts.integerDot === false ? { integerDot: false } : {});
     this.mm = new MatMul(device, alloc);
     this.ops = new Ops(device);
     this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => m.format === 'q8' || m.format === 'q4');
@@ -246,8 +251,8 @@ export class GpuBackend implements Backend, Forward {
   }
 
   /** Scratch for a decode step's producer to write its output of n values as int8 activations, where a projection can use it. */
-  private quantScratch(n: number): ActScratch | undefined {
-    return this.quantizedInputs && n % 32 === 0 ? this.mv.scratch(n) : undefined;
+  private quantScratch(n: number, slot: 'in' | 'out' = 'in'): ActScratch | undefined {
+    return this.quantizedInputs && n % 32 === 0 ? this.mv.scratch(n, slot) : undefined;
   }
 
   linear(src: Act, weight: string, dst: Act, bias?: string): void {
@@ -278,7 +283,8 @@ export class GpuBackend implements Backend, Forward {
     this.xqMemo = undefined;
     if (tokens === 1 && g.format === u.format) {
       // The gated output also as int8 activations, for the down projection.
-      const quantOut = this.quantScratch(g.rows);
+      // Into a scratch of its own: it reads the norm's int8 activations while it writes these.
+      const quantOut = this.quantScratch(g.rows, 'out');
       this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act, ...(xq === undefined ? {} : { xq }), ...(quantOut === undefined ? {} : { quantOut }) });
       if (quantOut !== undefined) this.xqMemo = { src: 'g', cols: g.rows, scratch: quantOut };
     } else {

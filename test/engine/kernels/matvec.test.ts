@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
 import { MatMul } from '../../../src/engine/kernels/matmul.js';
-import { CPU_TILING, MatVec, type WeightFormatName, defaultTiling, matrixBuffers, singleMatrix } from '../../../src/engine/kernels/matvec.js';
+import { CPU_TILING, MatVec, type WeightFormatName, defaultTiling, matrixBuffers, quantizedView, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeActivations, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { f16ToF32 as halfToF32 } from '../../../src/engine/formats/dtypes.js';
@@ -228,6 +228,12 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
       }
     }
     assert.throws(() => mv.record(gpu.cmds, upload('q8', randomFloats(40 * cols, 53), 40, cols).m, xb, y, { quantOut: mv.scratch(64) }), /multiple of 32/);
+    // A square matrix (an MLP as wide as the hidden size) whose int8 output would land in the int8
+    // input it reads: refused; the output has a scratch of its own.
+    const square = upload('q8', randomFloats(cols * cols, 54), cols, cols);
+    const xq = quantizedView(mv.scratch(cols), 'q8');
+    assert.throws(() => mv.record(gpu.cmds, square.m, xb, y, { xq, quantOut: mv.scratch(cols) }), /would overwrite the int8 input it reads/);
+    assert.notEqual(mv.scratch(cols, 'out').q8, mv.scratch(cols).q8);
   });
   test('q, k and v stacked in one matrix with biases: one dispatch equals three', () => {
     const cols = 128;
