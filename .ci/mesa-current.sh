@@ -17,7 +17,9 @@ name=trixie-$(printf '%s' "v1 $packages" | sha256sum | cut -c1-12)
 root=$cache/$name
 
 # The Debian mirror apt already uses here (deb822 or one-line sources), else deb.debian.org.
-mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -n 1 || true)
+mirror=$( (grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+  grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break }}') |
+  grep -E '/debian/?$' | head -n 1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
 if [ ! -e "$root/.ready" ]; then
