@@ -14,6 +14,7 @@ import { openModel } from './models/model-dir.js';
 import { GREEDY } from './generate/sampler.js';
 import { Session } from './generate/session.js';
 import type { GpuBackend } from './models/gpu-backend.js';
+import { describeSubgroups } from './kernels/subgroups.js';
 import { deviceCopyRate } from './vulkan/bandwidth.js';
 import { Device } from './vulkan/device.js';
 import { Allocator } from './vulkan/memory.js';
@@ -40,6 +41,8 @@ export interface BenchResult {
   readonly model: string;
   readonly architecture: string;
   readonly device: string;
+  /** The subgroup size each kernel family runs at (kernels/subgroups.ts). */
+  readonly subgroups: string;
   /** Bytes a decode step reads: every projection, the output head, the norms (one embedding row). */
   readonly bytesPerToken: number;
   /** Copy by a compute shader between device-local buffers, GB/s (read + write). */
@@ -60,8 +63,10 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   const probe = Device.open(o.gpu);
   let copyGBs: number;
   let device: string;
+  let subgroups: string;
   try {
     device = probe.info.name;
+    subgroups = describeSubgroups(probe.info);
     copyGBs = deviceCopyRate(probe, new Allocator(probe));
   } finally {
     probe.destroy();
@@ -102,7 +107,7 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
     }
     const total = steps.reduce((a, st) => a + st.us, 0);
     return {
-      model: dir, architecture: spec.architecture, device, bytesPerToken, copyGBs, rooflineTokensPerSecond: roofline,
+      model: dir, architecture: spec.architecture, device, subgroups, bytesPerToken, copyGBs, rooflineTokensPerSecond: roofline,
       prefill: { tokens: t.promptTokens, seconds: t.prefillSeconds, tokensPerSecond: t.promptTokens / t.prefillSeconds, timeToFirstTokenMs: t.timeToFirstToken * 1000 },
       decode: {
         tokens: t.decodeSteps, tokensPerSecond: decodeTps, weightGBs: (decodeTps * bytesPerToken) / 1e9, ofRoofline: decodeTps / roofline,
@@ -128,6 +133,7 @@ export function renderBench(r: BenchResult): string {
   const lines = [
     `model     ${r.model}: ${r.architecture}, ${gb(r.bytesPerToken)} read per decode token`,
     `device    ${r.device}: copy by compute shader ${rate(r.copyGBs)} GB/s -> roofline ${n(r.rooflineTokensPerSecond)} tok/s`,
+    `subgroups ${r.subgroups}`,
     `prefill   ${r.prefill.tokens} tokens in ${n(r.prefill.seconds * 1000)} ms: ${n(r.prefill.tokensPerSecond)} tok/s (time to first token ${n(r.prefill.timeToFirstTokenMs)} ms)`,
     `decode    ${r.decode.tokens} tokens after the first: ${n(r.decode.tokensPerSecond, 1)} tok/s greedy = ${rate(r.decode.weightGBs)} GB/s of weights, ${n(100 * r.decode.ofRoofline)}% of the roofline`,
     `          ${n(r.decode.sampledTokensPerSecond, 1)} tok/s sampling (temperature ${SAMPLED.temperature}, top-k ${SAMPLED.topK}, top-p ${SAMPLED.topP}, min-p ${SAMPLED.minP})`,

@@ -29,5 +29,8 @@ export class ConfigError extends UnicornError {}
 /** A checkpoint whose tensors do not match what its config says the model needs. */
 export class CheckpointError extends UnicornError {}
 
+/** A model shape the GPU kernels do not serve (refused before anything runs, never computed wrong). */
+export class UnsupportedShapeError extends UnicornError {}
+
 /** An output could not be written (disk full, permissions). Nothing partial is left behind. */
 export class WriteError extends UnicornError {}

@@ -5,14 +5,14 @@
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
 import { MatMul } from '../kernels/matmul.js';
-import { type ActScratch, MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
+import { type ActScratch, MatVec, type GpuMatrix, type QuantizedX, VALUES_PER_BLOCK, quantizedView } from '../kernels/matvec.js';
 import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { download } from '../vulkan/transfer.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, UnsupportedShapeError } from '../errors.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
 import { type Act, type Forward, forwardPass } from './forward.js';
@@ -43,6 +43,25 @@ interface Recording {
   readonly cmds: Commands;
   readonly tokens: number;
   readonly output: Output | { readonly kind: 'all' };
+}
+
+/**
+ * Refuses, before anything is recorded, a model whose shapes the kernels do not take, naming the
+ * shape and the limit: attention and rope_store take head_dim up to 256 in multiples of 4; a
+ * projection's rows are read in 16-byte blocks (8 bf16 / f16 values, 4 f32, 16 INT8, an INT4 group).
+ */
+export function checkShapes(spec: ModelSpec, weights: GpuWeights, device: Device): void {
+  const hint = 'run it with --device cpu (the reference path: slow, but any shape), or report the model';
+  const d = spec.headDim;
+  if (d % 4 !== 0 || d > 256 || d / 4 > device.info.maxComputeWorkGroupInvocations) {
+    throw new UnsupportedShapeError(`head_dim ${d}: unicorn's attention kernels take head_dim up to 256, a multiple of 4`, { hint });
+  }
+  for (const [name, m] of [...weights.matrices, ['embed_tokens.weight', weights.embedding.table] as const]) {
+    const per = VALUES_PER_BLOCK[m.format];
+    if (m.cols % per !== 0 || (m.format === 'q4' && m.cols % m.group !== 0)) {
+      throw new UnsupportedShapeError(`${name}: rows of ${m.cols} ${m.format} values; the GPU kernels read rows in blocks of ${m.format === 'q4' ? m.group : per}`, { hint });
+    }
+  }
 }
 
 export class GpuBackend implements Backend, Forward {
@@ -80,6 +99,7 @@ export class GpuBackend implements Backend, Forward {
   static readonly MAX_TOPK = 1024;
 
   constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, private readonly opts: GpuBackendOptions) {
+    checkShapes(spec, weights, device);
     this.spec = spec;
     this.ctx = opts.ctx;
     // Every activation buffer of a batch is bound whole: a batch stays within one storage-buffer range.

@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { UnsupportedShapeError } from '../../../src/engine/errors.js';
 import { GREEDY } from '../../../src/engine/generate/sampler.js';
 import { Session } from '../../../src/engine/generate/session.js';
 import type { Backend } from '../../../src/engine/models/backend.js';
@@ -201,5 +202,28 @@ describe(`GPU against the CPU reference over model shapes, on ${gpu.device.info.
         model.checkpoint.close();
       }
     });
+  });
+
+  test('shapes the GPU kernels do not take are refused before anything runs, naming the shape and the limit; the CPU reference runs them', () => {
+    const base: RandomShape = { family: 'llama', hidden: 64, intermediate: 128, layers: 1, heads: 2, kvHeads: 1, headDim: 32, vocab: VOCAB, rope: 'default', tied: true, seed: 9 };
+    for (const [shape, message] of [
+      [{ ...base, headDim: 320 }, /head_dim 320: unicorn's attention kernels take head_dim up to 256, a multiple of 4/],
+      [{ ...base, headDim: 30 }, /head_dim 30: unicorn's attention kernels take head_dim up to 256, a multiple of 4/],
+      [{ ...base, hidden: 100 }, /layers\.0\.self_attn\.q_proj\.weight: rows of 100 bf16 values; the GPU kernels read rows in blocks of 8/],
+    ] as const) {
+      const dir = path.join(root, `refused-${shape.headDim}-${shape.hidden}`);
+      writeRandomModel(dir, shape);
+      const model = openModel(dir);
+      const weights = loadWeights(model, gpu.alloc, gpu.cmds);
+      try {
+        assert.throws(() => new GpuBackend(gpu.device, gpu.alloc, weights, model.spec, { ctx: 16 }), (e: unknown) => e instanceof UnsupportedShapeError && message.test(e.message) && /--device cpu/.test(e.hint ?? ''));
+        const cpu = new CpuBackend(model, { ctx: 16 });
+        assert.ok(Number.isFinite(cpu.step([1, 2, 3], 0, { kind: 'argmax' }).argmax!));
+        cpu.dispose();
+      } finally {
+        weights.free();
+        model.checkpoint.close();
+      }
+    }
   });
 });
