@@ -67,15 +67,19 @@ test('of several processes that try at once, exactly one gets the lock (also ove
   const file = path.join(dir, 'd.lock');
   for (const start of ['none', 'stale']) {
     if (start === 'stale') fs.writeFileSync(file, JSON.stringify({ pid: deadPid(), start: null }));
+    // Each holds on (to what it got) until every one has answered: then this closes their stdin.
     const script = `import { acquireLock, ServerLock } from ${JSON.stringify(LOCK_JS)};
       const r = acquireLock(${JSON.stringify(file)}); process.stdout.write(r instanceof ServerLock ? 'got' : 'held');
-      setTimeout(() => {}, 1500);`;
-    const outs = await Promise.all(Array.from({ length: 4 }, () => new Promise<string>((resolve) => {
-      const c = spawn(process.execPath, ['--input-type=module', '-e', script]);
+      process.stdin.on('end', () => process.exit(0)); process.stdin.resume();`;
+    const children = Array.from({ length: 4 }, () => spawn(process.execPath, ['--input-type=module', '-e', script]));
+    const closed = children.map((c) => new Promise<void>((resolve) => c.on('close', () => resolve())));
+    const outs = await Promise.all(children.map((c) => new Promise<string>((resolve) => {
       let out = '';
-      c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      c.stdout.on('data', (d: Buffer) => { out += d.toString(); resolve(out); });
       c.on('close', () => resolve(out));
     })));
+    for (const c of children) c.stdin.end();
+    await Promise.all(closed);
     assert.deepEqual(outs.sort(), ['got', 'held', 'held', 'held'], `${start}: ${outs.join(' ')}`);
     assert.equal(fs.existsSync(file), false, 'the holder removed it when it exited');
   }
