@@ -524,6 +524,24 @@ export class GpuBackend implements Backend, Forward {
     return this.collect(output);
   }
 
+  /**
+   * The GPU work of one pass over `tokens` tokens with this output, as text (Commands' trace: each
+   * dispatch with its kernel, specialization and push constants, grid and buffer ranges; barriers;
+   * copies). Recorded and never submitted: nothing runs.
+   */
+  plan(tokens: number, output: Output): string[] {
+    if (tokens < 1 || tokens > this.batch) throw new RangeError(`a step takes 1 to ${this.batch} tokens, not ${tokens}`);
+    const cmds = this.newCommands();
+    cmds.trace = [];
+    cmds.begin();
+    try {
+      this.record({ cmds, tokens, output });
+      return cmds.trace;
+    } finally {
+      cmds.abandon();
+    }
+  }
+
   probe(ids: readonly number[], start: number): Probe {
     const s = this.spec;
     const T = ids.length;

@@ -32,6 +32,12 @@ export class Commands {
   private readonly fullOnly = process.env['UNICORN_FULL_BARRIERS'] === '1';
   /** Buffers whose pointers a recording call received: kept alive until the fence signals. */
   private keepAlive: unknown[] = [];
+  /**
+   * When set, every command recorded is also written here as a line of text (the kernel, its
+   * specialization and push constants, the grid, the buffer ranges by label; barriers; copies): the
+   * GPU work a pass lowers to, for tests that hold it fixed across a refactor.
+   */
+  trace: string[] | undefined;
 
   constructor(device: Device) {
     const api = vk();
@@ -99,6 +105,7 @@ export class Commands {
     }
     api.vkCmdDispatch(this.cb, groups[0], groups[1] ?? 1, groups[2] ?? 1);
     if (this.sinceBarrier === 'nothing') this.sinceBarrier = 'compute';
+    this.trace?.push(`${kernel.spec.variant} spec [${kernel.spec.spec.join(',')}]${kernel.spec.subgroupSize === undefined ? '' : ` subgroup ${kernel.spec.subgroupSize}`} push [${[...push].join(',')}] grid ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}: ${kernel.describe(set)}`);
     const p = this.profiler;
     if (p !== undefined && p.labels.length < p.max) {
       p.labels.push(kernel.spec.variant);
@@ -113,6 +120,7 @@ export class Commands {
    * (compute, transfer and host). A recording ends with a full barrier, so the host may read results.
    */
   barrier(): this {
+    this.trace?.push(this.sinceBarrier === 'compute' && !this.fullOnly ? 'barrier (compute)' : 'barrier');
     if (this.sinceBarrier === 'compute' && !this.fullOnly) {
       vk().vkCmdPipelineBarrier(this.cb, VK.PIPELINE_STAGE_COMPUTE_SHADER, VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER, 0, 1, COMPUTE_BARRIER, 0, null, 0, null);
     } else {
@@ -124,6 +132,7 @@ export class Commands {
 
   copy(src: GpuBuffer, dst: GpuBuffer, size: number, srcOffset = 0, dstOffset = 0): this {
     vk().vkCmdCopyBuffer(this.cb, src.handle, dst.handle, 1, { srcOffset, dstOffset, size });
+    this.trace?.push(`copy ${src.label}@${srcOffset} -> ${dst.label}@${dstOffset} ${size} bytes`);
     this.sinceBarrier = 'other';
     return this;
   }
@@ -131,6 +140,7 @@ export class Commands {
   /** Fills a buffer (or `size` bytes of it from `offset`, both multiples of 4) with a 32-bit value. */
   fill(dst: GpuBuffer, value: number, offset = 0, size = dst.size - offset): this {
     vk().vkCmdFillBuffer(this.cb, dst.handle, offset, size, value >>> 0);
+    this.trace?.push(`fill ${dst.label}@${offset}+${size} with ${value >>> 0}`);
     this.sinceBarrier = 'other';
     return this;
   }

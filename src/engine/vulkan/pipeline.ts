@@ -35,6 +35,8 @@ export class Kernel {
   private readonly maxSets: number;
   /** Descriptor sets by the ranges they bind: binding the same ranges again returns the same set. */
   private readonly sets = new Map<string, { set: Handle; pool: Handle; buffers: Handle[] }>();
+  /** What each set binds, by buffer label (Commands' trace). */
+  private readonly described = new Map<Handle, string>();
   private readonly keysByBuffer = new Map<Handle, Set<string>>();
 
   constructor(readonly device: Device, spec: KernelSpec, maxSets = 256) {
@@ -125,6 +127,7 @@ export class Kernel {
     const { set, pool } = this.allocate();
     const writes = resolved.map((r, i) => ({ sType: VK.ST_WRITE_DESCRIPTOR_SET, pNext: null, dstSet: set, dstBinding: i, dstArrayElement: 0, descriptorCount: 1, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, pImageInfo: null, pBufferInfo: [{ buffer: r.buffer, offset: r.offset, range: r.size }], pTexelBufferView: null }));
     vk().vkUpdateDescriptorSets(this.device.handle, writes.length, writes, 0, null);
+    this.described.set(set, ranges.map((r, i) => `${r.buffer.label}@${resolved[i]!.offset}+${resolved[i]!.size}`).join(', '));
     const buffers = [...new Set(resolved.map((r) => r.buffer))];
     this.sets.set(key, { set, pool, buffers });
     for (const b of buffers) {
@@ -133,6 +136,11 @@ export class Kernel {
       keys.add(key);
     }
     return set;
+  }
+
+  /** The buffer ranges a set binds, by label, in binding order (Commands' trace). */
+  describe(set: Handle): string {
+    return this.described.get(set) ?? '?';
   }
 
   /** Number of live descriptor sets (tests). */
@@ -149,6 +157,7 @@ export class Kernel {
       const entry = this.sets.get(key);
       if (entry === undefined) continue;
       this.sets.delete(key);
+      this.described.delete(entry.set);
       for (const b of entry.buffers) if (b !== buffer) this.keysByBuffer.get(b)?.delete(key);
       vk().vkFreeDescriptorSets(this.device.handle, entry.pool, 1, [entry.set]);
     }
