@@ -5,7 +5,7 @@
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
 import { MatMul } from '../kernels/matmul.js';
-import { type ActScratch, MatVec, type GpuMatrix, type QuantizedX, VALUES_PER_BLOCK, quantizedView } from '../kernels/matvec.js';
+import { MatVec, type GpuMatrix, type QuantizedX, VALUES_PER_BLOCK, quantizedView } from '../kernels/matvec.js';
 import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
@@ -15,8 +15,10 @@ import { download } from '../vulkan/transfer.js';
 import { ConfigError, UnsupportedShapeError } from '../errors.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
-import { type Act, type Forward, forwardPass } from './forward.js';
-import type { Activation, ModelSpec } from './spec.js';
+import type { Act } from './forward.js';
+import { type FuseContext, type FusedStep, type Int8Input, fuse, fusionEnabled } from './fuse.js';
+import { recordPass } from './steps.js';
+import type { ModelSpec } from './spec.js';
 import type { GpuWeights } from './weights.js';
 
 export interface GpuBackendOptions {
@@ -30,6 +32,8 @@ export interface GpuBackendOptions {
    * products (tests: then decode computes what the CPU reference does, up to summation order).
    */
   readonly integerDot?: boolean;
+  /** false: no fusion (fuse.ts); default: on unless UNICORN_NO_FUSION=1. */
+  readonly fusion?: boolean;
 }
 
 interface LayerCache {
@@ -64,7 +68,7 @@ export function checkShapes(spec: ModelSpec, weights: GpuWeights, device: Device
   }
 }
 
-export class GpuBackend implements Backend, Forward {
+export class GpuBackend implements Backend {
   readonly spec: ModelSpec;
   readonly ctx: number;
   readonly batch: number;
@@ -95,7 +99,10 @@ export class GpuBackend implements Backend, Forward {
   private readonly owned: GpuBuffer[] = [];
   private readonly stepCmds: Commands;
   private readonly decodeSteps = new Map<string, Commands>();
-  private rec: Recording | undefined;
+  /** Whether fused steps are lowered (UNICORN_NO_FUSION=1: each recorded step as it is). */
+  private readonly fusion: boolean;
+  /** The fused steps of a decode step and of a prefill, made once (fused()). */
+  private readonly plans = new Map<string, readonly FusedStep[]>();
   static readonly MAX_TOPK = 1024;
 
   constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, private readonly opts: GpuBackendOptions) {
@@ -108,6 +115,7 @@ export class GpuBackend implements Backend, Forward {
     this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx, Math.floor(maxRange / widest)));
     this.name = device.info.name;
     this.mv = new MatVec(device, alloc, opts.integerDot === false ? { integerDot: false } : {});
+    this.fusion = opts.fusion ?? fusionEnabled();
     this.mm = new MatMul(device, alloc);
     this.ops = new Ops(device);
     this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => m.format === 'q8' || m.format === 'q4');
@@ -183,15 +191,10 @@ export class GpuBackend implements Backend, Forward {
     return this.lastCmds?.profile() ?? [];
   }
 
-  // ---- Forward: each step records kernels for the current recording's tokens, then a barrier. ----
-
-  private get r(): Recording {
-    if (this.rec === undefined) throw new Error('GpuBackend: a Forward step outside a recording');
-    return this.rec;
-  }
+  // ---- Lowering: each fused step (fuse.ts) becomes its dispatches, then a barrier. ----
 
   private matrix(name: string): GpuMatrix {
-    const m = this.weights.matrices.get(name);
+    const m = name === 'lm_head.weight' ? this.weights.lmHead : this.weights.matrices.get(name);
     if (m === undefined) throw new Error(`weights: no matrix ${name}`);
     return m;
   }
@@ -202,234 +205,155 @@ export class GpuBackend implements Backend, Forward {
     return v;
   }
 
-  embed(): void {
-    this.recordHeld();
-    this.xqMemo = undefined;
-    const { cmds, tokens } = this.r;
-    const e = this.weights.embedding;
-    this.ops.embed(cmds, e.table, this.ids, this.act.x, tokens, e.scale);
-    cmds.barrier();
+  /** What fusion needs to know of a pass over `tokens` tokens on this device with these weights. */
+  private fuseContext(tokens: number): FuseContext {
+    return {
+      spec: this.spec, tokens, int8Activations: this.quantizedInputs, maxQuantRow: this.ops.maxQuantRow, fusion: this.fusion,
+      format: (name) => this.matrix(name), dotPathForFloatX: (format) => this.mv.dotPath(format), splits: (layer) => this.splits(layer),
+    };
   }
 
-  norm(src: Act, weight: string, dst: Act): void {
-    // A held addNorm into this stream (Gemma: x += post-norm(h), then h = pre-norm(x)) joins this
-    // norm in one dispatch.
-    const held = this.heldAddNorm !== undefined && this.heldAddNorm.dst === src && dst !== src ? this.heldAddNorm : undefined;
-    if (held === undefined) this.recordHeld();
-    this.heldAddNorm = undefined;
-    this.xqMemo = undefined;
-    const { cmds, tokens } = this.r;
-    const n = this.spec.hiddenSize;
-    // In a decode step the norm also writes its output as int8 activations, for the integer-dot
-    // projections that read it (q, k, v; gate and up): they then skip quantize_x.
-    const quant = tokens === 1 && n <= this.ops.maxQuantRow ? this.quantScratch(n) : undefined;
-    const q = quant === undefined ? {} : { quant };
-    if (held === undefined) {
-      this.ops.rmsnorm(cmds, this.act[src], this.vector(weight), this.act[dst], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, q);
-    } else {
-      this.ops.rmsnorm(cmds, this.act[held.src], this.vector(held.weight), this.act[src], tokens, n, this.spec.rmsNormEps, this.spec.normWeightOffset, { add: true, next: { w: this.vector(weight), out: this.act[dst] }, ...q });
+  /** The fused steps of a pass: decode (one token) and prefill each fused once. */
+  private fused(tokens: number, observe: boolean): readonly FusedStep[] {
+    const key = `${tokens === 1 ? 'decode' : 'prefill'}${observe ? '+observe' : ''}`;
+    let f = this.plans.get(key);
+    if (f === undefined) {
+      f = fuse(recordPass(ARCHITECTURES[this.spec.family], this.spec, observe), this.fuseContext(tokens));
+      this.plans.set(key, f);
     }
-    if (quant !== undefined) this.xqMemo = { src: dst, cols: n, scratch: quant };
-    cmds.barrier();
+    return f;
   }
 
-  /** Held, not recorded: ropeAndCache norms the heads of q and k in its own dispatch. */
-  headNorm(buf: 'q' | 'k', weight: string, heads: number): void {
-    this.recordHeldAddNorm();
-    if (this.heldHeadNorms[buf] !== undefined) this.recordHeldHeadNorms();
-    this.xqMemo = undefined;
-    this.heldHeadNorms[buf] = { weight, heads };
+  /** The int8 activations a projection of matrix m reads, as the fused step says where they come from. */
+  private int8Input(x8: Int8Input | undefined, src: Act, m: GpuMatrix, cmds: Commands): QuantizedX | undefined {
+    if (x8 === undefined) return undefined;
+    if (x8 === 'quantize') return this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
+    return quantizedView(this.mv.scratch(m.cols, x8.slot), m.format);
   }
 
-  /**
-   * int8 activations of an activation buffer, as the last step left them: written by the step that
-   * produced it (the norm before q, k, v, gate and up; attention's combine pass before o; the gated
-   * MLP before down), or by the quantize_x of the previous projection of the same input. Cleared by
-   * every step that writes another activation.
-   */
-  private xqMemo: { src: Act; cols: number; scratch: ActScratch } | undefined;
-
-  /** The int8 form of `src` for matrix m if a previous step left it (INT8 and INT4 only). */
-  private quantizedFor(src: Act, m: GpuMatrix): QuantizedX | undefined {
-    const memo = this.xqMemo;
-    if (memo === undefined || memo.src !== src || memo.cols !== m.cols || (m.format !== 'q8' && m.format !== 'q4')) return undefined;
-    return quantizedView(memo.scratch, m.format);
-  }
-
-  /**
-   * The int8 form of `src` for a decode step's projection m on the integer-dot path: as a previous
-   * step left it, else made now by quantize_x (and remembered for the next projection of `src`).
-   */
-  private quantizedInput(src: Act, m: GpuMatrix): QuantizedX | undefined {
-    const { cmds, tokens } = this.r;
-    if (tokens !== 1) return undefined;
-    const xq = this.quantizedFor(src, m);
-    if (xq !== undefined || !this.mv.dotPath(m.format)) return xq;
-    const made = this.mv.quantizeX(cmds, this.act[src], m.cols, m.format);
-    this.xqMemo = { src, cols: m.cols, scratch: this.mv.scratch(m.cols) };
-    return made;
-  }
-
-  /** Scratch for a decode step's producer to write its output of n values as int8 activations, where a projection can use it. */
-  private quantScratch(n: number, slot: 'in' | 'out' = 'in'): ActScratch | undefined {
-    return this.quantizedInputs && n % 32 === 0 ? this.mv.scratch(n, slot) : undefined;
-  }
-
-  linear(src: Act, weight: string, dst: Act, bias?: string): void {
-    this.recordHeld();
-    const { cmds, tokens } = this.r;
-    const m = this.matrix(weight);
-    const b = bias === undefined ? undefined : this.vector(bias);
-    if (tokens === 1) {
-      const xq = this.quantizedInput(src, m);
-      this.mv.record(cmds, m, this.act[src], this.act[dst], { ...(b === undefined ? {} : { bias: b }), ...(xq === undefined ? {} : { xq }) });
-      if (dst === src) this.xqMemo = undefined;
-    } else {
-      this.mm.record(cmds, m, this.act[src], this.act[dst], tokens);
-      if (b !== undefined) {
-        cmds.barrier();
-        this.ops.add(cmds, this.act[dst], b, this.act[dst], tokens * m.rows, m.rows);
+  private lower(step: FusedStep, r: Recording, observe?: (stage: number) => void): void {
+    const { cmds, tokens } = r;
+    const s = this.spec;
+    const eps = s.rmsNormEps;
+    const offset = s.normWeightOffset;
+    switch (step.op) {
+      case 'embed': {
+        this.ops.embed(cmds, this.weights.embedding.table, this.ids, this.act.x, tokens, this.weights.embedding.scale);
+        break;
+      }
+      case 'norm': {
+        const quant = step.int8 === true ? { quant: this.mv.scratch(s.hiddenSize) } : {};
+        this.ops.rmsnorm(cmds, this.act[step.src], this.vector(step.weight), this.act[step.dst], tokens, s.hiddenSize, eps, offset, quant);
+        break;
+      }
+      case 'addNorm': {
+        const quant = step.int8 === true ? { quant: this.mv.scratch(s.hiddenSize) } : {};
+        const next = step.next === undefined ? {} : { next: { w: this.vector(step.next.weight), out: this.act[step.next.out] } };
+        this.ops.rmsnorm(cmds, this.act[step.src], this.vector(step.weight), this.act[step.dst], tokens, s.hiddenSize, eps, offset, { add: true, ...next, ...quant });
+        break;
+      }
+      case 'headNorms': {
+        for (const n of step.norms) this.ops.rmsnorm(cmds, this.act[n.buf], this.vector(n.weight), this.act[n.buf], tokens * n.heads, s.headDim, eps, offset);
+        break;
+      }
+      case 'ropeStore': {
+        const c = this.caches[step.layer]!;
+        const table = this.ropeTables.get(this.layerRope[step.layer]!)!.buf;
+        const norm = step.norms === undefined ? undefined : { q: this.vector(step.norms.q), k: this.vector(step.norms.k), eps, offset };
+        this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c.k, c.v, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity }, norm);
+        break;
+      }
+      case 'linear': {
+        const m = this.matrix(step.weight);
+        const b = step.bias === undefined ? undefined : this.vector(step.bias);
+        if (tokens === 1) {
+          const xq = this.int8Input(step.x8, step.src, m, cmds);
+          this.mv.record(cmds, m, this.act[step.src], this.act[step.dst], { ...(b === undefined ? {} : { bias: b }), ...(xq === undefined ? {} : { xq }) });
+        } else {
+          this.mm.record(cmds, m, this.act[step.src], this.act[step.dst], tokens);
+          if (b !== undefined) {
+            cmds.barrier();
+            this.ops.add(cmds, this.act[step.dst], b, this.act[step.dst], tokens * m.rows, m.rows);
+          }
+        }
+        break;
+      }
+      case 'linearAdd': {
+        const m = this.matrix(step.weight);
+        if (m.rows !== s.hiddenSize) throw new Error(`linearAdd: ${step.weight} does not project to the hidden size`);
+        if (tokens === 1) {
+          const xq = this.int8Input(step.x8, step.src, m, cmds);
+          this.mv.record(cmds, m, this.act[step.src], this.act[step.dst], { accumulate: true, ...(xq === undefined ? {} : { xq }) });
+        } else {
+          this.mm.record(cmds, m, this.act[step.src], this.tmp, tokens);
+          cmds.barrier();
+          this.ops.add(cmds, this.act[step.dst], this.tmp, this.act[step.dst], tokens * m.rows);
+        }
+        break;
+      }
+      case 'gateUp': {
+        const g = this.matrix(step.gate);
+        const u = this.matrix(step.up);
+        if (tokens === 1 && g.format === u.format) {
+          const xq = this.int8Input(step.x8, step.src, g, cmds);
+          // With int8: into a scratch of its own ('out'): it reads the norm's int8 activations while it writes these.
+          const quantOut = step.int8 === true ? this.mv.scratch(g.rows, 'out') : undefined;
+          this.mv.record(cmds, g, this.act[step.src], this.act.g, { up: u, act: step.act, ...(xq === undefined ? {} : { xq }), ...(quantOut === undefined ? {} : { quantOut }) });
+        } else {
+          this.mm.record(cmds, g, this.act[step.src], this.act.g, tokens);
+          this.mm.record(cmds, u, this.act[step.src], this.up, tokens);
+          cmds.barrier();
+          this.ops.gated(cmds, step.act, this.act.g, this.up, this.act.g, tokens * g.rows);
+        }
+        break;
+      }
+      case 'attention': {
+        const c = this.caches[step.layer]!;
+        const quant = step.int8 === true ? this.mv.scratch(s.numHeads * s.headDim) : undefined;
+        this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], {
+          tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
+          window: s.layers[step.layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
+          // One token: split its positions over workgroups.
+          splits: tokens === 1 ? this.splits(step.layer) : 1,
+        }, this.attnPart, quant);
+        break;
+      }
+      case 'logits': {
+        this.lowerLogits(step, r);
+        return;
+      }
+      case 'observe': {
+        observe?.(step.stage);
+        return;
       }
     }
     cmds.barrier();
   }
 
-  gateUp(src: Act, gate: string, up: string, act: Activation): void {
-    this.recordHeld();
-    const { cmds, tokens } = this.r;
-    const g = this.matrix(gate);
-    const u = this.matrix(up);
-    const xq = tokens === 1 ? this.quantizedFor(src, g) : undefined;
-    this.xqMemo = undefined;
-    if (tokens === 1 && g.format === u.format) {
-      // The gated output also as int8 activations, for the down projection.
-      // Into a scratch of its own: it reads the norm's int8 activations while it writes these.
-      const quantOut = this.quantScratch(g.rows, 'out');
-      this.mv.record(cmds, g, this.act[src], this.act.g, { up: u, act, ...(xq === undefined ? {} : { xq }), ...(quantOut === undefined ? {} : { quantOut }) });
-      if (quantOut !== undefined) this.xqMemo = { src: 'g', cols: g.rows, scratch: quantOut };
-    } else {
-      this.mm.record(cmds, g, this.act[src], this.act.g, tokens);
-      this.mm.record(cmds, u, this.act[src], this.up, tokens);
-      cmds.barrier();
-      this.ops.gated(cmds, act, this.act.g, this.up, this.act.g, tokens * g.rows);
-    }
-    cmds.barrier();
-  }
-
-  linearAdd(src: Act, weight: string, dst: Act): void {
-    this.recordHeld();
-    const { cmds, tokens } = this.r;
-    const m = this.matrix(weight);
-    if (m.rows !== this.spec.hiddenSize) throw new Error(`linearAdd: ${weight} does not project to the hidden size`);
-    const xq = this.quantizedInput(src, m);
-    this.xqMemo = undefined;
-    if (tokens === 1) {
-      this.mv.record(cmds, m, this.act[src], this.act[dst], { accumulate: true, ...(xq === undefined ? {} : { xq }) });
-    } else {
-      this.mm.record(cmds, m, this.act[src], this.tmp, tokens);
-      cmds.barrier();
-      this.ops.add(cmds, this.act[dst], this.tmp, this.act[dst], tokens * m.rows);
-    }
-    cmds.barrier();
-  }
-
-  /**
-   * Held, not recorded: if the next step is the norm of the same stream, one dispatch does both
-   * (norm()); any other step, the end of the pass and a probe's capture record it first (recordHeld()).
-   */
-  addNorm(dst: Act, src: Act, weight: string): void {
-    this.recordHeld();
-    this.xqMemo = undefined;
-    this.heldAddNorm = { dst, src, weight };
-  }
-
-  private heldAddNorm: { dst: Act; src: Act; weight: string } | undefined;
-  private heldHeadNorms: { q?: { weight: string; heads: number }; k?: { weight: string; heads: number } } = {};
-
-  /** Records the steps held for fusion with the next one, which turned out not to fuse. */
-  private recordHeld(): void {
-    this.recordHeldAddNorm();
-    this.recordHeldHeadNorms();
-  }
-
-  private recordHeldAddNorm(): void {
-    const held = this.heldAddNorm;
-    if (held === undefined) return;
-    this.heldAddNorm = undefined;
-    const { cmds, tokens } = this.r;
-    this.ops.rmsnorm(cmds, this.act[held.src], this.vector(held.weight), this.act[held.dst], tokens, this.spec.hiddenSize, this.spec.rmsNormEps, this.spec.normWeightOffset, { add: true });
-    cmds.barrier();
-  }
-
-  private recordHeldHeadNorms(): void {
-    const { cmds, tokens } = this.r;
-    for (const buf of ['q', 'k'] as const) {
-      const held = this.heldHeadNorms[buf];
-      if (held === undefined) continue;
-      this.ops.rmsnorm(cmds, this.act[buf], this.vector(held.weight), this.act[buf], tokens * held.heads, this.spec.headDim, this.spec.rmsNormEps, this.spec.normWeightOffset);
-    }
-    if (this.heldHeadNorms.q !== undefined || this.heldHeadNorms.k !== undefined) cmds.barrier();
-    this.heldHeadNorms = {};
-  }
-
-  ropeAndCache(layer: number): void {
-    // Held norms of both q's and k's heads (Gemma 3) join the rotation.
-    const { q: qn, k: kn } = this.heldHeadNorms;
-    const s = this.spec;
-    const fused = qn !== undefined && kn !== undefined && qn.heads === s.numHeads && kn.heads === s.numKvHeads;
-    if (fused) this.heldHeadNorms = {};
-    this.recordHeld();
-    this.xqMemo = undefined;
-    const { cmds, tokens } = this.r;
-    const c = this.caches[layer]!;
-    const table = this.ropeTables.get(this.layerRope[layer]!)!.buf;
-    const norm = fused ? { q: this.vector(qn.weight), k: this.vector(kn.weight), eps: s.rmsNormEps, offset: s.normWeightOffset } : undefined;
-    this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c.k, c.v, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity }, norm);
-    cmds.barrier();
-  }
-
-  attention(layer: number, dst: Act): void {
-    this.recordHeld();
-    this.xqMemo = undefined;
-    const { cmds, tokens } = this.r;
-    const s = this.spec;
-    const c = this.caches[layer]!;
-    // In a decode step the combine pass also writes o as int8 activations, for the output projection.
-    const quant = tokens === 1 ? this.quantScratch(s.numHeads * s.headDim) : undefined;
-    const quantized = this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[dst], {
-      tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
-      window: s.layers[layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
-      // One token: split its positions over workgroups.
-      splits: tokens === 1 ? this.splits(layer) : 1,
-    }, this.attnPart, quant);
-    if (quantized) this.xqMemo = { src: dst, cols: s.numHeads * s.headDim, scratch: quant! };
-    cmds.barrier();
-  }
-
-  logits(src: Act): void {
-    this.recordHeld();
-    const { cmds, tokens, output } = this.r;
-    const xq = tokens === 1 ? this.quantizedFor(src, this.weights.lmHead) : undefined;
-    this.xqMemo = undefined;
+  /** The output head: the logits the output asks for, softcapped, then argmax or top-k on the GPU. */
+  private lowerLogits(step: { readonly src: Act; readonly x8?: Int8Input }, r: Recording): void {
+    const { cmds, tokens, output } = r;
     const s = this.spec;
     const cap = s.finalLogitSoftcap;
+    const head = this.weights.lmHead;
     if (output.kind === 'none') return;
     if (output.kind === 'all') {
-      // Probe: logits of every token, into the MLP scratch (tokens x vocab floats fit when checked).
+      // Probe: logits of every token (tokens x vocab floats fit when checked).
       const all = this.probeLogits!;
-      this.mm.record(cmds, this.weights.lmHead, this.act[src], all, tokens);
+      this.mm.record(cmds, head, this.act[step.src], all, tokens);
       cmds.barrier();
       if (cap !== null) this.ops.softcap(cmds, all, tokens * s.vocabSize, cap);
       cmds.barrier();
       return;
     }
-    let x = this.act[src];
+    let x = this.act[step.src];
     if (tokens > 1) {
       cmds.copy(x, this.last, s.hiddenSize * 4, (tokens - 1) * s.hiddenSize * 4, 0);
       cmds.barrier();
       x = this.last;
     }
-    this.mv.record(cmds, this.weights.lmHead, x, this.logitsBuf, xq === undefined ? {} : { xq });
+    const xq = tokens === 1 ? this.int8Input(step.x8, step.src, head, cmds) : undefined;
+    this.mv.record(cmds, head, x, this.logitsBuf, xq === undefined ? {} : { xq });
     cmds.barrier();
     if (cap !== null) {
       this.ops.softcap(cmds, this.logitsBuf, s.vocabSize, cap);
@@ -463,19 +387,13 @@ export class GpuBackend implements Backend, Forward {
     }
   }
 
-  /** Records a whole forward pass; a failure leaves no half-open recording behind. */
+  /** Records a whole forward pass, its fused steps in order; a failure leaves no half-open recording behind. */
   private record(r: Recording, observe?: (stage: number) => void): void {
-    this.rec = r;
     try {
-      forwardPass(ARCHITECTURES[this.spec.family], this, observe === undefined ? undefined : (stage) => { this.recordHeld(); observe(stage); });
-      this.recordHeld();
+      for (const step of this.fused(r.tokens, observe !== undefined)) this.lower(step, r, observe);
     } catch (e) {
       r.cmds.abandon();
       throw e;
-    } finally {
-      this.rec = undefined;
-      this.heldAddNorm = undefined;
-      this.heldHeadNorms = {};
     }
   }
 

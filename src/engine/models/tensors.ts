@@ -8,7 +8,9 @@ import type { Checkpoint, CheckpointTensor } from '../formats/checkpoint.js';
 import { FLOAT_WEIGHT_DTYPES } from '../formats/dtypes.js';
 import { companionOf } from '../quant/file-format.js';
 import { INT4_GROUPS } from '../quant/layouts.js';
+import { ARCHITECTURES } from './architectures.js';
 import type { ModelSpec } from './spec.js';
+import { modelTensors } from './steps.js';
 
 export type NameClass =
   | { readonly kind: 'model'; readonly canonical: string }
@@ -33,41 +35,12 @@ export function classifyName(name: string): NameClass | undefined {
   return undefined;
 }
 
-/** Every tensor the forward pass reads, with its shape ([out, in] for projections). */
+/**
+ * Every tensor the forward pass reads, with its shape ([out, in] for projections), in the order the
+ * pass reads them: from the steps the architecture records (steps.ts), the one list of names.
+ */
 export function expectedTensors(spec: ModelSpec): Map<string, readonly number[]> {
-  const h = spec.hiddenSize;
-  const q = spec.numHeads * spec.headDim;
-  const kv = spec.numKvHeads * spec.headDim;
-  const m = new Map<string, readonly number[]>();
-  m.set('embed_tokens.weight', [spec.vocabSize, h]);
-  for (let i = 0; i < spec.numLayers; i++) {
-    const L = `layers.${i}.`;
-    m.set(`${L}input_layernorm.weight`, [h]);
-    m.set(`${L}self_attn.q_proj.weight`, [q, h]);
-    m.set(`${L}self_attn.k_proj.weight`, [kv, h]);
-    m.set(`${L}self_attn.v_proj.weight`, [kv, h]);
-    m.set(`${L}self_attn.o_proj.weight`, [h, q]);
-    if (spec.qkvBias) {
-      m.set(`${L}self_attn.q_proj.bias`, [q]);
-      m.set(`${L}self_attn.k_proj.bias`, [kv]);
-      m.set(`${L}self_attn.v_proj.bias`, [kv]);
-    }
-    if (spec.qkNorm) {
-      m.set(`${L}self_attn.q_norm.weight`, [spec.headDim]);
-      m.set(`${L}self_attn.k_norm.weight`, [spec.headDim]);
-    }
-    m.set(`${L}post_attention_layernorm.weight`, [h]);
-    if (spec.sandwichNorms) {
-      m.set(`${L}pre_feedforward_layernorm.weight`, [h]);
-      m.set(`${L}post_feedforward_layernorm.weight`, [h]);
-    }
-    m.set(`${L}mlp.gate_proj.weight`, [spec.intermediateSize, h]);
-    m.set(`${L}mlp.up_proj.weight`, [spec.intermediateSize, h]);
-    m.set(`${L}mlp.down_proj.weight`, [h, spec.intermediateSize]);
-  }
-  m.set('norm.weight', [h]);
-  if (!spec.tieWordEmbeddings) m.set('lm_head.weight', [spec.vocabSize, h]);
-  return m;
+  return modelTensors(ARCHITECTURES[spec.family], spec);
 }
 
 export interface SkippedTensor {
