@@ -10,7 +10,7 @@ import { commitTemp, tempPathFor } from '../formats/atomic.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import type { Runner } from './runner.js';
 import type { SamplingOptions } from './sampler.js';
-import type { FinishReason, Generation } from './session.js';
+import { type FinishReason, type Generation, checkPromptLength } from './session.js';
 
 export interface TurnStats {
   readonly promptTokens: number;
@@ -87,7 +87,9 @@ export class LocalReplier implements Replier {
 
   async reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
     const codec = this.runner.codec!;
-    const ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true }), false);
+    const text = codec.renderChat(messages, { addGenerationPrompt: true });
+    checkPromptLength(codec, text, this.runner.backend.ctx, this.runner.model.spec.maxPositionEmbeddings);
+    const ids = codec.encode(text, false);
     const g = await this.runner.session.generateAsync(ids, {
       maxTokens: o.maxTokens, sampling: o.sampling, eosIds: this.runner.model.spec.eosTokenIds, onText: o.onText, shouldStop: o.shouldStop,
     });
