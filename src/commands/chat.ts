@@ -12,7 +12,8 @@ import { modelOrBundled } from '../engine/bundled.js';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
 import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
-import { load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
+import { modelDirOf } from '../engine/models/model-dir.js';
+import { checkRunFlags, load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
 
 
 interface ChatFlags extends SamplingFlags {
@@ -51,7 +52,10 @@ export function chatCommand(): Command {
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')
     .action(async (given: string | undefined, flags: ChatFlags) => {
+      // Bad flags and a path that is no model are refused before anything loads.
+      checkRunFlags(flags);
       const modelDir = modelOrBundled(given);
+      modelDirOf(modelDir);
       const talk = async (chat: Chat) => {
         if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
           await plain(chat);
