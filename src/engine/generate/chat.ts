@@ -4,9 +4,8 @@
  * commands, and the numbers a status line shows. `unicorn chat` drives it from an Ink UI or, when
  * piped, line by line.
  */
-import * as fs from 'node:fs';
 import { UnicornError } from '../errors.js';
-import { commitTemp, tempPathFor } from '../formats/atomic.js';
+import { writeFileAtomic } from '../formats/atomic.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import type { Runner } from './runner.js';
 import type { SamplingOptions } from './sampler.js';
@@ -160,9 +159,13 @@ export class Chat implements ChatEngine {
       }
       case '/save': {
         if (arg === '') return { output: '/save needs a file name' };
-        const tmp = tempPathFor(arg);
-        fs.writeFileSync(tmp, `${JSON.stringify({ model: this.model, sampling: this.sampling, messages: this.conversation() }, null, 2)}\n`);
-        commitTemp(tmp, arg);
+        // A file that cannot be written (no such folder, a full disk) is a message: the conversation stays.
+        try {
+          writeFileAtomic(arg, `${JSON.stringify({ model: this.model, sampling: this.sampling, messages: this.conversation() }, null, 2)}\n`);
+        } catch (e) {
+          if (e instanceof UnicornError) return { output: `not saved: ${e.message}; the conversation is still here` };
+          throw e;
+        }
         return { output: `saved ${this.conversation().length} messages to ${arg}` };
       }
       case '/help':
