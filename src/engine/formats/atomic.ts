@@ -90,18 +90,29 @@ export function writeFailure(target: string, e: unknown): WriteError {
 /**
  * Writes a whole (small) file atomically: a temporary file beside it, fsync, rename; any failure is
  * a WriteError (disk full, no such folder, /proc...) and leaves neither the temporary file nor a
- * partial target. An existing target is replaced only if it is a regular file (or a link, which
- * the rename replaces, never its target): a directory, a FIFO or a device is refused.
+ * partial target. An existing target is replaced only if it is a regular file: a directory, a FIFO
+ * or a device is refused. A symbolic link is followed (the file it points at is replaced, the link
+ * stays), as a shell's `>` would; a dangling link or a link loop is refused.
  */
-export function writeFileAtomic(target: string, data: string | Uint8Array): void {
+export function writeFileAtomic(given: string, data: string | Uint8Array): void {
+  let target = given;
   let st: fs.Stats | undefined;
   try {
-    st = fs.lstatSync(target);
+    st = fs.lstatSync(given);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw writeFailure(target, e);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw writeFailure(given, e);
   }
-  if (st !== undefined && !st.isFile() && !st.isSymbolicLink()) {
-    throw new WriteError(`cannot write ${target}: it exists and is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`, { hint: 'give the name of a file to write' });
+  if (st?.isSymbolicLink() === true) {
+    try {
+      target = fs.realpathSync(given);
+      st = fs.statSync(target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new WriteError(`cannot write ${given}: ${code === 'ELOOP' ? 'a symbolic link loop (ELOOP)' : `a symbolic link that leads nowhere (${code ?? String(e)})`}`, { hint: 'give the name of a file to write', cause: e });
+    }
+  }
+  if (st !== undefined && !st.isFile()) {
+    throw new WriteError(`cannot write ${given}: it exists and is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`, { hint: 'give the name of a file to write' });
   }
   const tmp = tempPathFor(target);
   try {
@@ -121,6 +132,6 @@ export function writeFileAtomic(target: string, data: string | Uint8Array): void
     } catch {
       // nothing was created
     }
-    throw writeFailure(target, e);
+    throw writeFailure(given, e);
   }
 }
