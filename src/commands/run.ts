@@ -4,7 +4,8 @@ import { collect, count, number } from '../ui/args.js';
 import ora from 'ora';
 import { looksLikeModel, modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
-import { type Runner, openRunner } from '../engine/generate/runner.js';
+import { type Runner, type RunnerOptions, openRunner } from '../engine/generate/runner.js';
+import { checkPromptLength } from '../engine/generate/session.js';
 import { type SamplingOptions, resolveSampling as resolve } from '../engine/generate/sampler.js';
 import { type CompletionRequest, type CompletionResult, complete } from '../engine/generate/complete.js';
 import { modelDirOf } from '../engine/models/model-dir.js';
@@ -135,12 +136,13 @@ function templateVars(list: readonly string[] | undefined): Record<string, unkno
   return out;
 }
 
-export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: string; ctx?: number }): Runner {
+export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: string; ctx?: number }, beforeWeights?: RunnerOptions['beforeWeights']): Runner {
   const spinner = ora({ text: `opening ${modelDir}`, stream: process.stderr }).start();
   const t0 = performance.now();
   try {
     const runner = openRunner(modelDir, {
       device: flags.device, ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }), ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
+      ...(beforeWeights === undefined ? {} : { beforeWeights }),
       onLoad: (p) => {
         const s = (performance.now() - t0) / 1000;
         const rate = p.done / Math.max(s, 1e-3);
@@ -176,7 +178,11 @@ async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<v
       client.close();
     }
   } else {
-    const runner = load(modelDir, flags);
+    // A plain prompt too long for the context is refused before the weights load (complete() checks
+    // again, chat prompts included, on the text it encodes).
+    const runner = load(modelDir, flags, (codec, ctx, model) => {
+      if (codec !== null && flags.chat !== true) checkPromptLength(codec, prompt, ctx, model.spec.maxPositionEmbeddings);
+    });
     try {
       req = request(runner.defaults);
       r = await complete(runner, req, (t) => out?.write(t));

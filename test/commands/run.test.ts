@@ -140,13 +140,14 @@ describe('unicorn run', () => {
     assert.ok(JSON.parse(r.out).promptTokens > 1);
   });
 
-  test('a 40 MB prompt on stdin is refused by its length at once, before it is tokenized', () => {
+  test('a 40 MB prompt on stdin is refused by its length at once, before it is tokenized (and before the weights load)', () => {
     const t0 = Date.now();
     const r = unicorn(['run', modelFixture('llama'), '-', '-n', '2'], 'In the beginning God created the heaven and the earth. '.repeat(730_000), 60_000);
     assert.equal(r.signal, null, `killed after ${Date.now() - t0} ms`);
     assert.equal(r.code, 1, r.err);
     assert.match(r.err, /unicorn: the prompt is at least \d+ tokens \(40150000 characters\), longer than the context of 512/);
     assert.ok(Date.now() - t0 < 30_000, `took ${Date.now() - t0} ms`);
+    assert.doesNotMatch(r.err, /KB on /, 'refused before the weights were loaded');
     assert.equal(r.out, '');
   });
 
