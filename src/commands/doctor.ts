@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../engine/formats/atomic.js';
 import { DEFAULT_CTX } from '../engine/generate/runner.js';
 import { escapeControl } from '../engine/text/escape.js';
 import { positive } from '../ui/args.js';
+import { jsonForTerminal } from '../ui/format.js';
 import { kvCacheBytes } from '../engine/models/memory.js';
 import { openModel } from '../engine/models/model-dir.js';
 
@@ -35,15 +36,6 @@ export function renderChecks(checks: readonly Check[]): string {
   const n = (s: Check['status']) => checks.filter((c) => c.status === s).length;
   out.push('', `${n('PASS')} passed, ${n('WARN')} warnings, ${n('FAIL')} failed`);
   return out.join('\n').replace(/^\n/, '');
-}
-
-/**
- * JSON that is also safe on a terminal: JSON.stringify escapes C0 controls but leaves DEL, the C1
- * controls (U+009B is a CSI on some terminals) and the Unicode line separators as they are.
- */
-function jsonForTerminal(v: unknown): string {
-  // eslint-disable-next-line no-control-regex
-  return JSON.stringify(v, null, 1).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function modelNeeds(dir: string, ctx: number): ModelNeeds {
@@ -78,7 +70,7 @@ export function doctorCommand(): Command {
       }
       if (o.snapshot !== undefined) writeFileAtomic(o.snapshot, `${JSON.stringify(snap, null, 1)}\n`);
       const checks = runChecks(snap, o.model === undefined ? undefined : modelNeeds(o.model, o.ctx));
-      if (o.json === true) process.stdout.write(`${jsonForTerminal({ takenAt: snap.takenAt, checks })}\n`);
+      if (o.json === true) process.stdout.write(`${jsonForTerminal({ takenAt: snap.takenAt, checks }, 1)}\n`);
       else console.log(renderChecks(checks));
       if (checks.some((c) => c.status === 'FAIL')) process.exitCode = 1;
     });
