@@ -78,11 +78,16 @@ describe('hostile paths for every command', () => {
     fs.mkdirSync(path.join(dir, 'locked'));
     fs.writeFileSync(path.join(dir, 'locked', 'config.json'), '{}');
     fs.chmodSync(path.join(dir, 'locked'), 0o000);
+    // A character device of our own (/dev/zero's numbers): an output pointed at it must be refused,
+    // and were it not, only this copy would be replaced, never the system's /dev/zero. Without the
+    // right to make one, /dev/zero itself serves where it is only read.
+    const zero = path.join(dir, 'zero');
+    const ownDevice = isRoot && spawnSync('mknod', ['-m', '666', zero, 'c', '1', '5']).status === 0;
     const snapshot = path.join(FIXTURES, 'doctor', 'debian-lavapipe.json');
     const llama = modelFixture('llama');
     const targets: Record<string, string> = {
       missing: path.join(dir, 'missing'), loop: path.join(dir, 'loop'), file: path.join(dir, 'notes.txt'), fifo: path.join(dir, 'fifo'),
-      'proc dir': '/proc/self', 'proc file': '/proc/self/status', device: '/dev/zero',
+      'proc dir': '/proc/self', 'proc file': '/proc/self/status', device: ownDevice ? zero : '/dev/zero',
     };
     // Each command with the path in each position it takes.
     const positions: [string, (p: string) => string[], string?][] = [
@@ -106,8 +111,8 @@ describe('hostile paths for every command', () => {
       for (const [command, args, input] of positions) {
         if (name === 'missing' && writes(command)) continue;
         if (name === 'file' && command === 'doctor --snapshot') continue;
-        // /dev/zero: where a command reads a file, or writes one.
-        if (name === 'device' && !['inspect', 'quantize source', 'doctor --from', 'doctor --snapshot'].includes(command)) continue;
+        // A device: where a command reads a file, or (only our own device node) writes one.
+        if (name === 'device' && !['inspect', 'quantize source', 'doctor --from', ...(ownDevice ? ['doctor --snapshot'] : [])].includes(command)) continue;
         cases.push({ what: `${command} -> ${name}`, args: args(target), ...(input === undefined ? {} : { input }) });
       }
     }
