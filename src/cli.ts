@@ -12,6 +12,7 @@ import { runCommand } from './commands/run.js';
 import { serveCommand } from './commands/serve.js';
 import { exitCleanlyOnSignals } from './engine/formats/atomic.js';
 import { reportError } from './ui/errors.js';
+import { assumeTerminalSizes } from './ui/terminal.js';
 
 const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
 
 export async function main(argv: readonly string[]): Promise<number> {
   exitCleanlyOnSignals();
+  assumeTerminalSizes();
   const program = buildProgram();
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -9,10 +9,13 @@ import { positive } from '../ui/args.js';
 import { render } from 'ink';
 import { createElement } from 'react';
 import { modelOrBundled } from '../engine/bundled.js';
+import { UnicornError } from '../engine/errors.js';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
 import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
-import { load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
+import { modelDirOf } from '../engine/models/model-dir.js';
+import { escapeControl } from '../engine/text/escape.js';
+import { checkRunFlags, load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
 
 
 interface ChatFlags extends SamplingFlags {
@@ -29,12 +32,27 @@ async function plain(chat: Chat): Promise<void> {
   for await (const line of rl) {
     if (line.trim() === '') continue;
     if (line.startsWith('/')) {
-      const r = chat.command(line);
+      // A command that fails is a message; the conversation goes on.
+      let r: ReturnType<Chat['command']>;
+      try {
+        r = chat.command(line);
+      } catch (e) {
+        process.stderr.write(`${escapeControl(line.split(/\s/)[0] ?? '')}: ${escapeControl(e instanceof Error ? e.message : String(e))}\n`);
+        continue;
+      }
       if (r.output !== '') process.stderr.write(`${r.output}\n`);
       if (r.exit === true) break;
       continue;
     }
-    const { stats } = await chat.send(line, { onText: (t) => process.stdout.write(t), shouldStop: () => false });
+    let stats: Awaited<ReturnType<Chat['send']>>['stats'];
+    try {
+      ({ stats } = await chat.send(line, { onText: (t) => process.stdout.write(t), shouldStop: () => false }));
+    } catch (e) {
+      // A turn the model cannot take (too long for the context...) is reported; the conversation goes on.
+      if (!(e instanceof UnicornError)) throw e;
+      process.stderr.write(`unicorn: ${escapeControl(e.message)}${e.hint === undefined ? '' : `\n  fix: ${escapeControl(e.hint)}`}\n`);
+      continue;
+    }
     process.stdout.write('\n');
     process.stderr.write(`[${stats.promptTokens} new prompt tokens (${stats.reusedTokens} cached) · TTFT ${stats.timeToFirstTokenMs.toFixed(0)} ms · ${stats.generatedTokens} tokens${stats.tokensPerSecond === null ? '' : ` at ${stats.tokensPerSecond.toFixed(1)} tok/s`} · ${stats.finish}]\n`);
   }
@@ -51,7 +69,10 @@ export function chatCommand(): Command {
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')
     .action(async (given: string | undefined, flags: ChatFlags) => {
+      // Bad flags and a path that is no model are refused before anything loads.
+      checkRunFlags(flags);
       const modelDir = modelOrBundled(given);
+      modelDirOf(modelDir);
       const talk = async (chat: Chat) => {
         if (flags.plain === true || !process.stdin.isTTY || !process.stdout.isTTY) {
           await plain(chat);

@@ -1,23 +1,31 @@
 /** `unicorn doctor`: diagnose the machine for running models on Vulkan (and the AMD NPU), each failure with its fix. */
-import * as fs from 'node:fs';
 import { Command } from 'commander';
 import ora from 'ora';
 import { type Check, type ModelNeeds, runChecks } from '../engine/doctor/checks.js';
 import { type Snapshot, collect } from '../engine/doctor/probe.js';
+import { readSnapshot } from '../engine/doctor/snapshot.js';
 import { probeVulkan } from '../engine/doctor/vulkan-probe.js';
-import { UnicornError } from '../engine/errors.js';
-import { commitTemp, tempPathFor } from '../engine/formats/atomic.js';
+import { writeFileAtomic } from '../engine/formats/atomic.js';
 import { DEFAULT_CTX } from '../engine/generate/runner.js';
+import { escapeControl } from '../engine/text/escape.js';
+import { positive } from '../ui/args.js';
+import { jsonForTerminal } from '../ui/format.js';
 import { kvCacheBytes } from '../engine/models/memory.js';
 import { openModel } from '../engine/models/model-dir.js';
 
 const MARK: Record<Check['status'], string> = { PASS: 'PASS', WARN: 'WARN', FAIL: 'FAIL', INFO: 'info' };
 
+/**
+ * The checks as a table. Names, evidence and fixes quote the snapshot (device names, file contents,
+ * command outputs: from this machine or from a file someone sent), so every one goes through
+ * escapeControl: an escape sequence in a snapshot cannot clear the screen or retitle the terminal.
+ */
 export function renderChecks(checks: readonly Check[]): string {
   const out: string[] = [];
   let section = '';
-  const width = Math.max(...checks.map((c) => c.name.length));
-  for (const c of checks) {
+  const safe = checks.map((c) => ({ ...c, name: escapeControl(c.name, 200), evidence: escapeControl(c.evidence, 2000), fix: c.fix === undefined ? undefined : escapeControl(c.fix, 2000) }));
+  const width = Math.max(...safe.map((c) => c.name.length));
+  for (const c of safe) {
     if (c.section !== section) {
       section = c.section;
       out.push('', section.toUpperCase());
@@ -45,7 +53,7 @@ export function doctorCommand(): Command {
   return new Command('doctor')
     .description('check this machine for running models: Vulkan, GPU memory (APU carve-out, GTT), the AMD NPU; each problem with its fix')
     .option('--model <dir>', 'also check that this model fits (weights + KV cache)')
-    .option('--ctx <n>', 'context for --model', (v) => Number(v), DEFAULT_CTX)
+    .option('--ctx <n>', 'context for --model', positive, DEFAULT_CTX)
     .option('--gpu <index|name>', 'which GPU the self-test uses')
     .option('--no-self-test', 'skip the GPU self-test dispatch')
     .option('--snapshot <file>', 'also write what was probed, as JSON (attach it to a bug report)')
@@ -54,24 +62,15 @@ export function doctorCommand(): Command {
     .action((o: { model?: string; ctx: number; gpu?: string; selfTest: boolean; snapshot?: string; from?: string; json?: boolean }) => {
       let snap: Snapshot;
       if (o.from !== undefined) {
-        try {
-          snap = JSON.parse(fs.readFileSync(o.from, 'utf8')) as Snapshot;
-        } catch (e) {
-          throw new UnicornError(`${o.from}: not a snapshot (${e instanceof Error ? e.message : String(e)})`);
-        }
-        if (snap.schema !== 1) throw new UnicornError(`${o.from}: snapshot schema ${String(snap.schema)}, this unicorn reads 1`);
+        snap = readSnapshot(o.from);
       } else {
         const spinner = ora({ text: 'probing the system, Vulkan and the NPU', stream: process.stderr, isSilent: process.stderr.isTTY !== true || o.json === true }).start();
         snap = collect(() => probeVulkan({ selfTest: o.selfTest, ...(o.gpu === undefined ? {} : { gpu: o.gpu }) }));
         spinner.stop();
       }
-      if (o.snapshot !== undefined) {
-        const tmp = tempPathFor(o.snapshot);
-        fs.writeFileSync(tmp, `${JSON.stringify(snap, null, 1)}\n`);
-        commitTemp(tmp, o.snapshot);
-      }
+      if (o.snapshot !== undefined) writeFileAtomic(o.snapshot, `${JSON.stringify(snap, null, 1)}\n`);
       const checks = runChecks(snap, o.model === undefined ? undefined : modelNeeds(o.model, o.ctx));
-      if (o.json === true) process.stdout.write(`${JSON.stringify({ takenAt: snap.takenAt, checks }, null, 1)}\n`);
+      if (o.json === true) process.stdout.write(`${jsonForTerminal({ takenAt: snap.takenAt, checks }, 1)}\n`);
       else console.log(renderChecks(checks));
       if (checks.some((c) => c.status === 'FAIL')) process.exitCode = 1;
     });

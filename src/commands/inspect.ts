@@ -6,7 +6,8 @@ import { type InspectReport, inspectTarget } from '../engine/inspect.js';
 import { kvCacheBytes } from '../engine/models/memory.js';
 import type { ModelSpec, Rope } from '../engine/models/spec.js';
 import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
-import { formatBytes, formatCount, formatNumber, table } from '../ui/format.js';
+import { escapeControl } from '../engine/text/escape.js';
+import { formatBytes, formatCount, formatNumber, jsonForTerminal, table } from '../ui/format.js';
 
 
 function ropeText(r: Rope): string {
@@ -64,7 +65,8 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
     ));
     out.push(`${rows.length} of ${r.tensors.length} tensors`);
   }
-  return out.join('\n');
+  // Tensor names, metadata and config values come from the files: printed with escapes, line by line.
+  return out.map((l) => escapeControl(l)).join('\n');
 }
 
 function toJson(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): unknown {
@@ -96,6 +98,6 @@ export function inspectCommand(): Command {
       }
       const report = inspectTarget(model, { ctx: o.ctx, group: Number(o.group) });
       const view = { tensors: o.tensors === true || filter !== undefined, ...(filter === undefined ? {} : { filter }) };
-      process.stdout.write(o.json === true ? `${JSON.stringify(toJson(report, view), null, 2)}\n` : `${renderInspect(report, view)}\n`);
+      process.stdout.write(o.json === true ? `${jsonForTerminal(toJson(report, view), 2)}\n` : `${renderInspect(report, view)}\n`);
     });
 }

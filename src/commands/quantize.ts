@@ -40,7 +40,7 @@ export function quantizeCommand(): Command {
     .addOption(new Option('--scheme <scheme>', 'int8: every projection INT8 per row; int4: INT4 grouped; mixed: attention INT8, MLP INT4, embedding INT8').choices(['int8', 'int4', 'mixed']).default('mixed'))
     .addOption(new Option('--group <n>', 'INT4 group size').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
     .option('--workers <n>', `worker threads (default: one per core, ${defaultWorkers()} here)`, positive)
-    .option('--force', 'replace the output directory if it exists')
+    .option('--force', 'replace the output directory if it exists and unicorn wrote it (never the source, nor a folder holding it)')
     .option('--eval', 'run the quality report (default: on when a GPU is present)')
     .option('--no-eval', 'skip the quality report')
     .option('--shard-size <GB>', 'shard size in GB (default 4)', positive)
@@ -70,6 +70,7 @@ export function quantizeCommand(): Command {
         });
         spinner.succeed(`${out}: ${flags.scheme}${flags.scheme === 'int8' ? '' : ` (group ${flags.group})`} in ${report.seconds.toFixed(1)} s${report.evalSeconds > 0.05 ? ` (+ ${report.evalSeconds.toFixed(1)} s quality report)` : ''}`);
         const q = quality as ReturnType<typeof qualityReport> | null;
+        for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
         if (flags.json === true) {
           process.stdout.write(`${JSON.stringify({ ...report, quality: q })}\n`);
           return;

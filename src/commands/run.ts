@@ -4,9 +4,11 @@ import { collect, count, number } from '../ui/args.js';
 import ora from 'ora';
 import { looksLikeModel, modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
-import { type Runner, openRunner } from '../engine/generate/runner.js';
+import { type Runner, type RunnerOptions, openRunner } from '../engine/generate/runner.js';
+import { checkPromptLength } from '../engine/generate/session.js';
 import { type SamplingOptions, resolveSampling as resolve } from '../engine/generate/sampler.js';
 import { type CompletionRequest, type CompletionResult, complete } from '../engine/generate/complete.js';
+import { modelDirOf } from '../engine/models/model-dir.js';
 import { ResidentClient } from '../engine/server/client.js';
 import { formatBytes } from '../ui/format.js';
 
@@ -78,19 +80,46 @@ export function runCommand(): Command {
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path (slow; small models)').choices(['gpu', 'cpu']).default('gpu'))
     .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')
     .action(async (first: string | undefined, second: string | undefined, flags: RunFlags) => {
-      // `unicorn run "a prompt"` (one argument that is not a path) runs the bundled model.
-      const bundled = first === undefined || (second === undefined && first !== '-' && !looksLikeModel(first));
+      // Bad flags are refused before anything is read or loaded.
+      checkRunFlags(flags);
+      // `unicorn run "a prompt"` (one argument that is not a path) and `unicorn run -` (the prompt on
+      // stdin) run the bundled model.
+      const bundled = first === undefined || (second === undefined && (first === '-' || !looksLikeModel(first)));
       const modelDir = modelOrBundled(bundled ? undefined : first);
+      if (!bundled) modelDirOf(modelDir);
       const prompt = bundled ? first : second;
       const text = prompt === undefined || prompt === '-' ? await readStdin() : prompt;
       await run(modelDir, text, flags);
     });
 }
 
-async function readStdin(): Promise<string> {
+/**
+ * Sampling flags checked on their own (the model's generation_config.json only fills in what was
+ * not asked), and stop strings: both before the model loads, so a typo costs no loading time.
+ */
+export function checkRunFlags(flags: SamplingFlags & { stop?: string[] }): void {
+  resolveSampling(flags, {});
+  if (flags.stop?.some((s) => s === '') === true) {
+    throw new UnicornError('--stop \'\': an empty stop string would stop at once', { hint: 'give the text to stop at, e.g. --stop "\\n\\n"' });
+  }
+}
+
+/** The most a prompt on stdin may be; the prompt-length check refuses far less once tokenizing would start. */
+export const MAX_STDIN_BYTES = 64 << 20;
+
+/** Reads the prompt from stdin, refusing more than MAX_STDIN_BYTES (it is never all held in memory). */
+async function readStdin(max = MAX_STDIN_BYTES): Promise<string> {
   if (process.stdin.isTTY) throw new UnicornError('no prompt given', { hint: 'unicorn run <model> "your prompt", or pipe the prompt in' });
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let total = 0;
+  for await (const c of process.stdin) {
+    total += (c as Buffer).byteLength;
+    if (total > max) {
+      process.stdin.destroy();
+      throw new UnicornError(`the prompt on stdin is larger than ${formatBytes(max)}, far more than any context holds`, { hint: 'shorten the prompt' });
+    }
+    chunks.push(c as Buffer);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -107,12 +136,13 @@ function templateVars(list: readonly string[] | undefined): Record<string, unkno
   return out;
 }
 
-export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: string; ctx?: number }): Runner {
+export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: string; ctx?: number }, beforeWeights?: RunnerOptions['beforeWeights']): Runner {
   const spinner = ora({ text: `opening ${modelDir}`, stream: process.stderr }).start();
   const t0 = performance.now();
   try {
     const runner = openRunner(modelDir, {
       device: flags.device, ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }), ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
+      ...(beforeWeights === undefined ? {} : { beforeWeights }),
       onLoad: (p) => {
         const s = (performance.now() - t0) / 1000;
         const rate = p.done / Math.max(s, 1e-3);
@@ -148,7 +178,11 @@ async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<v
       client.close();
     }
   } else {
-    const runner = load(modelDir, flags);
+    // A plain prompt too long for the context is refused before the weights load (complete() checks
+    // again, chat prompts included, on the text it encodes).
+    const runner = load(modelDir, flags, (codec, ctx, model) => {
+      if (codec !== null && flags.chat !== true) checkPromptLength(codec, prompt, ctx, model.spec.maxPositionEmbeddings);
+    });
     try {
       req = request(runner.defaults);
       r = await complete(runner, req, (t) => out?.write(t));

@@ -46,7 +46,14 @@ export function ChatApp({ chat }: { readonly chat: ChatEngine }) {
     history.current.push(text);
     cursor.current = -1;
     if (text.startsWith('/')) {
-      const r = chat.command(text);
+      // A command that fails is a message in the transcript; the conversation and the UI stay.
+      let r: ReturnType<ChatEngine['command']>;
+      try {
+        r = chat.command(text);
+      } catch (e) {
+        add('error', `${text.split(/\s/)[0]}: ${e instanceof Error ? e.message : String(e)}`);
+        return;
+      }
       if (r.output !== '') add('info', r.output);
       setStatus(chat.status());
       if (r.exit === true) exit();

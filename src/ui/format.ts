@@ -37,3 +37,13 @@ export function table(header: readonly string[], rows: readonly (readonly string
     cells.map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
+
+/**
+ * JSON that is also safe on a terminal: JSON.stringify escapes C0 controls but leaves DEL, the C1
+ * controls (U+009B is a CSI on some terminals) and the Unicode line separators as they are; those
+ * become \\u escapes too (the same JSON value).
+ */
+export function jsonForTerminal(v: unknown, indent?: number): string {
+  // eslint-disable-next-line no-control-regex
+  return JSON.stringify(v, null, indent).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

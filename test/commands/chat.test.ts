@@ -61,3 +61,43 @@ test('terminal UI in tmux: type, Enter, the reply and the status line appear; Ct
     spawnSync('tmux', ['kill-session', '-t', session]);
   }
 });
+
+test('piped: /save to a missing folder is a message and the conversation goes on', () => {
+  const dir = scratchDir('chat');
+  const input = `${ref.chat.messages[0]!.content}\n/save ${path.join(dir, 'missing', 'talk.json')}\nAnd then?\n/save ${path.join(dir, 'talk.json')}\n`;
+  const r = spawnSync(process.execPath, [BIN, 'chat', modelFixture('llama'), '--temp', '0', '-n', '4'], { input, encoding: 'utf8', env, timeout: 120_000, killSignal: 'SIGKILL' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /not saved: cannot write .*missing.*: the folder .* does not exist; the conversation is still here/);
+  assert.doesNotMatch(r.stderr, /internal error/);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'talk.json'), 'utf8')).messages.length, 4, 'both turns were kept and saved');
+});
+
+test('terminal UI on a pty that reports 0x0 (script, CI, docker exec -t): it opens as 80x24, stays quiet, and SIGTERM ends it', async () => {
+  const { spawn } = await import('node:child_process');
+  // script(1) gives the command a pty; stty makes it report 0 rows and 0 columns, as a CI runner's does.
+  const cmd = `stty rows 0 cols 0; echo PID $$; exec ${process.execPath} ${BIN} chat ${modelFixture('llama')}`;
+  const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  const waitFor = async (re: RegExp, ms: number) => {
+    const end = Date.now() + ms;
+    while (!re.test(out) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    return re.test(out);
+  };
+  try {
+    assert.ok(await waitFor(/chatting with/, 30_000), `never got past opening; ${out.length} bytes of output, the last:\n${JSON.stringify(out.slice(-300))}`);
+    const pid = Number(/PID (\d+)/.exec(out)![1]);
+    const before = out.length;
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(out.length - before < 16_384, `idle, it wrote ${out.length - before} bytes in a second`);
+    process.kill(pid, 'SIGTERM');
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
+    assert.notEqual(code, 'still running', 'SIGTERM ended it');
+    assert.match(out, /\u001b\[\?25h/, 'the cursor is shown again');
+  } finally {
+    child.kill('SIGKILL');
+    const m = /PID (\d+)/.exec(out);
+    if (m !== null) try { process.kill(Number(m[1]), 'SIGKILL'); } catch { /* gone */ }
+  }
+});

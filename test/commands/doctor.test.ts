@@ -95,3 +95,71 @@ test('unicorn doctor for real here: a table, --json, --snapshot that --from read
   fs.writeFileSync(bad, JSON.stringify({ ...broken, vulkan: { ...broken.vulkan, selfTest: { ...broken.vulkan.selfTest!, ok: false, detail: 'wrong result' } } }));
   assert.equal(spawnSync(process.execPath, [BIN, 'doctor', '--from', bad], { encoding: 'utf8', env }).status, 1);
 });
+
+describe('doctor --from on snapshots that are not what they claim', () => {
+  const env = { ...process.env, UNICORN_VALIDATION: '0' };
+  const doctor = (args: string[]) => {
+    const r = spawnSync(process.execPath, [BIN, 'doctor', ...args], { encoding: 'utf8', env, timeout: 60_000, killSignal: 'SIGKILL' });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  test('a snapshot of the wrong shape says which field is wrong, and what it should be', () => {
+    const dir = scratchDir('doctor');
+    const good = recorded('debian-lavapipe.json') as unknown as Record<string, unknown>;
+    const vk = good['vulkan'] as Record<string, unknown>;
+    const dev = (vk['devices'] as Record<string, unknown>[])[0]!;
+    const cases: [unknown, RegExp][] = [
+      [null, /not a unicorn doctor snapshot: the file should be an object, but is null/],
+      [[1, 2], /the file should be an object, but is an array/],
+      [{ schema: 1 }, /takenAt should be a string, but is missing/],
+      [{ ...good, schema: '1' }, /schema should be the number 1, but is the string "1"/],
+      [{ ...good, schema: 2 }, /snapshot schema 2, this unicorn reads schema 1/],
+      [{ ...good, vulkan: null }, /vulkan should be an object, but is null/],
+      [{ ...good, files: { '/proc/meminfo': 7 } }, /files\["\/proc\/meminfo"\] should be a string, but is the number 7/],
+      [{ ...good, vulkan: { ...vk, devices: [{ ...dev, heaps: null }] } }, /vulkan\.devices\[0\]\.heaps should be an array, but is null/],
+      [{ ...good, vulkan: { ...vk, selfTest: { ok: 'yes' } } }, /vulkan\.selfTest\.device should be a string/],
+    ];
+    const file = path.join(dir, 'snap.json');
+    for (const [value, want] of cases) {
+      fs.writeFileSync(file, JSON.stringify(value));
+      const r = doctor(['--from', file]);
+      assert.equal(r.code, 1, `${JSON.stringify(value).slice(0, 80)}: exit ${r.code}\n${r.err}`);
+      assert.match(r.err, want);
+      assert.doesNotMatch(r.err, /internal error/);
+      assert.equal(r.out, '');
+    }
+    fs.writeFileSync(file, '{"schema": 1, "takenAt": ');
+    assert.match(doctor(['--from', file]).err, /unicorn: .*snap\.json: not a snapshot: not valid JSON/);
+    assert.match(doctor(['--from', dir]).err, /unicorn: .*: is a directory, not a regular file/);
+  });
+
+  test('control characters in a snapshot (screen clears, title changes, C1 escapes) are printed as visible escapes', () => {
+    const evil = recorded('debian-lavapipe.json');
+    const nasty = '\u001b[2J\u001b]0;owned\u0007\u009b31m';
+    const snap = {
+      ...evil,
+      files: { ...evil.files, '/proc/cpuinfo': `model name\t: Evil CPU ${nasty}\n` },
+      vulkan: { ...evil.vulkan, devices: evil.vulkan.devices.map((d) => ({ ...d, name: `GPU ${nasty}` })) },
+    };
+    const file = path.join(scratchDir('doctor'), 'evil.json');
+    fs.writeFileSync(file, JSON.stringify(snap));
+    for (const args of [['--from', file], ['--from', file, '--json']]) {
+      const r = doctor(args);
+      assert.equal(r.code, 0, r.err);
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(r.out, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, `${args.join(' ')}: no raw control character on stdout`);
+      assert.match(r.out, args.includes('--json') ? /Evil CPU \\u001b\[2J/ : /Evil CPU \\x1b\[2J\\x1b\]0;owned\\x07\\x9b31m/);
+    }
+  });
+
+  test('--snapshot into a missing folder or under /proc is a clear write error; nothing is left behind', () => {
+    const dir = scratchDir('doctor');
+    for (const target of [path.join(dir, 'no', 'such', 'snap.json'), '/proc/self/snap.json', dir]) {
+      const r = doctor(['--from', path.join(FIXTURES, 'doctor', 'debian-lavapipe.json'), '--snapshot', target]);
+      assert.equal(r.code, 1, `${target}: ${r.err}`);
+      assert.match(r.err, /unicorn: cannot write /);
+      assert.doesNotMatch(r.err, /internal error/);
+    }
+    assert.deepEqual(fs.readdirSync(dir), []);
+  });
+});

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { SafetensorsWriter } from '../../src/engine/formats/safetensors-writer.js';
 import { inspectTarget } from '../../src/engine/inspect.js';
 import { parseModelSpec } from '../../src/engine/models/spec.js';
 import { expectedTensors } from '../../src/engine/models/tensors.js';
@@ -68,6 +69,23 @@ describe('unicorn inspect', () => {
     assert.match(unknown.err, /unknown command 'frobnicate'/);
     const withDebug = unicorn('--debug', 'inspect', '/no/such/model');
     assert.match(withDebug.err, /\n\s+at /);
+  });
+
+  test('tensor names and metadata with escape sequences are printed as visible escapes, in the table and in --json', () => {
+    const file = path.join(scratchDir('inspect'), 'evil.safetensors');
+    const w = new SafetensorsWriter(file, [{ name: 'w\u001b[2J\u001b]0;owned\u0007', dtype: 'F32', shape: [2] }], { note: 'x\u009b31m\nforged: line' });
+    w.write(new Uint8Array(8));
+    w.commit();
+    for (const args of [['--tensors'], ['--tensors', '--json']]) {
+      const r = unicorn('inspect', file, ...args);
+      assert.equal(r.code, 0, r.err);
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(r.out, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, args.join(' '));
+      if (args.length === 1) {
+        assert.match(r.out, /w\\x1b\[2J\\x1b\]0;owned\\x07/);
+        assert.match(r.out, /note=x\\x9b31m\\nforged: line/);
+      } else assert.match(r.out, /\\u009b31m/);
+    }
   });
 
   test('--version and --help', () => {

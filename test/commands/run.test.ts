@@ -10,9 +10,9 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { BIN, FIXTURES, MODEL_FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
 
-function unicorn(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, env: { ...process.env, UNICORN_VALIDATION: '0' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
+function unicorn(args: string[], input?: string, timeout = 120_000) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout, killSignal: 'SIGKILL', maxBuffer: 1 << 26, env: { ...process.env, UNICORN_VALIDATION: '0' } });
+  return { code: r.status, out: r.stdout, err: r.stderr, signal: r.signal };
 }
 
 interface TextReference {
@@ -93,6 +93,62 @@ describe('unicorn run', () => {
       assert.equal(r.out, '', args.join(' '));
       assert.doesNotMatch(r.err, /internal error|at .*\.js:\d+/);
     }
+  });
+
+  test('a path that is no model directory says what it is: a file, a symbolic link loop, a FIFO, a file under /proc', () => {
+    const dir = scratchDir('run');
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'hello');
+    fs.symlinkSync(path.join(dir, 'loop-b'), path.join(dir, 'loop-a'));
+    fs.symlinkSync(path.join(dir, 'loop-a'), path.join(dir, 'loop-b'));
+    spawnSync('mkfifo', [path.join(dir, 'fifo')]);
+    fs.writeFileSync(path.join(dir, 'lone.safetensors'), fs.readFileSync(path.join(modelFixture('llama'), 'model.safetensors')));
+    const cases: [string, RegExp][] = [
+      [path.join(dir, 'notes.txt'), /notes\.txt: is a file, not a model directory/],
+      [path.join(dir, 'loop-a'), /loop-a: a symbolic link loop \(ELOOP\)/],
+      [path.join(dir, 'fifo'), /fifo: is a FIFO \(named pipe\), not a model directory/],
+      ['/proc/self/status', /\/proc\/self\/status: is a file, not a model directory/],
+      [path.join(dir, 'lone.safetensors'), /lone\.safetensors: a \.safetensors file with no config\.json beside it/],
+    ];
+    for (const [model, want] of cases) {
+      const r = unicorn(['run', model, 'hi', '-n', '2'], undefined, 30_000);
+      assert.equal(r.code, 1, `${model}: exit ${r.code} ${r.signal ?? ''}\n${r.err}`);
+      assert.match(r.err, want);
+      assert.doesNotMatch(r.err, /internal error|cannot be read|no such file/);
+      assert.equal(r.out, '');
+    }
+  });
+
+  test('bad flags are refused before the model loads: --temp -1, --top-p 2, an empty --stop', () => {
+    for (const [args, want] of [
+      [['--temp', '-1'], /temperature -1 must be 0 or more/],
+      [['--top-p', '2'], /top-p 2 must be in \(0, 1\]/],
+      [['--stop', ''], /--stop '': an empty stop string would stop at once/],
+    ] as const) {
+      for (const command of args[0] === '--stop' ? ['run'] : ['run', 'chat']) {
+        const r = unicorn([command, modelFixture('llama'), ...(command === 'run' ? ['hi'] : []), ...args], 'hi\n');
+        assert.equal(r.code, 1, `${command} ${args.join(' ')}: ${r.err}`);
+        assert.match(r.err, want);
+        assert.doesNotMatch(r.err, /opening|loading|internal error/, `${command} ${args.join(' ')}: refused before loading`);
+      }
+    }
+  });
+
+  test('`run -` reads the prompt from stdin with the bundled model, as the README says', () => {
+    const r = unicorn(['run', '-', '-n', '3', '--temp', '0', '--json'], 'In the beginning');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /using the bundled kjv-tiny/);
+    assert.ok(JSON.parse(r.out).promptTokens > 1);
+  });
+
+  test('a 40 MB prompt on stdin is refused by its length at once, before it is tokenized (and before the weights load)', () => {
+    const t0 = Date.now();
+    const r = unicorn(['run', modelFixture('llama'), '-', '-n', '2'], 'In the beginning God created the heaven and the earth. '.repeat(730_000), 60_000);
+    assert.equal(r.signal, null, `killed after ${Date.now() - t0} ms`);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /unicorn: the prompt is at least \d+ tokens \(40150000 characters\), longer than the context of 512/);
+    assert.ok(Date.now() - t0 < 30_000, `took ${Date.now() - t0} ms`);
+    assert.doesNotMatch(r.err, /KB on /, 'refused before the weights were loaded');
+    assert.equal(r.out, '');
   });
 
   test('a model directory with a missing shard or a wrong-shaped tensor is refused before anything runs', () => {

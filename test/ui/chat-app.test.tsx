@@ -7,6 +7,18 @@ import { ChatApp } from '../../src/ui/chat-app.js';
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits until `check` holds (polling; a loaded machine renders late, so a fixed sleep is flaky) and
+ * fails with the last frame after `ms`.
+ */
+async function until(check: () => boolean, frame: () => string | undefined, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) assert.fail(`timed out; last frame:\n${frame() ?? ''}`);
+    await tick(10);
+  }
+}
+
 /** Replies with the words of `reply`, one per event-loop turn, so Esc can land in the middle. */
 class ScriptedChat implements ChatEngine {
   readonly model = 'scripted';
@@ -39,61 +51,79 @@ class ScriptedChat implements ChatEngine {
 test('Enter sends; the reply streams, then joins the transcript; the status line shows TTFT, tok/s, context and GPU memory', async () => {
   const chat = new ScriptedChat(['Hello', ' there', '!']);
   const ui = render(<ChatApp chat={chat} />);
+  const frame = () => ui.lastFrame() ?? '';
   ui.stdin.write('hi');
-  await tick();
-  assert.match(ui.lastFrame()!, /> hi/);
+  await until(() => /> hi/.test(frame()), frame);
   ui.stdin.write('\r');
-  await tick(200);
+  await until(() => /TTFT/.test(frame()), frame);
   assert.deepEqual(chat.sent, ['hi']);
-  const frame = ui.lastFrame()!;
-  assert.match(frame, /Hello there!/);
-  assert.match(frame, /TTFT 12 ms · 42\.5 tok\/s · context 10 \/ 4096 · GPU 1\.00 GiB · temp 0\.8/);
+  assert.match(frame(), /Hello there!/);
+  assert.match(frame(), /TTFT 12 ms · 42\.5 tok\/s · context 10 \/ 4096 · GPU 1\.00 GiB · temp 0\.8/);
   ui.unmount();
 });
 
 test('a line ending in \\ continues on the next; Up recalls the history; slash commands go to the engine', async () => {
   const chat = new ScriptedChat(['ok']);
   const ui = render(<ChatApp chat={chat} />);
+  const frame = () => ui.lastFrame() ?? '';
   ui.stdin.write('first line\\');
-  await tick();
+  await until(() => /first line\\/.test(frame()), frame);
   ui.stdin.write('\r');
-  await tick();
+  await until(() => !/first line\\/.test(frame()), frame);
   ui.stdin.write('second');
-  await tick();
+  await until(() => /second/.test(frame()), frame);
   ui.stdin.write('\r');
-  await tick(100);
+  await until(() => chat.sent.length === 1 && /ok/.test(frame()) && /Ctrl-C twice exits/.test(frame()), frame);
   assert.deepEqual(chat.sent, ['first line\nsecond']);
   ui.stdin.write('/help');
-  await tick();
+  await until(() => /> \/help/.test(frame()), frame);
   ui.stdin.write('\r');
-  await tick();
+  await until(() => /did \/help/.test(frame()), frame);
   assert.deepEqual(chat.commands, ['/help']);
-  assert.match(ui.lastFrame()!, /did \/help/);
   ui.stdin.write('\u001b[A'); // Up: the last entry, the command
-  await tick();
-  assert.match(ui.lastFrame()!, /> \/help/);
+  await until(() => /> \/help/.test(frame()), frame);
   ui.stdin.write('\u001b[A'); // Up again: the message before it
-  await tick();
-  assert.match(ui.lastFrame()!, /> first line\nsecond/);
+  await until(() => /> first line\nsecond/.test(frame()), frame);
   ui.unmount();
 });
 
 test('Esc stops a reply and keeps what was said; Ctrl-C once warns, twice exits', async () => {
   const chat = new ScriptedChat(Array.from({ length: 200 }, (_, i) => `w${i} `), 10);
   const ui = render(<ChatApp chat={chat} />);
+  const frame = () => ui.lastFrame() ?? '';
   ui.stdin.write('go');
-  await tick();
+  await until(() => /> go/.test(frame()), frame);
   ui.stdin.write('\r');
-  await tick(120);
+  await until(() => /w3 /.test(frame()), frame);
   ui.stdin.write('\u001b'); // Esc
-  await tick(150);
-  const frame = ui.lastFrame()!;
-  assert.match(frame, /w0 w1 [\s\S]*\[stopped\]/);
-  assert.doesNotMatch(frame, /w199/);
+  await until(() => /\[stopped\]/.test(frame()), frame);
+  assert.match(frame(), /w0 w1 [\s\S]*\[stopped\]/);
+  assert.doesNotMatch(frame(), /w199/);
   ui.stdin.write('\u0003'); // Ctrl-C
-  await tick();
-  assert.match(ui.lastFrame()!, /press Ctrl-C again to exit/);
+  await until(() => /press Ctrl-C again to exit/.test(frame()), frame);
   ui.stdin.write('\u0003');
   await tick();
+  ui.unmount();
+});
+
+test('a slash command that throws is an error line in the transcript; the UI goes on and the next message is sent', async () => {
+  class Failing extends ScriptedChat {
+    override command(line: string): CommandResult {
+      if (line.startsWith('/save')) throw new Error('ENOENT: no such file or directory');
+      return super.command(line);
+    }
+  }
+  const chat = new Failing(['fine']);
+  const ui = render(<ChatApp chat={chat} />);
+  const frame = () => ui.lastFrame() ?? '';
+  ui.stdin.write('/save /no/such/dir/x.json');
+  await until(() => /> \/save/.test(frame()), frame);
+  ui.stdin.write('\r');
+  await until(() => /\/save: ENOENT: no such file or directory/.test(frame()), frame);
+  ui.stdin.write('still here?');
+  await until(() => /> still here\?/.test(frame()), frame);
+  ui.stdin.write('\r');
+  await until(() => /fine/.test(frame()), frame);
+  assert.deepEqual(chat.sent, ['still here?']);
   ui.unmount();
 });

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SafetensorsError } from '../errors.js';
+import { kindOf, pathProblem, readRegularFile } from './files.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -31,16 +32,23 @@ export class Checkpoint {
     let stat: fs.Stats;
     try {
       stat = fs.statSync(target);
-    } catch {
-      throw new SafetensorsError(target, 'no such file or directory');
+    } catch (e) {
+      throw new SafetensorsError(target, pathProblem(e));
     }
-    if (stat.isFile()) return Checkpoint.fromFiles(path.dirname(target), [SafetensorsFile.open(target)]);
+    if (stat.isFile()) return Checkpoint.fromFiles(path.dirname(target), [openShard(target)]);
+    if (!stat.isDirectory()) throw new SafetensorsError(target, `is ${kindOf(stat)}, not a .safetensors file or a model directory`);
     const index = path.join(target, INDEX_FILE);
     if (fs.existsSync(index)) return Checkpoint.fromIndex(target, index);
     const single = path.join(target, 'model.safetensors');
-    if (fs.existsSync(single)) return Checkpoint.fromFiles(target, [SafetensorsFile.open(single)]);
-    const found = fs.readdirSync(target).filter((f) => f.endsWith('.safetensors')).sort();
-    if (found.length === 1) return Checkpoint.fromFiles(target, [SafetensorsFile.open(path.join(target, found[0]!))]);
+    if (fs.existsSync(single)) return Checkpoint.fromFiles(target, [openShard(single)]);
+    let names: string[];
+    try {
+      names = fs.readdirSync(target);
+    } catch (e) {
+      throw new SafetensorsError(target, pathProblem(e));
+    }
+    const found = names.filter((f) => f.endsWith('.safetensors')).sort();
+    if (found.length === 1) return Checkpoint.fromFiles(target, [openShard(path.join(target, found[0]!))]);
     if (found.length > 1) {
       throw new SafetensorsError(target, `holds ${found.length} .safetensors files but no ${INDEX_FILE} to say how they fit together`);
     }
@@ -67,7 +75,7 @@ export class Checkpoint {
   private static fromIndex(dir: string, indexPath: string): Checkpoint {
     let weightMap: Record<string, unknown>;
     try {
-      const json = JSON.parse(fs.readFileSync(indexPath, 'utf8')) as { weight_map?: unknown };
+      const json = JSON.parse(readRegularFile(indexPath)) as { weight_map?: unknown };
       if (json === null || typeof json !== 'object' || typeof json.weight_map !== 'object' || json.weight_map === null || Array.isArray(json.weight_map)) {
         throw new Error('no weight_map object');
       }
@@ -90,7 +98,7 @@ export class Checkpoint {
         if (!fs.existsSync(p)) {
           throw new SafetensorsError(p, `is missing (listed in ${INDEX_FILE})`, undefined, { hint: 'download the missing shard again' });
         }
-        const f = SafetensorsFile.open(p);
+        const f = openShard(p);
         files.push(f);
         byShard.set(shard, f);
       }
@@ -132,6 +140,21 @@ export class Checkpoint {
   close(): void {
     closeAll(this.files);
   }
+}
+
+/**
+ * Opens one safetensors file, refusing anything but a regular file first: opening a FIFO for reading
+ * blocks until something writes to it, and a device has no header to read.
+ */
+function openShard(file: string): SafetensorsFile {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new SafetensorsError(file, pathProblem(e));
+  }
+  if (!st.isFile()) throw new SafetensorsError(file, `is ${kindOf(st)}, not a .safetensors file`);
+  return SafetensorsFile.open(file);
 }
 
 function closeAll(files: readonly SafetensorsFile[]): void {

@@ -4,13 +4,12 @@
  * commands, and the numbers a status line shows. `unicorn chat` drives it from an Ink UI or, when
  * piped, line by line.
  */
-import * as fs from 'node:fs';
 import { UnicornError } from '../errors.js';
-import { commitTemp, tempPathFor } from '../formats/atomic.js';
+import { writeFileAtomic } from '../formats/atomic.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import type { Runner } from './runner.js';
 import type { SamplingOptions } from './sampler.js';
-import type { FinishReason, Generation } from './session.js';
+import { type FinishReason, type Generation, checkPromptLength } from './session.js';
 
 export interface TurnStats {
   readonly promptTokens: number;
@@ -87,7 +86,9 @@ export class LocalReplier implements Replier {
 
   async reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
     const codec = this.runner.codec!;
-    const ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true }), false);
+    const text = codec.renderChat(messages, { addGenerationPrompt: true });
+    checkPromptLength(codec, text, this.runner.backend.ctx, this.runner.model.spec.maxPositionEmbeddings);
+    const ids = codec.encode(text, false);
     const g = await this.runner.session.generateAsync(ids, {
       maxTokens: o.maxTokens, sampling: o.sampling, eosIds: this.runner.model.spec.eosTokenIds, onText: o.onText, shouldStop: o.shouldStop,
     });
@@ -158,9 +159,13 @@ export class Chat implements ChatEngine {
       }
       case '/save': {
         if (arg === '') return { output: '/save needs a file name' };
-        const tmp = tempPathFor(arg);
-        fs.writeFileSync(tmp, `${JSON.stringify({ model: this.model, sampling: this.sampling, messages: this.conversation() }, null, 2)}\n`);
-        commitTemp(tmp, arg);
+        // A file that cannot be written (no such folder, a full disk) is a message: the conversation stays.
+        try {
+          writeFileAtomic(arg, `${JSON.stringify({ model: this.model, sampling: this.sampling, messages: this.conversation() }, null, 2)}\n`);
+        } catch (e) {
+          if (e instanceof UnicornError) return { output: `not saved: ${e.message}; the conversation is still here` };
+          throw e;
+        }
         return { output: `saved ${this.conversation().length} messages to ${arg}` };
       }
       case '/help':

@@ -6,7 +6,7 @@ import { UnicornError } from '../errors.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import type { Runner } from './runner.js';
 import type { SamplingOptions } from './sampler.js';
-import type { FinishReason } from './session.js';
+import { type FinishReason, checkPromptLength } from './session.js';
 
 export interface CompletionRequest {
   /** Plain text, or token ids (continued as given: no BOS is added). */
@@ -41,10 +41,13 @@ export async function complete(runner: Runner, req: CompletionRequest, onText: (
   if (req.messages !== undefined || req.chat) {
     if (typeof req.prompt !== 'string') throw new UnicornError('a chat turn is text, not token ids');
     const messages: readonly ChatMessage[] = req.messages ?? [...(req.system === undefined ? [] : [{ role: 'system', content: req.system }]), { role: 'user', content: req.prompt }];
-    ids = codec.encode(codec.renderChat(messages, { addGenerationPrompt: true, extra: req.templateVars ?? {} }), false);
+    const text = codec.renderChat(messages, { addGenerationPrompt: true, extra: req.templateVars ?? {} });
+    checkPromptLength(codec, text, runner.backend.ctx, runner.model.spec.maxPositionEmbeddings);
+    ids = codec.encode(text, false);
   } else {
     if (req.system !== undefined || (req.templateVars !== undefined && Object.keys(req.templateVars).length > 0)) throw new UnicornError('--system and --template-var need --chat');
     if (typeof req.prompt === 'string') {
+      checkPromptLength(codec, req.prompt, runner.backend.ctx, runner.model.spec.maxPositionEmbeddings);
       ids = codec.encode(req.prompt, true);
     } else {
       const vocab = runner.model.spec.vocabSize;

@@ -30,6 +30,11 @@ export interface RunnerOptions {
   /** Whether text is needed (tokenizer.json required). */
   readonly text?: boolean;
   readonly onLoad?: (p: LoadProgress) => void;
+  /**
+   * Called once the tokenizer is read and before any weight is loaded, so that what can be refused
+   * without the model (a prompt too long for the context) costs no loading time.
+   */
+  readonly beforeWeights?: (codec: TextCodec | null, ctx: number, model: ModelFiles) => void;
   /** GPU timestamps per dispatch (benchmarks). */
   readonly profile?: boolean;
 }
@@ -84,6 +89,7 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
   let device: Device | null = null;
   try {
     codec = opts.text === false && !fs.existsSync(path.join(model.dir, 'tokenizer.json')) ? null : TextCodec.load(model.dir);
+    opts.beforeWeights?.(codec, ctx, model);
     const t0 = performance.now();
     let backend: Backend;
     let close: () => void;

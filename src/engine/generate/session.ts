@@ -7,9 +7,28 @@ import { UnicornError } from '../errors.js';
 import type { Backend, StepResult } from '../models/backend.js';
 import { GpuBackend } from '../models/gpu-backend.js';
 import { Sampler, type SamplingOptions, outputFor } from './sampler.js';
-import { StreamDecoder } from '../text/tokenizer.js';
+import { StreamDecoder, type TextCodec } from '../text/tokenizer.js';
 
 export class ContextFullError extends UnicornError {}
+
+/** What to do about a prompt longer than the context: a larger --ctx where the model takes one. */
+function contextHint(ctx: number, maxPositions: number): string {
+  return ctx < maxPositions ? `raise --ctx (this model takes up to ${maxPositions}) or shorten the prompt` : 'shorten the prompt';
+}
+
+/**
+ * Refuses a prompt that cannot fit the context, before it is tokenized: by its length alone
+ * (TextCodec.minTokens, a sound lower bound on its token count), so a prompt of megabytes is
+ * refused at once instead of tokenized for minutes. A prompt that passes may still be refused once
+ * tokenized (Session.ingest checks the exact count). `unicorn run`, chat turns, the resident server
+ * and the HTTP API call it on the text they are about to encode; it throws a ContextFullError.
+ */
+export function checkPromptLength(codec: Pick<TextCodec, 'minTokens'>, text: string, ctx: number, maxPositions: number = ctx): void {
+  const atLeast = codec.minTokens(text, ctx);
+  if (atLeast > ctx) {
+    throw new ContextFullError(`the prompt is at least ${atLeast} tokens (${text.length} characters), longer than the context of ${ctx}`, { hint: contextHint(ctx, maxPositions) });
+  }
+}
 
 export type FinishReason = 'eos' | 'stop' | 'length' | 'context' | 'aborted';
 
@@ -67,9 +86,7 @@ export class Session {
     const b = this.backend;
     if (ids.length === 0) throw new RangeError('an empty prompt: nothing to continue from');
     if (ids.length > b.ctx) {
-      throw new ContextFullError(`the prompt is ${ids.length} tokens, longer than the context of ${b.ctx}`, {
-        hint: b.ctx < b.spec.maxPositionEmbeddings ? `raise --ctx (this model takes up to ${b.spec.maxPositionEmbeddings}) or shorten the prompt` : 'shorten the prompt',
-      });
+      throw new ContextFullError(`the prompt is ${ids.length} tokens, longer than the context of ${b.ctx}`, { hint: contextHint(b.ctx, b.spec.maxPositionEmbeddings) });
     }
     let keep = 0;
     while (keep < this.cached.length && keep < ids.length - 1 && this.cached[keep] === ids[keep]) keep++;
@@ -117,7 +134,8 @@ export class Session {
     const history = [...prompt];
     const generated: number[] = [];
     const stream = this.codec === undefined ? undefined : new StreamDecoder(this.codec);
-    const stops = o.stop ?? [];
+    // An empty stop string would match at once (stop after one token): it means no stop string.
+    const stops = (o.stop ?? []).filter((s) => s !== '');
     const holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
     let text = '';
     let emitted = 0;

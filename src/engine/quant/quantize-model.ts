@@ -10,19 +10,27 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { UnicornError, WriteError } from '../errors.js';
-import { DTYPE_SIZES, FLOAT_WEIGHT_DTYPES } from '../formats/dtypes.js';
+import { writeFailure } from '../formats/atomic.js';
+import { DTYPE_SIZES, FLOAT_WEIGHT_DTYPES, decodeFloats } from '../formats/dtypes.js';
 import { INDEX_FILE } from '../formats/checkpoint.js';
+import { kindOf, pathProblem } from '../formats/files.js';
 import { SafetensorsWriter, type TensorSpec } from '../formats/safetensors-writer.js';
 import { type Scheme, formatFor, tensorRole } from '../models/memory.js';
 import { type ModelFiles, openModel } from '../models/model-dir.js';
 import { expectedTensors } from '../models/tensors.js';
 import { FORMAT_VERSION, META, Q4_SUFFIX, Q8_SUFFIX } from './file-format.js';
 import { INT4_GROUPS } from './layouts.js';
-import type { QuantJob, QuantResult } from './worker.js';
+import { type QuantJob, type QuantResult, firstNonFinite } from './worker.js';
 
 export type QuantScheme = Exclude<Scheme, 'bf16'>;
 
 export class QuantizeError extends UnicornError {}
+
+/**
+ * The file unicorn writes into every output directory it makes. `--force` replaces an existing
+ * output only when it holds this file: a directory unicorn wrote, never an arbitrary folder.
+ */
+export const OUTPUT_MARKER = '.unicorn-output.json';
 
 export interface QuantizeOptions {
   readonly scheme: QuantScheme;
@@ -56,6 +64,8 @@ export interface QuantizeReport {
   readonly evalSeconds: number;
   readonly sourceSha256: string;
   readonly skippedVision: number;
+  /** Things the output will lack (no tokenizer.json: run and chat will need one). */
+  readonly warnings: readonly string[];
 }
 
 interface Item {
@@ -170,8 +180,124 @@ class Pool {
 /** Files of the source directory that travel with the weights (config, tokenizer, generation, template). */
 function companionFiles(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isFile() && COPIED.test(e.name) && e.name !== INDEX_FILE)
+    .filter((e) => e.isFile() && COPIED.test(e.name) && e.name !== INDEX_FILE && e.name !== OUTPUT_MARKER)
     .map((e) => e.name);
+}
+
+/** Whether `inner` is `outer` or lies inside it (both absolute, resolved). */
+function within(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/**
+ * The real path of `p` even where it does not exist yet: the real path of its deepest existing
+ * ancestor (symbolic links resolved) with the missing components after it.
+ */
+function realPathAhead(p: string): string {
+  const rest: string[] = [];
+  let cur = path.resolve(p);
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(cur), ...rest);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(cur) === cur) throw new QuantizeError(`${p}: ${pathProblem(e)}`);
+      rest.unshift(path.basename(cur));
+      cur = path.dirname(cur);
+    }
+  }
+}
+
+/**
+ * Refuses an output that would lose data, before anything is read or written: one that is the
+ * source, lies inside it, or contains it (replacing it would delete the source and everything
+ * beside it), compared as real paths; an existing one without --force; and with --force, anything
+ * but a directory unicorn itself wrote (OUTPUT_MARKER inside).
+ */
+function checkOutput(srcDir: string, out: string, force: boolean): void {
+  const srcReal = fs.realpathSync(srcDir);
+  const outReal = realPathAhead(out);
+  if (outReal === srcReal) throw new QuantizeError(`${out}: is the source directory itself`, { hint: 'the output must be a new directory beside the source' });
+  if (within(outReal, srcReal)) throw new QuantizeError(`${out}: is inside the source directory ${srcReal}`, { hint: 'write the output beside the source, not into it' });
+  if (within(srcReal, outReal)) {
+    throw new QuantizeError(`${out}: contains the source ${srcReal}; replacing it would delete the source and everything beside it`, { hint: 'choose a new output directory beside the source' });
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(out);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new QuantizeError(`${out}: ${pathProblem(e)}`);
+  }
+  if (!force) throw new QuantizeError(`${out} already exists`, { hint: 'choose another output directory, or pass --force to replace it' });
+  if (st.isSymbolicLink()) throw new QuantizeError(`${out}: is a symbolic link; --force replaces only a directory unicorn wrote`, { hint: 'give the directory itself, or remove the link' });
+  if (!st.isDirectory()) throw new QuantizeError(`${out}: is ${kindOf(st)}, not a directory unicorn wrote; --force does not replace it`, { hint: 'remove it yourself, or choose another output directory' });
+  if (!isUnicornOutput(out)) {
+    throw new QuantizeError(`${out}: was not written by unicorn quantize (no ${OUTPUT_MARKER} in it); --force replaces only unicorn's own outputs`, {
+      hint: 'remove it yourself if it is really to go, or choose another output directory',
+    });
+  }
+}
+
+/** Whether `dir` holds the marker unicorn writes into its outputs (a regular file, not a link). */
+function isUnicornOutput(dir: string): boolean {
+  try {
+    return fs.lstatSync(path.join(dir, OUTPUT_MARKER)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates the missing folders above the output one at a time and returns them (removed again if
+ * the run fails) (never fs.mkdirSync's recursive
+ * mode: under /proc, where mkdir answers ENOENT although the parent exists, that loops for ever).
+ */
+function makeParents(dir: string): string[] {
+  const missing: string[] = [];
+  let cur = path.resolve(dir);
+  for (;;) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(cur);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && path.dirname(cur) !== cur) {
+        missing.push(cur);
+        cur = path.dirname(cur);
+        continue;
+      }
+      throw new QuantizeError(`${cur}: ${pathProblem(e)}`);
+    }
+    if (!st.isDirectory()) throw new QuantizeError(`${cur}: is ${kindOf(st)}, not a directory`, { hint: 'choose an output inside a directory' });
+    break;
+  }
+  const made: string[] = [];
+  for (const d of missing.reverse()) {
+    try {
+      fs.mkdirSync(d);
+    } catch (e) {
+      for (const m of made.reverse()) fs.rmdirSync(m);
+      throw writeFailure(d, e);
+    }
+    made.push(d);
+  }
+  return made;
+}
+
+/**
+ * Refuses a tensor holding NaN or an infinity, naming the first one: quantized, one such value
+ * makes its whole row (or group) NaN, and the model then yields only token 0.
+ */
+function checkFinite(tensor: string, values: Float32Array, firstIndex: number, cols: number): void {
+  const i = firstNonFinite(values);
+  if (i >= 0) throw nonFiniteError(tensor, firstIndex + i, values[i]!, cols);
+}
+
+function nonFiniteError(tensor: string, at: number, v: number, cols: number): QuantizeError {
+  const where = cols > 1 ? ` (row ${Math.floor(at / cols)}, column ${at % cols})` : '';
+  return new QuantizeError(`${tensor}: value ${at}${where} is ${Number.isNaN(v) ? 'NaN' : v > 0 ? '+Inf' : '-Inf'}: the source checkpoint is damaged`, {
+    hint: 'download or export the checkpoint again; a quantized copy of it would produce only garbage (token 0 whatever the prompt)',
+  });
 }
 
 /** The temporary directory beside `out`; removed on failure and at exit. */
@@ -197,21 +323,39 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
   if (!(INT4_GROUPS as readonly number[]).includes(o.group)) throw new QuantizeError(`--group ${o.group}: INT4 groups are ${INT4_GROUPS.join(', ')}`);
   if (!Number.isInteger(o.workers) || o.workers < 1) throw new QuantizeError(`--workers ${o.workers}: at least 1`);
   const outAbs = path.resolve(out);
-  if (fs.existsSync(outAbs) && o.force !== true) {
-    throw new QuantizeError(`${out} already exists`, { hint: 'choose another output directory, or pass --force to replace it' });
-  }
-  if (path.resolve(src) === outAbs) throw new QuantizeError('the output directory must differ from the source');
   const model = openModel(src);
+  try {
+    checkOutput(model.dir, out, o.force === true);
+  } catch (e) {
+    model.checkpoint.close();
+    throw e;
+  }
+  const warnings: string[] = [];
+  if (!fs.existsSync(path.join(model.dir, 'tokenizer.json'))) {
+    warnings.push(`${model.dir} has no tokenizer.json, so neither has the output: inspect and bench work on it, run, chat and serve need one (copy the model's tokenizer.json into ${out})`);
+  }
   removeStaleTemps(out);
   const tmp = tempDirFor(out);
-  const cleanup = () => fs.rmSync(tmp, { recursive: true, force: true });
+  let madeParents: string[] = [];
+  const cleanup = () => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    for (const d of madeParents.reverse()) {
+      try { fs.rmdirSync(d); } catch { /* no longer empty: kept */ }
+    }
+    madeParents = [];
+  };
   process.once('exit', cleanup);
   let pool: Pool | undefined;
   let writer: SafetensorsWriter | undefined;
   try {
     const { items, shards } = plan(model, o);
     fs.rmSync(tmp, { recursive: true, force: true });
-    fs.mkdirSync(tmp, { recursive: true });
+    madeParents = makeParents(path.dirname(outAbs));
+    try {
+      fs.mkdirSync(tmp);
+    } catch (e) {
+      throw writeFailure(out, e);
+    }
     const shardName = (i: number) => (shards === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`);
     const totalBytes = items.reduce((a, it) => a + it.source.byteLength, 0);
     pool = new Pool(Math.min(o.workers, Math.max(1, items.reduce((a, it) => a + it.blocks.length, 0))));
@@ -268,6 +412,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
               if (r === 0) throw new QuantizeError(`${it.source.path}: ends inside tensor ${it.name}`);
               got += r;
             }
+            checkFinite(it.name, decodeFloats(it.source.dtype, chunk), off / DTYPE_SIZES[it.source.dtype], it.cols);
             tensorHash.update(createHash('sha256').update(chunk).digest());
             w.write(chunk);
           }
@@ -282,6 +427,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
           next++;
           dispatchUpTo(next + window);
           if (r.error !== undefined) throw new QuantizeError(`${it.name}: ${r.error}`);
+          if (r.nonFinite !== undefined) throw nonFiniteError(it.name, jobs[next - 1]!.block.row * it.cols + r.nonFinite.index, r.nonFinite.value, it.cols);
           tensorHash.update(Buffer.from(r.sha256!, 'hex'));
           w.write(r.main!);
           params.push(r.params!);
@@ -303,6 +449,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
       fs.writeFileSync(path.join(tmp, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: outputBytes }, weight_map: weightMap }, null, 2)}\n`);
     }
     for (const f of companionFiles(model.dir)) fs.copyFileSync(path.join(model.dir, f), path.join(tmp, f));
+    fs.writeFileSync(path.join(tmp, OUTPUT_MARKER), `${JSON.stringify({ written_by: 'unicorn quantize', scheme: o.scheme, group: o.group, source: fs.realpathSync(model.dir) })}\n`);
     const shardFiles = Array.from({ length: shards }, (_, i) => path.join(tmp, shardName(i)));
     for (const f of shardFiles) patchMetadata(f, META.source, sourceSha256);
     const quantizeSeconds = (performance.now() - t0) / 1000;
@@ -310,15 +457,20 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     if (quality !== null) for (const f of shardFiles) patchMetadata(f, META.quality, quality);
     // Into place: the old output (with --force) is moved aside first and removed after.
     const aside = `${tmp}.old`;
-    if (fs.existsSync(outAbs)) fs.renameSync(outAbs, aside);
+    if (fs.existsSync(outAbs)) {
+      // Checked again at the last moment: what is moved aside and removed must still be unicorn's.
+      checkOutput(model.dir, out, o.force === true);
+      fs.renameSync(outAbs, aside);
+    }
     fs.renameSync(tmp, outAbs);
+    madeParents = [];
     fs.rmSync(aside, { recursive: true, force: true });
     const sourceBytes = model.checkpoint.files.reduce((a, f) => a + f.size, 0);
     return {
       out: outAbs, sourceBytes, outputBytes, shards,
       tensors: { quantized: items.filter((i) => i.format !== 'float').length, kept: items.filter((i) => i.format === 'float').length },
       seconds: quantizeSeconds, evalSeconds: (performance.now() - t0) / 1000 - quantizeSeconds, sourceSha256,
-      skippedVision: model.bound.skipped.filter((s) => s.reason === 'vision').length,
+      skippedVision: model.bound.skipped.filter((s) => s.reason === 'vision').length, warnings,
     };
   } catch (e) {
     writer?.abort();
@@ -326,6 +478,7 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     if (e instanceof UnicornError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC') throw new WriteError(`${out}: the disk is full`, { hint: 'free space or choose another output directory; nothing was left behind' });
+    if (typeof code === 'string') throw writeFailure(out, e);
     throw e;
   } finally {
     process.removeListener('exit', cleanup);

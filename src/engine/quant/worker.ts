@@ -30,6 +30,17 @@ export interface QuantResult {
   readonly params?: Uint8Array;
   readonly sha256?: string;
   readonly error?: string;
+  /** The first NaN or infinity of the block (index within the block's values): nothing is quantized. */
+  readonly nonFinite?: { readonly index: number; readonly value: number };
+}
+
+/** Index of the first NaN or infinity, or -1. */
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v - v !== 0) return i;
+  }
+  return -1;
 }
 
 const fds = new Map<string, number>();
@@ -44,6 +55,8 @@ export function runJob(job: QuantJob): QuantResult {
   readExactly(fd, job.path, raw, 0, job.length, job.offset, job.tensor);
   const sha256 = createHash('sha256').update(raw).digest('hex');
   const w = decodeFloats(job.dtype, raw);
+  const bad = firstNonFinite(w);
+  if (bad >= 0) return { id: job.id, nonFinite: { index: bad, value: w[bad]! } };
   if (job.format === 'q8') {
     const q = quantizeQ8(w, job.rows, job.cols);
     return { id: job.id, main: new Uint8Array(q.q.buffer, q.q.byteOffset, q.q.byteLength), params: new Uint8Array(q.scales.buffer), sha256 };

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ConfigError, UnicornError } from '../errors.js';
+import { FileError, readRegularFile } from '../formats/files.js';
 
 export class ChatTemplateError extends UnicornError {}
 
@@ -16,12 +17,27 @@ export interface ChatMessage {
   readonly content: string;
 }
 
-function readJson(file: string): Record<string, unknown> {
+/** tokenizer.json can be tens of MB (Gemma 3's is 33 MB); nothing legitimate comes near this. */
+const MAX_TOKENIZER_BYTES = 1 << 30;
+
+function readText(file: string, maxBytes?: number): string {
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    return readRegularFile(file, maxBytes);
   } catch (e) {
-    throw new ConfigError(`${file}: ${e instanceof SyntaxError ? `is not valid JSON (${e.message})` : 'cannot be read'}`);
+    throw e instanceof FileError ? new ConfigError(e.message) : e;
   }
+}
+
+function readJson(file: string): Record<string, unknown> {
+  const text = readText(file, MAX_TOKENIZER_BYTES);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${file}: is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${file}: is not a JSON object`);
+  return v as Record<string, unknown>;
 }
 
 /** The string of a special token entry in tokenizer_config.json ("<bos>" or { content: "<bos>" }). */
@@ -42,14 +58,102 @@ function templateIdentifiers(node: unknown, out = new Set<string>()): Set<string
   return out;
 }
 
+/**
+ * What the tokenizer's pipeline may delete from a text before its model sees it. Whatever it
+ * deletes cannot count towards a lower bound on the number of tokens.
+ */
+interface Drops {
+  /** Whitespace (Strip, WhitespaceSplit, added tokens' lstrip / rstrip, remove_space...). */
+  whitespace: boolean;
+  /** Combining marks and conjoining jamo (absorbed by NFC / NFKC composition, or stripped as accents). */
+  marks: boolean;
+}
+
+/**
+ * How short a text can get on its way to the model, from tokenizer.json and tokenizer_config.json:
+ * what the pipeline may delete, or null where no sound bound exists (a part that can swallow any
+ * amount of text: a regular-expression replace, a split that removes what it matches, fused unknown
+ * tokens, WordPiece's one [UNK] for a whole long word, or any part this does not know). Only parts
+ * whose worst case is known are accepted.
+ */
+function pipelineDrops(json: Record<string, unknown>, config: Record<string, unknown>): Drops | null {
+  const drops: Drops = { whitespace: config['remove_space'] === true, marks: config['do_lowercase_and_remove_accent'] === true };
+  const obj = (v: unknown): Record<string, unknown> | null => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : null);
+  const stringPattern = (p: unknown): string | null => {
+    const o = obj(p);
+    return o !== null && typeof o['String'] === 'string' ? o['String'] : null;
+  };
+  const normalizer = (n: unknown): boolean => {
+    if (n === null || n === undefined) return true;
+    const o = obj(n);
+    if (o === null) return false;
+    switch (o['type']) {
+      case 'Sequence': return Array.isArray(o['normalizers']) && o['normalizers'].every(normalizer);
+      case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': drops.marks = true; return true;
+      case 'Lowercase': case 'Prepend': return true;
+      case 'Strip': drops.whitespace = true; return true;
+      case 'StripAccents': drops.marks = true; return true;
+      case 'Replace': {
+        // Only a fixed string replaced by at least as many characters, none of them droppable (Gemma's ' ' -> '▁').
+        const from = stringPattern(o['pattern']);
+        const to = o['content'];
+        return from !== null && from.length > 0 && typeof to === 'string' && [...to].length >= [...from].length && !/[\s\p{M}]/u.test(to);
+      }
+      default: return false;
+    }
+  };
+  const preTokenizer = (p: unknown): boolean => {
+    if (p === null || p === undefined) return true;
+    const o = obj(p);
+    if (o === null) return false;
+    switch (o['type']) {
+      case 'Sequence': return Array.isArray(o['pretokenizers']) && o['pretokenizers'].every(preTokenizer);
+      case 'ByteLevel': case 'Metaspace': case 'Digits': case 'Punctuation': return true;
+      case 'Whitespace': case 'WhitespaceSplit': drops.whitespace = true; return true;
+      case 'Split': {
+        if (o['behavior'] !== 'Removed') return true;
+        const pat = stringPattern(o['pattern']);
+        if (pat === null || /\S/.test(pat)) return false;
+        drops.whitespace = true;
+        return true;
+      }
+      default: return false;
+    }
+  };
+  const model = obj(json['model']);
+  if (model === null) return null;
+  // Unknown characters become one token each unless fused (then a run of any length is one token).
+  if (model['type'] === 'BPE') { if (model['fuse_unk'] === true && model['byte_fallback'] !== true) return null; }
+  else if (model['type'] === 'Unigram') { if (model['byte_fallback'] !== true) return null; }
+  else return null;
+  if (!normalizer(json['normalizer']) || !preTokenizer(json['pre_tokenizer'])) return null;
+  if (Array.isArray(json['added_tokens']) && json['added_tokens'].some((t) => obj(t)?.['lstrip'] === true || obj(t)?.['rstrip'] === true)) drops.whitespace = true;
+  return drops;
+}
+
+/** Code points of a string (a surrogate pair is one). */
+function codePoints(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) n--;
+  }
+  return n;
+}
+
 export class TextCodec {
   readonly chatTemplate: string | null;
   private readonly template: Template | null;
   private readonly variables: ReadonlySet<string>;
   readonly bosToken: string | undefined;
   readonly eosToken: string | undefined;
+  /** What the pipeline may delete (null: no sound bound for this tokenizer). */
+  private readonly drops: Drops | null;
+  /** The longest token string, in code points (computed on first use). */
+  private longestToken = 0;
 
-  private constructor(readonly dir: string, private readonly tokenizer: Tokenizer, private readonly config: Record<string, unknown>, chatTemplate: string | null) {
+  private constructor(readonly dir: string, private readonly tokenizer: Tokenizer, private readonly config: Record<string, unknown>, chatTemplate: string | null, json: Record<string, unknown> = {}) {
+    this.drops = pipelineDrops(json, config);
     this.chatTemplate = chatTemplate;
     this.bosToken = tokenText(config['bos_token']);
     this.eosToken = tokenText(config['eos_token']);
@@ -78,20 +182,60 @@ export class TextCodec {
     const config = fs.existsSync(tcPath) ? readJson(tcPath) : {};
     const jinja = path.join(dir, 'chat_template.jinja');
     let template: string | null = null;
-    if (fs.existsSync(jinja)) template = fs.readFileSync(jinja, 'utf8');
+    if (fs.existsSync(jinja)) template = readText(jinja);
     else if (typeof config['chat_template'] === 'string') template = config['chat_template'];
     else if (Array.isArray(config['chat_template'])) {
       const named = (config['chat_template'] as { name?: string; template?: string }[]).find((t) => t.name === 'default');
       template = named?.template ?? null;
     }
+    const json = readJson(tj);
     let tokenizer: Tokenizer;
     try {
-      tokenizer = new Tokenizer(readJson(tj), config);
+      tokenizer = new Tokenizer(json, config);
     } catch (e) {
       if (e instanceof UnicornError) throw e;
       throw new ConfigError(`${tj}: cannot be used as a tokenizer (${e instanceof Error ? e.message : String(e)})`);
     }
-    return new TextCodec(dir, tokenizer, config, template);
+    return new TextCodec(dir, tokenizer, config, template, json);
+  }
+
+  /**
+   * A lower bound on the number of tokens `text` encodes to, found without encoding it (encoding
+   * megabytes takes minutes and gigabytes). Each token stands for at most L code points of the text
+   * as the model sees it, L being the longest token string in the vocabulary (in a byte-level
+   * vocabulary one code point per byte, and every character is at least one byte); so N characters
+   * that the tokenizer keeps are at least ceil(N / L) tokens. The characters counted are those its
+   * pipeline cannot delete (see pipelineDrops); 0 where the tokenizer allows no such bound.
+   * With `enough`, the answer is only as exact as telling whether the bound passes it needs: counting
+   * stops once it does, and a text too short to pass it may get 0.
+   */
+  minTokens(text: string, enough = Infinity): number {
+    if (this.drops === null || text.length === 0) return 0;
+    if (this.longestToken === 0) {
+      let longest = 1;
+      for (const t of this.tokenizer.get_vocab(true).keys()) longest = Math.max(longest, codePoints(t));
+      this.longestToken = longest;
+    }
+    const L = this.longestToken;
+    if (!this.drops.whitespace && !this.drops.marks) return Math.ceil(codePoints(text) / L);
+    // At most text.length characters count: no need to look when even all of them would be under.
+    if (enough !== Infinity && Math.ceil(text.length / L) <= enough) return 0;
+    const limit = enough === Infinity ? Infinity : enough * L + 1;
+    const droppable = this.drops.whitespace
+      ? (this.drops.marks ? /[\s\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u : /\s/u)
+      : /[\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u;
+    let kept = 0;
+    for (let i = 0; i < text.length && kept < limit; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0xdc00 && c <= 0xdfff) continue; // the second half of a pair: counted with the first
+      if (c < 0x80) {
+        if (!this.drops.whitespace || !(c === 0x20 || (c >= 0x09 && c <= 0x0d))) kept++;
+        continue;
+      }
+      const ch = c >= 0xd800 && c <= 0xdbff ? text.slice(i, i + 2) : text[i]!;
+      if (!droppable.test(ch)) kept++;
+    }
+    return Math.ceil(kept / L);
   }
 
   /** Token ids of `text`; `special` adds what the tokenizer adds around a sequence (e.g. <bos>). */

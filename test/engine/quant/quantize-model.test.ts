@@ -13,7 +13,7 @@ import { SafetensorsFile } from '../../../src/engine/formats/safetensors.js';
 import { Checkpoint } from '../../../src/engine/formats/checkpoint.js';
 import { openModel } from '../../../src/engine/models/model-dir.js';
 import { META, Q4_SUFFIX, Q8_SUFFIX } from '../../../src/engine/quant/file-format.js';
-import { QuantizeError, quantizeModel } from '../../../src/engine/quant/quantize-model.js';
+import { OUTPUT_MARKER, QuantizeError, quantizeModel } from '../../../src/engine/quant/quantize-model.js';
 import { qualityReport } from '../../../src/engine/quant/quality.js';
 import { quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { modelFixture, scratchDir } from '../../support/paths.js';
@@ -145,8 +145,16 @@ describe('unicorn quantize (engine)', () => {
     fs.writeFileSync(path.join(out, 'keep.txt'), 'mine');
     await assert.rejects(quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1 }), (e: unknown) => e instanceof QuantizeError && /already exists/.test(e.message) && /--force/.test(e.hint ?? ''));
     assert.equal(fs.readFileSync(path.join(out, 'keep.txt'), 'utf8'), 'mine');
-    await quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1, force: true });
-    assert.ok(!fs.existsSync(path.join(out, 'keep.txt')));
+    // --force replaces only a directory unicorn wrote: this one is the user's, and stays.
+    await assert.rejects(quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1, force: true }), (e: unknown) => e instanceof QuantizeError && /was not written by unicorn quantize/.test(e.message));
+    assert.equal(fs.readFileSync(path.join(out, 'keep.txt'), 'utf8'), 'mine');
+    fs.rmSync(out, { recursive: true });
+    await quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1 });
+    assert.ok(fs.existsSync(path.join(out, OUTPUT_MARKER)), 'every output carries the marker');
+    await quantizeModel(modelFixture('qwen2'), out, { scheme: 'int4', group: 64, workers: 1, force: true });
+    const replaced = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    assert.equal(replaced.metadata[META.scheme], 'int4', 'unicorn\'s own output was replaced');
+    replaced.close();
     await assert.rejects(quantizeModel(out, path.join(dir, 'again'), { scheme: 'int4', group: 64, workers: 1 }), /already quantized/);
     await assert.rejects(quantizeModel(modelFixture('qwen2'), path.join(dir, 'g'), { scheme: 'int4', group: 48, workers: 1 }), /groups are 32, 64, 128/);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['out'], 'no temporary directory or partial output');

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { ContextFullError, checkPromptLength } from '../../../src/engine/generate/session.js';
 import { ChatTemplateError, StreamDecoder, TextCodec } from '../../../src/engine/text/tokenizer.js';
 import { FIXTURES, ROOT, modelFixture, scratchDir } from '../../support/paths.js';
 
@@ -82,5 +83,61 @@ describe('chat templates: errors', () => {
     const dir = scratchDir('tok');
     fs.copyFileSync(path.join(modelFixture('llama'), 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
     assert.throws(() => TextCodec.load(dir).renderChat([{ role: 'user', content: 'x' }]), (e: unknown) => e instanceof ChatTemplateError && /base model/.test(e.hint ?? ''));
+  });
+});
+
+describe('the token-count lower bound (minTokens): refusing a prompt by its length without tokenizing it', () => {
+  /** A fixed-seed mix of what shrinks or grows under tokenization: words, whitespace runs, marks, CJK, emoji, jamo, special-token text. */
+  function randomTexts(seed: number, count: number): string[] {
+    let a = seed;
+    const rnd = (n: number) => { a = (Math.imul(a, 1664525) + 1013904223) >>> 0; return a % n; };
+    const pieces = ['the', ' ', '   ', '\n', '\n\n\n\n', '\t', 'e\u0301', '\u0301\u0302', '漢字', '😀', '\u1100\u1161\u11a8', 'Ǆ', 'ﬁ', '<start_of_turn>', '<|im_start|>', '<|begin_of_text|>', '\u0000', '\u200b', '\ufffd', 'x'.repeat(40), ' '.repeat(300), '1234567', '??!!', 'Straße'];
+    return Array.from({ length: count }, () => Array.from({ length: 1 + rnd(60) }, () => pieces[rnd(pieces.length)]!).join(''));
+  }
+
+  for (const name of Object.keys(PACKAGES)) {
+    test(`${name}: never above the real count on a few hundred hostile strings, and refuses 40 MB in well under a second`, () => {
+      const c = codec(name);
+      for (const text of randomTexts(7, 150)) {
+        const n = c.encode(text, false).length;
+        const bound = c.minTokens(text);
+        assert.ok(bound <= n, `${JSON.stringify(text.slice(0, 80))}: bound ${bound} > ${n} tokens`);
+        // With `enough`, it only has to tell whether the bound passes it.
+        assert.equal(c.minTokens(text, n) > n, false);
+      }
+      const prose = 'In the beginning God created the heaven and the earth. ';
+      assert.ok(c.minTokens(prose.repeat(100)) > 0, 'a bound that means something on plain text');
+      const t0 = performance.now();
+      assert.ok(c.minTokens(prose.repeat(730_000), 131_072) > 131_072, '40 MB is more than any context');
+      assert.ok(performance.now() - t0 < 3000, `took ${(performance.now() - t0).toFixed(0)} ms`);
+    });
+  }
+
+  test('the fixture models too; and no bound at all where the tokenizer can swallow any amount of text', () => {
+    for (const name of ['llama', 'qwen2', 'gemma3-text']) {
+      const c = TextCodec.load(modelFixture(name));
+      for (const text of randomTexts(11, 60)) assert.ok(c.minTokens(text) <= c.encode(text, false).length, `${name}: ${JSON.stringify(text.slice(0, 60))}`);
+    }
+    const tj = JSON.parse(fs.readFileSync(path.join(modelFixture('llama'), 'tokenizer.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+    const variants: [string, Record<string, unknown>][] = [
+      ['fused unknown tokens', { ...tj, model: { ...tj['model'], fuse_unk: true, byte_fallback: false } }],
+      ['a regular-expression replace', { ...tj, normalizer: { type: 'Replace', pattern: { Regex: 'a+' }, content: 'a' } }],
+      ['a split that removes letters', { ...tj, pre_tokenizer: { type: 'Split', pattern: { String: 'x' }, behavior: 'Removed', invert: false } }],
+      ['an unknown normalizer', { ...tj, normalizer: { type: 'Precompiled', precompiled_charsmap: null } }],
+    ];
+    for (const [what, json] of variants) {
+      const dir = scratchDir('tok');
+      fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+      let c: TextCodec;
+      try { c = TextCodec.load(dir); } catch { continue; } // the library itself refuses it: nothing to bound
+      assert.equal(c.minTokens('x'.repeat(100_000)), 0, what);
+    }
+  });
+
+  test('checkPromptLength refuses with the context limit and what to change', () => {
+    const c = codec('llama3_1');
+    assert.doesNotThrow(() => checkPromptLength(c, 'hello '.repeat(100), 512, 8192));
+    assert.throws(() => checkPromptLength(c, 'hello '.repeat(100_000), 512, 8192), (e: unknown) =>
+      e instanceof ContextFullError && /^the prompt is at least \d+ tokens \(600000 characters\), longer than the context of 512$/.test(e.message) && /raise --ctx \(this model takes up to 8192\)/.test(e.hint ?? ''));
   });
 });
