@@ -490,16 +490,31 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
     else res.writeContinue();
     server.emit('request', req, res);
   });
+  /** An answer written on the socket itself (there is no response object), then the connection closed. */
+  const rawAnswer = (socket: net.Socket, status: number, reason: string, e: ApiError, headers = '') => {
+    const body = JSON.stringify(e.body());
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}Connection: close\r\n\r\n${body}`);
+  };
+  // An Expect other than 100-continue (Node would answer 417 with no body).
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const err = new ApiError(417, `"Expect: ${quote(req.headers.expect ?? '')}" is not supported (only 100-continue is)`, null, 'expectation_failed');
+    fail(res, err, { Connection: 'close' });
+    log(`${req.method ?? '?'} ${quote(req.url ?? '')} 417 · ${err.message}`);
+  });
   // Malformed HTTP (and timeouts, oversized headers): answered with an error object, then the
   // connection closed; nothing is written where a response has already begun.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
     const begun = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
     if (!socket.writable || begun || err.code === 'ECONNRESET') { socket.destroy(); return; }
-    const [status, reason, message] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large', 'the request headers are too large']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout', 'the request did not arrive whole in time']
-        : [400, 'Bad Request', `malformed HTTP request (${err.code ?? err.message})`];
-    const body = JSON.stringify(new ApiError(status, message, null, status === 400 ? 'malformed_request' : null).body());
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    if (err.code === 'HPE_HEADER_OVERFLOW') rawAnswer(socket, 431, 'Request Header Fields Too Large', new ApiError(431, 'the request headers are too large', null, 'headers_too_large'));
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') rawAnswer(socket, 408, 'Request Timeout', new ApiError(408, 'the request did not arrive whole in time', null, 'request_timeout'));
+    else rawAnswer(socket, 400, 'Bad Request', new ApiError(400, `malformed HTTP request (${err.code ?? err.message})`, null, 'malformed_request'));
+  });
+  // CONNECT (a proxy's method): Node hands over the bare socket, which would otherwise be closed unanswered.
+  server.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.on('error', () => {});
+    rawAnswer(socket, 405, 'Method Not Allowed', new ApiError(405, 'CONNECT is not allowed: this is not a proxy', null, 'method_not_allowed'), 'Allow: GET, POST, OPTIONS\r\n');
+    log(`CONNECT ${quote(req.url ?? '')} 405`);
   });
   server.keepAliveTimeout = 65_000;
   // A request must arrive whole within a minute (a generation's time does not count).

@@ -28,10 +28,12 @@ export interface ExchangeOptions {
   readonly hangUpAfterMs?: number;
   /** The request is written in pieces of this many bytes, each after the last was flushed. */
   readonly pieceBytes?: number;
+  /** The response has no body whatever its headers say (the answer to HEAD). */
+  readonly head?: boolean;
 }
 
 /** Parses as much of a response as has arrived; null while the first final response is incomplete. */
-function parse(buf: Buffer, ended: boolean): Omit<RawResponse, 'error'> | null {
+function parse(buf: Buffer, ended: boolean, noBody = false): Omit<RawResponse, 'error'> | null {
   const interim: number[] = [];
   let at = 0;
   for (;;) {
@@ -50,6 +52,7 @@ function parse(buf: Buffer, ended: boolean): Omit<RawResponse, 'error'> | null {
     at = end + 4;
     if (status >= 100 && status < 200) { interim.push(status); continue; }
     const rest = buf.subarray(at);
+    if (noBody) return { status, headers, body: '', interim };
     if (headers['content-length'] !== undefined) {
       const n = Number(headers['content-length']);
       if (rest.length < n && !ended) return null;
@@ -82,7 +85,7 @@ export function exchange(port: number, request: string | Buffer, o: ExchangeOpti
     let continued = false;
     const finish = (ended: boolean) => {
       if (settled) return;
-      const r = parse(Buffer.concat(chunks), ended);
+      const r = parse(Buffer.concat(chunks), ended, o.head === true);
       if (r === null) return;
       settled = true;
       clearTimeout(timer);
