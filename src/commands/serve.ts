@@ -41,7 +41,7 @@ export function serveCommand(): Command {
     .option('--max-body <MB>', 'largest request body', number, 8)
     .option('--max-queue <n>', 'requests that may wait behind the running one', positive, 64)
     .option('--cors <origins>', 'allow browsers from these origins, comma-separated (e.g. http://localhost:3000, or *); without it, requests from web pages are refused')
-    .option('--allowed-hosts <names>', 'Host header names to accept besides localhost, IP addresses and this machine\'s hostname, comma-separated, or * (default: $UNICORN_ALLOWED_HOSTS)')
+    .option('--allowed-hosts <names>', 'Host header names to accept besides IP addresses, localhost, *.localhost, *.local, *.internal and this machine\'s hostname, comma-separated, or * (default: $UNICORN_ALLOWED_HOSTS)')
     .option('--quiet', 'no line per request')
     .action(async (given: string | undefined, flags: ServeFlags) => {
       const modelDir = modelOrBundled(given);

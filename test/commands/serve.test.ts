@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import { Rng } from '../../src/engine/generate/sampler.js';
 import { BIN, FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
+import { exchange, request } from '../engine/api/raw-http.js';
 
 const model = modelFixture('llama');
 const ref = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', 'llama.text.json'), 'utf8')) as {
@@ -289,6 +290,10 @@ test('serve on a resident model (unicorn load --keep) answers through it; /healt
     const h = await (await fetch(`${s.url}/health`)).json() as { resident: boolean };
     assert.equal(h.resident, true);
     await assert.rejects(c.completions.create({ model: 'llama', prompt: 'the sea '.repeat(400), max_tokens: 2 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded');
+    // Megabytes of prompt are refused here, before the resident tokenizes them.
+    const huge = 'The sea is wide and deep. '.repeat(250_000);
+    await assert.rejects(c.completions.create({ model: 'llama', prompt: huge, max_tokens: 2 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'prompt' && /at least \d+ tokens/.test(e.message));
+    await assert.rejects(c.chat.completions.create({ ...chatGreedy, messages: [{ role: 'user', content: huge }] }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages' && /at least \d+ tokens/.test(e.message));
     // /health while a streamed answer is running (they used to share one connection, and the
     // answer was lost): both answer, the stream whole.
     let healthy = 0;
@@ -369,12 +374,17 @@ test('a 7 MB prompt is refused at once (context_length_exceeded, naming the fiel
   }
 });
 
-test('--host anywhere in 127.0.0.0/8 is loopback: no warning that others can reach the model', async () => {
-  const s = await startServer(['--host', '127.0.0.2']);
+test('--host anywhere in 127.0.0.0/8 is loopback: no warning that others can reach the model; --allowed-hosts adds Host names', async () => {
+  const s = await startServer(['--host', '127.0.0.2', '--allowed-hosts', 'api.example, other.example']);
   try {
     assert.match(s.url, /^http:\/\/127\.0\.0\.2:/);
     assert.equal((await fetch(`${s.url}/health`)).status, 200);
     assert.ok(!/warning/.test(s.log()), s.log());
+    const port = Number(new URL(s.url).port);
+    const ask = (host: string) => exchange(port, request('GET', '/health', { Host: host }), { address: '127.0.0.2' });
+    assert.equal((await ask('api.example')).status, 200);
+    assert.equal((await ask('other.example:8080')).status, 200);
+    assert.equal((await ask('evil.example')).status, 403);
   } finally {
     await stopServer(s);
   }

@@ -8,7 +8,7 @@
  *
  * What is checked before a request reaches a route, in this order (docs/serve.md has the whole model):
  * the request target (origin-form or absolute-form, else 400), the Host header (a name of this server,
- * else 403: a page served from another name that DNS-rebinds to this address cannot read answers),
+ * else 403: a page served under another name that DNS-rebinds to this address cannot read answers),
  * the Origin header (a browser's request is answered only for origins --cors allows, else 403), then
  * on /v1 the API key, and on POST routes the media type (application/json, else 415: browsers send a
  * text/plain or form POST cross-origin without a preflight) and the body's size (413).
@@ -62,8 +62,8 @@ export interface ApiOptions {
    */
   readonly cors?: string;
   /**
-   * Host header names accepted besides localhost (and *.localhost), IP addresses, this machine's
-   * hostname and the address listened on; '*' accepts any name.
+   * Host header names accepted besides IP addresses, localhost and names under .localhost, .local
+   * and .internal, this machine's hostname and the address listened on; '*' accepts any name.
    */
   readonly allowedHosts?: readonly string[];
   readonly version: string;
@@ -237,10 +237,15 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
     return m !== null && timingSafeEqual(digest(m[1]!), keyDigest);
   };
 
-  /** Whether a Host name is this server's: not one that a page of another site could have rebound to this address. */
+  /**
+   * Whether a Host name is this server's, not one that a page of another site could have made point
+   * here (DNS rebinding needs a name the attacker's DNS answers for): an IP address, localhost, a
+   * name under .localhost, .local (mDNS) or .internal (private use, e.g. host.docker.internal), this
+   * machine's hostname, the address listened on, or one allowed by --allowed-hosts (as Ollama does).
+   */
   const hostAllowed = (name: string): boolean =>
-    extraHosts.has('*') || extraHosts.has(name) || net.isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost')
-    || name === machine || name === `${machine}.local` || name === bound;
+    extraHosts.has('*') || extraHosts.has(name) || net.isIP(name) !== 0 || name === 'localhost' || /\.(localhost|local|internal)$/.test(name)
+    || name === machine || name === bound;
 
   const checkHost = (req: http.IncomingMessage, authority: string | undefined) => {
     const count = req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'host').length;
@@ -409,7 +414,10 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
       // Clients configured with or without the /v1 prefix reach the same routes.
       const route = target.path.replace(/\/+$/, '').replace(/^\/v1(?=\/|$)/, '') || '/';
       if (req.method === 'OPTIONS' && o.cors !== undefined) {
-        res.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET, POST, OPTIONS', 'Access-Control-Allow-Headers': 'Authorization, Content-Type', 'Access-Control-Max-Age': '86400' });
+        // The headers an allowed page asks to send (the openai package adds x-stainless-* ones), when they are a plain list of names.
+        const asked = req.headers['access-control-request-headers'] ?? '';
+        const headers = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/.test(asked) ? asked : 'Authorization, Content-Type';
+        res.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET, POST, OPTIONS', 'Access-Control-Allow-Headers': headers, 'Access-Control-Max-Age': '86400' });
         res.end();
         return;
       }

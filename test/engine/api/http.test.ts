@@ -159,10 +159,10 @@ test('request targets that are not a path or an http URL are a 400 with an error
 
 test('the Host header must name this server (DNS rebinding): localhost, IP addresses, the hostname, --allowed-hosts', async () => {
   await withApi(scripted('a'), { allowedHosts: ['api.example.org'] }, async (port) => {
-    for (const host of ['localhost', 'localhost:8080', 'app.localhost', '127.0.0.1:1', '10.1.2.3', '[::1]:8080', 'api.example.org', 'API.example.org.:443']) {
+    for (const host of ['localhost', 'localhost:8080', 'app.localhost', '127.0.0.1:1', '10.1.2.3', '[::1]:8080', 'host.docker.internal:8080', 'box.local', 'api.example.org', 'API.example.org.:443']) {
       assert.equal((await exchange(port, request('GET', '/v1/models', { Host: host }))).status, 200, host);
     }
-    for (const host of ['evil.example', 'localhost.evil.example', '127.0.0.1.nip.io:8080']) {
+    for (const host of ['evil.example', 'localhost.evil.example', '127.0.0.1.nip.io:8080', 'internal.evil.example', 'evil-local']) {
       const r = await exchange(port, request('GET', '/v1/models', { Host: host }));
       assert.equal(r.status, 403, host);
       assert.equal(errorObject(r, host).code, 'host_not_allowed');
@@ -213,6 +213,9 @@ test('browsers: an Origin is answered only when --cors allows it; POST bodies mu
     const pre = await exchange(port, request('OPTIONS', '/v1/chat/completions', { Origin: 'http://localhost:3000', 'Access-Control-Request-Method': 'POST' }));
     assert.equal(pre.status, 204);
     assert.equal(pre.headers['access-control-allow-origin'], 'http://localhost:3000');
+    assert.match(pre.headers['access-control-allow-headers'] ?? '', /Authorization/);
+    const asked = await exchange(port, request('OPTIONS', '/v1/chat/completions', { Origin: 'http://localhost:3000', 'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-os' }));
+    assert.equal(asked.headers['access-control-allow-headers'], 'authorization, content-type, x-stainless-os');
     assert.equal((await exchange(port, request('OPTIONS', '/v1/chat/completions', { Origin: 'http://evil.example' }))).status, 403);
   });
   await withApi(scripted('a'), { cors: '*' }, async (port) => {

@@ -30,6 +30,8 @@ export interface ExchangeOptions {
   readonly pieceBytes?: number;
   /** The response has no body whatever its headers say (the answer to HEAD). */
   readonly head?: boolean;
+  /** The address to connect to (default 127.0.0.1). */
+  readonly address?: string;
 }
 
 /** Parses as much of a response as has arrived; null while the first final response is incomplete. */
@@ -78,7 +80,7 @@ function parse(buf: Buffer, ended: boolean, noBody = false): Omit<RawResponse, '
 /** Sends `request` on a new connection and reads the first final response. */
 export function exchange(port: number, request: string | Buffer, o: ExchangeOptions = {}): Promise<RawResponse> {
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, o.address ?? '127.0.0.1');
     const chunks: Buffer[] = [];
     let error: string | null = null;
     let settled = false;
