@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { type ApiBackend, checkListen, startApi } from '../engine/api/http.js';
+import { type ApiBackend, checkListen, isLoopbackHost, startApi } from '../engine/api/http.js';
 import { localBackend, residentBackend } from '../engine/api/backends.js';
 import { modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
@@ -21,6 +21,7 @@ interface ServeFlags {
   maxBody: number;
   maxQueue: number;
   cors?: string;
+  allowedHosts?: string;
   quiet?: boolean;
 }
 
@@ -39,7 +40,8 @@ export function serveCommand(): Command {
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--max-body <MB>', 'largest request body', number, 8)
     .option('--max-queue <n>', 'requests that may wait behind the running one', positive, 64)
-    .option('--cors <origin>', 'allow browsers from this origin (e.g. http://localhost:3000, or *)')
+    .option('--cors <origins>', 'allow browsers from these origins, comma-separated (e.g. http://localhost:3000, or *); without it, requests from web pages are refused')
+    .option('--allowed-hosts <names>', 'Host header names to accept besides IP addresses, localhost, *.localhost, *.local, *.internal and this machine\'s hostname, comma-separated, or * (default: $UNICORN_ALLOWED_HOSTS)')
     .option('--quiet', 'no line per request')
     .action(async (given: string | undefined, flags: ServeFlags) => {
       const modelDir = modelOrBundled(given);
@@ -47,6 +49,7 @@ export function serveCommand(): Command {
       if (flags.port > 65535) throw new UnicornError(`--port ${flags.port}: ports go up to 65535`);
       if (!fs.existsSync(modelDir)) throw new UnicornError(`${modelDir}: no such model directory`);
       const apiKey = flags.apiKey ?? (process.env['UNICORN_API_KEY'] || undefined);
+      const allowedHosts = (flags.allowedHosts ?? process.env['UNICORN_ALLOWED_HOSTS'] ?? '').split(',').map((h) => h.trim()).filter((h) => h !== '');
       const modelId = flags.alias ?? path.basename(path.resolve(modelDir));
       const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
@@ -55,10 +58,10 @@ export function serveCommand(): Command {
       let close = () => {};
       const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
       if (client !== null) {
-        const info = await client.info();
+        // Each request connects anew (see residentBackend): this one only finds the server.
+        const info = await client.info().finally(() => client.close());
         log(`using the resident ${info.model} (pid ${info.pid}, ${info.device}, context ${info.ctx})`);
-        backend = residentBackend(client, info, modelId);
-        close = () => client.close();
+        backend = residentBackend(modelDir, info, modelId);
       } else {
         const runner = load(modelDir, flags);
         if (runner.codec === null) { runner.close(); throw new UnicornError(`${modelDir}: no tokenizer.json, so the API cannot take text`); }
@@ -67,10 +70,9 @@ export function serveCommand(): Command {
       }
       const api = await startApi(backend, {
         host: flags.host, port: flags.port, maxBodyBytes: Math.round(flags.maxBody * 1024 * 1024), maxQueue: flags.maxQueue, version: pkg.version,
-        ...(apiKey === undefined ? {} : { apiKey }), ...(flags.cors === undefined ? {} : { cors: flags.cors }), ...(flags.quiet === true ? {} : { log }),
+        allowedHosts, ...(apiKey === undefined ? {} : { apiKey }), ...(flags.cors === undefined ? {} : { cors: flags.cors }), ...(flags.quiet === true ? {} : { log }),
       }).catch((e: unknown) => { close(); throw e; });
-      const loopback = flags.host === '127.0.0.1' || flags.host === '::1' || flags.host === 'localhost';
-      if (!loopback && apiKey === undefined) log(`warning: listening on ${flags.host} without --api-key: anyone who can reach this machine can use the model`);
+      if (!isLoopbackHost(flags.host) && apiKey === undefined) log(`warning: listening on ${flags.host} without --api-key: anyone who can reach this machine can use the model`);
       process.stdout.write(`serving ${modelId} at ${api.url}/v1 (OpenAI-compatible${apiKey === undefined ? '' : ', API key required'}${backend.chat ? '' : '; no chat template: /v1/completions only'}) · Ctrl-C stops\n`);
       // Until Ctrl-C (the process exits with 130; the model's memory goes with it).
       await new Promise<never>(() => {});

@@ -73,7 +73,7 @@ test('chat (piped) and serve with no model use the bundled one too', async () =>
       });
       serve.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
     });
-    const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'kjv-tiny', prompt: 'In the beginning', max_tokens: 4, temperature: 0 }) });
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'kjv-tiny', prompt: 'In the beginning', max_tokens: 4, temperature: 0 }) });
     assert.equal(r.status, 200);
     const body = (await r.json()) as { choices: { text: string }[] };
     assert.ok(body.choices[0]!.text.length > 0);

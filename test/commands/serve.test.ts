@@ -1,8 +1,9 @@
 /**
  * `unicorn serve` end to end: the real command on a fixture model, driven by the official `openai`
  * npm client (answers checked against transformers' greedy continuations), several clients at once
- * with one hanging up mid-stream, a server attached to a resident model, and a bounded, seeded fuzz
- * of bad requests over raw HTTP.
+ * with one hanging up mid-stream, a server attached to a resident model (and finding it again after
+ * it was stopped and loaded again), a prompt of megabytes refused while others are served, and a
+ * bounded, seeded fuzz of bad requests over raw HTTP.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import { Rng } from '../../src/engine/generate/sampler.js';
 import { BIN, FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
+import { exchange, request } from '../engine/api/raw-http.js';
 
 const model = modelFixture('llama');
 const ref = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', 'llama.text.json'), 'utf8')) as {
@@ -55,7 +57,12 @@ before(async () => {
   server = await startServer(['--api-key', KEY, '--max-body', '0.05', '--max-queue', '8']);
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
 });
-after(async () => { await stopServer(server); });
+after(async () => {
+  await stopServer(server);
+  // A resident a failed test left behind, then the runtime folder.
+  spawnSync(process.execPath, [BIN, 'stop'], { env });
+  fs.rmSync(runtime, { recursive: true, force: true });
+});
 
 const chatGreedy = { model: 'llama', messages: ref.chat.messages, temperature: 0, max_tokens: ref.chat.greedy.length };
 
@@ -139,7 +146,9 @@ test('errors come as OpenAI error objects: key, model, context, parameters', asy
   await assert.rejects(client.chat.completions.create({ ...chatGreedy, model: 'gpt-4o' }), (e: unknown) => e instanceof OpenAI.NotFoundError && /gpt-4o/.test(e.message));
   const long = 'the sea '.repeat(400);
   await assert.rejects(client.completions.create({ model: 'llama', prompt: long, max_tokens: 4 }),
-    (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' && /longer than the context of 512/.test(e.message));
+    (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' && e.param === 'prompt' && /longer than the context of 512/.test(e.message));
+  await assert.rejects(client.chat.completions.create({ ...chatGreedy, messages: [{ role: 'user', content: long }] }),
+    (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' && e.param === 'messages');
   await assert.rejects(client.chat.completions.create({ ...chatGreedy, max_tokens: -1 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens');
   await assert.rejects(client.chat.completions.create({ ...chatGreedy, temperature: 7 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'temperature');
   await assert.rejects(client.chat.completions.create({ ...chatGreedy, n: 3 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'n');
@@ -208,7 +217,7 @@ function raw(url: string, request: string | Buffer): Promise<{ status: number; b
 }
 
 const post = (p: string, body: string | Buffer, headers = '') =>
-  Buffer.concat([Buffer.from(`POST ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${headers}\r\n`), Buffer.from(body)]);
+  Buffer.concat([Buffer.from(`POST ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${headers}\r\n`), Buffer.from(body)]);
 
 test('bounded fuzz: 300 malformed or ill-typed requests all get a 4xx with an error object; the server stays up and correct', async () => {
   const rng = new Rng(20261123);
@@ -240,19 +249,20 @@ test('bounded fuzz: 300 malformed or ill-typed requests all get a 4xx with an er
     } else if (kind === 4) {
       // Oversized (the server's limit is 0.05 MB), with and without an honest Content-Length.
       const big = JSON.stringify({ ...base.completions, prompt: 'a'.repeat(60_000 + Math.floor(rng.next() * 10_000)) });
-      request = rng.next() < 0.5 ? post(p, big) : Buffer.from(`POST ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`);
+      request = rng.next() < 0.5 ? post(p, big) : Buffer.from(`POST ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`);
     } else {
       // Wrong method, unknown path, no key, or broken HTTP.
       request = Buffer.from(pick([
-        `GET ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nConnection: close\r\n\r\n`,
-        `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
-        `POST ${p} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+        `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nConnection: close\r\n\r\n`,
+        `POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+        `POST ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
         `BREW ${p} HTCPCP/1.0\r\n\r\n`,
         `POST ${p} HTTP/1.1\r\nContent-Length: -5\r\n\r\n`,
         'GARBAGE\r\n\r\n',
       ]));
     }
     const r = await raw(server.url, request);
+    assert.notEqual(r.status, 403, `request ${i} was refused before it was looked at: ${r.body.slice(0, 200)}`);
     if (r.status === 200) { served++; continue; } // junk that happened to be acceptable (e.g. stream: true)
     assert.ok(r.status >= 400 && r.status < 500, `request ${i} (kind ${kind}) got ${r.status}: ${r.body.slice(0, 200)}\n${request.toString('latin1').slice(0, 600)}`);
     const e = JSON.parse(r.body) as { error: { message: string; type: string } };
@@ -264,10 +274,14 @@ test('bounded fuzz: 300 malformed or ill-typed requests all get a 4xx with an er
   assert.equal((await client.chat.completions.create(chatGreedy)).choices[0]!.message.content, ref.chat.greedy_text);
 });
 
-test('serve on a resident model (unicorn load --keep) answers through it', async () => {
+const keepModel = () => {
   const keep = spawnSync(process.execPath, [BIN, 'load', model, '--keep', '--json'], { env, encoding: 'utf8' });
   assert.equal(keep.status, 0, keep.stderr);
-  const pid = JSON.parse(keep.stdout).pid as number;
+  return JSON.parse(keep.stdout).pid as number;
+};
+
+test('serve on a resident model (unicorn load --keep) answers through it; /health in the middle of an answer disturbs neither', { timeout: 90_000 }, async () => {
+  const pid = keepModel();
   const s = await startServer([]);
   try {
     assert.match(s.log(), new RegExp(`using the resident .* \\(pid ${pid}`));
@@ -276,9 +290,103 @@ test('serve on a resident model (unicorn load --keep) answers through it', async
     const h = await (await fetch(`${s.url}/health`)).json() as { resident: boolean };
     assert.equal(h.resident, true);
     await assert.rejects(c.completions.create({ model: 'llama', prompt: 'the sea '.repeat(400), max_tokens: 2 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded');
+    // Megabytes of prompt are refused here, before the resident tokenizes them.
+    const huge = 'The sea is wide and deep. '.repeat(250_000);
+    await assert.rejects(c.completions.create({ model: 'llama', prompt: huge, max_tokens: 2 }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'prompt' && /at least \d+ tokens/.test(e.message));
+    await assert.rejects(c.chat.completions.create({ ...chatGreedy, messages: [{ role: 'user', content: huge }] }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages' && /at least \d+ tokens/.test(e.message));
+    // /health while a streamed answer is running (they used to share one connection, and the
+    // answer was lost): both answer, the stream whole.
+    let healthy = 0;
+    let finish: string | null = null;
+    let tokens = 0;
+    const stream = await c.chat.completions.create({ ...chatGreedy, max_tokens: 300, stream: true, stream_options: { include_usage: true } }, { timeout: 30_000 });
+    for await (const ch of stream) {
+      if (healthy === 0) healthy = (await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(10_000) })).status;
+      finish = ch.choices[0]?.finish_reason ?? finish;
+      tokens = ch.usage?.completion_tokens ?? tokens;
+    }
+    assert.equal(healthy, 200);
+    assert.equal(finish, 'length');
+    assert.equal(tokens, 300);
   } finally {
     await stopServer(s);
     spawnSync(process.execPath, [BIN, 'stop'], { env });
+  }
+});
+
+test('a serve on a resident model that is stopped: a clear 503 (not a 500 forever), and once it is loaded again the next request finds it', { timeout: 90_000 }, async () => {
+  const pid = keepModel();
+  const s = await startServer([]);
+  try {
+    const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 20_000 });
+    assert.equal((await c.chat.completions.create(chatGreedy)).choices[0]!.message.content, ref.chat.greedy_text);
+    assert.equal(spawnSync(process.execPath, [BIN, 'stop'], { env }).status, 0);
+    await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } });
+    await assert.rejects(c.chat.completions.create(chatGreedy), (e: unknown) => e instanceof OpenAI.APIError && e.status === 503 && e.code === 'model_not_loaded' && /no resident server holds 'llama'/.test(e.message));
+    const down = await fetch(`${s.url}/health`);
+    assert.equal(down.status, 503);
+    assert.equal(((await down.json()) as { error: { code: string } }).error.code, 'model_not_loaded');
+    const again = keepModel();
+    assert.notEqual(again, pid);
+    assert.equal((await c.chat.completions.create(chatGreedy)).choices[0]!.message.content, ref.chat.greedy_text);
+    assert.equal((await fetch(`${s.url}/health`)).status, 200);
+    assert.ok(!/internal error/.test(s.log()), s.log());
+  } finally {
+    await stopServer(s);
+    spawnSync(process.execPath, [BIN, 'stop'], { env });
+  }
+});
+
+test('a 7 MB prompt is refused at once (context_length_exceeded, naming the field) while /health keeps answering', { timeout: 90_000 }, async () => {
+  const s = await startServer(['--max-body', '16']);
+  try {
+    const huge = 'The sea is wide and deep, and the ships go on it. '.repeat(140_000);
+    for (const [route, body, param] of [
+      ['/v1/completions', { model: 'llama', prompt: huge, max_tokens: 2 }, 'prompt'],
+      ['/v1/chat/completions', { model: 'llama', messages: [{ role: 'user', content: huge }], max_tokens: 2 }, 'messages'],
+    ] as const) {
+      let answered = false;
+      let slowest = 0;
+      const polls = (async () => {
+        while (!answered) {
+          const t0 = performance.now();
+          assert.equal((await fetch(`${s.url}/health`)).status, 200);
+          slowest = Math.max(slowest, performance.now() - t0);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      const t0 = performance.now();
+      const r = await fetch(`${s.url}${route}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const seconds = (performance.now() - t0) / 1000;
+      answered = true;
+      await polls;
+      assert.equal(r.status, 400, route);
+      const e = ((await r.json()) as { error: { code: string; param: string; message: string } }).error;
+      assert.deepEqual([e.code, e.param], ['context_length_exceeded', param]);
+      assert.match(e.message, /at least \d+ tokens, longer than the context of 512/);
+      // Tokenizing it took many seconds, every client waiting; the bound takes milliseconds (loose limits: CI machines are shared).
+      assert.ok(seconds < 5, `answered in ${seconds.toFixed(1)} s`);
+      assert.ok(slowest < 2000, `/health took up to ${slowest.toFixed(0)} ms`);
+    }
+    assert.ok(!/internal error/.test(s.log()), s.log());
+  } finally {
+    await stopServer(s);
+  }
+});
+
+test('--host anywhere in 127.0.0.0/8 is loopback: no warning that others can reach the model; --allowed-hosts adds Host names', async () => {
+  const s = await startServer(['--host', '127.0.0.2', '--allowed-hosts', 'api.example, other.example']);
+  try {
+    assert.match(s.url, /^http:\/\/127\.0\.0\.2:/);
+    assert.equal((await fetch(`${s.url}/health`)).status, 200);
+    assert.ok(!/warning/.test(s.log()), s.log());
+    const port = Number(new URL(s.url).port);
+    const ask = (host: string) => exchange(port, request('GET', '/health', { Host: host }), { address: '127.0.0.2' });
+    assert.equal((await ask('api.example')).status, 200);
+    assert.equal((await ask('other.example:8080')).status, 200);
+    assert.equal((await ask('evil.example')).status, 403);
+  } finally {
+    await stopServer(s);
   }
 });
 
