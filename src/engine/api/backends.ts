@@ -3,33 +3,40 @@ import { complete } from '../generate/complete.js';
 import type { Runner } from '../generate/runner.js';
 import { RemoteError, ResidentClient } from '../server/client.js';
 import type { ServerInfo } from '../server/protocol.js';
-import type { ChatMessage } from '../text/tokenizer.js';
+import { TextCodec } from '../text/tokenizer.js';
 import type { ApiBackend, PromptShape } from './http.js';
 import { ApiError } from './openai.js';
-import { PromptBound, chatRenderer } from './prompt-bound.js';
 
 /**
  * The fewest tokens a prompt can be, for the API's refusal of prompts far past the context before they
- * are tokenized (see prompt-bound.ts). The tokenizer's bound is read on the first prompt longer than
- * the context in characters (a shorter one cannot be refused by it): the server starts as fast as before.
+ * are queued or tokenized: TextCodec.minTokens, the engine's sound lower bound (it never refuses a
+ * prompt that fits). The codec comes lazily, on the first prompt longer than the context in
+ * characters (a shorter one cannot be refused by it): the server starts as fast as before.
  */
-function fewestTokens(dir: string, ctx: () => number, render: () => ((messages: readonly ChatMessage[]) => string) | null): (p: PromptShape) => number {
-  let bound: PromptBound | null | undefined;
-  let renderer: ((messages: readonly ChatMessage[]) => string) | null | undefined;
+function fewestTokens(ctx: () => number, codecOf: () => TextCodec | null): (p: PromptShape) => number {
+  let codec: TextCodec | null | undefined;
   return (p) => {
     const chars = p.messages === undefined ? (typeof p.prompt === 'string' ? p.prompt.length : 0) : p.messages.reduce((n, m) => n + m.content.length, 0);
     if (chars <= ctx()) return 0;
-    if (bound === undefined) bound = PromptBound.load(dir);
-    if (bound === null) return 0;
-    if (p.messages === undefined) return typeof p.prompt === 'string' ? bound.fewestTokens(p.prompt) : 0;
-    if (renderer === undefined) renderer = render();
-    if (renderer === null) return 0;
+    if (codec === undefined) codec = codecOf();
+    if (codec === null) return 0;
+    if (p.messages === undefined) return typeof p.prompt === 'string' ? codec.minTokens(p.prompt, ctx()) : 0;
+    if (codec.chatTemplate === null) return 0;
     try {
-      return bound.fewestTokens(renderer(p.messages));
+      return codec.minTokens(codec.renderChat(p.messages, { addGenerationPrompt: true }), ctx());
     } catch {
       return 0; // a conversation the template refuses: the request fails with the template's own message
     }
   };
+}
+
+/** The codec of a model directory for the bound, or null where it has none that loads. */
+function codecIn(dir: string): TextCodec | null {
+  try {
+    return TextCodec.load(dir);
+  } catch {
+    return null;
+  }
 }
 
 export function localBackend(runner: Runner, modelId: string): ApiBackend {
@@ -38,7 +45,7 @@ export function localBackend(runner: Runner, modelId: string): ApiBackend {
     modelId, ctx: runner.backend.ctx, defaults: runner.defaults, chat: codec?.chatTemplate != null,
     complete: (req, onText, shouldStop) => complete(runner, req, onText, shouldStop),
     status: () => Promise.resolve({ device: runner.device?.info.name ?? 'cpu', contextUsed: runner.session.contextUsed, gpuBytes: runner.gpuBytes(), resident: false }),
-    fewestTokens: fewestTokens(runner.model.dir, () => runner.backend.ctx, () => (codec === null || codec.chatTemplate === null ? null : (messages) => codec.renderChat(messages, { addGenerationPrompt: true }))),
+    fewestTokens: fewestTokens(() => runner.backend.ctx, () => codec),
   };
 }
 
@@ -95,6 +102,6 @@ export function residentBackend(modelDir: string, info: ServerInfo, modelId: str
         c.close();
       }
     },
-    fewestTokens: fewestTokens(modelDir, () => current.ctx, () => chatRenderer(modelDir)),
+    fewestTokens: fewestTokens(() => current.ctx, () => codecIn(modelDir)),
   };
 }
