@@ -2,6 +2,7 @@
  * The doctor's checks: pure functions of a snapshot (probe.ts), each PASS / WARN / FAIL / INFO with
  * the evidence and, for anything not PASS, the fix.
  */
+import { describeSubgroups } from '../kernels/subgroups.js';
 import type { DeviceInfo } from '../vulkan/device.js';
 import type { Snapshot } from './probe.js';
 
@@ -136,6 +137,14 @@ function vulkanChecks(s: Snapshot): Check[] {
     evidence: `subgroup ${chosen.subgroupSize}${chosen.subgroupArithmetic ? ' with arithmetic' : ''} · fp16 ${chosen.shaderFloat16 ? 'yes' : 'no'} · int8 ${chosen.shaderInt8 ? 'yes' : 'no'} · 8/16-bit storage ${chosen.storage8Bit ? 'yes' : 'no'}/${chosen.storage16Bit ? 'yes' : 'no'} · integer dot ${chosen.integerDotProduct ? 'yes' : 'no'} · cooperative matrix ${chosen.cooperativeMatrix ? 'yes' : 'no'} · maxStorageBufferRange ${GiB(chosen.maxStorageBufferRange)}${nice.length > 0 ? ` · missing: ${nice.join(', ')}` : ''}`,
     ...(need.length > 0 ? { fix: `the driver lacks ${need.join(' and ')}, which unicorn's kernels need: update the driver (Mesa 22+)` } : nice.filter((n) => !n.includes('not used')).length > 0 ? { fix: 'a newer driver (Mesa 23+ for RADV) adds these' } : {}),
   });
+  // Snapshots recorded before subgroup size control was read have no subgroupSizes: the driver's size only.
+  let subgroups: string;
+  try {
+    subgroups = describeSubgroups({ ...chosen, subgroupSizes: chosen.subgroupSizes ?? null });
+  } catch (e) {
+    subgroups = e instanceof Error ? e.message : String(e); // UNICORN_SUBGROUP_SIZE asking for a size this device lacks
+  }
+  out.push({ section: 'vulkan', name: 'subgroups', status: 'INFO', evidence: subgroups });
   const t = v.selfTest;
   if (t !== null) {
     const speed = t.matvecGbps !== null && t.copyGbps !== null ? ` · ${rate(t.matvecGbps)} GB/s, ${((100 * t.matvecGbps) / t.copyGbps).toFixed(0)}% of a ${rate(t.copyGbps)} GB/s copy` : '';
