@@ -5,7 +5,6 @@
  */
 import { UnicornError } from '../errors.js';
 import type { Backend, StepResult } from '../models/backend.js';
-import { GpuBackend } from '../models/gpu-backend.js';
 import { Sampler, type SamplingOptions, outputFor } from './sampler.js';
 import { StreamDecoder, type TextCodec } from '../text/tokenizer.js';
 
@@ -127,7 +126,7 @@ export class Session {
   private *steps(prompt: readonly number[], o: GenerateOptions): Generator<void, Generation> {
     const t0 = performance.now();
     const sampler = new Sampler(o.sampling);
-    const output = outputFor(o.sampling, this.backend instanceof GpuBackend ? GpuBackend.MAX_TOPK : Infinity, this.backend.spec.vocabSize);
+    const output = outputFor(o.sampling, this.backend.maxTopK, this.backend.spec.vocabSize);
     const { result, computed, reused } = this.ingest(prompt, output);
     const t1 = performance.now();
     yield;

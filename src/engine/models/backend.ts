@@ -46,6 +46,8 @@ export interface Backend {
    * of window + batch - 1 slots, so going back further would read overwritten keys.
    */
   readonly rewindLimit: number;
+  /** The largest k a step's top-k output takes (the sampler asks for the whole logits past it). */
+  readonly maxTopK: number;
   /** Runs ids at positions start, start + 1, ... (at most `batch` of them). */
   step(ids: readonly number[], start: number, output: Output): StepResult;
   /** A step that also returns every layer's hidden state and all logits (tests, quality reports). */

@@ -30,6 +30,7 @@ export class CpuBackend implements Backend, Forward {
   readonly batch: number;
   readonly rewindLimit: number;
   readonly name = 'CPU (TypeScript reference)';
+  readonly maxTopK = Infinity;
   private readonly tensors = new Map<string, Float32Array>();
   private readonly act = new Map<Act, Float32Array>();
   private readonly caches: { k: Float32Array; v: Float32Array; capacity: number }[];

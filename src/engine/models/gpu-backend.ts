@@ -104,6 +104,7 @@ export class GpuBackend implements Backend {
   /** The fused steps of a decode step and of a prefill, made once (fused()). */
   private readonly plans = new Map<string, readonly FusedStep[]>();
   static readonly MAX_TOPK = 1024;
+  readonly maxTopK = GpuBackend.MAX_TOPK;
 
   constructor(readonly device: Device, private readonly alloc: Allocator, private readonly weights: GpuWeights, spec: ModelSpec, private readonly opts: GpuBackendOptions) {
     checkShapes(spec, weights, device);
