@@ -1,6 +1,6 @@
 /** `unicorn bench [model]`: prefill and decode speed against the bandwidth roofline measured in the same run. */
+import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command } from 'commander';
-import ora from 'ora';
 import { benchModel, renderBench } from '../engine/bench.js';
 import { modelOrBundled } from '../engine/bundled.js';
 import { positive } from '../ui/args.js';
@@ -26,17 +26,17 @@ export function benchCommand(): Command {
     .option('--json', 'print the report as JSON')
     .action((given: string | undefined, flags: BenchFlags) => {
       const model = modelOrBundled(given);
-      const spinner = flags.json === true ? null : ora({ text: 'starting', stream: process.stderr }).start();
+      const spinner = startSpinner('starting', { json: flags.json === true });
       try {
         const r = benchModel(model, {
           promptTokens: flags.prompt, genTokens: flags.tokens, profile: flags.profile === true,
           ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }), ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }),
-          onStage: (what) => { if (spinner !== null) spinner.text = what; },
+          onStage: (what) => { spinner.text = what; },
         });
-        spinner?.stop();
+        spinner.stop();
         process.stdout.write(flags.json === true ? `${JSON.stringify(r)}\n` : `${renderBench(r)}\n`);
       } catch (e) {
-        spinner?.fail('benchmark failed');
+        spinner.fail('benchmark failed');
         throw e;
       }
     });

@@ -12,10 +12,11 @@ import { modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
-import { RemoteReplier, ResidentClient } from '../engine/server/client.js';
+import { RemoteReplier } from '../engine/server/client.js';
 import { modelDirOf } from '../engine/models/model-dir.js';
 import { escapeControl } from '../engine/text/escape.js';
-import { checkRunFlags, load, resolveSampling, samplingOptions, type SamplingFlags } from './run.js';
+import { openModelSource } from '../ui/model-source.js';
+import { checkRunFlags, resolveSampling, samplingOptions, type SamplingFlags } from '../ui/sampling.js';
 
 
 interface ChatFlags extends SamplingFlags {
@@ -84,22 +85,13 @@ export function chatCommand(): Command {
         }
       };
       // A resident server holding this model (unicorn load --keep) answers without loading it again.
-      const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
-      if (client !== null) {
-        try {
-          const info = await client.info();
-          process.stderr.write(`using the resident ${info.model} (pid ${info.pid}, ${info.device})\n`);
-          await talk(await new Chat(new RemoteReplier(client, info.model), resolveSampling(flags, info.defaults), flags.maxTokens, flags.system).init());
-        } finally {
-          client.close();
-        }
-        return;
-      }
-      const runner = load(modelDir, flags);
+      const source = await openModelSource(modelDir, flags);
       try {
-        await talk(await new Chat(new LocalReplier(runner), resolveSampling(flags, runner.defaults), flags.maxTokens, flags.system).init());
+        const replier = source.kind === 'resident' ? new RemoteReplier(source.client, source.info.model) : new LocalReplier(source.runner);
+        const defaults = source.kind === 'resident' ? source.info.defaults : source.runner.defaults;
+        await talk(await new Chat(replier, resolveSampling(flags, defaults), flags.maxTokens, flags.system).init());
       } finally {
-        runner.close();
+        source.close();
       }
     });
 }

@@ -1,6 +1,6 @@
 /** `unicorn doctor`: diagnose the machine for running models on Vulkan (and the AMD NPU), each failure with its fix. */
+import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command } from 'commander';
-import ora from 'ora';
 import { type Check, type ModelNeeds, runChecks } from '../engine/doctor/checks.js';
 import { type Snapshot, collect } from '../engine/doctor/probe.js';
 import { readSnapshot } from '../engine/doctor/snapshot.js';
@@ -64,7 +64,7 @@ export function doctorCommand(): Command {
       if (o.from !== undefined) {
         snap = readSnapshot(o.from);
       } else {
-        const spinner = ora({ text: 'probing the system, Vulkan and the NPU', stream: process.stderr, isSilent: process.stderr.isTTY !== true || o.json === true }).start();
+        const spinner = startSpinner('probing the system, Vulkan and the NPU', { json: o.json === true });
         snap = collect(() => probeVulkan({ selfTest: o.selfTest, ...(o.gpu === undefined ? {} : { gpu: o.gpu }) }));
         spinner.stop();
       }

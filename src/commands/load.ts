@@ -1,7 +1,7 @@
 /** `unicorn load <model>`: load a model into GPU memory and report placement, speed and a read-back check. */
+import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command } from 'commander';
 import { positive } from '../ui/args.js';
-import ora from 'ora';
 import { UnicornError } from '../engine/errors.js';
 import { loadModel } from '../engine/load-report.js';
 import { formatBytes, table } from '../ui/format.js';
@@ -19,7 +19,7 @@ export function loadCommand(): Command {
     .option('--json', 'print the report as JSON')
     .action(async (target: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean; keep?: boolean }) => {
       if (o.keep === true) {
-        const spinner = ora({ text: `starting a resident server for ${target}`, stream: process.stderr }).start();
+        const spinner = startSpinner(`starting a resident server for ${target}`, { json: o.json === true });
         try {
           const info = await startResident(target, { ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }) }, (s) => { spinner.text = `loading ${target} in the resident server · ${s.toFixed(0)} s`; });
           spinner.succeed(`${info.model}: resident in pid ${info.pid} on ${info.device}, ${formatBytes(info.bytes)} loaded in ${info.loadSeconds.toFixed(2)} s (${(info.bytes / 1e9 / info.loadSeconds).toFixed(2)} GB/s); run and chat use it; unicorn stop unloads it`);
@@ -30,7 +30,7 @@ export function loadCommand(): Command {
         }
         return;
       }
-      const spinner = ora({ text: `reading ${target}`, stream: process.stderr }).start();
+      const spinner = startSpinner(`reading ${target}`, { json: o.json === true });
       const t0 = performance.now();
       let report;
       try {

@@ -1,7 +1,7 @@
 /** `unicorn quantize <model dir> <out dir> --scheme int8|int4|mixed`: a smaller copy of a model, with a quality report. */
+import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command, Option } from 'commander';
 import { positive } from '../ui/args.js';
-import ora from 'ora';
 import { Device } from '../engine/vulkan/device.js';
 import { type QuantScheme, defaultWorkers, quantizeModel } from '../engine/quant/quantize-model.js';
 import { qualityReport } from '../engine/quant/quality.js';
@@ -47,7 +47,7 @@ export function quantizeCommand(): Command {
     .option('--gpu <index|name>', 'GPU for the quality report')
     .option('--json', 'print the report as JSON')
     .action(async (src: string, out: string, flags: Flags) => {
-      const spinner = ora({ text: `planning ${src}`, stream: process.stderr }).start();
+      const spinner = startSpinner(`planning ${src}`, { json: flags.json === true });
       const t0 = performance.now();
       const evaluate = flags.eval ?? gpuPresent();
       let quality: ReturnType<typeof qualityReport> | null = null;

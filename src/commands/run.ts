@@ -1,57 +1,16 @@
 /** `unicorn run <model> "<prompt>"`: one-shot generation, streamed to stdout; timings on stderr. */
 import { Command, Option } from 'commander';
-import { collect, count, number } from '../ui/args.js';
-import ora from 'ora';
+import { collect, count } from '../ui/args.js';
 import { looksLikeModel, modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
-import { type Runner, type RunnerOptions, openRunner } from '../engine/generate/runner.js';
 import { checkPromptLength } from '../engine/generate/session.js';
-import { type SamplingOptions, resolveSampling as resolve } from '../engine/generate/sampler.js';
+import type { SamplingOptions } from '../engine/generate/sampler.js';
 import { type CompletionRequest, type CompletionResult, complete } from '../engine/generate/complete.js';
 import { modelDirOf } from '../engine/models/model-dir.js';
-import { ResidentClient } from '../engine/server/client.js';
+import { openModelSource } from '../ui/model-source.js';
+import { type SamplingFlags, checkRunFlags, resolveSampling, samplingOptions } from '../ui/sampling.js';
 import { formatBytes } from '../ui/format.js';
 
-
-/** The sampling flags both run and chat take. */
-export interface SamplingFlags {
-  temp?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repeatPenalty?: number;
-  repeatLastN?: number;
-  seed?: number;
-}
-
-/** Adds the sampling flags to a command. */
-export function samplingOptions(c: Command): Command {
-  return c
-    .option('--temp <t>', 'temperature (0 = greedy)', number)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', count)
-    .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', number)
-    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', number)
-    .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', number)
-    .option('--repeat-last-n <n>', 'window for the repetition penalty', count)
-    .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', count);
-}
-
-/** Sampling from the flags, then the model's generation_config.json, then llama.cpp's defaults. */
-export function resolveSampling(flags: SamplingFlags, d: Partial<SamplingOptions>): SamplingOptions {
-  const asked: { -readonly [K in keyof SamplingOptions]?: SamplingOptions[K] } = {};
-  if (flags.temp !== undefined) asked.temperature = flags.temp;
-  if (flags.topK !== undefined) asked.topK = flags.topK;
-  if (flags.topP !== undefined) asked.topP = flags.topP;
-  if (flags.minP !== undefined) asked.minP = flags.minP;
-  if (flags.repeatPenalty !== undefined) asked.repetitionPenalty = flags.repeatPenalty;
-  if (flags.repeatLastN !== undefined) asked.repeatLastN = flags.repeatLastN;
-  if (flags.seed !== undefined) asked.seed = flags.seed;
-  try {
-    return resolve(asked, d);
-  } catch (e) {
-    throw new UnicornError(`sampling: ${e instanceof Error ? e.message : String(e)}`);
-  }
-}
 
 interface RunFlags extends SamplingFlags {
   maxTokens: number;
@@ -93,17 +52,6 @@ export function runCommand(): Command {
     });
 }
 
-/**
- * Sampling flags checked on their own (the model's generation_config.json only fills in what was
- * not asked), and stop strings: both before the model loads, so a typo costs no loading time.
- */
-export function checkRunFlags(flags: SamplingFlags & { stop?: string[] }): void {
-  resolveSampling(flags, {});
-  if (flags.stop?.some((s) => s === '') === true) {
-    throw new UnicornError('--stop \'\': an empty stop string would stop at once', { hint: 'give the text to stop at, e.g. --stop "\\n\\n"' });
-  }
-}
-
 /** The most a prompt on stdin may be; the prompt-length check refuses far less once tokenizing would start. */
 export const MAX_STDIN_BYTES = 64 << 20;
 
@@ -136,28 +84,6 @@ function templateVars(list: readonly string[] | undefined): Record<string, unkno
   return out;
 }
 
-export function load(modelDir: string, flags: { device: 'gpu' | 'cpu'; gpu?: string; ctx?: number }, beforeWeights?: RunnerOptions['beforeWeights']): Runner {
-  const spinner = ora({ text: `opening ${modelDir}`, stream: process.stderr }).start();
-  const t0 = performance.now();
-  try {
-    const runner = openRunner(modelDir, {
-      device: flags.device, ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }), ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
-      ...(beforeWeights === undefined ? {} : { beforeWeights }),
-      onLoad: (p) => {
-        const s = (performance.now() - t0) / 1000;
-        const rate = p.done / Math.max(s, 1e-3);
-        spinner.text = `loading weights ${formatBytes(p.done)} / ${formatBytes(p.total)} · ${formatBytes(rate)}/s · ETA ${((p.total - p.done) / Math.max(rate, 1)).toFixed(0)} s`;
-      },
-    });
-    const where = runner.device === null ? 'CPU (TypeScript reference)' : runner.device.info.name;
-    spinner.succeed(`${modelDir}: ${formatBytes(runner.loadedBytes)} on ${where} in ${runner.loadSeconds.toFixed(2)} s · context ${runner.backend.ctx}`);
-    return runner;
-  } catch (e) {
-    spinner.fail(`could not load ${modelDir}`);
-    throw e;
-  }
-}
-
 async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<void> {
   const out = flags.json === true ? undefined : process.stdout;
   const request = (defaults: Partial<SamplingOptions>): CompletionRequest => ({
@@ -166,29 +92,17 @@ async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<v
   });
   let req: CompletionRequest;
   let r: CompletionResult;
-  // A resident server holding this model (unicorn load --keep) answers without loading it again.
-  const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
-  if (client !== null) {
-    try {
-      const info = await client.info();
-      process.stderr.write(`using the resident ${info.model} (pid ${info.pid}, ${info.device})\n`);
-      req = request(info.defaults);
-      r = await client.complete(req, (t) => out?.write(t));
-    } finally {
-      client.close();
-    }
-  } else {
-    // A plain prompt too long for the context is refused before the weights load (complete() checks
-    // again, chat prompts included, on the text it encodes).
-    const runner = load(modelDir, flags, (codec, ctx, model) => {
-      if (codec !== null && flags.chat !== true) checkPromptLength(codec, prompt, ctx, model.spec.maxPositionEmbeddings);
-    });
-    try {
-      req = request(runner.defaults);
-      r = await complete(runner, req, (t) => out?.write(t));
-    } finally {
-      runner.close();
-    }
+  // A resident server holding this model (unicorn load --keep) answers without loading it again; a
+  // plain prompt too long for the context is refused before the weights load (complete() checks
+  // again, chat prompts included, on the text it encodes).
+  const source = await openModelSource(modelDir, flags, {
+    beforeWeights: (codec, ctx, model) => { if (codec !== null && flags.chat !== true) checkPromptLength(codec, prompt, ctx, model.spec.maxPositionEmbeddings); },
+  });
+  try {
+    req = request(source.kind === 'resident' ? source.info.defaults : source.runner.defaults);
+    r = source.kind === 'resident' ? await source.client.complete(req, (t) => out?.write(t)) : await complete(source.runner, req, (t) => out?.write(t));
+  } finally {
+    source.close();
   }
   const stats = {
     model: modelDir, device: r.device, seed: req.sampling.seed, finish: r.finish, promptTokens: r.promptTokens, generatedTokens: r.tokens.length,

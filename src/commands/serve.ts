@@ -6,9 +6,8 @@ import { type ApiBackend, checkListen, isLoopbackHost, startApi } from '../engin
 import { localBackend, residentBackend } from '../engine/api/backends.js';
 import { modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
-import { ResidentClient } from '../engine/server/client.js';
 import { count, number, positive } from '../ui/args.js';
-import { load } from './run.js';
+import { openModelSource } from '../ui/model-source.js';
 
 interface ServeFlags {
   host: string;
@@ -56,14 +55,13 @@ export function serveCommand(): Command {
       await checkListen(flags.host, flags.port);
       let backend: ApiBackend;
       let close = () => {};
-      const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
-      if (client !== null) {
-        // Each request connects anew (see residentBackend): this one only finds the server.
-        const info = await client.info().finally(() => client.close());
-        log(`using the resident ${info.model} (pid ${info.pid}, ${info.device}, context ${info.ctx})`);
-        backend = residentBackend(modelDir, info, modelId);
+      const source = await openModelSource(modelDir, flags, { say: log });
+      if (source.kind === 'resident') {
+        // Each request connects anew (see residentBackend): this connection only found the server.
+        source.close();
+        backend = residentBackend(modelDir, source.info, modelId);
       } else {
-        const runner = load(modelDir, flags);
+        const runner = source.runner;
         if (runner.codec === null) { runner.close(); throw new UnicornError(`${modelDir}: no tokenizer.json, so the API cannot take text`); }
         backend = localBackend(runner, modelId);
         close = () => runner.close();
