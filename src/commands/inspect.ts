@@ -4,6 +4,7 @@ import { positive } from '../ui/args.js';
 import { UnicornError } from '../engine/errors.js';
 import { type InspectReport, inspectTarget } from '../engine/inspect.js';
 import { kvCacheBytes } from '../engine/models/memory.js';
+import { type ModelPlan, describeStep, modelPlan } from '../engine/plan.js';
 import type { ModelSpec, Rope } from '../engine/models/spec.js';
 import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
 import { escapeControl } from '../engine/text/escape.js';
@@ -69,6 +70,17 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
   return out.map((l) => escapeControl(l)).join('\n');
 }
 
+/** The plan as text: per pass, the totals, then layer 0's fused steps and the dispatches they lower to. */
+export function renderPlan(p: ModelPlan): string {
+  const out = [`plan of ${p.model} on ${p.device} (fusion ${p.fusion ? 'on; UNICORN_NO_FUSION=1 turns it off' : 'off (UNICORN_NO_FUSION=1)'}; recorded, not run)`];
+  for (const [what, pass] of [['decode step (1 token, greedy)', p.decode], [`prefill batch (${p.prefill.tokens} tokens)`, p.prefill]] as const) {
+    out.push('', `${what}: ${pass.dispatches} dispatches, ${pass.barriers} barriers in the whole pass; layer 0:`);
+    out.push('  fused steps', ...pass.layerSteps.map((s) => `    ${describeStep(s)}`));
+    out.push('  dispatches and barriers', ...pass.layerLines.map((l) => `    ${l}`));
+  }
+  return out.map((l) => escapeControl(l)).join('\n');
+}
+
 function toJson(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): unknown {
   const tensors = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
   return {
@@ -86,8 +98,15 @@ export function inspectCommand(): Command {
     .option('--filter <regex>', 'only tensors whose name matches (implies --tensors)')
     .option('--ctx <n>', 'context length for the KV cache estimate', positive, 4096)
     .addOption(new Option('--group <n>', 'INT4 group size for the estimates').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
+    .option('--plan', 'load the model onto the GPU and show one layer\'s fused steps and dispatches, for decode and prefill (recorded, not run)')
+    .option('--gpu <index|name>', 'which GPU, with --plan (default: $UNICORN_GPU, else the best one)')
     .option('--json', 'print JSON for scripts')
-    .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean }) => {
+    .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }) => {
+      if (o.plan === true) {
+        const plan = modelPlan(model, { ctx: o.ctx, ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
+        process.stdout.write(o.json === true ? `${jsonForTerminal(plan, 2)}\n` : `${renderPlan(plan)}\n`);
+        return;
+      }
       let filter: RegExp | undefined;
       if (o.filter !== undefined) {
         try {

@@ -112,3 +112,21 @@ describe('unicorn inspect', () => {
     fs.rmSync(dir, { recursive: true });
   });
 });
+
+describe('unicorn inspect --plan', () => {
+  test('one layer\'s fused steps and dispatches, for decode and prefill, as the engine records them; UNICORN_NO_FUSION=1 shows the unfused ones', () => {
+    const fused = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], { encoding: 'utf8', env: { ...process.env, UNICORN_NO_FUSION: '' } });
+    assert.equal(fused.status, 0, fused.stderr);
+    assert.match(fused.stdout, /decode step \(1 token, greedy\): \d+ dispatches, \d+ barriers in the whole pass; layer 0:/);
+    assert.match(fused.stdout, /prefill batch \(64 tokens\)/);
+    assert.match(fused.stdout, /rope \+ cache store, q\/k head norms first \[head-norms-rope\]/);
+    assert.match(fused.stdout, /\[add-norm\]/);
+    assert.match(fused.stdout, /\n {4}rope_store spec /);
+    const plain = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], { encoding: 'utf8', env: { ...process.env, UNICORN_NO_FUSION: '1' } });
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.match(plain.stdout, /fusion off/);
+    assert.doesNotMatch(plain.stdout, /\[add-norm\]|\[head-norms-rope\]/);
+    const count = (s: string) => Number(/decode step \(1 token, greedy\): (\d+) dispatches/.exec(s)![1]);
+    assert.ok(count(plain.stdout) > count(fused.stdout));
+  });
+});

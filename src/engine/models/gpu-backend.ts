@@ -100,7 +100,7 @@ export class GpuBackend implements Backend {
   private readonly stepCmds: Commands;
   private readonly decodeSteps = new Map<string, Commands>();
   /** Whether fused steps are lowered (UNICORN_NO_FUSION=1: each recorded step as it is). */
-  private readonly fusion: boolean;
+  readonly fusion: boolean;
   /** The fused steps of a decode step and of a prefill, made once (fused()). */
   private readonly plans = new Map<string, readonly FusedStep[]>();
   static readonly MAX_TOPK = 1024;
@@ -215,7 +215,7 @@ export class GpuBackend implements Backend {
   }
 
   /** The fused steps of a pass: decode (one token) and prefill each fused once. */
-  private fused(tokens: number, observe: boolean): readonly FusedStep[] {
+  fused(tokens: number, observe = false): readonly FusedStep[] {
     const key = `${tokens === 1 ? 'decode' : 'prefill'}${observe ? '+observe' : ''}`;
     let f = this.plans.get(key);
     if (f === undefined) {
