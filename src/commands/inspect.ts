@@ -47,7 +47,9 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
   const meta = Object.entries(r.metadata);
   if (meta.length > 0) kv.push(['metadata', meta.map(([k, v]) => `${k}=${v.length > 40 ? `${v.slice(0, 37)}...` : v}`).join(' · ')]);
   const w = Math.max(...kv.map(([k]) => k.length));
-  for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${v}`);
+  // Tensor names, metadata and config values come from the files: each value and cell printed with
+  // escapes (before the tables are laid out, so their own line breaks stay line breaks).
+  for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${escapeControl(v)}`);
   if (r.model !== undefined) {
     const m = r.model.memory;
     out.push('', `memory at --ctx ${m.ctx} (KV cache f16${r.model.spec.slidingWindow !== null ? '; sliding layers keep only their window' : ''}; int4 groups of ${m.group})`);
@@ -61,13 +63,12 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
     const rows = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
     out.push('', table(
       ['tensor', 'dtype', 'shape', 'bytes', 'status', 'file'],
-      rows.map((t) => [t.name, t.format === t.dtype ? t.dtype : `${t.dtype} ${t.format}`, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file]),
+      rows.map((t) => [t.name, t.format === t.dtype ? t.dtype : `${t.dtype} ${t.format}`, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file].map((c) => escapeControl(c))),
       [false, false, false, true, false, false],
     ));
     out.push(`${rows.length} of ${r.tensors.length} tensors`);
   }
-  // Tensor names, metadata and config values come from the files: printed with escapes, line by line.
-  return out.map((l) => escapeControl(l)).join('\n');
+  return out.join('\n');
 }
 
 /** The plan as text: per pass, the totals, then layer 0's fused steps and the dispatches they lower to. */
@@ -101,9 +102,11 @@ export function inspectCommand(): Command {
     .option('--plan', 'load the model onto the GPU and show one layer\'s fused steps and dispatches, for decode and prefill (recorded, not run)')
     .option('--gpu <index|name>', 'which GPU, with --plan (default: $UNICORN_GPU, else the best one)')
     .option('--json', 'print JSON for scripts')
-    .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }) => {
+    .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }, cmd: Command) => {
       if (o.plan === true) {
-        const plan = modelPlan(model, { ctx: o.ctx, ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
+        // The context only sizes the KV cache here: the model's own default unless --ctx was given.
+        const ctxGiven = cmd.getOptionValueSource('ctx') === 'cli';
+        const plan = modelPlan(model, { ...(ctxGiven ? { ctx: o.ctx } : {}), ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
         process.stdout.write(o.json === true ? `${jsonForTerminal(plan, 2)}\n` : `${renderPlan(plan)}\n`);
         return;
       }

@@ -26,6 +26,8 @@ describe('unicorn inspect', () => {
       assert.equal(r.code, 0, r.err);
       assert.match(r.out, new RegExp(`architecture +${ARCH[name]}`));
       assert.match(r.out, /memory at --ctx 4096/);
+      assert.match(r.out, /\n {2}scheme +weights +kv cache +total\n {2}bf16 /, 'the memory table, one row a line');
+      assert.doesNotMatch(r.out, /\\n/, 'no escaped line breaks');
       if (name === 'gemma3-mm') assert.match(r.out, /vision tower skipped, 34 tensors, [\d.]+ KB never read/);
       else assert.doesNotMatch(r.out, /vision/);
     });
@@ -115,6 +117,9 @@ describe('unicorn inspect', () => {
 
 describe('unicorn inspect --plan', () => {
   test('one layer\'s fused steps and dispatches, for decode and prefill, as the engine records them; UNICORN_NO_FUSION=1 shows the unfused ones', () => {
+    // The bundled model takes at most 1024 positions: --plan uses the model's own default context.
+    const bundled = spawnSync(process.execPath, [BIN, 'inspect', '--plan', path.join(path.dirname(BIN), '..', 'models', 'kjv-tiny')], { encoding: 'utf8' });
+    assert.equal(bundled.status, 0, bundled.stderr);
     const fused = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], { encoding: 'utf8', env: { ...process.env, UNICORN_NO_FUSION: '' } });
     assert.equal(fused.status, 0, fused.stderr);
     assert.match(fused.stdout, /decode step \(1 token, greedy\): \d+ dispatches, \d+ barriers in the whole pass; layer 0:/);
