@@ -94,18 +94,13 @@ export class Ops {
     return Math.floor((this.device.info.maxComputeSharedMemorySize - 2048) / (4 + 4 / 32) / 32) * 32;
   }
 
-  /** Rotate-half RoPE over x [tokens, heads, headDim] in place, with a (cos, sin) table [tokens, headDim/2]. */
-  rope(cmds: Commands, x: GpuBuffer, table: GpuBuffer, tokens: number, heads: number, headDim: number): void {
-    const k = this.kernel({ variant: 'rope', bindings: 2, pushBytes: 12, spec: [WG] });
-    this.dispatch(cmds, k, [x, table], new Uint32Array([tokens, heads, headDim]), Math.ceil((tokens * heads * headDim) / 2 / WG));
-  }
-
   /**
    * Rotary embedding of q [tokens, heads, d] in place and of k [tokens, kvHeads, d], k and v stored
    * into the f16 caches [kvHeads, capacity, d] at position % capacity, in one dispatch (table: the
    * (cos, sin) rows of the tokens' positions). With `norm`, each head of q and k is first RMS-normed
    * with its weight (Gemma 3's q_norm / k_norm; q keeps the normed, rotated values). At most
-   * `capacity` tokens at once (see kvStore).
+   * `capacity` tokens at once: more would write one slot twice in the same dispatch (a race); a
+   * sliding layer prefills in chunks that fit (see attention()).
    */
   ropeStore(cmds: Commands, q: GpuBuffer, k: GpuBuffer, v: GpuBuffer, table: GpuBuffer, positions: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer,
     s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number }, norm?: { q: GpuBuffer; k: GpuBuffer; eps: number; offset: 0 | 1 }): void {
@@ -152,17 +147,6 @@ export class Ops {
       // Workgroup y is the token (embed.comp reads gl_WorkGroupID.y), so no 2-D grid splitting here.
       cmds.dispatch(k, set, new Uint32Array([tokens, table.cols, f32bits(scale), table.rows, r.start, r.rows]), [Math.min(Math.ceil(table.cols / WG), 64), tokens]);
     }
-  }
-
-  /**
-   * Stores src [tokens, kvHeads, headDim] into an f16 cache [kvHeads, capacity, headDim] at
-   * pos % capacity. At most `capacity` tokens at once: more would write one slot twice in the same
-   * dispatch (a race). Sliding layers prefill in chunks that fit (see attention()).
-   */
-  kvStore(cmds: Commands, src: GpuBuffer, positions: GpuBuffer, cache: GpuBuffer, tokens: number, kvHeads: number, headDim: number, capacity: number): void {
-    if (tokens > capacity) throw new RangeError(`kv store: ${tokens} tokens at once overflow a cache of ${capacity} slots; store in chunks of at most ${capacity}`);
-    const k = this.kernel({ variant: 'kv_store', bindings: 3, pushBytes: 16, spec: [WG] });
-    this.dispatch(cmds, k, [src, positions, cache], new Uint32Array([tokens, kvHeads, headDim, capacity]), Math.ceil((tokens * kvHeads * headDim) / 2 / WG));
   }
 
   /**
