@@ -1,6 +1,6 @@
 /**
  * Matrix x matrix (prefill): Y[tokens, rows] = X[tokens, cols] W[rows, cols]^T, W in any weight
- * format (docs/formats.md), dequantized tile by tile in shared memory. Same row-range splitting as
+ * format (weight-formats.ts), dequantized tile by tile in shared memory. Same row-range splitting as
  * matrix x vector for weights beyond maxStorageBufferRange.
  */
 import type { Commands } from '../vulkan/commands.js';
@@ -8,6 +8,7 @@ import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
+import { isGrouped } from './weight-formats.js';
 
 const BM = 64;
 const BN = 32;
@@ -26,7 +27,7 @@ export class MatMul {
   }
 
   private kernel(m: GpuMatrix): Kernel {
-    return kernelFor(this.device, { variant: `matmul_${this.direct ? 'direct_' : ''}${m.format}`, bindings: 4, pushBytes: 20, spec: [m.format === 'q4' ? m.group : 0] });
+    return kernelFor(this.device, { variant: `matmul_${this.direct ? 'direct_' : ''}${m.format}`, bindings: 4, pushBytes: 20, spec: [isGrouped(m.format) ? m.group : 0] });
   }
 
   /** Records Y = X W^T for `tokens` rows of X. */

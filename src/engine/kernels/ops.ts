@@ -10,8 +10,7 @@ import type { GpuBuffer } from '../vulkan/memory.js';
 import { type Kernel, type KernelSpec, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
-
-export type EmbeddingFormat = 'f32' | 'f16' | 'bf16' | 'q8';
+import { isEmbeddingFormat } from './weight-formats.js';
 export type Activation = 'gelu_tanh' | 'silu';
 
 const WG = 256;
@@ -136,7 +135,7 @@ export class Ops {
    */
   embed(cmds: Commands, table: GpuMatrix, ids: GpuBuffer, out: GpuBuffer, tokens: number, scale: number, opts: { maxRange?: number } = {}): void {
     const format = table.format;
-    if (format === 'q4') throw new RangeError('embed: INT4 tables are not supported');
+    if (!isEmbeddingFormat(format)) throw new RangeError(`embed: ${format} tables are not supported`);
     const k = this.kernel({ variant: `embed_${format}`, bindings: 4, pushBytes: 24, spec: [WG] });
     for (const r of rowRanges(table, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
       const set = k.bind([
