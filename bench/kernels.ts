@@ -17,6 +17,7 @@
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
 import { type GpuMatrix, MatVec, type QuantizedX, matrixBuffers, singleMatrix } from '../src/engine/kernels/matvec.js';
+import { KERNELS } from '../src/engine/kernels/table.js';
 import { type WeightFormat, WEIGHT_FORMAT_NAMES, matrixRowBytes, paramsRowBytes, takesInt8 } from '../src/engine/kernels/weight-formats.js';
 import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
@@ -126,10 +127,10 @@ const label = (t: { rows: number; threads: number; unroll?: number }) => `${t.ro
 // The dispatch floor: an empty dispatch (one workgroup of the copy kernel, nothing to copy), chained
 // and streamed. A chained matrix x vector cannot take less than the chained floor.
 {
-  const k = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
+  const k = kernelFor(device, KERNELS.copy, {}, { workgroup: 256 });
   const a = alloc.alloc(16, 'empty');
-  const set = k.bind([{ buffer: a }, { buffer: a }]);
-  const empty = () => cmds.dispatch(k, set, new Uint32Array([0]), [1, 1]);
+  const set = k.bind({ src: a, dst: a });
+  const empty = () => cmds.dispatch(k, set, k.push({ n: 0 }), [1, 1]);
   const chained = timeBest(empty, quick ? 2 : 500, quick ? 2 : 5);
   const streamed = timeBest(empty, quick ? 2 : 500, quick ? 2 : 5, false);
   console.log(`dispatch floor (an empty dispatch): chained ${(chained * 1e6).toFixed(2)} µs, streamed ${(streamed * 1e6).toFixed(2)} µs\n`);

@@ -1,17 +1,19 @@
 /**
  * Matrix x vector (decode): y[rows] = W[rows, cols] x[cols], W in any weight format of
- * weight-formats.ts. Two shaders, a variant per weight format each (shaders/variants.json): float x
- * (matvec.comp) and int8 x (matvec_dot.comp, for the formats that take int8 activations). Tile choices come from
- * the matrix and the device: R rows per tile (one load of x serves R rows) and T threads per tile
- * (a multiple of the subgroup size), in workgroups of 128 threads (or T when larger).
+ * weight-formats.ts. Two kernels of the table (table.ts), a variant per weight format each: float x
+ * (shaders/matvec.comp) and int8 x (shaders/matvec_dot.comp, for the formats that take int8
+ * activations). Tile choices come from the matrix and the device: R rows per tile (one load of x
+ * serves R rows) and T threads per tile (a multiple of the subgroup size), in workgroups of 128
+ * threads (or T when larger).
  */
 import type { Device } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
-import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
+import { type KernelOf, grid, kernelFor } from '../vulkan/pipeline.js';
 import { Commands } from '../vulkan/commands.js';
 import { type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
-import { type WeightFormat, WEIGHT_FORMATS, formatInfo, isGrouped, matrixRowBytes, paramsRowBytes } from './weight-formats.js';
+import { KERNELS } from './table.js';
+import { type WeightFormat, WEIGHT_FORMATS, formatInfo, isGrouped, matrixRowBytes, paramsRowBytes, takesInt8 } from './weight-formats.js';
 
 /** Consecutive rows of a matrix in buffers of their own. */
 export interface MatrixPart {
@@ -90,7 +92,7 @@ export interface QuantizedX {
 /**
  * Int8 activations of one row length, as the producers write them: the values in natural order
  * (INT8 weights) and in nibble order (INT4), one (scale, sum) per 32 shared by both, and per block of
- * 32 a counter (zero between dispatches) for a matrix x vector that quantizes its own output (QOUT).
+ * 32 a counter (zero between dispatches) for a matrix x vector that quantizes its own output (QUANT_OUT).
  */
 export interface ActScratch {
   readonly q8: GpuBuffer;
@@ -103,6 +105,9 @@ export interface ActScratch {
 export function quantizedView(a: ActScratch, format: WeightFormat): QuantizedX {
   return { q: formatInfo(format).int8?.order === 'nibble' ? a.q4 : a.q8, s: a.s };
 }
+
+/** Either matrix x vector kernel: they share one interface (shaders/matvec_base.glsl). */
+type MatVecKernel = KernelOf<typeof KERNELS.matvec>;
 
 export interface Tiling {
   /** Rows per tile, 1 to 4. */
@@ -207,7 +212,7 @@ export class MatVec {
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
     checkSubgroupLayout(device);
     // A tile is whole subgroups; at least 32 threads, so that a workgroup (128 threads, or one tile)
-    // holds at most 16 rows and its int8 output (QOUT) touches at most two blocks of 32.
+    // holds at most 16 rows and its int8 output (QUANT_OUT) touches at most two blocks of 32.
     this.subgroup = subgroupPlan(device.info).matvec;
     this.minThreads = Math.max(32, this.subgroup.size);
     if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
@@ -245,10 +250,11 @@ export class MatVec {
    */
   quantizeX(cmds: Commands, x: GpuBuffer, cols: number, format: WeightFormat): QuantizedX {
     const scratch = this.scratch(cols);
-    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 4, pushBytes: 4, spec: [] });
+    const k = kernelFor(this.device, KERNELS.quantize_x, {}, {});
     const blocks = cols / 32;
     cmds.barrier();
-    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: scratch.q8 }, { buffer: scratch.q4 }, { buffer: scratch.s }]), new Uint32Array([blocks]), grid(Math.ceil(blocks / 64), this.device.info.maxComputeWorkGroupCount[0]!));
+    const set = k.bind({ x: { buffer: x, size: cols * 4 }, xq8: scratch.q8, xq4: scratch.q4, xs: scratch.s });
+    cmds.dispatch(k, set, k.push({ blocks }), grid(Math.ceil(blocks / 64), this.device.info.maxComputeWorkGroupCount[0]!));
     cmds.barrier();
     return quantizedView(scratch, format);
   }
@@ -256,7 +262,7 @@ export class MatVec {
   /**
    * The int8-activation scratch for rows of `cols` values (a multiple of 32), made on first use. Two
    * per row length: 'in' for what a producer step writes for the next projection, 'out' for a matrix
-   * x vector's own int8 output (QOUT), which must not be the scratch it reads (where the MLP's width
+   * x vector's own int8 output (QUANT_OUT), which must not be the scratch it reads (where the MLP's width
    * equals the hidden size, the gated projection would overwrite its own input while reading it).
    */
   scratch(cols: number, slot: 'in' | 'out' = 'in'): ActScratch {
@@ -286,12 +292,14 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormat, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): Kernel {
-    const variant = dot ? `matvec_${format}_dot` : `matvec_${format}`;
-    return kernelFor(this.device, {
-      variant, bindings: 12, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, isGrouped(format) ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1, quantOut ? 1 : 0],
-      ...(this.subgroup.required ? { subgroupSize: this.subgroup.size } : {}),
-    });
+  kernel(format: WeightFormat, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): MatVecKernel {
+    const spec = {
+      workgroup: this.workgroupSize(t), threads: t.threads, group: isGrouped(format) ? group : 0, rows: t.rows, glu, bias, accumulate, unroll: t.unroll ?? 1, quantOut,
+    };
+    const opts = this.subgroup.required ? { subgroupSize: this.subgroup.size } : {};
+    if (!dot) return kernelFor(this.device, KERNELS.matvec, { format }, spec, opts);
+    if (!takesInt8(format)) throw new Error(`matvec: ${format} weights do not take int8 activations`);
+    return kernelFor(this.device, KERNELS.matvec_dot, { format }, spec, opts);
   }
 
   /**
@@ -319,7 +327,7 @@ export class MatVec {
     const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot, qo !== undefined);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
-    const dummy = { buffer: this.dummy };
+    const dummy = this.dummy;
     if (dot && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
     const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     if (qo !== undefined && xq !== undefined && [qo.q8, qo.q4, qo.s].some((b) => b === xq.q || b === xq.s)) {
@@ -334,22 +342,22 @@ export class MatVec {
     for (const [i, r] of ranges.entries()) {
       const u = upRanges?.[i];
       const params = (rr: RowRange) => (rr.params === null ? dummy : { buffer: rr.params, offset: rr.pOffset, size: rr.pBytes });
-      const set = kernel.bind([
-        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
-        params(r),
-        xq === undefined ? { buffer: x, size: m.cols * 4 } : { buffer: xq.q, size: m.cols },
-        { buffer: y },
-        u === undefined ? dummy : { buffer: u.w, offset: u.wOffset, size: u.wBytes },
-        u === undefined ? dummy : params(u),
-        opts.bias === undefined ? dummy : { buffer: opts.bias },
-        xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
-        qo === undefined ? dummy : { buffer: qo.count },
-        qo === undefined ? dummy : { buffer: qo.q8 },
-        qo === undefined ? dummy : { buffer: qo.q4 },
-        qo === undefined ? dummy : { buffer: qo.s },
-      ]);
+      const set = kernel.bind({
+        w: { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        params: params(r),
+        x: xq === undefined ? { buffer: x, size: m.cols * 4 } : { buffer: xq.q, size: m.cols },
+        y,
+        w2: u === undefined ? dummy : { buffer: u.w, offset: u.wOffset, size: u.wBytes },
+        params2: u === undefined ? dummy : params(u),
+        bias: opts.bias ?? dummy,
+        xScales: xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
+        count: qo?.count ?? dummy,
+        xq8: qo?.q8 ?? dummy,
+        xq4: qo?.q4 ?? dummy,
+        xs: qo?.s ?? dummy,
+      });
       const [gx, gy] = grid(Math.ceil(r.rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
-      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, r.start]), [gx, gy]);
+      cmds.dispatch(kernel, set, kernel.push({ rows: r.rows, cols: m.cols, yOffset: r.start }), [gx, gy]);
     }
   }
 }

@@ -4,8 +4,9 @@
  * checkpoint stores them as, the shader define that selects the format's decoding, whether an
  * embedding table may be stored in it, whether a matrix x vector of it takes int8 activations, and
  * the CPU's dequantizer. Everything that asks which format a matrix is in and what follows from it
- * reads this table: the kernels' host side (matvec.ts, matmul.ts, ops.ts), the weight loader
- * (weights.ts), the checkpoint binder (tensors.ts) and the CPU backend. A new format is a new row here, its decoding in the shaders
+ * reads this table: the kernels' host side (matvec.ts, matmul.ts, ops.ts), the kernel table
+ * (table.ts: the shader variants it builds), the weight loader (weights.ts), the checkpoint binder
+ * (tensors.ts) and the CPU backend. A new format is a new row here, its decoding in the shaders
  * (shaders/matvec_blocks.glsl, matmul.comp, embed.comp) and its quantizer in quant/.
  */
 import { DTYPE_SIZES, type DType, decodeFloats } from '../formats/dtypes.js';
