@@ -16,7 +16,9 @@
  * vkCmdCopyBuffer is shown beside it.
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
-import { type GpuMatrix, MatVec, type QuantizedX, type WeightFormatName, matrixBuffers, matrixRowBytes, paramsRowBytes, singleMatrix } from '../src/engine/kernels/matvec.js';
+import { type GpuMatrix, MatVec, type QuantizedX, matrixBuffers, singleMatrix } from '../src/engine/kernels/matvec.js';
+import { KERNELS } from '../src/engine/kernels/table.js';
+import { type WeightFormat, WEIGHT_FORMAT_NAMES, matrixRowBytes, paramsRowBytes, takesInt8 } from '../src/engine/kernels/weight-formats.js';
 import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
@@ -55,7 +57,7 @@ const COLD_BYTES = quick ? 0 : 256 << 20;
  * A matrix of pseudo-random weights (and scales), with copies so that all together hold at least
  * COLD_BYTES: measurements rotate over them. The first is filled from the host, the rest copied on the GPU.
  */
-function matrices(format: WeightFormatName, rows: number, cols: number, group = 64): GpuMatrix[] {
+function matrices(format: WeightFormat, rows: number, cols: number, group = 64): GpuMatrix[] {
   const wBytes = rows * matrixRowBytes(format, cols);
   const pBytes = rows * paramsRowBytes(format, cols, group);
   const n = Math.max(1, Math.ceil(COLD_BYTES / (wBytes + pBytes)));
@@ -88,7 +90,7 @@ const mvBytes = (m: GpuMatrix, xBytes = m.cols * 4) => m.rows * (matrixRowBytes(
 const int8XBytes = (cols: number) => cols + (cols / 32) * 8;
 
 /** x quantized once, outside any measurement, by kernel k's quantize_x. */
-function quantized(k: MatVec, x: GpuBuffer, cols: number, format: WeightFormatName): QuantizedX {
+function quantized(k: MatVec, x: GpuBuffer, cols: number, format: WeightFormat): QuantizedX {
   cmds.begin();
   const xq = k.quantizeX(cmds, x, cols, format);
   cmds.submitAndWait();
@@ -110,7 +112,7 @@ console.log('matvec: tiling (R rows x T threads per tile) chosen per matrix; cha
 const shapes: [number, number, string][] = quick
   ? [[512, 1024, 'quick']]
   : [[4096, 4096, 'square'], [14336, 4096, 'Llama 8B up'], [4096, 14336, 'Llama 8B down'], [21504, 5376, 'Gemma 27B up'], [5376, 21504, 'Gemma 27B down']];
-const formats: WeightFormatName[] = ['f32', 'f16', 'bf16', 'q8', 'q4'];
+const formats: readonly WeightFormat[] = WEIGHT_FORMAT_NAMES;
 // INT8 and INT4 rows are measured twice where the device has integer dot products: on int8
 // activations that arrive already quantized (what a decode step feeds every projection: the norm
 // before q, k, v, gate and up, attention before o and the gated activation before down write both
@@ -125,10 +127,10 @@ const label = (t: { rows: number; threads: number; unroll?: number }) => `${t.ro
 // The dispatch floor: an empty dispatch (one workgroup of the copy kernel, nothing to copy), chained
 // and streamed. A chained matrix x vector cannot take less than the chained floor.
 {
-  const k = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
+  const k = kernelFor(device, KERNELS.copy, {}, { workgroup: 256 });
   const a = alloc.alloc(16, 'empty');
-  const set = k.bind([{ buffer: a }, { buffer: a }]);
-  const empty = () => cmds.dispatch(k, set, new Uint32Array([0]), [1, 1]);
+  const set = k.bind({ src: a, dst: a });
+  const empty = () => cmds.dispatch(k, set, k.push({ n: 0 }), [1, 1]);
   const chained = timeBest(empty, quick ? 2 : 500, quick ? 2 : 5);
   const streamed = timeBest(empty, quick ? 2 : 500, quick ? 2 : 5, false);
   console.log(`dispatch floor (an empty dispatch): chained ${(chained * 1e6).toFixed(2)} µs, streamed ${(streamed * 1e6).toFixed(2)} µs\n`);
@@ -152,7 +154,7 @@ for (const [r, c, what] of shapes) {
       const share = (t: number) => `${((100 * b) / t / 1e9 / copyGBs).toFixed(0)}%`;
       return [(tc * 1e6).toFixed(1), (b / tc / 1e9).toFixed(0), share(tc), (ts * 1e6).toFixed(1), share(ts)];
     };
-    if ((format === 'q8' || format === 'q4') && dotMv.integerDot) {
+    if (takesInt8(format) && dotMv.integerDot) {
       const xq = quantized(dotMv, x, c, format);
       const qBytes = mvBytes(m, int8XBytes(c));
       rows.push([`${r}x${c}`, what, `${format} int8 x`, label(dotMv.tiling(m, true)), (qBytes / 2 ** 20).toFixed(1), ...measure(dotMv, { xq }, qBytes)]);
@@ -267,7 +269,7 @@ if (process.argv.includes('--unroll')) {
   for (const [rows, threads] of [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]] as const) {
     for (const unroll of [1, 2, 4]) configs.push({ rows, threads, unroll });
   }
-  const kinds: { label: string; format: WeightFormatName; dot: boolean }[] = [
+  const kinds: { label: string; format: WeightFormat; dot: boolean }[] = [
     { label: 'bf16', format: 'bf16', dot: false }, { label: 'q8 float', format: 'q8', dot: false },
     { label: 'q8 dot', format: 'q8', dot: true }, { label: 'q4 dot', format: 'q4', dot: true },
   ];

@@ -1,5 +1,5 @@
-// int8 activations for the integer-dot matrix x vector (matvec.comp's XDOT), one layout written by
-// every producer (quantize_x.comp, rmsnorm.comp, attention_combine.comp, matvec.comp's QOUT): per
+// int8 activations for the integer-dot matrix x vector (matvec_dot.comp), one layout written by
+// every producer (quantize_x.comp, rmsnorm.comp, attention_combine.comp, matvec_base.glsl's QUANT_OUT): per
 // block of 32 values, the scale s = max|v| / 127, the values as int8 (v / s rounded to nearest even,
 // clamped to +-127) and the block's sum (the INT4 minimum term needs sum(x)). Two byte orders:
 // natural (INT8 weights: word k of a block holds values 4k .. 4k + 3) and nibble order (INT4: of each

@@ -2,7 +2,7 @@
 // One dispatch for what sits between the q/k/v projections and attention: with NORM = 1, RMSNorm of
 // each head of q and of k first (Gemma 3's q_norm and k_norm: x / rms(x) * (offset + w), one weight
 // vector of head_dim for all heads); rotary embedding of q (in place) and of k; k and v written into
-// the f16 cache [kvHeads, capacity, d] at slot position % capacity. Rotate-half RoPE as rope.comp:
+// the f16 cache [kvHeads, capacity, d] at slot position % capacity. Rotate-half RoPE (ropeRef in kernels/reference.ts):
 // for i < d/2, with (c, s) from the host's table,
 //   y[i] = x[i] c - x[i + d/2] s,   y[i + d/2] = x[i + d/2] c + x[i] s.
 // One workgroup per token and head: the heads of q, then of k, then of v. Its d/4 invocations each

@@ -1,6 +1,6 @@
 /**
  * Checks a producer's int8 activations (shaders/quant_act.glsl: rmsnorm, attention's combine pass, the
- * matrix x vector's QOUT) against what quantize_x makes of the same floats: the same bytes in both
+ * matrix x vector's QUANT_OUT) against what quantize_x makes of the same floats: the same bytes in both
  * orders, the same (scale, sum) per block of 32.
  */
 import assert from 'node:assert/strict';

@@ -1,13 +1,16 @@
 /**
  * Matrix x matrix (prefill): Y[tokens, rows] = X[tokens, cols] W[rows, cols]^T, W in any weight
- * format (docs/formats.md), dequantized tile by tile in shared memory. Same row-range splitting as
- * matrix x vector for weights beyond maxStorageBufferRange.
+ * format (weight-formats.ts), dequantized tile by tile in shared memory (the table's matmul kernel,
+ * a variant per format and tiling). Same row-range splitting as matrix x vector for weights beyond
+ * maxStorageBufferRange.
  */
 import type { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
-import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
+import { type KernelOf, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
+import { KERNELS } from './table.js';
+import { isGrouped } from './weight-formats.js';
 
 const BM = 64;
 const BN = 32;
@@ -25,8 +28,8 @@ export class MatMul {
     this.direct = opts.direct ?? device.info.type === 'cpu';
   }
 
-  private kernel(m: GpuMatrix): Kernel {
-    return kernelFor(this.device, { variant: `matmul_${this.direct ? 'direct_' : ''}${m.format}`, bindings: 4, pushBytes: 20, spec: [m.format === 'q4' ? m.group : 0] });
+  private kernel(m: GpuMatrix): KernelOf<typeof KERNELS.matmul> {
+    return kernelFor(this.device, KERNELS.matmul, { tiling: this.direct ? 'direct' : 'tiled', format: m.format }, { group: isGrouped(m.format) ? m.group : 0 });
   }
 
   /** Records Y = X W^T for `tokens` rows of X. */
@@ -36,16 +39,16 @@ export class MatMul {
     const maxY = this.device.info.maxComputeWorkGroupCount[1]!;
     if (Math.ceil(tokens / BN) > maxY) throw new RangeError(`matmul: ${tokens} tokens in one dispatch exceed the device's grid; split the batch`);
     for (const r of rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
-      const set = kernel.bind([
-        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
-        r.params === null ? { buffer: this.dummy } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
-        { buffer: x, size: tokens * m.cols * 4 },
-        { buffer: y },
-      ]);
+      const set = kernel.bind({
+        w: { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        params: r.params === null ? this.dummy : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
+        x: { buffer: x, size: tokens * m.cols * 4 },
+        y,
+      });
       const groups: [number, number] = this.direct
         ? grid(Math.ceil((r.rows * Math.ceil(tokens / 8)) / 64), this.device.info.maxComputeWorkGroupCount[0]!)
         : [Math.ceil(r.rows / BM), Math.ceil(tokens / BN)];
-      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, tokens, r.start, m.rows]), groups);
+      cmds.dispatch(kernel, set, kernel.push({ rows: r.rows, cols: m.cols, tokens, yOffset: r.start, yStride: m.rows }), groups);
     }
   }
 }

@@ -1,21 +1,19 @@
 /**
- * Matrix x vector (decode): y[rows] = W[rows, cols] x[cols], W in f32, f16, bf16, INT8 or INT4.
- * One shader source, one variant per weight format (shaders/variants.json). Tile choices come from
- * the matrix and the device: R rows per tile (one load of x serves R rows) and T threads per tile
- * (a multiple of the subgroup size), in workgroups of 128 threads (or T when larger).
+ * Matrix x vector (decode): y[rows] = W[rows, cols] x[cols], W in any weight format of
+ * weight-formats.ts. Two kernels of the table (table.ts), a variant per weight format each: float x
+ * (shaders/matvec.comp) and int8 x (shaders/matvec_dot.comp, for the formats that take int8
+ * activations). Tile choices come from the matrix and the device: R rows per tile (one load of x
+ * serves R rows) and T threads per tile (a multiple of the subgroup size), in workgroups of 128
+ * threads (or T when larger).
  */
 import type { Device } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
-import { type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
+import { type KernelOf, grid, kernelFor } from '../vulkan/pipeline.js';
 import { Commands } from '../vulkan/commands.js';
 import { type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
-
-export type WeightFormatName = 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
-
-/** Values per 16-byte block: the row length must be a multiple of it. */
-export const VALUES_PER_BLOCK: Record<WeightFormatName, number> = { f32: 4, f16: 8, bf16: 8, q8: 16, q4: 32 };
-const BYTES_PER_VALUE: Record<WeightFormatName, number> = { f32: 4, f16: 2, bf16: 2, q8: 1, q4: 0.5 };
+import { KERNELS } from './table.js';
+import { type WeightFormat, WEIGHT_FORMATS, formatInfo, isGrouped, matrixRowBytes, paramsRowBytes, takesInt8 } from './weight-formats.js';
 
 /** Consecutive rows of a matrix in buffers of their own. */
 export interface MatrixPart {
@@ -23,7 +21,7 @@ export interface MatrixPart {
   readonly start: number;
   readonly rows: number;
   readonly w: GpuBuffer;
-  /** q8: f32 scale per row; q4: packed (f16 d, f16 m) per group; absent for float formats. */
+  /** A quantized format's params (weight-formats.ts: INT8's f32 scale per row, INT4's (d, m) per group); null for float formats. */
   readonly params: GpuBuffer | null;
 }
 
@@ -33,7 +31,7 @@ export interface MatrixPart {
  * AMD), several, each holding whole rows (allocMatrix).
  */
 export interface GpuMatrix {
-  readonly format: WeightFormatName;
+  readonly format: WeightFormat;
   readonly rows: number;
   readonly cols: number;
   readonly group: number;
@@ -41,7 +39,7 @@ export interface GpuMatrix {
 }
 
 /** A matrix held in one buffer (and its params' one). */
-export function singleMatrix(format: WeightFormatName, rows: number, cols: number, group: number, w: GpuBuffer, params: GpuBuffer | null): GpuMatrix {
+export function singleMatrix(format: WeightFormat, rows: number, cols: number, group: number, w: GpuBuffer, params: GpuBuffer | null): GpuMatrix {
   return { format, rows, cols, group, parts: [{ start: 0, rows, w, params }] };
 }
 
@@ -55,7 +53,7 @@ export function matrixBuffers(m: GpuMatrix): GpuBuffer[] {
  * `maxAllocation` bytes: a multiple of 64 rows (aligned offsets in every row range), or all rows.
  * A little is held back for the driver's size alignment of a buffer.
  */
-export function rowsPerPart(format: WeightFormatName, rows: number, cols: number, group: number, maxAllocation: number): number {
+export function rowsPerPart(format: WeightFormat, rows: number, cols: number, group: number, maxAllocation: number): number {
   const cap = maxAllocation - Math.min(65536, Math.floor(maxAllocation / 16));
   const perRow = Math.max(matrixRowBytes(format, cols), paramsRowBytes(format, cols, group), 1);
   const fit = Math.floor(cap / perRow);
@@ -66,7 +64,7 @@ export function rowsPerPart(format: WeightFormatName, rows: number, cols: number
 }
 
 /** Allocates a matrix in as many parts as the device's allocation limit asks (see GpuMatrix). */
-export function allocMatrix(alloc: Allocator, format: WeightFormatName, rows: number, cols: number, group: number, label: string): GpuMatrix {
+export function allocMatrix(alloc: Allocator, format: WeightFormat, rows: number, cols: number, group: number, label: string): GpuMatrix {
   const per = rowsPerPart(format, rows, cols, group, alloc.device.info.maxMemoryAllocationSize);
   const parts: MatrixPart[] = [];
   try {
@@ -85,14 +83,6 @@ export function allocMatrix(alloc: Allocator, format: WeightFormatName, rows: nu
   return { format, rows, cols, group, parts };
 }
 
-export function matrixRowBytes(format: WeightFormatName, cols: number): number {
-  return cols * BYTES_PER_VALUE[format];
-}
-
-export function paramsRowBytes(format: WeightFormatName, cols: number, group: number): number {
-  return format === 'q8' ? 4 : format === 'q4' ? (cols / group) * 4 : 0;
-}
-
 /** x quantized to int8 per block of 32 (shaders/quant_act.glsl): values, and (scale, sum) per block. */
 export interface QuantizedX {
   readonly q: GpuBuffer;
@@ -102,7 +92,7 @@ export interface QuantizedX {
 /**
  * Int8 activations of one row length, as the producers write them: the values in natural order
  * (INT8 weights) and in nibble order (INT4), one (scale, sum) per 32 shared by both, and per block of
- * 32 a counter (zero between dispatches) for a matrix x vector that quantizes its own output (QOUT).
+ * 32 a counter (zero between dispatches) for a matrix x vector that quantizes its own output (QUANT_OUT).
  */
 export interface ActScratch {
   readonly q8: GpuBuffer;
@@ -112,9 +102,12 @@ export interface ActScratch {
 }
 
 /** The view of an activation scratch that a weight format reads. */
-export function quantizedView(a: ActScratch, format: WeightFormatName): QuantizedX {
-  return { q: format === 'q4' ? a.q4 : a.q8, s: a.s };
+export function quantizedView(a: ActScratch, format: WeightFormat): QuantizedX {
+  return { q: formatInfo(format).int8?.order === 'nibble' ? a.q4 : a.q8, s: a.s };
 }
+
+/** Either matrix x vector kernel: they share one interface (shaders/matvec_base.glsl). */
+type MatVecKernel = KernelOf<typeof KERNELS.matvec>;
 
 export interface Tiling {
   /** Rows per tile, 1 to 4. */
@@ -133,7 +126,7 @@ export interface Tiling {
  * of 4096 values or fewer); INT4 1x64, 1x32 with 4 blocks per iteration for rows of 4096 or fewer,
  * and 1x128 with 2 for rows of 16384 or more.
  */
-export function defaultTiling(format: WeightFormatName, cols: number, dot: boolean): Tiling {
+export function defaultTiling(format: WeightFormat, cols: number, dot: boolean): Tiling {
   if (format === 'q8') return dot ? { rows: 1, threads: cols <= 4096 ? 64 : 128, unroll: 2 } : { rows: 2, threads: 64 };
   if (format === 'q4' && dot && cols <= 4096) return { rows: 1, threads: 32, unroll: 4 };
   if (format === 'q4' && dot && cols >= 16384) return { rows: 1, threads: 128, unroll: 2 };
@@ -163,9 +156,9 @@ export interface RowRange {
  * keeps every bound offset aligned.
  */
 export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
-  const vpb = VALUES_PER_BLOCK[m.format];
+  const vpb = WEIGHT_FORMATS[m.format].valuesPerBlock;
   if (m.cols % vpb !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of ${vpb}`);
-  if (m.format === 'q4' && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`q4 weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
+  if (isGrouped(m.format) && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`${m.format} weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
   const rowBytes = matrixRowBytes(m.format, m.cols);
   const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
   const maxBytes = Math.min(maxRange, Math.floor(((2 ** 32 - 1) * 16) / vpb));
@@ -219,7 +212,7 @@ export class MatVec {
     if (!device.info.subgroupArithmetic) throw new VulkanError(`${device.info.name} lacks subgroup arithmetic, which unicorn's kernels need`);
     checkSubgroupLayout(device);
     // A tile is whole subgroups; at least 32 threads, so that a workgroup (128 threads, or one tile)
-    // holds at most 16 rows and its int8 output (QOUT) touches at most two blocks of 32.
+    // holds at most 16 rows and its int8 output (QUANT_OUT) touches at most two blocks of 32.
     this.subgroup = subgroupPlan(device.info).matvec;
     this.minThreads = Math.max(32, this.subgroup.size);
     if (fixed.rows !== undefined && (fixed.rows < 1 || fixed.rows > 4)) throw new RangeError('rows per tile must be 1 to 4');
@@ -237,7 +230,7 @@ export class MatVec {
    * Tiling for a matrix on a path (integer dot or float activations): the default above, with one
    * row per tile when the matrix has too few rows to fill the GPU otherwise.
    */
-  tiling(m: { format: WeightFormatName; rows: number; cols: number }, dot = this.dotPath(m.format)): Tiling {
+  tiling(m: { format: WeightFormat; rows: number; cols: number }, dot = this.dotPath(m.format)): Tiling {
     // A CPU driver (lavapipe) runs a few threads over many invocations: each invocation's own cost
     // dominates, so fewer, longer ones (4 rows x 32 threads per tile: 2x the decode speed of the GPU
     // tilings there), and no rows held back to fill a GPU.
@@ -255,12 +248,13 @@ export class MatVec {
    * the scratch kept per row length (a recorded step may replay it); returns the view `format` reads.
    * Barriers on both sides: the scratch may still be read by an earlier matvec, and the next one reads it.
    */
-  quantizeX(cmds: Commands, x: GpuBuffer, cols: number, format: WeightFormatName): QuantizedX {
+  quantizeX(cmds: Commands, x: GpuBuffer, cols: number, format: WeightFormat): QuantizedX {
     const scratch = this.scratch(cols);
-    const k = kernelFor(this.device, { variant: 'quantize_x', bindings: 4, pushBytes: 4, spec: [] });
+    const k = kernelFor(this.device, KERNELS.quantize_x, {}, {});
     const blocks = cols / 32;
     cmds.barrier();
-    cmds.dispatch(k, k.bind([{ buffer: x, size: cols * 4 }, { buffer: scratch.q8 }, { buffer: scratch.q4 }, { buffer: scratch.s }]), new Uint32Array([blocks]), grid(Math.ceil(blocks / 64), this.device.info.maxComputeWorkGroupCount[0]!));
+    const set = k.bind({ x: { buffer: x, size: cols * 4 }, xq8: scratch.q8, xq4: scratch.q4, xs: scratch.s });
+    cmds.dispatch(k, set, k.push({ blocks }), grid(Math.ceil(blocks / 64), this.device.info.maxComputeWorkGroupCount[0]!));
     cmds.barrier();
     return quantizedView(scratch, format);
   }
@@ -268,7 +262,7 @@ export class MatVec {
   /**
    * The int8-activation scratch for rows of `cols` values (a multiple of 32), made on first use. Two
    * per row length: 'in' for what a producer step writes for the next projection, 'out' for a matrix
-   * x vector's own int8 output (QOUT), which must not be the scratch it reads (where the MLP's width
+   * x vector's own int8 output (QUANT_OUT), which must not be the scratch it reads (where the MLP's width
    * equals the hidden size, the gated projection would overwrite its own input while reading it).
    */
   scratch(cols: number, slot: 'in' | 'out' = 'in'): ActScratch {
@@ -285,11 +279,12 @@ export class MatVec {
 
   /**
    * Whether matrices of this format take the integer-dot path (int8 activations) on this device when
-   * x comes as floats (INT4 always, quantizing x first; INT8 only with q8Dot). Given x already
-   * quantized (`record`'s xq), INT8 takes it too.
+   * x comes as floats (the formats that quantize float x for it: INT4; the others that take int8
+   * activations, INT8, only with q8Dot). Given x already quantized (`record`'s xq), INT8 takes it too.
    */
-  dotPath(format: WeightFormatName, xQuantized = false): boolean {
-    return this.integerDot && (format === 'q4' || (format === 'q8' && (this.q8Dot || xQuantized)));
+  dotPath(format: WeightFormat, xQuantized = false): boolean {
+    const int8 = formatInfo(format).int8;
+    return this.integerDot && int8 !== null && (int8.quantizeFloatX || this.q8Dot || xQuantized);
   }
 
   /** Threads per workgroup for a tiling: 128, or one tile when a tile is larger. */
@@ -297,12 +292,14 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormatName, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): Kernel {
-    const variant = dot ? `matvec_${format}_dot` : `matvec_${format}`;
-    return kernelFor(this.device, {
-      variant, bindings: 12, pushBytes: 12, spec: [this.workgroupSize(t), t.threads, format === 'q4' ? group : 0, t.rows, glu, bias ? 1 : 0, accumulate ? 1 : 0, t.unroll ?? 1, quantOut ? 1 : 0],
-      ...(this.subgroup.required ? { subgroupSize: this.subgroup.size } : {}),
-    });
+  kernel(format: WeightFormat, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): MatVecKernel {
+    const spec = {
+      workgroup: this.workgroupSize(t), threads: t.threads, group: isGrouped(format) ? group : 0, rows: t.rows, glu, bias, accumulate, unroll: t.unroll ?? 1, quantOut,
+    };
+    const opts = this.subgroup.required ? { subgroupSize: this.subgroup.size } : {};
+    if (!dot) return kernelFor(this.device, KERNELS.matvec, { format }, spec, opts);
+    if (!takesInt8(format)) throw new Error(`matvec: ${format} weights do not take int8 activations`);
+    return kernelFor(this.device, KERNELS.matvec_dot, { format }, spec, opts);
   }
 
   /**
@@ -330,7 +327,7 @@ export class MatVec {
     const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot, qo !== undefined);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
-    const dummy = { buffer: this.dummy };
+    const dummy = this.dummy;
     if (dot && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
     const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     if (qo !== undefined && xq !== undefined && [qo.q8, qo.q4, qo.s].some((b) => b === xq.q || b === xq.s)) {
@@ -345,22 +342,22 @@ export class MatVec {
     for (const [i, r] of ranges.entries()) {
       const u = upRanges?.[i];
       const params = (rr: RowRange) => (rr.params === null ? dummy : { buffer: rr.params, offset: rr.pOffset, size: rr.pBytes });
-      const set = kernel.bind([
-        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
-        params(r),
-        xq === undefined ? { buffer: x, size: m.cols * 4 } : { buffer: xq.q, size: m.cols },
-        { buffer: y },
-        u === undefined ? dummy : { buffer: u.w, offset: u.wOffset, size: u.wBytes },
-        u === undefined ? dummy : params(u),
-        opts.bias === undefined ? dummy : { buffer: opts.bias },
-        xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
-        qo === undefined ? dummy : { buffer: qo.count },
-        qo === undefined ? dummy : { buffer: qo.q8 },
-        qo === undefined ? dummy : { buffer: qo.q4 },
-        qo === undefined ? dummy : { buffer: qo.s },
-      ]);
+      const set = kernel.bind({
+        w: { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        params: params(r),
+        x: xq === undefined ? { buffer: x, size: m.cols * 4 } : { buffer: xq.q, size: m.cols },
+        y,
+        w2: u === undefined ? dummy : { buffer: u.w, offset: u.wOffset, size: u.wBytes },
+        params2: u === undefined ? dummy : params(u),
+        bias: opts.bias ?? dummy,
+        xScales: xq === undefined ? dummy : { buffer: xq.s, size: (m.cols / 32) * 8 },
+        count: qo?.count ?? dummy,
+        xq8: qo?.q8 ?? dummy,
+        xq4: qo?.q4 ?? dummy,
+        xs: qo?.s ?? dummy,
+      });
       const [gx, gy] = grid(Math.ceil(r.rows / rowsPerGroup), this.device.info.maxComputeWorkGroupCount[0]!);
-      cmds.dispatch(kernel, set, new Uint32Array([r.rows, m.cols, r.start]), [gx, gy]);
+      cmds.dispatch(kernel, set, kernel.push({ rows: r.rows, cols: m.cols, yOffset: r.start }), [gx, gy]);
     }
   }
 }

@@ -1,21 +1,21 @@
 /**
- * Host side of the single-purpose kernels: each records one dispatch into a Commands stream.
+ * Host side of the single-purpose kernels (entries of table.ts): each records one dispatch into a
+ * Commands stream, binding buffers, push constants and spec constants by the table's names.
  * Kernels are created once per device and looked up by variant; descriptor sets are made when a
  * step is recorded, so a recorded decode step replays without touching them.
  */
 import type { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
-import type { Handle } from '../vulkan/ffi.js';
 import type { GpuBuffer } from '../vulkan/memory.js';
-import { type Kernel, type KernelSpec, grid, kernelFor } from '../vulkan/pipeline.js';
+import { type Binding, type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
+import { KERNELS } from './table.js';
+import { isEmbeddingFormat } from './weight-formats.js';
 
-export type EmbeddingFormat = 'f32' | 'f16' | 'bf16' | 'q8';
 export type Activation = 'gelu_tanh' | 'silu';
 
 const WG = 256;
-const f32bits = (v: number) => new Uint32Array(new Float32Array([v]).buffer)[0]!;
 
 export interface AttentionShape {
   readonly tokens: number;
@@ -58,14 +58,9 @@ export class Ops {
     return c.required ? { subgroupSize: c.size } : {};
   }
 
-  private kernel(spec: KernelSpec): Kernel {
-    return kernelFor(this.device, spec);
-  }
-
-  /** One dispatch of `groups` workgroups (split into a 2-D grid past the device's x limit). */
-  private dispatch(cmds: Commands, k: Kernel, buffers: readonly GpuBuffer[], push: Uint32Array, groups: number): void {
-    const set: Handle = k.bind(buffers.map((buffer) => ({ buffer })));
-    cmds.dispatch(k, set, push, grid(groups, this.device.info.maxComputeWorkGroupCount[0]!));
+  /** One dispatch of `groups` workgroups (split into a 2-D grid past the device's x limit), buffers and push constants by name. */
+  private dispatch<B extends string, P extends string>(cmds: Commands, k: Kernel<B, P>, buffers: { readonly [K in B]: Binding }, push: { readonly [K in P]: number }, groups: number): void {
+    cmds.dispatch(k, k.bind(buffers), k.push(push), grid(groups, this.device.info.maxComputeWorkGroupCount[0]!));
   }
 
   /**
@@ -84,9 +79,9 @@ export class Ops {
     // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
     // per-head q/k norms are many short rows.
     const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.subgroups.norm.size, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
-    const k = this.kernel({ variant: 'rmsnorm', bindings: 8, pushBytes: 16, spec: [width, add ? 1 : 0, quant === undefined ? 0 : 1, quant === undefined ? 1 : n, next === undefined ? 0 : 1], ...this.sized('norm') });
+    const k = kernelFor(this.device, KERNELS.rmsnorm, {}, { workgroup: width, add, quant: quant !== undefined, maxn: quant === undefined ? 1 : n, next: next !== undefined }, this.sized('norm'));
     const q = quant ?? { q8: x, q4: x, s: x };
-    this.dispatch(cmds, k, [x, w, y, q.q8, q.q4, q.s, next?.w ?? w, next?.out ?? y], new Uint32Array([rows, n, f32bits(eps), f32bits(offset)]), rows);
+    this.dispatch(cmds, k, { x, w, y, xq8: q.q8, xq4: q.q4, xs: q.s, w2: next?.w ?? w, outp: next?.out ?? y }, { rows, n, eps, offset }, rows);
   }
 
   /** The longest row rmsnorm can also quantize: it stages the row and its block scales in shared memory (beside 2 KiB of partial sums). */
@@ -94,44 +89,39 @@ export class Ops {
     return Math.floor((this.device.info.maxComputeSharedMemorySize - 2048) / (4 + 4 / 32) / 32) * 32;
   }
 
-  /** Rotate-half RoPE over x [tokens, heads, headDim] in place, with a (cos, sin) table [tokens, headDim/2]. */
-  rope(cmds: Commands, x: GpuBuffer, table: GpuBuffer, tokens: number, heads: number, headDim: number): void {
-    const k = this.kernel({ variant: 'rope', bindings: 2, pushBytes: 12, spec: [WG] });
-    this.dispatch(cmds, k, [x, table], new Uint32Array([tokens, heads, headDim]), Math.ceil((tokens * heads * headDim) / 2 / WG));
-  }
-
   /**
    * Rotary embedding of q [tokens, heads, d] in place and of k [tokens, kvHeads, d], k and v stored
    * into the f16 caches [kvHeads, capacity, d] at position % capacity, in one dispatch (table: the
    * (cos, sin) rows of the tokens' positions). With `norm`, each head of q and k is first RMS-normed
    * with its weight (Gemma 3's q_norm / k_norm; q keeps the normed, rotated values). At most
-   * `capacity` tokens at once (see kvStore).
+   * `capacity` tokens at once: more would write one slot twice in the same dispatch (a race); a
+   * sliding layer prefills in chunks that fit (see attention()).
    */
   ropeStore(cmds: Commands, q: GpuBuffer, k: GpuBuffer, v: GpuBuffer, table: GpuBuffer, positions: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer,
     s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number }, norm?: { q: GpuBuffer; k: GpuBuffer; eps: number; offset: 0 | 1 }): void {
     if (s.tokens > s.capacity) throw new RangeError(`kv store: ${s.tokens} tokens at once overflow a cache of ${s.capacity} slots; store in chunks of at most ${s.capacity}`);
     if (s.headDim % 4 !== 0 || s.headDim / 4 > this.device.info.maxComputeWorkGroupInvocations) throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4, at most ${4 * this.device.info.maxComputeWorkGroupInvocations}`);
-    const kernel = this.kernel({ variant: 'rope_store', bindings: 9, pushBytes: 28, spec: [s.headDim / 4, norm === undefined ? 0 : 1] });
-    const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, f32bits(norm?.eps ?? 0), f32bits(norm?.offset ?? 0)]);
-    this.dispatch(cmds, kernel, [q, k, v, table, positions, kCache, vCache, norm?.q ?? table, norm?.k ?? table], push, s.tokens * (s.heads + 2 * s.kvHeads));
+    const kernel = kernelFor(this.device, KERNELS.rope_store, {}, { workgroup: s.headDim / 4, norm: norm !== undefined });
+    const push = { tokens: s.tokens, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, capacity: s.capacity, eps: norm?.eps ?? 0, offset: norm?.offset ?? 0 };
+    this.dispatch(cmds, kernel, { q, k, v, cs: table, pos: positions, kc: kCache, vc: vCache, qn: norm?.q ?? table, kn: norm?.k ?? table }, push, s.tokens * (s.heads + 2 * s.kvHeads));
   }
 
   /** out = act(gate) * up over n values. */
   gated(cmds: Commands, act: Activation, gate: GpuBuffer, up: GpuBuffer, out: GpuBuffer, n: number): void {
-    const k = this.kernel({ variant: act === 'gelu_tanh' ? 'gated_gelu_tanh' : 'gated_silu', bindings: 3, pushBytes: 4, spec: [WG] });
-    this.dispatch(cmds, k, [gate, up, out], new Uint32Array([n]), Math.min(Math.ceil(n / WG), 4096));
+    const k = kernelFor(this.device, KERNELS.gated_act, { act }, { workgroup: WG });
+    this.dispatch(cmds, k, { g: gate, u: up, o: out }, { n }, Math.min(Math.ceil(n / WG), 4096));
   }
 
   /** y = a + b over n values; y may be a. With bn < n, b repeats every bn values (a bias per row). */
   add(cmds: Commands, a: GpuBuffer, b: GpuBuffer, y: GpuBuffer, n: number, bn = n): void {
-    const k = this.kernel({ variant: 'add', bindings: 3, pushBytes: 8, spec: [WG] });
-    this.dispatch(cmds, k, [a, b, y], new Uint32Array([n, bn]), Math.min(Math.ceil(n / WG), 4096));
+    const k = kernelFor(this.device, KERNELS.add, {}, { workgroup: WG });
+    this.dispatch(cmds, k, { a, b, y }, { n, bn }, Math.min(Math.ceil(n / WG), 4096));
   }
 
   /** x = cap * tanh(x / cap) over n values, in place. */
   softcap(cmds: Commands, x: GpuBuffer, n: number, cap: number): void {
-    const k = this.kernel({ variant: 'softcap', bindings: 1, pushBytes: 8, spec: [WG] });
-    this.dispatch(cmds, k, [x], new Uint32Array([n, f32bits(cap)]), Math.min(Math.ceil(n / WG), 4096));
+    const k = kernelFor(this.device, KERNELS.softcap, {}, { workgroup: WG });
+    this.dispatch(cmds, k, { x }, { n, cap }, Math.min(Math.ceil(n / WG), 4096));
   }
 
   /**
@@ -141,28 +131,18 @@ export class Ops {
    */
   embed(cmds: Commands, table: GpuMatrix, ids: GpuBuffer, out: GpuBuffer, tokens: number, scale: number, opts: { maxRange?: number } = {}): void {
     const format = table.format;
-    if (format === 'q4') throw new RangeError('embed: INT4 tables are not supported');
-    const k = this.kernel({ variant: `embed_${format}`, bindings: 4, pushBytes: 24, spec: [WG] });
+    if (!isEmbeddingFormat(format)) throw new RangeError(`embed: ${format} tables are not supported`);
+    const k = kernelFor(this.device, KERNELS.embed, { format }, { workgroup: WG });
     for (const r of rowRanges(table, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
-      const set = k.bind([
-        { buffer: r.w, offset: r.wOffset, size: r.wBytes },
-        r.params === null ? { buffer: r.w, offset: r.wOffset, size: Math.min(r.wBytes, 16) } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
-        { buffer: ids }, { buffer: out },
-      ]);
+      const set = k.bind({
+        table: { buffer: r.w, offset: r.wOffset, size: r.wBytes },
+        rowScale: r.params === null ? { buffer: r.w, offset: r.wOffset, size: Math.min(r.wBytes, 16) } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
+        ids, o: out,
+      });
       // Workgroup y is the token (embed.comp reads gl_WorkGroupID.y), so no 2-D grid splitting here.
-      cmds.dispatch(k, set, new Uint32Array([tokens, table.cols, f32bits(scale), table.rows, r.start, r.rows]), [Math.min(Math.ceil(table.cols / WG), 64), tokens]);
+      const push = k.push({ tokens, hidden: table.cols, scale, vocab: table.rows, rowStart: r.start, rows: r.rows });
+      cmds.dispatch(k, set, push, [Math.min(Math.ceil(table.cols / WG), 64), tokens]);
     }
-  }
-
-  /**
-   * Stores src [tokens, kvHeads, headDim] into an f16 cache [kvHeads, capacity, headDim] at
-   * pos % capacity. At most `capacity` tokens at once: more would write one slot twice in the same
-   * dispatch (a race). Sliding layers prefill in chunks that fit (see attention()).
-   */
-  kvStore(cmds: Commands, src: GpuBuffer, positions: GpuBuffer, cache: GpuBuffer, tokens: number, kvHeads: number, headDim: number, capacity: number): void {
-    if (tokens > capacity) throw new RangeError(`kv store: ${tokens} tokens at once overflow a cache of ${capacity} slots; store in chunks of at most ${capacity}`);
-    const k = this.kernel({ variant: 'kv_store', bindings: 3, pushBytes: 16, spec: [WG] });
-    this.dispatch(cmds, k, [src, positions, cache], new Uint32Array([tokens, kvHeads, headDim, capacity]), Math.ceil((tokens * kvHeads * headDim) / 2 / WG));
   }
 
   /**
@@ -184,21 +164,21 @@ export class Ops {
     if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4)) throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
     // At most 16 subgroups a workgroup (attention.comp's shared arrays), 128 invocations.
     const sg = this.subgroups.attention.size;
-    const k = this.kernel({ variant: 'attention', bindings: 6, pushBytes: 36, spec: [Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), 256, sg], ...this.sized('attention') });
-    const push = new Uint32Array([s.tokens, s.heads, s.kvHeads, s.headDim, s.capacity, s.window, f32bits(s.scale), f32bits(s.softcap), splits]);
-    this.dispatch(cmds, k, [q, kCache, vCache, positions, o, part ?? o], push, rows * splits);
+    const k = kernelFor(this.device, KERNELS.attention, {}, { workgroup: Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), maxD: 256, sgSize: sg }, this.sized('attention'));
+    const push = { tokens: s.tokens, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, capacity: s.capacity, window: s.window, scale: s.scale, softcap: s.softcap, splits };
+    this.dispatch(cmds, k, { q, kc: kCache, vc: vCache, pos: positions, o, part: part ?? o }, push, rows * splits);
     if (splits === 1) return false;
     cmds.barrier();
     const qz = quant !== undefined && s.headDim % 32 === 0 ? quant : undefined;
-    const c = this.kernel({ variant: 'attention_combine', bindings: 5, pushBytes: 12, spec: [Math.min(128, s.headDim), qz === undefined ? 0 : 1] });
-    this.dispatch(cmds, c, [part!, o, ...(qz === undefined ? [o, o, o] : [qz.q8, qz.q4, qz.s])], new Uint32Array([rows, s.headDim, splits]), rows);
+    const c = kernelFor(this.device, KERNELS.attention_combine, {}, { workgroup: Math.min(128, s.headDim), quant: qz !== undefined });
+    this.dispatch(cmds, c, { part: part!, o, xq8: qz?.q8 ?? o, xq4: qz?.q4 ?? o, xs: qz?.s ?? o }, { rows, headDim: s.headDim, splits }, rows);
     return qz !== undefined;
   }
 
   /** out[outIndex] = index of the largest of x's first n values. */
   argmax(cmds: Commands, x: GpuBuffer, out: GpuBuffer, n: number, outIndex = 0): void {
-    const k = this.kernel({ variant: 'argmax', bindings: 2, pushBytes: 8, spec: [Math.min(1024, this.device.info.maxComputeWorkGroupInvocations)], ...this.sized('sampling') });
-    this.dispatch(cmds, k, [x, out], new Uint32Array([n, outIndex]), 1);
+    const k = kernelFor(this.device, KERNELS.argmax, {}, { workgroup: Math.min(1024, this.device.info.maxComputeWorkGroupInvocations) }, this.sized('sampling'));
+    this.dispatch(cmds, k, { x, outIds: out }, { n, outIndex }, 1);
   }
 
   /**
@@ -216,19 +196,19 @@ export class Ops {
     const topkKernel = (count: number) => {
       const max = Math.min(1024, this.device.info.maxComputeWorkGroupInvocations);
       const width = this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.subgroups.sampling.size, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
-      return this.kernel({ variant: 'topk', bindings: 4, pushBytes: 20, spec: [width], ...this.sized('sampling') });
+      return kernelFor(this.device, KERNELS.topk, {}, { workgroup: width }, this.sized('sampling'));
     };
     const slice = Math.max(Ops.TOPK_SLICE, 4 * k);
     const groups = Math.ceil(n / slice);
     if (groups === 1 || scratch === undefined) {
-      this.dispatch(cmds, topkKernel(n), [x, outIdx, outVal, x], new Uint32Array([n, k, n, 0, n]), 1);
+      this.dispatch(cmds, topkKernel(n), { x, outIdx, outVal, inIdx: x }, { n, k, slice: n, indirect: 0, idxEnd: n }, 1);
       return;
     }
     if (scratch.idx.size < groups * k * 4 || scratch.val.size < groups * k * 4) throw new RangeError(`top-k: scratch for ${groups * k} candidates is too small`);
     const first = topkKernel(slice);
-    cmds.dispatch(first, first.bind([x, scratch.idx, scratch.val, x].map((buffer) => ({ buffer }))), new Uint32Array([n, k, slice, 0, n]), [groups, 1]);
+    cmds.dispatch(first, first.bind({ x, outIdx: scratch.idx, outVal: scratch.val, inIdx: x }), first.push({ n, k, slice, indirect: 0, idxEnd: n }), [groups, 1]);
     cmds.barrier();
-    this.dispatch(cmds, topkKernel(groups * k), [scratch.val, outIdx, outVal, scratch.idx], new Uint32Array([groups * k, k, groups * k, 1, n]), 1);
+    this.dispatch(cmds, topkKernel(groups * k), { x: scratch.val, outIdx, outVal, inIdx: scratch.idx }, { n: groups * k, k, slice: groups * k, indirect: 1, idxEnd: n }, 1);
   }
 
   static readonly TOPK_SLICE = 4096;

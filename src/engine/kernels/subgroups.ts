@@ -13,6 +13,7 @@ import type { Device, DeviceInfo } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
 import { Allocator } from '../vulkan/memory.js';
 import { kernelFor } from '../vulkan/pipeline.js';
+import { KERNELS } from './table.js';
 import { download } from '../vulkan/transfer.js';
 
 /** One invocation's view of its subgroup (shaders/subgroup_probe.comp). */
@@ -33,8 +34,8 @@ export function probeSubgroups(device: Device, invocations: number, subgroupSize
   const cmds = new Commands(device);
   const out = alloc.alloc(invocations * 24, 'subgroup probe');
   try {
-    const k = kernelFor(device, { variant: 'subgroup_probe', bindings: 1, pushBytes: 0, spec: [invocations], ...(subgroupSize === undefined ? {} : { subgroupSize }) });
-    cmds.begin().dispatch(k, k.bind([{ buffer: out }]), new Uint32Array(0), [1, 1]);
+    const k = kernelFor(device, KERNELS.subgroup_probe, {}, { workgroup: invocations }, subgroupSize === undefined ? {} : { subgroupSize });
+    cmds.begin().dispatch(k, k.bind({ o: out }), k.push({}), [1, 1]);
     cmds.barrier().submitAndWait();
     const w = new Uint32Array(invocations * 6);
     download(alloc, cmds, out, new Uint8Array(w.buffer));

@@ -5,17 +5,17 @@
  * Weights are decoded to f32 tensor by tensor as they are first used, so it suits small models.
  */
 import * as os from 'node:os';
-import { decodeFloats } from '../formats/dtypes.js';
 import { UnicornError } from '../errors.js';
 import { attentionRef, gatedRef, rmsnormRef, ropeRef, argmaxRef, topkRef } from '../kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
-import { dequantizeQ4, dequantizeQ8 } from '../quant/quantize.js';
+import { formatInfo, valuesPerRow } from '../kernels/weight-formats.js';
 import { f16ToF32, f32ToF16 } from '../formats/dtypes.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
 import { type Act, type Forward, forwardPass } from './forward.js';
 import type { ModelFiles } from './model-dir.js';
 import type { Activation, ModelSpec } from './spec.js';
+import { tensorFormat } from './tensors.js';
 import { embeddingScale } from './weights.js';
 
 interface Batch {
@@ -58,27 +58,21 @@ export class CpuBackend implements Backend, Forward {
     this.inv = spec.layers.map((l) => inverseFrequencies(l.rope, spec.headDim));
   }
 
-  /** A tensor as f32: float tensors decoded, quantized ones dequantized (docs/formats.md). */
+  /**
+   * A tensor as f32, by its format's dequantizer (kernels/weight-formats.ts): float tensors decoded,
+   * quantized ones dequantized with their params (docs/formats.md).
+   */
   private weight(name: string): Float32Array {
     let w = this.tensors.get(name);
     if (w === undefined) {
       const t = this.model.bound.tensors.get(name);
       if (t === undefined) throw new Error(`weights: no tensor ${name}`);
-      const bytes = t.file.readAll(t.name);
+      const format = tensorFormat(t);
+      if (format === undefined) throw new Error(`weights: ${name} is ${t.dtype}, which bindCheckpoint refuses`);
       const q = t.quant;
-      if (q === undefined) {
-        w = decodeFloats(t.dtype, bytes);
-      } else {
-        const p = q.params.file.readAll(q.params.name);
-        const rows = t.shape[0]!;
-        if (q.kind === 'q8') {
-          const cols = t.shape[1]!;
-          w = dequantizeQ8({ q: new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), scales: new Float32Array(p.buffer, p.byteOffset, rows) }, rows, cols);
-        } else {
-          const cols = t.shape[1]! * 2;
-          w = dequantizeQ4({ packed: bytes, params: new Uint32Array(p.buffer, p.byteOffset, p.byteLength / 4), group: q.group }, rows, cols);
-        }
-      }
+      const params = q === undefined ? null : q.params.file.readAll(q.params.name);
+      const rows = t.shape[0] ?? 1;
+      w = formatInfo(format).dequantize(t.file.readAll(t.name), params, rows, valuesPerRow(format, t.shape[1] ?? 1), q?.group ?? 0);
       this.tensors.set(name, w);
     }
     return w;

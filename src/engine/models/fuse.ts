@@ -19,7 +19,7 @@
 import type { Act } from './forward.js';
 import type { ModelSpec, Activation } from './spec.js';
 import type { Step } from './steps.js';
-import type { WeightFormatName } from '../kernels/matvec.js';
+import { type WeightFormat, takesInt8 } from '../kernels/weight-formats.js';
 
 /** Where a projection's int8 input comes from: the int8 scratch its producer wrote ('in', or the gated MLP's 'out'), or quantize_x now. */
 export type Int8Input = { readonly slot: 'in' | 'out' } | 'quantize';
@@ -49,11 +49,11 @@ export interface FuseContext {
   /** Tokens in the pass: 1 is a decode step (the only pass that uses int8 activations). */
   readonly tokens: number;
   /** Each matrix's stored format (and the output projection's, under 'lm_head.weight' even when tied). */
-  readonly format: (weight: string) => { readonly format: WeightFormatName; readonly rows: number; readonly cols: number };
+  readonly format: (weight: string) => { readonly format: WeightFormat; readonly rows: number; readonly cols: number };
   /** Some projection is INT8 or INT4 and the device has integer dot products. */
   readonly int8Activations: boolean;
   /** Whether a matrix of `format` takes the integer-dot path when its input comes as floats (MatVec.dotPath). */
-  readonly dotPathForFloatX: (format: WeightFormatName) => boolean;
+  readonly dotPathForFloatX: (format: WeightFormat) => boolean;
   /** The longest row rmsnorm can also quantize (Ops.maxQuantRow). */
   readonly maxQuantRow: number;
   /** Decode attention's split count of a layer (the combine pass runs, and can quantize, only past 1). */
@@ -66,7 +66,7 @@ export function fusionEnabled(env = process.env['UNICORN_NO_FUSION']): boolean {
   return env !== '1';
 }
 
-const quantizable = (f: WeightFormatName) => f === 'q8' || f === 'q4';
+const quantizable = (f: WeightFormat) => takesInt8(f);
 
 export function fuse(steps: readonly Step[], c: FuseContext): FusedStep[] {
   const out: FusedStep[] = [];
@@ -76,7 +76,7 @@ export function fuse(steps: readonly Step[], c: FuseContext): FusedStep[] {
   // int8-activations: which activation the int8 scratch holds now, as the last step left it.
   let made: { act: Act; cols: number; slot: 'in' | 'out' } | undefined;
   /** A projection of `src` (cols wide) in `format`: the int8 input it reads, if any. */
-  const inputFor = (src: Act, cols: number, format: WeightFormatName, mayQuantize: boolean): Int8Input | undefined => {
+  const inputFor = (src: Act, cols: number, format: WeightFormat, mayQuantize: boolean): Int8Input | undefined => {
     if (int8 && made !== undefined && made.act === src && made.cols === cols && quantizable(format)) return { slot: made.slot };
     if (decode && mayQuantize && c.dotPathForFloatX(format)) {
       // The first projection of src quantizes it; later ones of the same src reuse it.

@@ -5,7 +5,8 @@
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
 import { MatMul } from '../kernels/matmul.js';
-import { MatVec, type GpuMatrix, type QuantizedX, VALUES_PER_BLOCK, quantizedView } from '../kernels/matvec.js';
+import { MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
+import { WEIGHT_FORMATS } from '../kernels/weight-formats.js';
 import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
@@ -61,7 +62,7 @@ export function checkShapes(spec: ModelSpec, weights: GpuWeights, device: Device
     throw new UnsupportedShapeError(`head_dim ${d}: unicorn's attention kernels take head_dim up to 256, a multiple of 4`, { hint });
   }
   for (const [name, m] of [...weights.matrices, ['embed_tokens.weight', weights.embedding.table] as const]) {
-    const per = VALUES_PER_BLOCK[m.format];
+    const per = WEIGHT_FORMATS[m.format].valuesPerBlock;
     if (m.cols % per !== 0 || (m.format === 'q4' && m.cols % m.group !== 0)) {
       throw new UnsupportedShapeError(`${name}: rows of ${m.cols} ${m.format} values; the GPU kernels read rows in blocks of ${m.format === 'q4' ? m.group : per}`, { hint });
     }

@@ -6,8 +6,8 @@
 import { CheckpointError } from '../errors.js';
 import type { Checkpoint, CheckpointTensor } from '../formats/checkpoint.js';
 import { FLOAT_WEIGHT_DTYPES } from '../formats/dtypes.js';
+import { type QuantizedFormat, type WeightFormat, floatFormatOf, formatInfo, storedShape } from '../kernels/weight-formats.js';
 import { companionOf } from '../quant/file-format.js';
-import { INT4_GROUPS } from '../quant/layouts.js';
 import { ARCHITECTURES } from './architectures.js';
 import type { ModelSpec } from './spec.js';
 import { modelTensors } from './steps.js';
@@ -49,10 +49,10 @@ export interface SkippedTensor {
   readonly byteLength: number;
 }
 
-/** A quantized matrix's second tensor (docs/formats.md): INT8 row scales or INT4 group params. */
+/** A quantized matrix's second tensor (docs/formats.md, kernels/weight-formats.ts): INT8 row scales or INT4 group params. */
 export interface QuantInfo {
-  readonly kind: 'q8' | 'q4';
-  /** INT4 group size (0 for INT8). */
+  readonly kind: QuantizedFormat;
+  /** The group size of a format with params per group (INT4); 0 for params per row. */
   readonly group: number;
   readonly params: CheckpointTensor;
 }
@@ -78,7 +78,7 @@ export function bindCheckpoint(spec: ModelSpec, ckpt: Checkpoint): BoundCheckpoi
   const skipped: SkippedTensor[] = [];
   const unexpected: string[] = [];
   // Quantized matrices come as a pair: the values under the original name, and a companion.
-  const companions = new Map<string, { kind: 'q8' | 'q4'; tensor: CheckpointTensor }>();
+  const companions = new Map<string, { kind: QuantizedFormat; tensor: CheckpointTensor }>();
   for (const [name, t] of ckpt.tensors) {
     const c = companionOf(name);
     if (c !== null) companions.set(c.main, { kind: c.kind, tensor: t });
@@ -132,22 +132,34 @@ export function bindCheckpoint(spec: ModelSpec, ckpt: Checkpoint): BoundCheckpoi
   return { tensors, skipped };
 }
 
-/** Checks a quantized pair against the matrix shape the config needs (docs/formats.md). */
-function checkQuantized(dir: string, name: string, t: CheckpointTensor, want: readonly number[], c: { kind: 'q8' | 'q4'; tensor: CheckpointTensor }): QuantInfo {
+/** The format a bound tensor is stored in (kernels/weight-formats.ts): its quantized one, or its float dtype's. */
+export function tensorFormat(t: BoundTensor): WeightFormat | undefined {
+  return t.quant?.kind ?? floatFormatOf(t.dtype);
+}
+
+/**
+ * Checks a quantized pair against the matrix shape the config needs, as the format's row of the
+ * weight-format table lays them out (docs/formats.md): the values' dtype and stored shape, and the
+ * params' dtype and shape (one entry per row, or per group of a size the format allows).
+ */
+function checkQuantized(dir: string, name: string, t: CheckpointTensor, want: readonly number[], c: { kind: QuantizedFormat; tensor: CheckpointTensor }): QuantInfo {
   const bad = (why: string) => new CheckpointError(`${dir}: quantized tensor ${name}: ${why}`, { hint: 'the file is damaged or was not written by unicorn quantize' });
   if (want.length !== 2) throw bad('only matrices are stored quantized');
   const [rows, cols] = [want[0]!, want[1]!];
+  const f = formatInfo(c.kind);
+  const stored = storedShape(c.kind, rows, cols);
+  if (t.dtype !== f.dtype || !sameShape(t.shape, stored)) throw bad(`${f.label} values must be ${f.dtype} [${stored.join(', ')}], found ${t.dtype} [${t.shape.join(', ')}]`);
   const p = c.tensor;
-  if (c.kind === 'q8') {
-    if (t.dtype !== 'I8' || !sameShape(t.shape, want)) throw bad(`INT8 values must be I8 [${rows}, ${cols}], found ${t.dtype} [${t.shape.join(', ')}]`);
-    if (p.dtype !== 'F32' || !sameShape(p.shape, [rows])) throw bad(`INT8 scales must be F32 [${rows}], found ${p.dtype} [${p.shape.join(', ')}]`);
-    return { kind: 'q8', group: 0, params: p };
+  const layout = f.params!;
+  if (layout.per === 'row') {
+    if (p.dtype !== layout.dtype || !sameShape(p.shape, [rows])) throw bad(`${f.label} ${layout.noun} must be ${layout.dtype} [${rows}], found ${p.dtype} [${p.shape.join(', ')}]`);
+    return { kind: c.kind, group: 0, params: p };
   }
-  if (t.dtype !== 'U8' || !sameShape(t.shape, [rows, cols / 2])) throw bad(`INT4 values must be U8 [${rows}, ${cols / 2}], found ${t.dtype} [${t.shape.join(', ')}]`);
   const groups = p.shape[1] ?? 0;
   const group = groups > 0 ? cols / groups : 0;
-  if (p.dtype !== 'U32' || p.shape.length !== 2 || p.shape[0] !== rows || !(INT4_GROUPS as readonly number[]).includes(group)) {
-    throw bad(`INT4 params must be U32 [${rows}, ${cols} / group] with a group of ${INT4_GROUPS.join(', ')}; found ${p.dtype} [${p.shape.join(', ')}]`);
+  const allowed = layout.groups ?? [];
+  if (p.dtype !== layout.dtype || p.shape.length !== 2 || p.shape[0] !== rows || !allowed.includes(group)) {
+    throw bad(`${f.label} ${layout.noun} must be ${layout.dtype} [${rows}, ${cols} / group] with a group of ${allowed.join(', ')}; found ${p.dtype} [${p.shape.join(', ')}]`);
   }
-  return { kind: 'q4', group, params: p };
+  return { kind: c.kind, group, params: p };
 }

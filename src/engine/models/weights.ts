@@ -7,17 +7,15 @@
 import { bf16ToF32, decodeFloats, type DType, f16ToF32, f32ToBf16, f32ToF16 } from '../formats/dtypes.js';
 import type { CheckpointTensor } from '../formats/checkpoint.js';
 import { CheckpointError } from '../errors.js';
-import { type GpuMatrix, type WeightFormatName, allocMatrix, matrixBuffers, matrixRowBytes, paramsRowBytes } from '../kernels/matvec.js';
+import { type GpuMatrix, allocMatrix, matrixBuffers } from '../kernels/matvec.js';
+import { type EmbeddingFormat, type WeightFormat, isEmbeddingFormat, matrixRowBytes, paramsRowBytes } from '../kernels/weight-formats.js';
 import type { SafetensorsFile } from '../formats/safetensors.js';
-import type { EmbeddingFormat } from '../kernels/ops.js';
 import type { Commands } from '../vulkan/commands.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { TensorStreamer } from '../vulkan/stream.js';
 import { upload } from '../vulkan/transfer.js';
 import type { ModelFiles } from './model-dir.js';
-import { type BoundTensor, expectedTensors } from './tensors.js';
-
-const MATRIX_FORMAT: Partial<Record<DType, WeightFormatName>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+import { type BoundTensor, expectedTensors, tensorFormat } from './tensors.js';
 
 export interface GpuEmbedding {
   readonly format: EmbeddingFormat;
@@ -80,13 +78,13 @@ export function loadWeights(model: ModelFiles, alloc: Allocator, cmds: Commands,
     for (const name of order) {
       const t = bound.tensors.get(name)!;
       if (name === 'embed_tokens.weight') {
-        const format = t.quant?.kind === 'q8' ? 'q8' : (MATRIX_FORMAT[t.dtype] as EmbeddingFormat | undefined);
-        if (format === undefined || t.quant?.kind === 'q4') throw new CheckpointError(`${name}: embeddings stored as ${t.quant?.kind ?? t.dtype} are not supported`);
+        const format = tensorFormat(t);
+        if (format === undefined || !isEmbeddingFormat(format)) throw new CheckpointError(`${name}: embeddings stored as ${t.quant?.kind ?? t.dtype} are not supported`);
         const table = loadMatrix(t, name, format, shapes.get(name)!, alloc, streamer, owned);
         // A quantized table was made from the bf16 one: transformers' scale is bf16-rounded.
         embedding = { format, table, scale: embeddingScale(spec.embeddingScale, t.quant !== undefined ? 'BF16' : t.dtype) };
       } else if (isMatrix(name, shapes.get(name)!)) {
-        const format = t.quant?.kind ?? MATRIX_FORMAT[t.dtype];
+        const format = tensorFormat(t);
         if (format === undefined) throw new CheckpointError(`${name}: ${t.dtype} matrices are not supported`);
         matrices.set(name, loadMatrix(t, name, format, shapes.get(name)!, alloc, streamer, owned));
       } else {
@@ -122,7 +120,7 @@ function largest(tensors: ReadonlyMap<string, BoundTensor>): number {
  * Allocates a matrix (in parts past the device's allocation limit) and streams its rows, and its
  * INT8 / INT4 params, part by part from the checkpoint.
  */
-function loadMatrix(t: BoundTensor, name: string, format: WeightFormatName, shape: readonly number[], alloc: Allocator, streamer: TensorStreamer, owned: GpuBuffer[]): GpuMatrix {
+function loadMatrix(t: BoundTensor, name: string, format: WeightFormat, shape: readonly number[], alloc: Allocator, streamer: TensorStreamer, owned: GpuBuffer[]): GpuMatrix {
   const [rows, cols] = [shape[0]!, shape[1]!];
   const group = t.quant?.group ?? 0;
   const m = allocMatrix(alloc, format, rows, cols, group, name);

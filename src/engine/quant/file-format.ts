@@ -5,6 +5,8 @@
  * `<name>` is the checkpoint's own tensor name, so a quantized model keeps the original's naming.
  * The file metadata records the scheme, the group size, the format version and the source's hash.
  */
+import type { QuantizedFormat } from '../kernels/weight-formats.js';
+
 export const FORMAT_VERSION = '1';
 export const Q8_SUFFIX = '.q8_scales';
 export const Q4_SUFFIX = '.q4_params';
@@ -18,7 +20,7 @@ export const META = {
 } as const;
 
 /** The main tensor a companion (scales / params) belongs to, or null. */
-export function companionOf(name: string): { main: string; kind: 'q8' | 'q4' } | null {
+export function companionOf(name: string): { main: string; kind: QuantizedFormat } | null {
   if (name.endsWith(Q8_SUFFIX)) return { main: name.slice(0, -Q8_SUFFIX.length), kind: 'q8' };
   if (name.endsWith(Q4_SUFFIX)) return { main: name.slice(0, -Q4_SUFFIX.length), kind: 'q4' };
   return null;

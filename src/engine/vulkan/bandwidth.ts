@@ -5,6 +5,7 @@
 import { Commands } from './commands.js';
 import type { Device } from './device.js';
 import type { Allocator } from './memory.js';
+import { KERNELS } from '../kernels/table.js';
 import { grid, kernelFor } from './pipeline.js';
 
 /**
@@ -38,10 +39,10 @@ export function copyBandwidth(device: Device, alloc: Allocator, bytes: number, r
   const src = alloc.alloc(words * 16, 'copy source');
   const dst = alloc.alloc(words * 16, 'copy destination');
   try {
-    const k = kernelFor(device, { variant: 'copy', bindings: 2, pushBytes: 4, spec: [256] });
-    const set = k.bind([{ buffer: src }, { buffer: dst }]);
+    const k = kernelFor(device, KERNELS.copy, {}, { workgroup: 256 });
+    const set = k.bind({ src, dst });
     const groups = grid(Math.min(Math.ceil(words / 256), 65535), device.info.maxComputeWorkGroupCount[0]!);
-    const shader = timeBest(cmds, () => cmds.dispatch(k, set, new Uint32Array([words]), groups), reps, 5);
+    const shader = timeBest(cmds, () => cmds.dispatch(k, set, k.push({ n: words }), groups), reps, 5);
     const dma = timeBest(cmds, () => cmds.copy(src, dst, words * 16), reps, 5);
     return { shader: (2 * words * 16) / shader / 1e9, dma: (2 * words * 16) / dma / 1e9, bytes: words * 16 };
   } finally {

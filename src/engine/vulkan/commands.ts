@@ -105,10 +105,10 @@ export class Commands {
     }
     api.vkCmdDispatch(this.cb, groups[0], groups[1] ?? 1, groups[2] ?? 1);
     if (this.sinceBarrier === 'nothing') this.sinceBarrier = 'compute';
-    this.trace?.push(`${kernel.spec.variant} spec [${kernel.spec.spec.join(',')}]${kernel.spec.subgroupSize === undefined ? '' : ` subgroup ${kernel.spec.subgroupSize}`} push [${[...push].join(',')}] grid ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}: ${kernel.describe(set)}`);
+    this.trace?.push(`${kernel.variant} spec [${kernel.constants.join(',')}]${kernel.subgroupSize === undefined ? '' : ` subgroup ${kernel.subgroupSize}`} push [${[...push].join(',')}] grid ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}: ${kernel.describe(set)}`);
     const p = this.profiler;
     if (p !== undefined && p.labels.length < p.max) {
-      p.labels.push(kernel.spec.variant);
+      p.labels.push(kernel.variant);
       api.vkCmdWriteTimestamp(this.cb, VK.PIPELINE_STAGE_BOTTOM_OF_PIPE, p.pool, p.labels.length);
     }
     return this;

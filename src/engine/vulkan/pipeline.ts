@@ -1,32 +1,43 @@
 /**
- * Compute kernels: a SPIR-V variant from shaders/spv, its descriptor layout (N storage buffers),
- * push constants and specialization constants, created once per device and looked up by key.
+ * Compute kernels: a variant of an entry of the kernel table (kernels/table.ts) as a pipeline: its
+ * SPIR-V from shaders/spv, a descriptor layout of the entry's storage buffers, its push-constant
+ * range and its specialization constants, created once per device and looked up by variant and
+ * constants. Buffers, push constants and spec constants are given by the entry's names.
  */
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { type AxisValues, type Axes, KERNELS, type KernelDef, type PushType, variantOf } from '../kernels/table.js';
 import type { Device } from './device.js';
 import { RequiredSubgroupSizeCreateInfo, VK, VulkanError, check, create, koffi, vk, type Handle } from './ffi.js';
 import type { GpuBuffer } from './memory.js';
 
 const SPV_DIR = fileURLToPath(new URL('../../../../shaders/spv/', import.meta.url));
 
-export interface KernelSpec {
-  /** Variant name in shaders/variants.json, e.g. matvec_q4. */
+/** A range of a buffer to bind (offset and size in bytes; the rest of the buffer by default), or the whole buffer. */
+export type Binding = GpuBuffer | { readonly buffer: GpuBuffer; readonly offset?: number; readonly size?: number };
+
+/** A value for each of an entry's specialization constants (booleans as 1 and 0). */
+export type SpecValues<S extends string> = { readonly [K in S]: number | boolean };
+
+/** The kernel type of a table entry: its bindings and push fields by name. */
+export type KernelOf<D> = D extends KernelDef<Axes, infer B, infer P, string> ? Kernel<B, P> : never;
+
+/** The table's name of an entry, by identity (a variant without axes is named as its kernel). */
+const NAMES = new Map<KernelDef, string>((Object.entries(KERNELS) as [string, KernelDef][]).map(([name, def]) => [def, name]));
+
+export class Kernel<B extends string = string, P extends string = string> {
+  /** The kernel's entry in the table, and its name there. */
+  readonly def: KernelDef;
+  readonly name: string;
+  /** The variant's name: shaders/spv/<variant>.spv. */
   readonly variant: string;
-  readonly bindings: number;
-  /** Bytes of push constants (u32 words x 4). */
-  readonly pushBytes: number;
-  /** Specialization constants by id (u32 values); id 0 is the workgroup size. */
-  readonly spec: readonly number[];
+  /** The specialization constants' values in constant_id order (what the pipeline was made with). */
+  readonly constants: readonly number[];
   /**
-   * The subgroup size to run at (VK_EXT_subgroup_size_control; kernels/subgroups.ts decides), with
+   * The subgroup size it runs at (VK_EXT_subgroup_size_control; kernels/subgroups.ts decides), with
    * full subgroups where the device allows and the workgroup is a multiple of it. Absent: the driver's.
    */
-  readonly subgroupSize?: number;
-}
-
-export class Kernel {
-  readonly spec: KernelSpec;
+  readonly subgroupSize: number | undefined;
   readonly pipeline: Handle;
   readonly layout: Handle;
   readonly setLayout: Handle;
@@ -39,36 +50,44 @@ export class Kernel {
   private readonly described = new Map<Handle, string>();
   private readonly keysByBuffer = new Map<Handle, Set<string>>();
 
-  constructor(readonly device: Device, spec: KernelSpec, maxSets = 256) {
+  constructor(readonly device: Device, def: KernelDef, variant: string, constants: readonly number[], subgroupSize?: number, maxSets = 256) {
     const api = vk();
     const d = device.handle;
-    this.spec = spec;
-    const file = `${SPV_DIR}${spec.variant}.spv`;
-    if (!fs.existsSync(file)) throw new VulkanError(`shader ${spec.variant} is missing (${file})`, undefined, { hint: 'reinstall unicorn, or run `node scripts/build-shaders.mjs` in a checkout' });
+    this.def = def;
+    this.name = NAMES.get(def) ?? def.source;
+    this.variant = variant;
+    this.constants = constants;
+    this.subgroupSize = subgroupSize;
+    const bindings = def.bindings.length;
+    const pushBytes = 4 * Object.keys(def.push).length;
+    const file = `${SPV_DIR}${variant}.spv`;
+    if (!fs.existsSync(file)) throw new VulkanError(`shader ${variant} is missing (${file})`, undefined, { hint: 'reinstall unicorn, or run `node scripts/build-shaders.mjs` in a checkout' });
     const code = fs.readFileSync(file);
-    const module = create(`vkCreateShaderModule(${spec.variant})`, (out) => api.vkCreateShaderModule(d, { sType: VK.ST_SHADER_MODULE_CREATE_INFO, pNext: null, flags: 0, codeSize: code.byteLength, pCode: code }, null, out));
+    const module = create(`vkCreateShaderModule(${variant})`, (out) => api.vkCreateShaderModule(d, { sType: VK.ST_SHADER_MODULE_CREATE_INFO, pNext: null, flags: 0, codeSize: code.byteLength, pCode: code }, null, out));
     this.setLayout = create('vkCreateDescriptorSetLayout', (out) => api.vkCreateDescriptorSetLayout(d, {
-      sType: VK.ST_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, pNext: null, flags: 0, bindingCount: spec.bindings,
-      pBindings: Array.from({ length: spec.bindings }, (_, i) => ({ binding: i, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: 1, stageFlags: VK.SHADER_STAGE_COMPUTE, pImmutableSamplers: null })),
+      sType: VK.ST_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, pNext: null, flags: 0, bindingCount: bindings,
+      pBindings: Array.from({ length: bindings }, (_, i) => ({ binding: i, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: 1, stageFlags: VK.SHADER_STAGE_COMPUTE, pImmutableSamplers: null })),
     }, null, out));
     this.layout = create('vkCreatePipelineLayout', (out) => api.vkCreatePipelineLayout(d, {
       sType: VK.ST_PIPELINE_LAYOUT_CREATE_INFO, pNext: null, flags: 0, setLayoutCount: 1, pSetLayouts: [this.setLayout],
-      pushConstantRangeCount: spec.pushBytes > 0 ? 1 : 0, pPushConstantRanges: spec.pushBytes > 0 ? [{ stageFlags: VK.SHADER_STAGE_COMPUTE, offset: 0, size: spec.pushBytes }] : null,
+      pushConstantRangeCount: pushBytes > 0 ? 1 : 0, pPushConstantRanges: pushBytes > 0 ? [{ stageFlags: VK.SHADER_STAGE_COMPUTE, offset: 0, size: pushBytes }] : null,
     }, null, out));
-    const specData = new Uint32Array(spec.spec);
+    const specData = new Uint32Array(constants);
     const sizes = device.info.subgroupSizes;
-    const size = spec.subgroupSize;
+    const size = subgroupSize;
     if (size !== undefined && (sizes === null || size < sizes.min || size > sizes.max || (size & (size - 1)) !== 0)) {
-      throw new VulkanError(`${spec.variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`);
+      throw new VulkanError(`${variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`);
     }
     const required = size === undefined ? null : koffi.alloc(RequiredSubgroupSizeCreateInfo, 1);
     if (required !== null) koffi.encode(required, RequiredSubgroupSizeCreateInfo, { sType: VK.ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO, pNext: null, requiredSubgroupSize: size! });
-    const full = size !== undefined && sizes?.fullSubgroups === true && (spec.spec[0] ?? 0) % size === 0;
-    this.pipeline = create(`vkCreateComputePipelines(${spec.variant})`, (out) => api.vkCreateComputePipelines(d, null, 1, {
+    // The workgroup size is constant 0 where the kernel takes it as one (local_size_x_id = 0).
+    const workgroup = def.spec[0] === 'workgroup' ? constants[0]! : 0;
+    const full = size !== undefined && sizes?.fullSubgroups === true && workgroup % size === 0;
+    this.pipeline = create(`vkCreateComputePipelines(${variant})`, (out) => api.vkCreateComputePipelines(d, null, 1, {
       sType: VK.ST_COMPUTE_PIPELINE_CREATE_INFO, pNext: null, flags: 0,
       stage: {
         sType: VK.ST_PIPELINE_SHADER_STAGE_CREATE_INFO, pNext: required, flags: full ? VK.PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS : 0, stage: VK.SHADER_STAGE_COMPUTE, module, pName: 'main',
-        pSpecializationInfo: { mapEntryCount: spec.spec.length, pMapEntries: spec.spec.map((_, i) => ({ constantID: i, offset: i * 4, size: 4 })), dataSize: specData.byteLength, pData: specData },
+        pSpecializationInfo: { mapEntryCount: constants.length, pMapEntries: constants.map((_, i) => ({ constantID: i, offset: i * 4, size: 4 })), dataSize: specData.byteLength, pData: specData },
       },
       layout: this.layout, basePipelineHandle: null, basePipelineIndex: -1,
     }, null, out));
@@ -79,10 +98,24 @@ export class Kernel {
     device.onBufferDestroyed((buffer) => this.release(buffer));
   }
 
+  /** The push constants, by name, as the words the kernel reads (f32 fields as their bits). */
+  push(values: { readonly [K in P]: number }): Uint32Array {
+    const fields = Object.entries(this.def.push) as [P, PushType][];
+    const words = new Uint32Array(fields.length);
+    const floats = new Float32Array(words.buffer);
+    fields.forEach(([name, type], i) => {
+      const v = values[name];
+      if (typeof v !== 'number') throw new Error(`${this.variant}: push constant ${name} is missing`);
+      if (type === 'f32') floats[i] = v;
+      else words[i] = v;
+    });
+    return words;
+  }
+
   private newPool(): Handle {
     const pool = create('vkCreateDescriptorPool', (out) => vk().vkCreateDescriptorPool(this.device.handle, {
       sType: VK.ST_DESCRIPTOR_POOL_CREATE_INFO, pNext: null, flags: VK.DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET, maxSets: this.maxSets,
-      poolSizeCount: 1, pPoolSizes: [{ type: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: this.maxSets * this.spec.bindings }],
+      poolSizeCount: 1, pPoolSizes: [{ type: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: this.maxSets * this.def.bindings.length }],
     }, null, out));
     this.pools.push(pool);
     return pool;
@@ -95,7 +128,7 @@ export class Kernel {
       const out: [Handle | null] = [null];
       const r = api.vkAllocateDescriptorSets(this.device.handle, { sType: VK.ST_DESCRIPTOR_SET_ALLOCATE_INFO, pNext: null, descriptorPool: pool, descriptorSetCount: 1, pSetLayouts: [this.setLayout] }, out) as number;
       if (r === VK.ERROR_OUT_OF_POOL_MEMORY || r === VK.ERROR_FRAGMENTED_POOL) return null;
-      check(r, `vkAllocateDescriptorSets(${this.spec.variant})`);
+      check(r, `vkAllocateDescriptorSets(${this.variant})`);
       return out[0]!;
     };
     for (let i = this.pools.length - 1; i >= 0; i--) {
@@ -104,15 +137,21 @@ export class Kernel {
     }
     const pool = this.newPool();
     const set = tryPool(pool);
-    if (set === null) throw new VulkanError(`vkAllocateDescriptorSets(${this.spec.variant}): a fresh pool has no room`);
+    if (set === null) throw new VulkanError(`vkAllocateDescriptorSets(${this.variant}): a fresh pool has no room`);
     return { set, pool };
   }
 
   /**
-   * A descriptor set binding each buffer range (offset and size in bytes) to 0, 1, 2, ...; the same
-   * ranges give the same set, so recording a step again allocates nothing.
+   * A descriptor set binding each of the kernel's buffers, by name, to a buffer or a range of one
+   * (offset and size in bytes); the same ranges give the same set, so recording a step again
+   * allocates nothing.
    */
-  bind(ranges: readonly { buffer: GpuBuffer; offset?: number; size?: number }[]): Handle {
+  bind(bindings: { readonly [K in B]: Binding }): Handle {
+    const ranges = this.def.bindings.map((name) => {
+      const b = (bindings as Record<string, Binding | undefined>)[name];
+      if (b === undefined) throw new Error(`${this.variant}: no buffer bound to ${name}`);
+      return 'buffer' in b ? b : { buffer: b };
+    });
     const max = this.device.info.maxStorageBufferRange;
     const resolved = ranges.map((r) => {
       const offset = r.offset ?? 0;
@@ -176,22 +215,38 @@ export class Kernel {
 const cache = new WeakMap<Device, Map<string, Kernel>>();
 
 /**
- * The kernel for a spec on a device: created on first use, then looked up by its variant, bindings,
- * push-constant size and specialization constants. Every host-side kernel wrapper goes through here.
+ * The kernel of a table entry (kernels/table.ts) on a device, for one value per variant axis and a
+ * value per specialization constant, by name; at a required subgroup size if given. Created on first
+ * use, then looked up by variant, constants and subgroup size. Every host-side kernel wrapper goes
+ * through here.
  */
-export function kernelFor(device: Device, spec: KernelSpec): Kernel {
+export function kernelFor<A extends Axes, B extends string, P extends string, S extends string>(
+  device: Device, def: KernelDef<A, B, P, S>, axes: AxisValues<A>, spec: SpecValues<S>, opts: { subgroupSize?: number } = {},
+): Kernel<B, P> {
+  const name = NAMES.get(def as KernelDef);
+  if (name === undefined) throw new Error(`kernelFor: a kernel that is not in the table (${def.source})`);
+  for (const [axis, values] of Object.entries(def.axes ?? {})) {
+    const v = (axes as Record<string, string>)[axis];
+    if (v === undefined || !values.includes(v)) throw new Error(`${name}: no variant for ${axis} ${String(v)} (there are ${values.join(', ')})`);
+  }
+  const variant = variantOf(name, def, axes).name;
+  const constants = def.spec.map((c) => {
+    const v = spec[c];
+    if (typeof v !== 'number' && typeof v !== 'boolean') throw new Error(`${variant}: specialization constant ${c} is missing`);
+    return typeof v === 'boolean' ? (v ? 1 : 0) : v;
+  });
   let kernels = cache.get(device);
   if (kernels === undefined) {
     kernels = new Map();
     cache.set(device, kernels);
   }
-  const key = `${spec.variant}/${spec.bindings}/${spec.pushBytes}/${spec.spec.join(',')}/${spec.subgroupSize ?? ''}`;
+  const key = `${variant}/${constants.join(',')}/${opts.subgroupSize ?? ''}`;
   let k = kernels.get(key);
   if (k === undefined) {
-    k = new Kernel(device, spec);
+    k = new Kernel(device, def as KernelDef, variant, constants, opts.subgroupSize);
     kernels.set(key, k);
   }
-  return k;
+  return k as unknown as Kernel<B, P>;
 }
 
 /** Splits a workgroup count into a 2-D grid within the device's per-dimension limit. */

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
 import { MatMul } from '../../../src/engine/kernels/matmul.js';
-import { CPU_TILING, MatVec, type WeightFormatName, defaultTiling, matrixBuffers, quantizedView, singleMatrix } from '../../../src/engine/kernels/matvec.js';
+import { CPU_TILING, MatVec, defaultTiling, matrixBuffers, quantizedView, singleMatrix } from '../../../src/engine/kernels/matvec.js';
+import type { WeightFormat } from '../../../src/engine/kernels/weight-formats.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
 import { dequantizeQ4, dequantizeQ8, matvecRef, quantizeActivations, quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { f16ToF32 as halfToF32 } from '../../../src/engine/formats/dtypes.js';
@@ -17,7 +18,7 @@ const mv = new MatVec(gpu.device, gpu.alloc);
 const mm = new MatMul(gpu.device, gpu.alloc);
 
 /** The weights as the GPU stores them, and as f32 values the reference multiplies. */
-function prepare(format: WeightFormatName, w: Float32Array, rows: number, cols: number, group = 64) {
+function prepare(format: WeightFormat, w: Float32Array, rows: number, cols: number, group = 64) {
   const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   switch (format) {
     case 'f32': return { bytes: u8(w), params: null, exact: w };
@@ -49,7 +50,7 @@ function reference(p: ReturnType<typeof prepare>, x: Float32Array, rows: number,
   return { want: matvecRef(qd, xh, rows, cols).map((v, r) => v + viaMins[r]!), flips: 2 * maxAbs(qd) * maxScale };
 }
 
-function run(format: WeightFormatName, rows: number, cols: number, opts: { group?: number; maxRange?: number; seed?: number; kernel?: MatVec } = {}) {
+function run(format: WeightFormat, rows: number, cols: number, opts: { group?: number; maxRange?: number; seed?: number; kernel?: MatVec } = {}) {
   const seed = opts.seed ?? rows * 31 + cols;
   const w = randomFloats(rows * cols, seed);
   const x = randomFloats(cols, seed + 1);
@@ -171,7 +172,7 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
 });
 
 describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
-  function upload(format: WeightFormatName, w: Float32Array, rows: number, cols: number) {
+  function upload(format: WeightFormat, w: Float32Array, rows: number, cols: number) {
     const p = prepare(format, w, rows, cols);
     const m = singleMatrix(format, rows, cols, 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'));
     return { m, exact: p.exact, p };
@@ -258,7 +259,7 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
 
 describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
   /** Y[t] = W x_t for every token, checked row by row against the CPU reference. */
-  function runMM(format: WeightFormatName, rows: number, cols: number, tokens: number, opts: { group?: number; maxRange?: number; kernel?: MatMul } = {}) {
+  function runMM(format: WeightFormat, rows: number, cols: number, tokens: number, opts: { group?: number; maxRange?: number; kernel?: MatMul } = {}) {
     const w = randomFloats(rows * cols, rows + cols);
     const x = randomFloats(tokens * cols, tokens);
     const p = prepare(format, w, rows, cols, opts.group);

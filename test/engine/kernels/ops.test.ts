@@ -43,7 +43,7 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     }
   });
 
-  test('rope: rotate-half with a host table, default, linear and llama3 frequencies', () => {
+  test('rope: rotate-half with a host table, default, linear and llama3 frequencies (rope_store, q in place)', () => {
     const tokens = 5;
     const heads = 3;
     const d = 32;
@@ -55,10 +55,12 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     ]) {
       const table = ropeTable(inverseFrequencies(rope, d), positions);
       const x = randomFloats(tokens * heads * d, 3);
-      const xb = put(x);
-      const tb = put(table);
-      run(() => ops.rope(gpu.cmds, xb, tb, tokens, heads, d));
-      close(getF32(xb, x.length), ropeRef(x, table, tokens, heads, d), 1e-6, 1e-6, `rope ${rope.scaling.kind}`);
+      // The rows of the table are the tokens' positions; the cache slots (one kv head) are 0..4.
+      const [xb, tb, kv, slots] = [put(x), put(table), put(new Float32Array(tokens * d)), put(Uint32Array.from({ length: tokens }, (_, i) => i))];
+      const [kc, vc] = [gpu.alloc.alloc(tokens * d * 2, 'k cache'), gpu.alloc.alloc(tokens * d * 2, 'v cache')];
+      run(() => ops.ropeStore(gpu.cmds, xb, kv, kv, tb, slots, kc, vc, { tokens, heads, kvHeads: 1, headDim: d, capacity: tokens }));
+      close(getF32(xb, x.length), ropeRef(x, table, tokens, heads, d), 1e-5, 1e-6, `rope ${rope.scaling.kind}`);
+      for (const b of [xb, tb, kv, slots, kc, vc]) gpu.alloc.free(b);
     }
   });
 
@@ -228,9 +230,10 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const heads = 4;
     const kvHeads = 2;
     /**
-     * Runs prompt positions 0..n-1 through kv_store and attention in chunks of `chunk` tokens (store
-     * the chunk's keys and values, then attend), and compares every query with the reference over the
-     * whole sequence (no ring): a ring cache must give the same answers as a full one.
+     * Runs prompt positions 0..n-1 through rope_store (by the identity rotation: keys and values
+     * stored as they are) and attention in chunks of `chunk` tokens (store the chunk's keys and
+     * values, then attend), and compares every query with the reference over the whole sequence (no
+     * ring): a ring cache must give the same answers as a full one.
      */
     const mv = new MatVec(gpu.device, gpu.alloc);
     /** With `quant`, decode steps split over workgroups also write o as int8 activations, checked against quantize_x. */
@@ -250,12 +253,13 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         const span = (a: Float32Array, width: number) => a.slice(s * width, (s + c) * width);
         const [kb, vb, qb] = [put(span(k, kvHeads * d)), put(span(v, kvHeads * d)), put(span(q, heads * d))];
         const pb = put(Uint32Array.from({ length: c }, (_, i) => s + i));
+        // A table [c, d / 2] of (cos, sin) = (1, 0): q and k rotate to themselves, exactly.
+        const identity = put(Float32Array.from({ length: c * d }, (_, i) => (i % 2 === 0 ? 1 : 0)));
         const ob = gpu.alloc.alloc(c * heads * d * 4, 'out');
         const quant = o.quant === true ? mv.scratch(c * heads * d) : undefined;
         let quantized = false;
         run(() => {
-          ops.kvStore(gpu.cmds, kb, pb, kCache, c, kvHeads, d, o.capacity);
-          ops.kvStore(gpu.cmds, vb, pb, vCache, c, kvHeads, d, o.capacity);
+          ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, kCache, vCache, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity });
           gpu.cmds.barrier();
           quantized = ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits }, part, quant);
         });
@@ -293,7 +297,7 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const b = gpu.alloc.alloc(64, 'b');
       gpu.cmds.begin();
       assert.throws(() => ops.attention(gpu.cmds, b, b, b, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }), /need 17 cache slots, the ring has 16; prefill in chunks of at most 9/);
-      assert.throws(() => ops.kvStore(gpu.cmds, b, b, b, 17, kvHeads, d, 16), /overflow a cache of 16 slots/);
+      assert.throws(() => ops.ropeStore(gpu.cmds, b, b, b, b, b, b, b, { tokens: 17, heads, kvHeads, headDim: d, capacity: 16 }), /overflow a cache of 16 slots/);
       gpu.cmds.submitAndWait();
     });
   });

@@ -35,6 +35,10 @@ test('a recorded decode step replays with per-token values from mapped buffers',
   const ids = gpu.alloc.alloc(16, 'token id', 'host');
   const cs = gpu.alloc.alloc(hidden * 4, 'rope row', 'host');
   const h = gpu.alloc.alloc(hidden * 4, 'hidden');
+  // rope_store rotates h in place as the one head of q (and stores a zero k and v in a cache slot).
+  const zeros = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(hidden * 4), 'k and v');
+  const slot = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(4), 'slot');
+  const [kc, vc] = [gpu.alloc.alloc(hidden * 2, 'k cache'), gpu.alloc.alloc(hidden * 2, 'v cache')];
   const logits = gpu.alloc.alloc(vocab * 4, 'logits');
   const ops = new Ops(gpu.device);
   const mv = new MatVec(gpu.device, gpu.alloc);
@@ -42,7 +46,7 @@ test('a recorded decode step replays with per-token values from mapped buffers',
   gpu.cmds.begin({ reusable: true });
   ops.embed(gpu.cmds, singleMatrix('f32', vocab, hidden, 0, table, null), ids, h, 1, scale);
   gpu.cmds.barrier();
-  ops.rope(gpu.cmds, h, cs, 1, 1, hidden);
+  ops.ropeStore(gpu.cmds, h, zeros, zeros, cs, slot, kc, vc, { tokens: 1, heads: 1, kvHeads: 1, headDim: hidden, capacity: 1 });
   gpu.cmds.barrier();
   mv.record(gpu.cmds, singleMatrix('f32', vocab, hidden, 64, out, null), h, logits);
   gpu.cmds.barrier();

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { KERNEL_FAMILIES, checkSubgroupLayout, describeSubgroups, expectedLayout, layoutMismatch, probeSubgroups, subgroupPlan } from '../../../src/engine/kernels/subgroups.js';
 import type { DeviceInfo } from '../../../src/engine/vulkan/device.js';
+import { KERNELS } from '../../../src/engine/kernels/table.js';
 import { kernelFor } from '../../../src/engine/vulkan/pipeline.js';
 import { openGpu } from '../../support/gpu.js';
 
@@ -44,7 +45,7 @@ describe(`subgroups on ${info.name} (${info.driverInfo}), size ${size}`, () => {
       assert.equal(layoutMismatch(probeSubgroups(gpu.device, 128, asked), expectedLayout(128, asked)), undefined);
     }
     const bad = (info.subgroupSizes?.max ?? size) * 4;
-    assert.throws(() => kernelFor(gpu.device, { variant: 'subgroup_probe', bindings: 1, pushBytes: 0, spec: [bad], subgroupSize: bad }), new RegExp(`subgroup_probe: subgroup size ${bad} asked for, ${info.name.replace(/[()]/g, '.')} runs`));
+    assert.throws(() => kernelFor(gpu.device, KERNELS.subgroup_probe, {}, { workgroup: bad }, { subgroupSize: bad }), new RegExp(`subgroup_probe: subgroup size ${bad} asked for, ${info.name.replace(/[()]/g, '.')} runs`));
   });
 
   test(`the plan on this device: ${describeSubgroups(info)}`, () => {

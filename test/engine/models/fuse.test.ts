@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { WeightFormatName } from '../../../src/engine/kernels/matvec.js';
+import type { WeightFormat } from '../../../src/engine/kernels/weight-formats.js';
 import { ARCHITECTURES } from '../../../src/engine/models/architectures.js';
 import { type FuseContext, type FusedStep, fuse, fusionEnabled } from '../../../src/engine/models/fuse.js';
 import { GpuBackend } from '../../../src/engine/models/gpu-backend.js';
@@ -17,7 +17,7 @@ import { maxDiff } from '../../support/reference.js';
 
 const spec = (name: string) => openModel(modelFixture(name)).spec;
 
-function context(name: string, o: Partial<FuseContext> & { fmt?: WeightFormatName } = {}): FuseContext {
+function context(name: string, o: Partial<FuseContext> & { fmt?: WeightFormat } = {}): FuseContext {
   const s = spec(name);
   const shapes = modelTensors(ARCHITECTURES[s.family], s);
   return {

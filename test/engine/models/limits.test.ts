@@ -8,7 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { matrixRowBytes, paramsRowBytes, rowRanges } from '../../../src/engine/kernels/matvec.js';
+import { rowRanges } from '../../../src/engine/kernels/matvec.js';
+import { matrixRowBytes, paramsRowBytes } from '../../../src/engine/kernels/weight-formats.js';
 import { GpuBackend } from '../../../src/engine/models/gpu-backend.js';
 import { openModel } from '../../../src/engine/models/model-dir.js';
 import { type GpuWeights, loadWeights } from '../../../src/engine/models/weights.js';
