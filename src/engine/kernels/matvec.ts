@@ -157,8 +157,8 @@ export interface RowRange {
  */
 export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
   const vpb = WEIGHT_FORMATS[m.format].valuesPerBlock;
-  if (m.cols % vpb !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of ${vpb}`);
-  if (isGrouped(m.format) && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new VulkanError(`${m.format} weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
+  if (m.cols % vpb !== 0) throw new Error(`${m.format} weights: ${m.cols} columns are not a multiple of ${vpb}`);
+  if (isGrouped(m.format) && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new Error(`${m.format} weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
   const rowBytes = matrixRowBytes(m.format, m.cols);
   const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
   const maxBytes = Math.min(maxRange, Math.floor(((2 ** 32 - 1) * 16) / vpb));
@@ -312,32 +312,32 @@ export class MatVec {
   record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX; accumulate?: boolean; quantOut?: ActScratch } = {}): void {
     const up = opts.up;
     if (up !== undefined && (up.format !== m.format || up.rows !== m.rows || up.cols !== m.cols || up.group !== m.group)) {
-      throw new VulkanError(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
+      throw new Error(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
     }
-    if ((up === undefined) !== (opts.act === undefined)) throw new VulkanError('fused gate/up needs both the up matrix and the activation');
+    if ((up === undefined) !== (opts.act === undefined)) throw new Error('fused gate/up needs both the up matrix and the activation');
     const glu = opts.act === undefined ? 0 : opts.act === 'gelu_tanh' ? 1 : 2;
     const dot = this.dotPath(m.format, opts.xq !== undefined);
     const base = this.tiling(m, dot);
     const tiling = glu === 0 ? base : { ...base, rows: Math.min(base.rows, 2) };
-    if (opts.accumulate === true && glu !== 0) throw new VulkanError('matvec: accumulate does not combine with the fused gate/up');
+    if (opts.accumulate === true && glu !== 0) throw new Error('matvec: accumulate does not combine with the fused gate/up');
     const qo = opts.quantOut;
     if (qo !== undefined && (m.rows % 32 !== 0 || qo.count.size < (m.rows / 32) * 4 || qo.q8.size < m.rows || qo.q4.size < m.rows || qo.s.size < (m.rows / 32) * 8)) {
-      throw new VulkanError(`matvec: int8 output needs rows in a multiple of 32 (${m.rows}) and the scratch for them`);
+      throw new Error(`matvec: int8 output needs rows in a multiple of 32 (${m.rows}) and the scratch for them`);
     }
     const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot, qo !== undefined);
     const ranges = rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     this.dummy ??= this.alloc.alloc(16, 'matvec placeholder');
     const dummy = this.dummy;
-    if (dot && m.cols % 32 !== 0) throw new VulkanError(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
+    if (dot && m.cols % 32 !== 0) throw new Error(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
     const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     if (qo !== undefined && xq !== undefined && [qo.q8, qo.q4, qo.s].some((b) => b === xq.q || b === xq.s)) {
-      throw new VulkanError('matvec: the int8 output would overwrite the int8 input it reads (use a scratch of its own: scratch(rows, \'out\'))');
+      throw new Error('matvec: the int8 output would overwrite the int8 input it reads (use a scratch of its own: scratch(rows, \'out\'))');
     }
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     // The up matrix has the gate's shape and format, so the same parts and ranges.
     const upRanges = up === undefined ? undefined : rowRanges(up, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange));
     if (upRanges !== undefined && (upRanges.length !== ranges.length || upRanges.some((u, i) => u.start !== ranges[i]!.start || u.rows !== ranges[i]!.rows))) {
-      throw new VulkanError('fused gate/up: both matrices must be split into the same parts');
+      throw new Error('fused gate/up: both matrices must be split into the same parts');
     }
     for (const [i, r] of ranges.entries()) {
       const u = upRanges?.[i];

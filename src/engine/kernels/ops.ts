@@ -12,8 +12,8 @@ import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
 import { KERNELS } from './table.js';
 import { isEmbeddingFormat } from './weight-formats.js';
+import type { Activation } from '../models/spec.js';
 
-export type Activation = 'gelu_tanh' | 'silu';
 
 const WG = 256;
 

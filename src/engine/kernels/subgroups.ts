@@ -8,6 +8,7 @@
  * Kernels whose workgroups are not a multiple of the subgroup size (rope_store: head_dim / 4
  * invocations) use no subgroup operation.
  */
+import { UnicornError } from '../errors.js';
 import { Commands } from '../vulkan/commands.js';
 import type { Device, DeviceInfo } from '../vulkan/device.js';
 import { VulkanError } from '../vulkan/ffi.js';
@@ -112,7 +113,7 @@ export function subgroupPlan(info: DeviceInfo, forced = process.env['UNICORN_SUB
   if (forced !== undefined && forced !== '') {
     const n = Number(forced);
     if (!Number.isInteger(n) || n < 1 || (n & (n - 1)) !== 0 || !allowed(n)) {
-      throw new VulkanError(`UNICORN_SUBGROUP_SIZE=${forced}: ${info.name} runs compute pipelines at ${sizes === null ? `subgroup size ${info.subgroupSize} only (no VK_EXT_subgroup_size_control)` : `subgroup sizes ${sizes.min} to ${sizes.max}`}`);
+      throw new UnicornError(`UNICORN_SUBGROUP_SIZE=${forced}: ${info.name} runs compute pipelines at ${sizes === null ? `subgroup size ${info.subgroupSize} only (no VK_EXT_subgroup_size_control)` : `subgroup sizes ${sizes.min} to ${sizes.max}`}`);
     }
     const c = ask(n, 'UNICORN_SUBGROUP_SIZE');
     return { matvec: c, attention: c, norm: c, sampling: c };

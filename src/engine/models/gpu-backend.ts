@@ -6,7 +6,7 @@
  */
 import { MatMul } from '../kernels/matmul.js';
 import { MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
-import { WEIGHT_FORMATS } from '../kernels/weight-formats.js';
+import { WEIGHT_FORMATS, isGrouped, takesInt8 } from '../kernels/weight-formats.js';
 import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
@@ -63,8 +63,9 @@ export function checkShapes(spec: ModelSpec, weights: GpuWeights, device: Device
   }
   for (const [name, m] of [...weights.matrices, ['embed_tokens.weight', weights.embedding.table] as const]) {
     const per = WEIGHT_FORMATS[m.format].valuesPerBlock;
-    if (m.cols % per !== 0 || (m.format === 'q4' && m.cols % m.group !== 0)) {
-      throw new UnsupportedShapeError(`${name}: rows of ${m.cols} ${m.format} values; the GPU kernels read rows in blocks of ${m.format === 'q4' ? m.group : per}`, { hint });
+    const grouped = isGrouped(m.format);
+    if (m.cols % per !== 0 || (grouped && m.cols % m.group !== 0)) {
+      throw new UnsupportedShapeError(`${name}: rows of ${m.cols} ${m.format} values; the GPU kernels read rows in blocks of ${grouped ? m.group : per}`, { hint });
     }
   }
 }
@@ -120,7 +121,7 @@ export class GpuBackend implements Backend {
     this.fusion = opts.fusion ?? fusionEnabled();
     this.mm = new MatMul(device, alloc);
     this.ops = new Ops(device);
-    this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => m.format === 'q8' || m.format === 'q4');
+    this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => takesInt8(m.format));
     const B = this.batch;
     const q = spec.numHeads * spec.headDim;
     const kv = spec.numKvHeads * spec.headDim;

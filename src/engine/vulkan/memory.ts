@@ -219,14 +219,14 @@ export class Allocator {
 
   /** Writes bytes into a host-visible buffer at `offset`. */
   write(buf: GpuBuffer, data: Uint8Array, offset = 0): void {
-    if (buf.mapped === null) throw new VulkanError(`${buf.label} is not host-visible; upload it through a staging buffer`);
+    if (buf.mapped === null) throw new Error(`${buf.label} is not host-visible; upload it through a staging buffer`);
     if (offset + data.byteLength > buf.size) throw new RangeError(`${buf.label}: write of ${data.byteLength} bytes at ${offset} exceeds ${buf.size}`);
     new Uint8Array(koffi.view(buf.mapped + BigInt(offset), data.byteLength)).set(data);
   }
 
   /** Reads bytes from a host-visible buffer into `dst`. */
   read(buf: GpuBuffer, dst: Uint8Array, offset = 0): Uint8Array {
-    if (buf.mapped === null) throw new VulkanError(`${buf.label} is not host-visible; copy it to a staging buffer first`);
+    if (buf.mapped === null) throw new Error(`${buf.label} is not host-visible; copy it to a staging buffer first`);
     if (offset + dst.byteLength > buf.size) throw new RangeError(`${buf.label}: read of ${dst.byteLength} bytes at ${offset} exceeds ${buf.size}`);
     dst.set(new Uint8Array(koffi.view(buf.mapped + BigInt(offset), dst.byteLength)));
     return dst;
@@ -234,7 +234,7 @@ export class Allocator {
 
   /** A zero-copy view of a host-visible buffer's bytes (valid until the allocator is destroyed). */
   view(buf: GpuBuffer, offset = 0, length = buf.size - offset): Uint8Array {
-    if (buf.mapped === null) throw new VulkanError(`${buf.label} is not host-visible`);
+    if (buf.mapped === null) throw new Error(`${buf.label} is not host-visible`);
     return new Uint8Array(koffi.view(buf.mapped + BigInt(offset), length));
   }
 

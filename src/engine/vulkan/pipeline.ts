@@ -4,6 +4,7 @@
  * range and its specialization constants, created once per device and looked up by variant and
  * constants. Buffers, push constants and spec constants are given by the entry's names.
  */
+import { UnicornError } from '../errors.js';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type AxisValues, type Axes, KERNELS, type KernelDef, type PushType, variantOf } from '../kernels/table.js';
@@ -61,7 +62,7 @@ export class Kernel<B extends string = string, P extends string = string> {
     const bindings = def.bindings.length;
     const pushBytes = 4 * Object.keys(def.push).length;
     const file = `${SPV_DIR}${variant}.spv`;
-    if (!fs.existsSync(file)) throw new VulkanError(`shader ${variant} is missing (${file})`, undefined, { hint: 'reinstall unicorn, or run `node scripts/build-shaders.mjs` in a checkout' });
+    if (!fs.existsSync(file)) throw new UnicornError(`shader ${variant} is missing (${file})`, { hint: 'reinstall unicorn, or run `npx tsc -p tsconfig.json && node scripts/build-shaders.mjs` in a checkout' });
     const code = fs.readFileSync(file);
     const module = create(`vkCreateShaderModule(${variant})`, (out) => api.vkCreateShaderModule(d, { sType: VK.ST_SHADER_MODULE_CREATE_INFO, pNext: null, flags: 0, codeSize: code.byteLength, pCode: code }, null, out));
     this.setLayout = create('vkCreateDescriptorSetLayout', (out) => api.vkCreateDescriptorSetLayout(d, {
@@ -76,7 +77,7 @@ export class Kernel<B extends string = string, P extends string = string> {
     const sizes = device.info.subgroupSizes;
     const size = subgroupSize;
     if (size !== undefined && (sizes === null || size < sizes.min || size > sizes.max || (size & (size - 1)) !== 0)) {
-      throw new VulkanError(`${variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`);
+      throw new Error(`${variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`);
     }
     const required = size === undefined ? null : koffi.alloc(RequiredSubgroupSizeCreateInfo, 1);
     if (required !== null) koffi.encode(required, RequiredSubgroupSizeCreateInfo, { sType: VK.ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO, pNext: null, requiredSubgroupSize: size! });
@@ -156,8 +157,8 @@ export class Kernel<B extends string = string, P extends string = string> {
     const resolved = ranges.map((r) => {
       const offset = r.offset ?? 0;
       const size = r.size ?? r.buffer.size - offset;
-      if (size > max) throw new VulkanError(`${r.buffer.label}: a ${size}-byte range is over this device's maxStorageBufferRange (${max}); the kernel must split it`);
-      if (offset % this.device.info.minStorageBufferOffsetAlignment !== 0) throw new VulkanError(`${r.buffer.label}: offset ${offset} is not aligned to ${this.device.info.minStorageBufferOffsetAlignment}`);
+      if (size > max) throw new Error(`${r.buffer.label}: a ${size}-byte range is over this device's maxStorageBufferRange (${max}); the kernel must split it`);
+      if (offset % this.device.info.minStorageBufferOffsetAlignment !== 0) throw new Error(`${r.buffer.label}: offset ${offset} is not aligned to ${this.device.info.minStorageBufferOffsetAlignment}`);
       return { buffer: r.buffer.handle, offset, size };
     });
     const key = resolved.map((r) => `${r.buffer}:${r.offset}:${r.size}`).join('/');
