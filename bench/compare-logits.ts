@@ -27,8 +27,13 @@ if (dir !== undefined) {
   const fwdS = (performance.now() - t1) / 1000;
   const c = compareLogits(want, probe.logits, runner.model.spec.vocabSize);
   console.log(`${dir}: ${runner.model.spec.architecture}, ${ids.length}-token prompt, on ${runner.backend.name}`);
-  console.log(`  load ${(runner.loadedBytes / 1e9).toFixed(2)} GB in ${loadS.toFixed(1)} s (${(runner.loadedBytes / 1e9 / loadS).toFixed(2)} GB/s); forward ${fwdS.toFixed(2)} s`);
-  const line = (what: string, c: ReturnType<typeof compareLogits>) => console.log(`  ${what} KL(transformers || unicorn): mean ${c.meanKl.toExponential(3)}, max ${c.maxKl.toExponential(3)} · top-1 agreement ${(100 * c.top1).toFixed(1)}% (${Math.round(c.top1 * ids.length)}/${ids.length}) · largest logit difference ${c.maxDiff.toFixed(4)}`);
+  console.log(
+    `  load ${(runner.loadedBytes / 1e9).toFixed(2)} GB in ${loadS.toFixed(1)} s (${(runner.loadedBytes / 1e9 / loadS).toFixed(2)} GB/s); forward ${fwdS.toFixed(2)} s`,
+  );
+  const line = (what: string, c: ReturnType<typeof compareLogits>) =>
+    console.log(
+      `  ${what} KL(transformers || unicorn): mean ${c.meanKl.toExponential(3)}, max ${c.maxKl.toExponential(3)} · top-1 agreement ${(100 * c.top1).toFixed(1)}% (${Math.round(c.top1 * ids.length)}/${ids.length}) · largest logit difference ${c.maxDiff.toFixed(4)}`,
+    );
   line('prefill', c);
   if (process.argv.includes('--decode')) {
     const n = runner.model.spec.vocabSize;

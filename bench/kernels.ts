@@ -84,7 +84,8 @@ function freeAll(mats: GpuMatrix[]): void {
 }
 
 /** Bytes one matrix x vector moves: weights and scales read, x read, y written. */
-const mvBytes = (m: GpuMatrix, xBytes = m.cols * 4) => m.rows * (matrixRowBytes(m.format, m.cols) + paramsRowBytes(m.format, m.cols, m.group)) + xBytes + m.rows * 4;
+const mvBytes = (m: GpuMatrix, xBytes = m.cols * 4) =>
+  m.rows * (matrixRowBytes(m.format, m.cols) + paramsRowBytes(m.format, m.cols, m.group)) + xBytes + m.rows * 4;
 
 /** Bytes of x as int8 activations: the values and a (scale, sum) per 32. */
 const int8XBytes = (cols: number) => cols + (cols / 32) * 8;
@@ -106,12 +107,22 @@ const copyGBs = baseline.shader;
 const dmaGBs = baseline.dma;
 
 console.log(`device: ${device.info.name} (${device.info.type}, ${device.info.driverName} ${device.info.driverInfo}), subgroup ${device.info.subgroupSize}`);
-console.log(`baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(baseline.bytes / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`);
-console.log('matvec: tiling (R rows x T threads per tile) chosen per matrix; chained = a barrier after each dispatch, streamed = none; weights rotate over copies of >= 256 MiB in all\n');
+console.log(
+  `baseline, copy by compute shader, device-local: ${copyGBs.toFixed(0)} GB/s (read + write, ${(baseline.bytes / 2 ** 20).toFixed(0)} MiB); vkCmdCopyBuffer: ${dmaGBs.toFixed(0)} GB/s`,
+);
+console.log(
+  'matvec: tiling (R rows x T threads per tile) chosen per matrix; chained = a barrier after each dispatch, streamed = none; weights rotate over copies of >= 256 MiB in all\n',
+);
 
 const shapes: [number, number, string][] = quick
   ? [[512, 1024, 'quick']]
-  : [[4096, 4096, 'square'], [14336, 4096, 'Llama 8B up'], [4096, 14336, 'Llama 8B down'], [21504, 5376, 'Gemma 27B up'], [5376, 21504, 'Gemma 27B down']];
+  : [
+      [4096, 4096, 'square'],
+      [14336, 4096, 'Llama 8B up'],
+      [4096, 14336, 'Llama 8B down'],
+      [21504, 5376, 'Gemma 27B up'],
+      [5376, 21504, 'Gemma 27B down'],
+    ];
 const formats: readonly WeightFormat[] = WEIGHT_FORMAT_NAMES;
 // INT8 and INT4 rows are measured twice where the device has integer dot products: on int8
 // activations that arrive already quantized (what a decode step feeds every projection: the norm
@@ -119,7 +130,16 @@ const formats: readonly WeightFormat[] = WEIGHT_FORMAT_NAMES;
 // forms) and with x as floats (INT8 on float activations; INT4 with its quantize_x pre-pass).
 const dotMv = new MatVec(device, alloc);
 const rows: string[][] = [];
-const tilings: [number, number][] = [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]];
+const tilings: [number, number][] = [
+  [1, 32],
+  [2, 32],
+  [4, 32],
+  [1, 64],
+  [2, 64],
+  [4, 64],
+  [1, 128],
+  [2, 128],
+];
 const sweep = new Map<string, MatVec>(tilings.map(([r, t]) => [`${r}x${t}`, new MatVec(device, alloc, { rows: r, threads: t })]));
 const sweepRows: string[][] = [];
 const label = (t: { rows: number; threads: number; unroll?: number }) => `${t.rows}x${t.threads}${(t.unroll ?? 1) > 1 ? `u${t.unroll}` : ''}`;
@@ -159,7 +179,14 @@ for (const [r, c, what] of shapes) {
       const qBytes = mvBytes(m, int8XBytes(c));
       rows.push([`${r}x${c}`, what, `${format} int8 x`, label(dotMv.tiling(m, true)), (qBytes / 2 ** 20).toFixed(1), ...measure(dotMv, { xq }, qBytes)]);
     }
-    rows.push([`${r}x${c}`, what, format === 'q4' && mv.integerDot ? 'q4 +quant_x' : format === 'q8' ? 'q8 float x' : format, label(mv.tiling(m)), (bytes / 2 ** 20).toFixed(1), ...measure(mv)]);
+    rows.push([
+      `${r}x${c}`,
+      what,
+      format === 'q4' && mv.integerDot ? 'q4 +quant_x' : format === 'q8' ? 'q8 float x' : format,
+      label(mv.tiling(m)),
+      (bytes / 2 ** 20).toFixed(1),
+      ...measure(mv),
+    ]);
     if (what.startsWith('Gemma 27B') || quick) {
       sweepRows.push([`${r}x${c}`, format, ...[...sweep.values()].map((k) => measure(k)[2]!)]);
     }
@@ -190,15 +217,29 @@ for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.
       fill(w, format === 'bf16' ? 'half' : 'bytes');
       const pb = r * paramsRowBytes(format, c, 64);
       let params: GpuBuffer | null = null;
-      if (pb > 0) { params = alloc.alloc(pb, 'p'); fill(params, format === 'q8' ? 'float32' : 'half'); }
+      if (pb > 0) {
+        params = alloc.alloc(pb, 'p');
+        fill(params, format === 'q8' ? 'float32' : 'half');
+      }
       return singleMatrix(format, r, c, 64, w, params);
     });
     const [g, u] = mats as [GpuMatrix, GpuMatrix];
     const fused = timeBest(() => mv.record(cmds, g, x, y, { up: u, act: 'gelu_tanh' }), quick ? 2 : 50, quick ? 2 : 5);
-    const separate = timeBest(() => { mv.record(cmds, g, x, y); mv.record(cmds, u, x, y2); cmds.barrier(); ops.gated(cmds, 'gelu_tanh', y, y2, y, r); }, quick ? 2 : 50, quick ? 2 : 5);
+    const separate = timeBest(
+      () => {
+        mv.record(cmds, g, x, y);
+        mv.record(cmds, u, x, y2);
+        cmds.barrier();
+        ops.gated(cmds, 'gelu_tanh', y, y2, y, r);
+      },
+      quick ? 2 : 50,
+      quick ? 2 : 5,
+    );
     const batched = timeBest(() => mm.record(cmds, g, x, y, tokens), quick ? 1 : 3, quick ? 1 : 3);
     const perToken = timeBest(() => mv.record(cmds, g, x, y), quick ? 2 : 20, quick ? 2 : 5) * tokens;
-    console.log(`${format.padEnd(6)}  ${(fused * 1e6).toFixed(1).padStart(15)} µs  ${(separate * 1e6).toFixed(1).padStart(6)} µs  ${(separate / fused).toFixed(2).padStart(7)}x  |  ${(batched * 1e3).toFixed(2).padStart(20)} ms  ${(perToken * 1e3).toFixed(2).padStart(8)} ms  ${(perToken / batched).toFixed(2).padStart(7)}x`);
+    console.log(
+      `${format.padEnd(6)}  ${(fused * 1e6).toFixed(1).padStart(15)} µs  ${(separate * 1e6).toFixed(1).padStart(6)} µs  ${(separate / fused).toFixed(2).padStart(7)}x  |  ${(batched * 1e3).toFixed(2).padStart(20)} ms  ${(perToken * 1e3).toFixed(2).padStart(8)} ms  ${(perToken / batched).toFixed(2).padStart(7)}x`,
+    );
     freeAll(mats);
   }
 }
@@ -207,8 +248,15 @@ for (const line of [header, ...rows]) console.log(line.map((v, i) => (i < 3 ? v.
 if (mv.integerDot) {
   const floatPath = new MatVec(device, alloc, { integerDot: false });
   const dotPath = new MatVec(device, alloc, { q8Dot: true });
-  console.log('\nINT8 / INT4 paths (share of the copy rate): integer dot (int8 activations; with the quantize_x pre-pass, and with x already quantized) vs float activations');
-  const dotShapes: [number, number][] = quick ? [[512, 1024]] : [[21504, 5376], [5376, 21504]];
+  console.log(
+    '\nINT8 / INT4 paths (share of the copy rate): integer dot (int8 activations; with the quantize_x pre-pass, and with x already quantized) vs float activations',
+  );
+  const dotShapes: [number, number][] = quick
+    ? [[512, 1024]]
+    : [
+        [21504, 5376],
+        [5376, 21504],
+      ];
   for (const format of ['q8', 'q4'] as const) {
     for (const [r, c] of dotShapes) {
       const x = alloc.alloc(c * 4, 'x');
@@ -234,10 +282,24 @@ if (mv.integerDot) {
 if (process.argv.includes('--probe')) {
   console.log('\nprobe: int8 x, share of the copy rate per tiling (RxT, u = blocks per thread per iteration), chained/streamed');
   const tl: { rows: number; threads: number; unroll: number }[] = [
-    { rows: 1, threads: 64, unroll: 1 }, { rows: 1, threads: 64, unroll: 2 }, { rows: 1, threads: 128, unroll: 1 }, { rows: 1, threads: 128, unroll: 2 },
-    { rows: 1, threads: 32, unroll: 4 }, { rows: 2, threads: 64, unroll: 2 }, { rows: 2, threads: 128, unroll: 1 }, { rows: 1, threads: 256, unroll: 1 },
+    { rows: 1, threads: 64, unroll: 1 },
+    { rows: 1, threads: 64, unroll: 2 },
+    { rows: 1, threads: 128, unroll: 1 },
+    { rows: 1, threads: 128, unroll: 2 },
+    { rows: 1, threads: 32, unroll: 4 },
+    { rows: 2, threads: 64, unroll: 2 },
+    { rows: 2, threads: 128, unroll: 1 },
+    { rows: 1, threads: 256, unroll: 1 },
   ];
-  for (const [r, c] of quick ? [[512, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336], [21504, 5376], [5376, 21504]]) {
+  for (const [r, c] of quick
+    ? [[512, 1024]]
+    : [
+        [4096, 4096],
+        [14336, 4096],
+        [4096, 14336],
+        [21504, 5376],
+        [5376, 21504],
+      ]) {
     const x = alloc.alloc(c! * 4, 'x');
     const y = alloc.alloc(r! * 4, 'y');
     fill(x, 'float32');
@@ -266,14 +328,33 @@ if (process.argv.includes('--probe')) {
 if (process.argv.includes('--unroll')) {
   console.log('\ntiling x unroll sweep (share of the copy rate; R rows x T threads per tile, U blocks per thread per iteration):');
   const configs: { rows: number; threads: number; unroll: number }[] = [];
-  for (const [rows, threads] of [[1, 32], [2, 32], [4, 32], [1, 64], [2, 64], [4, 64], [1, 128], [2, 128]] as const) {
+  for (const [rows, threads] of [
+    [1, 32],
+    [2, 32],
+    [4, 32],
+    [1, 64],
+    [2, 64],
+    [4, 64],
+    [1, 128],
+    [2, 128],
+  ] as const) {
     for (const unroll of [1, 2, 4]) configs.push({ rows, threads, unroll });
   }
   const kinds: { label: string; format: WeightFormat; dot: boolean }[] = [
-    { label: 'bf16', format: 'bf16', dot: false }, { label: 'q8 float', format: 'q8', dot: false },
-    { label: 'q8 dot', format: 'q8', dot: true }, { label: 'q4 dot', format: 'q4', dot: true },
+    { label: 'bf16', format: 'bf16', dot: false },
+    { label: 'q8 float', format: 'q8', dot: false },
+    { label: 'q8 dot', format: 'q8', dot: true },
+    { label: 'q4 dot', format: 'q4', dot: true },
   ];
-  const shapesU: [number, number][] = quick ? [[512, 1024]] : [[4096, 4096], [14336, 4096], [4096, 14336], [21504, 5376], [5376, 21504]];
+  const shapesU: [number, number][] = quick
+    ? [[512, 1024]]
+    : [
+        [4096, 4096],
+        [14336, 4096],
+        [4096, 14336],
+        [21504, 5376],
+        [5376, 21504],
+      ];
   for (const [r, c] of shapesU) {
     const x = alloc.alloc(c * 4, 'x');
     const y = alloc.alloc(r * 4, 'y');
@@ -294,7 +375,12 @@ if (process.argv.includes('--unroll')) {
       }
       results.sort((a, b) => b[1] - a[1]);
       const u1 = results.find(([n]) => n === `${mv.tiling(m).rows}x${mv.tiling(m).threads}u1`);
-      console.log(`  ${`${r}x${c}`.padEnd(11)} ${kind.label.padEnd(8)} default ${u1 === undefined ? '-' : `${u1[1].toFixed(0)}%`}; best ${results.slice(0, 5).map(([n, v]) => `${n} ${v.toFixed(0)}%`).join(', ')}; worst ${results.at(-1)![0]} ${results.at(-1)![1].toFixed(0)}%`);
+      console.log(
+        `  ${`${r}x${c}`.padEnd(11)} ${kind.label.padEnd(8)} default ${u1 === undefined ? '-' : `${u1[1].toFixed(0)}%`}; best ${results
+          .slice(0, 5)
+          .map(([n, v]) => `${n} ${v.toFixed(0)}%`)
+          .join(', ')}; worst ${results.at(-1)![0]} ${results.at(-1)![1].toFixed(0)}%`,
+      );
       freeAll(mats);
     }
     alloc.free(x);
@@ -304,7 +390,13 @@ if (process.argv.includes('--unroll')) {
   for (const c of quick ? [1024] : [4096, 5376, 14336, 21504]) {
     const x = alloc.alloc(c * 4, 'x');
     fill(x, 'float32');
-    const t = timeBest(() => { mv.quantizeX(cmds, x, c, 'q4'); }, quick ? 2 : 200, quick ? 2 : 5);
+    const t = timeBest(
+      () => {
+        mv.quantizeX(cmds, x, c, 'q4');
+      },
+      quick ? 2 : 200,
+      quick ? 2 : 5,
+    );
     console.log(`  quantize_x pre-pass, ${c} values: ${(t * 1e6).toFixed(2)} µs`);
     alloc.free(x);
   }

@@ -36,7 +36,9 @@ if (process.argv[2] === '--child') {
   const [src, out, scheme, workers] = process.argv.slice(3) as [string, string, 'int8' | 'int4' | 'mixed', string];
   const r = await quantizeModel(src, out, { scheme, group: 64, workers: Number(workers) });
   fs.rmSync(out, { recursive: true, force: true });
-  process.stdout.write(JSON.stringify({ seconds: r.seconds, sourceBytes: r.sourceBytes, outputBytes: r.outputBytes, maxRssKb: process.resourceUsage().maxRSS }));
+  process.stdout.write(
+    JSON.stringify({ seconds: r.seconds, sourceBytes: r.sourceBytes, outputBytes: r.outputBytes, maxRssKb: process.resourceUsage().maxRSS }),
+  );
   process.exit(0);
 }
 
@@ -46,7 +48,8 @@ if (dir === undefined || dir.startsWith('--')) {
   process.exit(2);
 }
 const make = arg('make');
-if (make !== undefined && !fs.existsSync(path.join(dir, 'config.json'))) writeSyntheticModel(dir, Number(make) * 1e9, { hidden: 2048, intermediate: 5632, vocab: 32000, heads: 16, headDim: 128, maxPositions: 4096, tied: false });
+if (make !== undefined && !fs.existsSync(path.join(dir, 'config.json')))
+  writeSyntheticModel(dir, Number(make) * 1e9, { hidden: 2048, intermediate: 5632, vocab: 32000, heads: 16, headDim: 128, maxPositions: 4096, tied: false });
 const scheme = arg('scheme') ?? 'mixed';
 const cores = os.availableParallelism();
 const counts = (arg('workers') ?? [1, 2, 4, 8, 16].filter((n) => n <= cores).join(',')).split(',').map(Number);
@@ -56,14 +59,21 @@ const bytes = model.checkpoint.files.reduce((a, f) => a + f.size, 0);
 model.checkpoint.close();
 readRate(files); // warm-up
 const read = readRate(files);
-console.log(`${dir}: ${(bytes / 1e9).toFixed(2)} GB of safetensors, scheme ${scheme}, ${cores} cores; plain file read ${read.toFixed(2)} GB/s (page cache warm)`);
+console.log(
+  `${dir}: ${(bytes / 1e9).toFixed(2)} GB of safetensors, scheme ${scheme}, ${cores} cores; plain file read ${read.toFixed(2)} GB/s (page cache warm)`,
+);
 console.log('workers   seconds   GB/s of source   of read rate   peak RSS');
 const self = fileURLToPath(import.meta.url);
 for (const n of counts) {
   const out = path.join(os.tmpdir(), `unicorn-bench-quant-${process.pid}`);
   const r = spawnSync(process.execPath, [self, '--child', dir, out, scheme, String(n)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  if (r.status !== 0) { console.error(r.stderr); process.exit(1); }
+  if (r.status !== 0) {
+    console.error(r.stderr);
+    process.exit(1);
+  }
   const j = JSON.parse(r.stdout) as { seconds: number; sourceBytes: number; outputBytes: number; maxRssKb: number };
   const gbs = j.sourceBytes / 1e9 / j.seconds;
-  console.log(`${String(n).padStart(7)} ${j.seconds.toFixed(1).padStart(9)} ${gbs.toFixed(2).padStart(16)} ${`${((100 * gbs) / read).toFixed(0)}%`.padStart(14)} ${`${(j.maxRssKb / 1024 / 1024).toFixed(2)} GB`.padStart(10)}`);
+  console.log(
+    `${String(n).padStart(7)} ${j.seconds.toFixed(1).padStart(9)} ${gbs.toFixed(2).padStart(16)} ${`${((100 * gbs) / read).toFixed(0)}%`.padStart(14)} ${`${(j.maxRssKb / 1024 / 1024).toFixed(2)} GB`.padStart(10)}`,
+  );
 }

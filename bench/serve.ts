@@ -26,9 +26,26 @@ const tokens = Number(arg('tokens', '128'));
 const runner = openRunner(dir, { ctx: Number(arg('ctx', '4096')) });
 const api = await startApi(localBackend(runner, 'bench'), { host: '127.0.0.1', port: 0, maxBodyBytes: 1 << 20, maxQueue: 1024, version: 'bench' });
 
-const TOPICS = ['the sea', 'mountains', 'a lighthouse', 'the history of bread', 'winter', 'a small town', 'rivers', 'the moon', 'old ships', 'gardens', 'trains', 'libraries'];
+const TOPICS = [
+  'the sea',
+  'mountains',
+  'a lighthouse',
+  'the history of bread',
+  'winter',
+  'a small town',
+  'rivers',
+  'the moon',
+  'old ships',
+  'gardens',
+  'trains',
+  'libraries',
+];
 
-interface One { seconds: number; ttft: number; tokens: number }
+interface One {
+  seconds: number;
+  ttft: number;
+  tokens: number;
+}
 
 /** One streamed chat request; resolves when [DONE] arrives. */
 async function one(i: number): Promise<One> {
@@ -37,7 +54,12 @@ async function one(i: number): Promise<One> {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({
-      model: 'bench', stream: true, stream_options: { include_usage: true }, max_tokens: tokens, temperature: 0.7, seed: i,
+      model: 'bench',
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: tokens,
+      temperature: 0.7,
+      seed: i,
       messages: [{ role: 'user', content: `Request ${i}. Write a long story about ${TOPICS[i % TOPICS.length]}, in ${3 + (i % 5)} parts.` }],
     }),
   });
@@ -71,7 +93,9 @@ const solo = await one(10_001);
 // End to end (prompt included), as the loaded runs below are measured.
 const soloTps = solo.tokens / solo.seconds;
 console.log(`${dir} on ${runner.device?.info.name ?? 'cpu'}: ${tokens} tokens per request, streamed`);
-console.log(`one request alone: ${solo.tokens} tokens in ${solo.seconds.toFixed(2)} s, time to first token ${(solo.ttft * 1000).toFixed(0)} ms, ${soloTps.toFixed(1)} tok/s end to end (${(solo.tokens / (solo.seconds - solo.ttft)).toFixed(1)} after the first token)`);
+console.log(
+  `one request alone: ${solo.tokens} tokens in ${solo.seconds.toFixed(2)} s, time to first token ${(solo.ttft * 1000).toFixed(0)} ms, ${soloTps.toFixed(1)} tok/s end to end (${(solo.tokens / (solo.seconds - solo.ttft)).toFixed(1)} after the first token)`,
+);
 console.log('');
 console.log('clients  requests  req/s   latency p50 / p95   TTFT p50 / p95      tok/s (all)  vs alone');
 let next = 0;
@@ -80,17 +104,19 @@ for (const n of clients) {
   next = n * 1000;
   const end = next + requests;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < end) results.push(await one(next++));
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < end) results.push(await one(next++));
+    }),
+  );
   const wall = (performance.now() - t0) / 1000;
   const lat = results.map((r) => r.seconds);
   const ttft = results.map((r) => r.ttft);
   const tps = results.reduce((a, r) => a + r.tokens, 0) / wall;
   console.log(
     `${String(n).padStart(7)}  ${String(results.length).padStart(8)}  ${(results.length / wall).toFixed(2).padStart(5)}   ` +
-    `${pct(lat, 50).toFixed(2).padStart(6)} / ${pct(lat, 95).toFixed(2).padEnd(6)} s    ` +
-    `${(pct(ttft, 50) * 1000).toFixed(0).padStart(6)} / ${(pct(ttft, 95) * 1000).toFixed(0).padEnd(6)} ms   ${tps.toFixed(1).padStart(8)}     ${(tps / soloTps).toFixed(2)}`,
+      `${pct(lat, 50).toFixed(2).padStart(6)} / ${pct(lat, 95).toFixed(2).padEnd(6)} s    ` +
+      `${(pct(ttft, 50) * 1000).toFixed(0).padStart(6)} / ${(pct(ttft, 95) * 1000).toFixed(0).padEnd(6)} ms   ${tps.toFixed(1).padStart(8)}     ${(tps / soloTps).toFixed(2)}`,
   );
 }
 await api.close();

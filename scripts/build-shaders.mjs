@@ -51,38 +51,46 @@ export function sourceClosure(file, seen = new Set()) {
 }
 
 export function inputHash(v) {
-  return createHash('sha256').update(JSON.stringify({ flags, defines: v.defines, source: sourceClosure(v.source) })).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify({ flags, defines: v.defines, source: sourceClosure(v.source) }))
+    .digest('hex');
 }
 
 const check = process.argv.includes('--check');
 if (isMain) main();
 
 function main() {
-const manifestPath = path.join(dir, 'spv', 'manifest.json');
-const manifest = fs.existsSync(manifestPath) ? JSON.parse(fs.readFileSync(manifestPath, 'utf8')) : {};
-const next = {};
-let stale = 0;
-for (const v of variants) {
-  const h = inputHash(v);
-  const out = path.join(dir, 'spv', `${v.name}.spv`);
-  if (check) {
-    if (manifest[v.name]?.input !== h || !fs.existsSync(out)) { console.error(`stale: ${v.name}`); stale++; }
-    continue;
+  const manifestPath = path.join(dir, 'spv', 'manifest.json');
+  const manifest = fs.existsSync(manifestPath) ? JSON.parse(fs.readFileSync(manifestPath, 'utf8')) : {};
+  const next = {};
+  let stale = 0;
+  for (const v of variants) {
+    const h = inputHash(v);
+    const out = path.join(dir, 'spv', `${v.name}.spv`);
+    if (check) {
+      if (manifest[v.name]?.input !== h || !fs.existsSync(out)) {
+        console.error(`stale: ${v.name}`);
+        stale++;
+      }
+      continue;
+    }
+    const args = [...flags, ...Object.entries(v.defines).map(([k, val]) => `-D${k}=${val}`), '-o', out, path.join(dir, v.source)];
+    execFileSync('glslc', args, { stdio: 'inherit' });
+    next[v.name] = { input: h, spv: createHash('sha256').update(fs.readFileSync(out)).digest('hex') };
+    console.log(`${v.name}.spv  ${fs.statSync(out).size} bytes`);
   }
-  const args = [...flags, ...Object.entries(v.defines).map(([k, val]) => `-D${k}=${val}`), '-o', out, path.join(dir, v.source)];
-  execFileSync('glslc', args, { stdio: 'inherit' });
-  next[v.name] = { input: h, spv: createHash('sha256').update(fs.readFileSync(out)).digest('hex') };
-  console.log(`${v.name}.spv  ${fs.statSync(out).size} bytes`);
-}
-// SPIR-V of variants the table no longer has.
-const orphans = fs.readdirSync(path.join(dir, 'spv')).filter((f) => f.endsWith('.spv') && !variants.some((v) => `${v.name}.spv` === f));
-if (check) {
-  for (const f of orphans) { console.error(`not in the kernel table: spv/${f}`); stale++; }
-  process.exit(stale === 0 ? 0 : 1);
-}
-for (const f of orphans) {
-  fs.rmSync(path.join(dir, 'spv', f));
-  console.log(`${f} removed: not in the kernel table`);
-}
-fs.writeFileSync(manifestPath, `${JSON.stringify(next, null, 2)}\n`);
+  // SPIR-V of variants the table no longer has.
+  const orphans = fs.readdirSync(path.join(dir, 'spv')).filter((f) => f.endsWith('.spv') && !variants.some((v) => `${v.name}.spv` === f));
+  if (check) {
+    for (const f of orphans) {
+      console.error(`not in the kernel table: spv/${f}`);
+      stale++;
+    }
+    process.exit(stale === 0 ? 0 : 1);
+  }
+  for (const f of orphans) {
+    fs.rmSync(path.join(dir, 'spv', f));
+    console.log(`${f} removed: not in the kernel table`);
+  }
+  fs.writeFileSync(manifestPath, `${JSON.stringify(next, null, 2)}\n`);
 }

@@ -30,7 +30,10 @@ if (trained === undefined || out === undefined) {
 const scheme = (process.argv.find((a) => a.startsWith('--scheme=')) ?? '--scheme=int8').slice('--scheme='.length);
 const GREEDY_TOKENS = 48;
 
-const q = spawnSync(process.execPath, [BIN, 'quantize', path.join(trained, 'model'), out, '--scheme', scheme, '--force', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+const q = spawnSync(process.execPath, [BIN, 'quantize', path.join(trained, 'model'), out, '--scheme', scheme, '--force', '--json'], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 if (q.status !== 0) throw new Error(`unicorn quantize failed (${q.status})`);
 const { out: _where, ...quantize } = JSON.parse(q.stdout) as Record<string, unknown>;
 void _where;
@@ -51,7 +54,13 @@ function against(dir: string) {
       got.set(runner.backend.probe(ids, 0).logits, w * len * vocab);
     }
     const c = compareLogits(want, got, vocab);
-    return { meanKl: +c.meanKl.toExponential(3), maxKl: +c.maxKl.toExponential(3), top1: +c.top1.toFixed(4), positions: c.positions, device: runner.backend.name };
+    return {
+      meanKl: +c.meanKl.toExponential(3),
+      maxKl: +c.maxKl.toExponential(3),
+      top1: +c.top1.toFixed(4),
+      positions: c.positions,
+      device: runner.backend.name,
+    };
   } finally {
     runner.close();
   }
@@ -60,8 +69,12 @@ function against(dir: string) {
 const original = against(path.join(trained, 'model'));
 const shipped = against(out);
 const train = JSON.parse(fs.readFileSync(path.join(trained, 'train-report.json'), 'utf8')) as {
-  parameters: number; validation_loss: number; validation_perplexity: number; greedy_samples: { prompt: string; ids: number[]; greedy: number[]; text: string }[];
-  training: { seconds: number; gpu: string; best_step: number; steps_run: number }; corpus: Record<string, unknown>;
+  parameters: number;
+  validation_loss: number;
+  validation_perplexity: number;
+  greedy_samples: { prompt: string; ids: number[]; greedy: number[]; text: string }[];
+  training: { seconds: number; gpu: string; best_step: number; steps_run: number };
+  corpus: Record<string, unknown>;
 };
 
 // unicorn's greedy continuations from the shipped files (what the test replays).
@@ -71,15 +84,31 @@ const greedy = train.greedy_samples.map((s) => {
   const ids = runner.codec!.encode(s.prompt, true);
   const g = runner.session.generate(ids, { maxTokens: GREEDY_TOKENS, sampling: GREEDY, eosIds: runner.model.spec.eosTokenIds });
   const agree = g.tokens.findIndex((t, i) => t !== s.greedy[i]);
-  return { prompt: s.prompt, ids, tokens: g.tokens, text: g.text, transformersOriginalAgreesFor: agree < 0 ? Math.min(g.tokens.length, s.greedy.length) : agree };
+  return {
+    prompt: s.prompt,
+    ids,
+    tokens: g.tokens,
+    text: g.text,
+    transformersOriginalAgreesFor: agree < 0 ? Math.min(g.tokens.length, s.greedy.length) : agree,
+  };
 });
 const device = runner.backend.name;
 runner.close();
 
-const bytes = fs.readdirSync(out).filter((f) => f.endsWith('.safetensors')).reduce((a, f) => a + fs.statSync(path.join(out, f)).size, 0);
+const bytes = fs
+  .readdirSync(out)
+  .filter((f) => f.endsWith('.safetensors'))
+  .reduce((a, f) => a + fs.statSync(path.join(out, f)).size, 0);
 const report = {
-  scheme, bytes, quantize, device,
-  againstTransformers: { what: `transformers ${String((ref.metadata ?? {})['transformers'])} f32 logits of the bf16 original on ${windows} held-out windows of ${len} tokens`, original, shipped },
+  scheme,
+  bytes,
+  quantize,
+  device,
+  againstTransformers: {
+    what: `transformers ${String((ref.metadata ?? {})['transformers'])} f32 logits of the bf16 original on ${windows} held-out windows of ${len} tokens`,
+    original,
+    shipped,
+  },
   greedy,
 };
 fs.writeFileSync(path.join(out, 'build-report.json'), `${JSON.stringify(report, null, 1)}\n`);

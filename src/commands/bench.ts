@@ -29,9 +29,14 @@ export function benchCommand(): Command {
       const spinner = startSpinner('starting', { json: flags.json === true });
       try {
         const r = benchModel(model, {
-          promptTokens: flags.prompt, genTokens: flags.tokens, profile: flags.profile === true,
-          ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }), ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }),
-          onStage: (what) => { spinner.text = what; },
+          promptTokens: flags.prompt,
+          genTokens: flags.tokens,
+          profile: flags.profile === true,
+          ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
+          ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }),
+          onStage: (what) => {
+            spinner.text = what;
+          },
         });
         spinner.stop();
         process.stdout.write(flags.json === true ? `${JSON.stringify(r)}\n` : `${renderBench(r)}\n`);

@@ -18,7 +18,6 @@ import { escapeControl } from '../engine/text/escape.js';
 import { openModelSource } from '../ui/model-source.js';
 import { checkRunFlags, resolveSampling, samplingOptions, type SamplingFlags } from '../ui/sampling.js';
 
-
 interface ChatFlags extends SamplingFlags {
   maxTokens: number;
   system?: string;
@@ -55,7 +54,9 @@ async function plain(chat: Chat): Promise<void> {
       continue;
     }
     process.stdout.write('\n');
-    process.stderr.write(`[${stats.promptTokens} new prompt tokens (${stats.reusedTokens} cached) · TTFT ${stats.timeToFirstTokenMs.toFixed(0)} ms · ${stats.generatedTokens} tokens${stats.tokensPerSecond === null ? '' : ` at ${stats.tokensPerSecond.toFixed(1)} tok/s`} · ${stats.finish}]\n`);
+    process.stderr.write(
+      `[${stats.promptTokens} new prompt tokens (${stats.reusedTokens} cached) · TTFT ${stats.timeToFirstTokenMs.toFixed(0)} ms · ${stats.generatedTokens} tokens${stats.tokensPerSecond === null ? '' : ` at ${stats.tokensPerSecond.toFixed(1)} tok/s`} · ${stats.finish}]\n`,
+    );
   }
 }
 
@@ -65,7 +66,7 @@ export function chatCommand(): Command {
     .argument('[model]', 'model directory (with tokenizer.json and a chat template); none: the bundled kjv-tiny')
     .option('-n, --max-tokens <n>', 'most tokens per reply', positive, 1024)
     .option('--system <text>', 'system message')
-    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', positive)
+    .option('--ctx <n>', "context length in tokens (default: 4096 or the model's maximum)", positive)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')

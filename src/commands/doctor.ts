@@ -23,7 +23,12 @@ const MARK: Record<Check['status'], string> = { PASS: 'PASS', WARN: 'WARN', FAIL
 export function renderChecks(checks: readonly Check[]): string {
   const out: string[] = [];
   let section = '';
-  const safe = checks.map((c) => ({ ...c, name: escapeControl(c.name, 200), evidence: escapeControl(c.evidence, 2000), fix: c.fix === undefined ? undefined : escapeControl(c.fix, 2000) }));
+  const safe = checks.map((c) => ({
+    ...c,
+    name: escapeControl(c.name, 200),
+    evidence: escapeControl(c.evidence, 2000),
+    fix: c.fix === undefined ? undefined : escapeControl(c.fix, 2000),
+  }));
   const width = Math.max(...safe.map((c) => c.name.length));
   for (const c of safe) {
     if (c.section !== section) {

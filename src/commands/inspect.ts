@@ -10,10 +10,14 @@ import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
 import { escapeControl } from '../engine/text/escape.js';
 import { formatBytes, formatCount, formatNumber, jsonForTerminal, table } from '../ui/format.js';
 
-
 function ropeText(r: Rope): string {
   const s = r.scaling;
-  const scale = s.kind === 'none' ? '' : s.kind === 'linear' ? ` linear ×${s.factor}` : ` llama3 ×${s.factor} (low ${s.lowFreqFactor}, high ${s.highFreqFactor}, original ${s.originalMaxPositions})`;
+  const scale =
+    s.kind === 'none'
+      ? ''
+      : s.kind === 'linear'
+        ? ` linear ×${s.factor}`
+        : ` llama3 ×${s.factor} (low ${s.lowFreqFactor}, high ${s.highFreqFactor}, original ${s.originalMaxPositions})`;
   return `θ ${formatNumber(r.theta)}${scale}`;
 }
 
@@ -22,17 +26,33 @@ function specLines(spec: ModelSpec, report: NonNullable<InspectReport['model']>)
   const global = spec.layers.filter((l) => l.attention === 'full');
   const skippedVision = report.skipped.filter((s) => s.reason === 'vision');
   const arch = `${spec.architecture} (${spec.family}${spec.multimodal ? `, text model only: vision tower skipped, ${skippedVision.length} tensors, ${formatBytes(skippedVision.reduce((a, s) => a + s.byteLength, 0))} never read` : ''})`;
-  const layers = sliding.length === 0 ? `${spec.numLayers}, all global attention` : `${spec.numLayers}: ${sliding.length} sliding (window ${spec.slidingWindow}), ${global.length} global`;
-  const ropes = sliding.length > 0 && global.length > 0 ? `global ${ropeText(global[0]!.rope)} · local ${ropeText(sliding[0]!.rope)}` : ropeText(spec.layers[0]!.rope);
+  const layers =
+    sliding.length === 0
+      ? `${spec.numLayers}, all global attention`
+      : `${spec.numLayers}: ${sliding.length} sliding (window ${spec.slidingWindow}), ${global.length} global`;
+  const ropes =
+    sliding.length > 0 && global.length > 0 ? `global ${ropeText(global[0]!.rope)} · local ${ropeText(sliding[0]!.rope)}` : ropeText(spec.layers[0]!.rope);
   const cap = (v: number | null) => (v === null ? 'none' : String(v));
   return [
     ['architecture', arch],
     ['layers', layers],
-    ['sizes', `hidden ${spec.hiddenSize} · intermediate ${spec.intermediateSize} · heads ${spec.numHeads} / kv ${spec.numKvHeads} · head_dim ${spec.headDim} · vocab ${spec.vocabSize}`],
-    ['attention', `scores × 1/sqrt(${spec.queryPreAttnScalar}) · softcap ${cap(spec.attnLogitSoftcap)}, final ${cap(spec.finalLogitSoftcap)}${spec.qkNorm ? ' · q/k norm' : ''}${spec.qkvBias ? ' · q/k/v bias' : ''}`],
+    [
+      'sizes',
+      `hidden ${spec.hiddenSize} · intermediate ${spec.intermediateSize} · heads ${spec.numHeads} / kv ${spec.numKvHeads} · head_dim ${spec.headDim} · vocab ${spec.vocabSize}`,
+    ],
+    [
+      'attention',
+      `scores × 1/sqrt(${spec.queryPreAttnScalar}) · softcap ${cap(spec.attnLogitSoftcap)}, final ${cap(spec.finalLogitSoftcap)}${spec.qkNorm ? ' · q/k norm' : ''}${spec.qkvBias ? ' · q/k/v bias' : ''}`,
+    ],
     ['rope', ropes],
-    ['norms', `RMSNorm${spec.normWeightOffset === 1 ? ' (1 + w)' : ''} eps ${spec.rmsNormEps.toExponential()} · ${spec.activation === 'gelu_tanh' ? 'GELU-tanh' : 'SiLU'} gated MLP · ${spec.tieWordEmbeddings ? 'tied' : 'separate'} output embedding${spec.embeddingScale !== 1 ? ` · embeddings × sqrt(${spec.hiddenSize})` : ''}`],
-    ['tokens', `bos ${spec.bosTokenId ?? '-'} · eos ${spec.eosTokenIds.join(', ') || '-'} · pad ${spec.padTokenId ?? '-'} · chat template ${spec.chatTemplate === null ? 'none' : 'yes'} · max positions ${spec.maxPositionEmbeddings}`],
+    [
+      'norms',
+      `RMSNorm${spec.normWeightOffset === 1 ? ' (1 + w)' : ''} eps ${spec.rmsNormEps.toExponential()} · ${spec.activation === 'gelu_tanh' ? 'GELU-tanh' : 'SiLU'} gated MLP · ${spec.tieWordEmbeddings ? 'tied' : 'separate'} output embedding${spec.embeddingScale !== 1 ? ` · embeddings × sqrt(${spec.hiddenSize})` : ''}`,
+    ],
+    [
+      'tokens',
+      `bos ${spec.bosTokenId ?? '-'} · eos ${spec.eosTokenIds.join(', ') || '-'} · pad ${spec.padTokenId ?? '-'} · chat template ${spec.chatTemplate === null ? 'none' : 'yes'} · max positions ${spec.maxPositionEmbeddings}`,
+    ],
     ['parameters', `${formatCount(report.parameters)} (text model)`],
   ];
 }
@@ -52,20 +72,35 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
   for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${escapeControl(v)}`);
   if (r.model !== undefined) {
     const m = r.model.memory;
-    out.push('', `memory at --ctx ${m.ctx} (KV cache f16${r.model.spec.slidingWindow !== null ? '; sliding layers keep only their window' : ''}; int4 groups of ${m.group})`);
-    out.push(table(
-      ['scheme', 'weights', 'kv cache', 'total'],
-      m.rows.map((row) => [row.scheme, formatBytes(row.weights), formatBytes(row.kvCache), formatBytes(row.total)]),
-      [false, true, true, true],
-    ).split('\n').map((l) => `  ${l}`).join('\n'));
+    out.push(
+      '',
+      `memory at --ctx ${m.ctx} (KV cache f16${r.model.spec.slidingWindow !== null ? '; sliding layers keep only their window' : ''}; int4 groups of ${m.group})`,
+    );
+    out.push(
+      table(
+        ['scheme', 'weights', 'kv cache', 'total'],
+        m.rows.map((row) => [row.scheme, formatBytes(row.weights), formatBytes(row.kvCache), formatBytes(row.total)]),
+        [false, true, true, true],
+      )
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n'),
+    );
   }
   if (opts.tensors) {
     const rows = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
-    out.push('', table(
-      ['tensor', 'dtype', 'shape', 'bytes', 'status', 'file'],
-      rows.map((t) => [t.name, t.format === t.dtype ? t.dtype : `${t.dtype} ${t.format}`, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file].map((c) => escapeControl(c))),
-      [false, false, false, true, false, false],
-    ));
+    out.push(
+      '',
+      table(
+        ['tensor', 'dtype', 'shape', 'bytes', 'status', 'file'],
+        rows.map((t) =>
+          [t.name, t.format === t.dtype ? t.dtype : `${t.dtype} ${t.format}`, `[${t.shape.join(', ')}]`, formatBytes(t.bytes), t.status, t.file].map((c) =>
+            escapeControl(c),
+          ),
+        ),
+        [false, false, false, true, false, false],
+      ),
+    );
     out.push(`${rows.length} of ${r.tensors.length} tensors`);
   }
   return out.join('\n');
@@ -73,8 +108,13 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
 
 /** The plan as text: per pass, the totals, then layer 0's fused steps and the dispatches they lower to. */
 export function renderPlan(p: ModelPlan): string {
-  const out = [`plan of ${p.model} on ${p.device} (fusion ${p.fusion ? 'on; UNICORN_NO_FUSION=1 turns it off' : 'off (UNICORN_NO_FUSION=1)'}; recorded, not run)`];
-  for (const [what, pass] of [['decode step (1 token, greedy)', p.decode], [`prefill batch (${p.prefill.tokens} tokens)`, p.prefill]] as const) {
+  const out = [
+    `plan of ${p.model} on ${p.device} (fusion ${p.fusion ? 'on; UNICORN_NO_FUSION=1 turns it off' : 'off (UNICORN_NO_FUSION=1)'}; recorded, not run)`,
+  ];
+  for (const [what, pass] of [
+    ['decode step (1 token, greedy)', p.decode],
+    [`prefill batch (${p.prefill.tokens} tokens)`, p.prefill],
+  ] as const) {
     out.push('', `${what}: ${pass.dispatches} dispatches, ${pass.barriers} barriers in the whole pass; layer 0:`);
     out.push('  fused steps', ...pass.layerSteps.map((s) => `    ${describeStep(s)}`));
     out.push('  dispatches and barriers', ...pass.layerLines.map((l) => `    ${l}`));
@@ -93,33 +133,35 @@ function toJson(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): 
 
 export function inspectCommand(): Command {
   return new Command('inspect')
-    .description('show a checkpoint\'s architecture, tensors, dtypes and memory plan (reads headers only)')
+    .description("show a checkpoint's architecture, tensors, dtypes and memory plan (reads headers only)")
     .argument('<model>', 'model directory (config.json + safetensors) or a .safetensors file')
     .option('--tensors', 'list every tensor')
     .option('--filter <regex>', 'only tensors whose name matches (implies --tensors)')
     .option('--ctx <n>', 'context length for the KV cache estimate', positive, 4096)
     .addOption(new Option('--group <n>', 'INT4 group size for the estimates').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
-    .option('--plan', 'load the model onto the GPU and show one layer\'s fused steps and dispatches, for decode and prefill (recorded, not run)')
+    .option('--plan', "load the model onto the GPU and show one layer's fused steps and dispatches, for decode and prefill (recorded, not run)")
     .option('--gpu <index|name>', 'which GPU, with --plan (default: $UNICORN_GPU, else the best one)')
     .option('--json', 'print JSON for scripts')
-    .action((model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }, cmd: Command) => {
-      if (o.plan === true) {
-        // The context only sizes the KV cache here: the model's own default unless --ctx was given.
-        const ctxGiven = cmd.getOptionValueSource('ctx') === 'cli';
-        const plan = modelPlan(model, { ...(ctxGiven ? { ctx: o.ctx } : {}), ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
-        process.stdout.write(o.json === true ? `${jsonForTerminal(plan, 2)}\n` : `${renderPlan(plan)}\n`);
-        return;
-      }
-      let filter: RegExp | undefined;
-      if (o.filter !== undefined) {
-        try {
-          filter = new RegExp(o.filter);
-        } catch (e) {
-          throw new UnicornError(`--filter ${JSON.stringify(o.filter)} is not a valid regular expression (${e instanceof Error ? e.message : String(e)})`);
+    .action(
+      (model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }, cmd: Command) => {
+        if (o.plan === true) {
+          // The context only sizes the KV cache here: the model's own default unless --ctx was given.
+          const ctxGiven = cmd.getOptionValueSource('ctx') === 'cli';
+          const plan = modelPlan(model, { ...(ctxGiven ? { ctx: o.ctx } : {}), ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
+          process.stdout.write(o.json === true ? `${jsonForTerminal(plan, 2)}\n` : `${renderPlan(plan)}\n`);
+          return;
         }
-      }
-      const report = inspectTarget(model, { ctx: o.ctx, group: Number(o.group) });
-      const view = { tensors: o.tensors === true || filter !== undefined, ...(filter === undefined ? {} : { filter }) };
-      process.stdout.write(o.json === true ? `${jsonForTerminal(toJson(report, view), 2)}\n` : `${renderInspect(report, view)}\n`);
-    });
+        let filter: RegExp | undefined;
+        if (o.filter !== undefined) {
+          try {
+            filter = new RegExp(o.filter);
+          } catch (e) {
+            throw new UnicornError(`--filter ${JSON.stringify(o.filter)} is not a valid regular expression (${e instanceof Error ? e.message : String(e)})`);
+          }
+        }
+        const report = inspectTarget(model, { ctx: o.ctx, group: Number(o.group) });
+        const view = { tensors: o.tensors === true || filter !== undefined, ...(filter === undefined ? {} : { filter }) };
+        process.stdout.write(o.json === true ? `${jsonForTerminal(toJson(report, view), 2)}\n` : `${renderInspect(report, view)}\n`);
+      },
+    );
 }

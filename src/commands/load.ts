@@ -7,7 +7,6 @@ import { loadModel } from '../engine/load-report.js';
 import { formatBytes, table } from '../ui/format.js';
 import { startResident } from './resident.js';
 
-
 export function loadCommand(): Command {
   return new Command('load')
     .description('load a model into GPU memory: placement per heap, GB/s against the file read rate, read-back check')
@@ -21,8 +20,12 @@ export function loadCommand(): Command {
       if (o.keep === true) {
         const spinner = startSpinner(`starting a resident server for ${target}`, { json: o.json === true });
         try {
-          const info = await startResident(target, { ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }) }, (s) => { spinner.text = `loading ${target} in the resident server · ${s.toFixed(0)} s`; });
-          spinner.succeed(`${info.model}: resident in pid ${info.pid} on ${info.device}, ${formatBytes(info.bytes)} loaded in ${info.loadSeconds.toFixed(2)} s (${(info.bytes / 1e9 / info.loadSeconds).toFixed(2)} GB/s); run and chat use it; unicorn stop unloads it`);
+          const info = await startResident(target, { ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }) }, (s) => {
+            spinner.text = `loading ${target} in the resident server · ${s.toFixed(0)} s`;
+          });
+          spinner.succeed(
+            `${info.model}: resident in pid ${info.pid} on ${info.device}, ${formatBytes(info.bytes)} loaded in ${info.loadSeconds.toFixed(2)} s (${(info.bytes / 1e9 / info.loadSeconds).toFixed(2)} GB/s); run and chat use it; unicorn stop unloads it`,
+          );
           if (o.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
         } catch (e) {
           spinner.fail(`could not keep ${target} resident`);
@@ -35,7 +38,9 @@ export function loadCommand(): Command {
       let report;
       try {
         report = loadModel(target, {
-          ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }), verifyTensors: o.verify,
+          ...(o.gpu === undefined ? {} : { gpu: o.gpu }),
+          ...(o.ctx === undefined ? {} : { ctx: o.ctx }),
+          verifyTensors: o.verify,
           onProgress: (p) => {
             const s = (performance.now() - t0) / 1000;
             spinner.text = `loading ${formatBytes(p.done)} / ${formatBytes(p.total)} · ${p.tensors} tensors · ${formatBytes(p.done / Math.max(s, 1e-3))}/s`;
@@ -49,12 +54,27 @@ export function loadCommand(): Command {
       if (o.json === true) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {
-        console.log(`speed      ${(report.gbPerSecond).toFixed(2)} GB/s; plain read of the same files ${report.fileReadGbPerSecond.toFixed(2)} GB/s (${((100 * report.gbPerSecond) / report.fileReadGbPerSecond).toFixed(0)}%)`);
-        console.log(`host RAM   peak ${formatBytes(report.peakRssBytes)} resident while loading${report.cpuDevice ? ' (a CPU driver: its GPU memory is this process\'s RAM, counted here)' : ''}`);
-        console.log(`verified   ${report.verified.tensors} tensors (${formatBytes(report.verified.bytes)}) read back from the GPU: ${report.verified.mismatches.length === 0 ? 'identical to the files' : `MISMATCH in ${report.verified.mismatches.join(', ')}`}`);
+        console.log(
+          `speed      ${report.gbPerSecond.toFixed(2)} GB/s; plain read of the same files ${report.fileReadGbPerSecond.toFixed(2)} GB/s (${((100 * report.gbPerSecond) / report.fileReadGbPerSecond).toFixed(0)}%)`,
+        );
+        console.log(
+          `host RAM   peak ${formatBytes(report.peakRssBytes)} resident while loading${report.cpuDevice ? " (a CPU driver: its GPU memory is this process's RAM, counted here)" : ''}`,
+        );
+        console.log(
+          `verified   ${report.verified.tensors} tensors (${formatBytes(report.verified.bytes)}) read back from the GPU: ${report.verified.mismatches.length === 0 ? 'identical to the files' : `MISMATCH in ${report.verified.mismatches.join(', ')}`}`,
+        );
         console.log('');
-        console.log(table(['heap', 'kind', 'size', 'placed', 'buffers'], report.heaps.map((h) => [String(h.heap), h.deviceLocal ? 'device-local' : 'host', formatBytes(h.size), formatBytes(h.bytes), String(h.buffers)]), [false, false, true, true, true]));
+        console.log(
+          table(
+            ['heap', 'kind', 'size', 'placed', 'buffers'],
+            report.heaps.map((h) => [String(h.heap), h.deviceLocal ? 'device-local' : 'host', formatBytes(h.size), formatBytes(h.bytes), String(h.buffers)]),
+            [false, false, true, true, true],
+          ),
+        );
       }
-      if (report.verified.mismatches.length > 0) throw new UnicornError(`weights on the GPU differ from the files: ${report.verified.mismatches.join(', ')}`, { hint: 'a driver or memory fault: run `unicorn load` again; report it if it persists' });
+      if (report.verified.mismatches.length > 0)
+        throw new UnicornError(`weights on the GPU differ from the files: ${report.verified.mismatches.join(', ')}`, {
+          hint: 'a driver or memory fault: run `unicorn load` again; report it if it persists',
+        });
     });
 }

@@ -53,7 +53,13 @@ function logTail(fd: number): string {
   const n = Math.min(size, 16 * 1024);
   const buf = Buffer.alloc(n);
   fs.readSync(fd, buf, 0, n, size - n);
-  return buf.toString('utf8').trim().split('\n').slice(-3).map((l) => escapeControl(l)).join('\n');
+  return buf
+    .toString('utf8')
+    .trim()
+    .split('\n')
+    .slice(-3)
+    .map((l) => escapeControl(l))
+    .join('\n');
 }
 
 /**
@@ -66,11 +72,23 @@ async function spawnResident(model: string, opts: { ctx?: number; gpu?: string }
   const litter = () => fs.rmSync(log, { force: true }); // still under its first name: the server never claimed the model
   process.once('exit', litter); // Ctrl-C while waiting
   try {
-    const args = [BIN, '__resident', model, '--log', log, ...(opts.ctx === undefined ? [] : ['--ctx', String(opts.ctx)]), ...(opts.gpu === undefined ? [] : ['--gpu', opts.gpu])];
+    const args = [
+      BIN,
+      '__resident',
+      model,
+      '--log',
+      log,
+      ...(opts.ctx === undefined ? [] : ['--ctx', String(opts.ctx)]),
+      ...(opts.gpu === undefined ? [] : ['--gpu', opts.gpu]),
+    ];
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd] });
     let exited: number | null = null;
-    child.on('exit', (code, signal) => { exited = code ?? (signal === null ? 1 : 128); });
-    child.on('error', () => { exited = 1; });
+    child.on('exit', (code, signal) => {
+      exited = code ?? (signal === null ? 1 : 128);
+    });
+    child.on('error', () => {
+      exited = 1;
+    });
     child.unref();
     while (exited === null) {
       const info = await residentInfo(model);
@@ -80,7 +98,9 @@ async function spawnResident(model: string, opts: { ctx?: number; gpu?: string }
     }
     if (exited === BUSY) return 'busy';
     const kept = fs.existsSync(logFor(model)) && sameFile(identity(logFor(model)), identityOf(fs.fstatSync(fd)));
-    throw new UnicornError(`the resident server for ${model} exited while loading (code ${exited}${kept ? `; its log: ${logFor(model)}` : ''}): ${logTail(fd)}`);
+    throw new UnicornError(
+      `the resident server for ${model} exited while loading (code ${exited}${kept ? `; its log: ${logFor(model)}` : ''}): ${logTail(fd)}`,
+    );
   } finally {
     fs.closeSync(fd);
     litter();
@@ -99,12 +119,16 @@ export async function startResident(given: string, opts: { ctx?: number; gpu?: s
   for (let starts = 0; ;) {
     const info = await residentInfo(model);
     if (info !== null) return info;
-    if (lockHolder(lockFor(model)) !== null) { // another process is loading it (or stopping)
+    if (lockHolder(lockFor(model)) !== null) {
+      // another process is loading it (or stopping)
       wait();
       await sleep(100);
       continue;
     }
-    if (starts++ === MAX_STARTS) throw new UnicornError(`could not start a resident server for ${model}: other processes kept claiming it`, { hint: '`unicorn ps` lists the resident servers; try again' });
+    if (starts++ === MAX_STARTS)
+      throw new UnicornError(`could not start a resident server for ${model}: other processes kept claiming it`, {
+        hint: '`unicorn ps` lists the resident servers; try again',
+      });
     const r = await spawnResident(model, opts, wait);
     if (r !== 'busy') return r;
   }
@@ -168,12 +192,30 @@ export function psCommand(): Command {
     .description('list the models held by resident servers (unicorn load --keep)')
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
-      const list = (await listResident((socket, why) => process.stderr.write(`unicorn: warning: not listing ${escapeControl(socket)}: ${escapeControl(why)}\n`))).map((r) => r.info);
-      if (o.json === true) { process.stdout.write(`${JSON.stringify(list)}\n`); return; }
-      if (list.length === 0) { console.log('no resident models (unicorn load --keep <model> starts one)'); return; }
-      console.log(table(['model', 'pid', 'device', 'GPU memory', 'context', 'loaded'], list.map((i) => [
-        escapeControl(i.model), String(i.pid), escapeControl(i.device), i.gpuBytes === null ? '-' : formatBytes(i.gpuBytes), `${i.contextUsed} / ${i.ctx}`, i.loadedAt.replace('T', ' ').slice(0, 19),
-      ])));
+      const list = (
+        await listResident((socket, why) => process.stderr.write(`unicorn: warning: not listing ${escapeControl(socket)}: ${escapeControl(why)}\n`))
+      ).map((r) => r.info);
+      if (o.json === true) {
+        process.stdout.write(`${JSON.stringify(list)}\n`);
+        return;
+      }
+      if (list.length === 0) {
+        console.log('no resident models (unicorn load --keep <model> starts one)');
+        return;
+      }
+      console.log(
+        table(
+          ['model', 'pid', 'device', 'GPU memory', 'context', 'loaded'],
+          list.map((i) => [
+            escapeControl(i.model),
+            String(i.pid),
+            escapeControl(i.device),
+            i.gpuBytes === null ? '-' : formatBytes(i.gpuBytes),
+            `${i.contextUsed} / ${i.ctx}`,
+            i.loadedAt.replace('T', ' ').slice(0, 19),
+          ]),
+        ),
+      );
     });
 }
 
@@ -187,7 +229,10 @@ async function stopTarget(given: string): Promise<string> {
   const named = list.filter((m) => m === path.resolve(given) || path.basename(m) === given || m.endsWith(`${path.sep}${given.replace(/\/+$/, '')}`));
   if (named.length === 1) return named[0]!;
   const shown = escapeControl(given);
-  if (named.length > 1) throw new UnicornError(`${shown} matches several resident models: ${named.map((m) => escapeControl(m)).join(', ')}`, { hint: 'name the model directory by its path' });
+  if (named.length > 1)
+    throw new UnicornError(`${shown} matches several resident models: ${named.map((m) => escapeControl(m)).join(', ')}`, {
+      hint: 'name the model directory by its path',
+    });
   throw new UnicornError(`no resident server holds ${shown}`, { hint: '`unicorn ps` lists what is resident' });
 }
 
@@ -196,8 +241,14 @@ export function stopCommand(): Command {
     .description('unload a resident model (all of them with no argument)')
     .argument('[model]', 'model directory')
     .action(async (model?: string) => {
-      const targets = model !== undefined ? [{ model: await stopTarget(model), socket: null }] : (await listResident()).map((r) => ({ model: r.info.model, socket: r.socket }));
-      if (targets.length === 0) { console.log('no resident models'); return; }
+      const targets =
+        model !== undefined
+          ? [{ model: await stopTarget(model), socket: null }]
+          : (await listResident()).map((r) => ({ model: r.info.model, socket: r.socket }));
+      if (targets.length === 0) {
+        console.log('no resident models');
+        return;
+      }
       for (const { model: m, socket } of targets) {
         const c = socket === null ? await ResidentClient.connect(m) : await ResidentClient.connectSocket(socket);
         if (c === null) throw new UnicornError(`no resident server holds ${escapeControl(m)}`, { hint: '`unicorn ps` lists what is resident' });

@@ -11,7 +11,6 @@ import { openModelSource } from '../ui/model-source.js';
 import { type SamplingFlags, checkRunFlags, resolveSampling, samplingOptions } from '../ui/sampling.js';
 import { formatBytes } from '../ui/format.js';
 
-
 interface RunFlags extends SamplingFlags {
   maxTokens: number;
   chat?: boolean;
@@ -30,11 +29,11 @@ export function runCommand(): Command {
     .argument('[model]', 'model directory (config.json, *.safetensors, tokenizer.json); none: the bundled kjv-tiny')
     .argument('[prompt]', 'the prompt; "-" or none reads it from stdin')
     .option('-n, --max-tokens <n>', 'most tokens to generate', count, 256)
-    .option('--chat', 'wrap the prompt in the model\'s chat template as a user turn')
+    .option('--chat', "wrap the prompt in the model's chat template as a user turn")
     .option('--system <text>', 'system message (with --chat)')
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
     .option('--template-var <name=value>', 'extra chat-template variable, e.g. enable_thinking=false (repeatable)', collect)
-    .option('--ctx <n>', 'context length in tokens (default: 4096 or the model\'s maximum)', count)
+    .option('--ctx <n>', "context length in tokens (default: 4096 or the model's maximum)", count)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path (slow; small models)').choices(['gpu', 'cpu']).default('gpu'))
     .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')
@@ -78,7 +77,11 @@ function templateVars(list: readonly string[] | undefined): Record<string, unkno
     if (eq <= 0) throw new UnicornError(`--template-var ${item}: expected name=value`);
     const raw = item.slice(eq + 1);
     let value: unknown = raw;
-    try { value = JSON.parse(raw); } catch { /* a plain string */ }
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      /* a plain string */
+    }
     out[item.slice(0, eq)] = value;
   }
   return out;
@@ -87,8 +90,13 @@ function templateVars(list: readonly string[] | undefined): Record<string, unkno
 async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<void> {
   const out = flags.json === true ? undefined : process.stdout;
   const request = (defaults: Partial<SamplingOptions>): CompletionRequest => ({
-    prompt, chat: flags.chat === true, sampling: resolveSampling(flags, defaults), maxTokens: flags.maxTokens, stop: flags.stop ?? [],
-    ...(flags.system === undefined ? {} : { system: flags.system }), ...(flags.templateVar === undefined ? {} : { templateVars: templateVars(flags.templateVar) }),
+    prompt,
+    chat: flags.chat === true,
+    sampling: resolveSampling(flags, defaults),
+    maxTokens: flags.maxTokens,
+    stop: flags.stop ?? [],
+    ...(flags.system === undefined ? {} : { system: flags.system }),
+    ...(flags.templateVar === undefined ? {} : { templateVars: templateVars(flags.templateVar) }),
   });
   let req: CompletionRequest;
   let r: CompletionResult;
@@ -96,7 +104,9 @@ async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<v
   // plain prompt too long for the context is refused before the weights load (complete() checks
   // again, chat prompts included, on the text it encodes).
   const source = await openModelSource(modelDir, flags, {
-    beforeWeights: (codec, ctx, model) => { if (codec !== null && flags.chat !== true) checkPromptLength(codec, prompt, ctx, model.spec.maxPositionEmbeddings); },
+    beforeWeights: (codec, ctx, model) => {
+      if (codec !== null && flags.chat !== true) checkPromptLength(codec, prompt, ctx, model.spec.maxPositionEmbeddings);
+    },
   });
   try {
     req = request(source.kind === 'resident' ? source.info.defaults : source.runner.defaults);
@@ -105,17 +115,30 @@ async function run(modelDir: string, prompt: string, flags: RunFlags): Promise<v
     source.close();
   }
   const stats = {
-    model: modelDir, device: r.device, seed: req.sampling.seed, finish: r.finish, promptTokens: r.promptTokens, generatedTokens: r.tokens.length,
-    timeToFirstTokenMs: r.timeToFirstTokenMs, prefillTokensPerSecond: r.prefillTokensPerSecond, decodeTokensPerSecond: r.decodeTokensPerSecond,
+    model: modelDir,
+    device: r.device,
+    seed: req.sampling.seed,
+    finish: r.finish,
+    promptTokens: r.promptTokens,
+    generatedTokens: r.tokens.length,
+    timeToFirstTokenMs: r.timeToFirstTokenMs,
+    prefillTokensPerSecond: r.prefillTokensPerSecond,
+    decodeTokensPerSecond: r.decodeTokensPerSecond,
   };
   if (flags.json === true) {
     process.stdout.write(`${JSON.stringify({ text: r.text, tokens: r.tokens, sampling: req.sampling, ...stats })}\n`);
   } else {
     if (!r.text.endsWith('\n')) out?.write('\n');
-    const why = { eos: 'end of text', stop: 'stop string', length: `--max-tokens ${flags.maxTokens}`, context: `context full (${r.contextLimit} tokens)`, aborted: 'stopped' }[r.finish];
+    const why = {
+      eos: 'end of text',
+      stop: 'stop string',
+      length: `--max-tokens ${flags.maxTokens}`,
+      context: `context full (${r.contextLimit} tokens)`,
+      aborted: 'stopped',
+    }[r.finish];
     process.stderr.write(
       `\n${r.promptTokens} prompt tokens · time to first token ${stats.timeToFirstTokenMs} ms · prefill ${stats.prefillTokensPerSecond ?? '-'} tok/s · ` +
-      `${r.tokens.length} tokens at ${stats.decodeTokensPerSecond ?? '-'} tok/s · ${why} · seed ${req.sampling.seed}\n`,
+        `${r.tokens.length} tokens at ${stats.decodeTokensPerSecond ?? '-'} tok/s · ${why} · seed ${req.sampling.seed}\n`,
     );
   }
 }

@@ -34,13 +34,19 @@ export function serveCommand(): Command {
     .option('--port <n>', 'port (0: any free one)', count, 8080)
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 (default: $UNICORN_API_KEY)')
     .option('--alias <id>', 'model id clients use (default: the directory name)')
-    .option('--ctx <n>', 'context length in tokens when loading here (default: 4096 or the model\'s maximum)', positive)
+    .option('--ctx <n>', "context length in tokens when loading here (default: 4096 or the model's maximum)", positive)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--max-body <MB>', 'largest request body', number, 8)
     .option('--max-queue <n>', 'requests that may wait behind the running one', positive, 64)
-    .option('--cors <origins>', 'allow browsers from these origins, comma-separated (e.g. http://localhost:3000, or *); without it, requests from web pages are refused')
-    .option('--allowed-hosts <names>', 'Host header names to accept besides IP addresses, localhost, *.localhost, *.local, *.internal and this machine\'s hostname, comma-separated, or * (default: $UNICORN_ALLOWED_HOSTS)')
+    .option(
+      '--cors <origins>',
+      'allow browsers from these origins, comma-separated (e.g. http://localhost:3000, or *); without it, requests from web pages are refused',
+    )
+    .option(
+      '--allowed-hosts <names>',
+      "Host header names to accept besides IP addresses, localhost, *.localhost, *.local, *.internal and this machine's hostname, comma-separated, or * (default: $UNICORN_ALLOWED_HOSTS)",
+    )
     .option('--quiet', 'no line per request')
     .action(async (given: string | undefined, flags: ServeFlags) => {
       const modelDir = modelOrBundled(given);
@@ -48,7 +54,10 @@ export function serveCommand(): Command {
       if (flags.port > 65535) throw new UnicornError(`--port ${flags.port}: ports go up to 65535`);
       if (!fs.existsSync(modelDir)) throw new UnicornError(`${modelDir}: no such model directory`);
       const apiKey = flags.apiKey ?? (process.env['UNICORN_API_KEY'] || undefined);
-      const allowedHosts = (flags.allowedHosts ?? process.env['UNICORN_ALLOWED_HOSTS'] ?? '').split(',').map((h) => h.trim()).filter((h) => h !== '');
+      const allowedHosts = (flags.allowedHosts ?? process.env['UNICORN_ALLOWED_HOSTS'] ?? '')
+        .split(',')
+        .map((h) => h.trim())
+        .filter((h) => h !== '');
       const modelId = flags.alias ?? path.basename(path.resolve(modelDir));
       const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
@@ -62,16 +71,32 @@ export function serveCommand(): Command {
         backend = residentBackend(modelDir, source.info, modelId);
       } else {
         const runner = source.runner;
-        if (runner.codec === null) { runner.close(); throw new UnicornError(`${modelDir}: no tokenizer.json, so the API cannot take text`); }
+        if (runner.codec === null) {
+          runner.close();
+          throw new UnicornError(`${modelDir}: no tokenizer.json, so the API cannot take text`);
+        }
         backend = localBackend(runner, modelId);
         close = () => runner.close();
       }
       const api = await startApi(backend, {
-        host: flags.host, port: flags.port, maxBodyBytes: Math.round(flags.maxBody * 1024 * 1024), maxQueue: flags.maxQueue, version: pkg.version,
-        allowedHosts, ...(apiKey === undefined ? {} : { apiKey }), ...(flags.cors === undefined ? {} : { cors: flags.cors }), ...(flags.quiet === true ? {} : { log }),
-      }).catch((e: unknown) => { close(); throw e; });
-      if (!isLoopbackHost(flags.host) && apiKey === undefined) log(`warning: listening on ${flags.host} without --api-key: anyone who can reach this machine can use the model`);
-      process.stdout.write(`serving ${modelId} at ${api.url}/v1 (OpenAI-compatible${apiKey === undefined ? '' : ', API key required'}${backend.chat ? '' : '; no chat template: /v1/completions only'}) · Ctrl-C stops\n`);
+        host: flags.host,
+        port: flags.port,
+        maxBodyBytes: Math.round(flags.maxBody * 1024 * 1024),
+        maxQueue: flags.maxQueue,
+        version: pkg.version,
+        allowedHosts,
+        ...(apiKey === undefined ? {} : { apiKey }),
+        ...(flags.cors === undefined ? {} : { cors: flags.cors }),
+        ...(flags.quiet === true ? {} : { log }),
+      }).catch((e: unknown) => {
+        close();
+        throw e;
+      });
+      if (!isLoopbackHost(flags.host) && apiKey === undefined)
+        log(`warning: listening on ${flags.host} without --api-key: anyone who can reach this machine can use the model`);
+      process.stdout.write(
+        `serving ${modelId} at ${api.url}/v1 (OpenAI-compatible${apiKey === undefined ? '' : ', API key required'}${backend.chat ? '' : '; no chat template: /v1/completions only'}) · Ctrl-C stops\n`,
+      );
       // Until Ctrl-C (the process exits with 130; the model's memory goes with it).
       await new Promise<never>(() => {});
     });

@@ -49,7 +49,13 @@ export interface BenchResult {
   readonly copyGBs: number;
   readonly rooflineTokensPerSecond: number;
   readonly prefill: { readonly tokens: number; readonly seconds: number; readonly tokensPerSecond: number; readonly timeToFirstTokenMs: number };
-  readonly decode: { readonly tokens: number; readonly tokensPerSecond: number; readonly weightGBs: number; readonly ofRoofline: number; readonly sampledTokensPerSecond: number };
+  readonly decode: {
+    readonly tokens: number;
+    readonly tokensPerSecond: number;
+    readonly weightGBs: number;
+    readonly ofRoofline: number;
+    readonly sampledTokensPerSecond: number;
+  };
   /** One greedy decode step, per kernel (with `profile`). */
   readonly step?: { readonly dispatches: number; readonly gpuMs: number; readonly kernels: readonly KernelTime[] };
 }
@@ -77,17 +83,24 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   const maxPositions = m.spec.maxPositionEmbeddings;
   m.checkpoint.close();
   if ((o.ctx ?? need) > maxPositions || (o.ctx !== undefined && o.ctx < need)) {
-    throw new UnicornError(`bench: ${o.promptTokens} prompt + ${o.genTokens} generated tokens need a context of ${need}${o.ctx === undefined ? '' : ` (--ctx ${o.ctx})`}; this model takes up to ${maxPositions} positions`, {
-      hint: 'use a shorter --prompt or --tokens',
-    });
+    throw new UnicornError(
+      `bench: ${o.promptTokens} prompt + ${o.genTokens} generated tokens need a context of ${need}${o.ctx === undefined ? '' : ` (--ctx ${o.ctx})`}; this model takes up to ${maxPositions} positions`,
+      {
+        hint: 'use a shorter --prompt or --tokens',
+      },
+    );
   }
   const runner = openRunner(dir, { text: false, profile: o.profile === true, ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ctx: o.ctx ?? need });
   try {
     const spec = runner.model.spec;
     let bytesPerToken = 0;
-    for (const [name, t] of runner.model.bound.tensors) bytesPerToken += name === 'embed_tokens.weight' ? (spec.tieWordEmbeddings ? t.byteLength : 0) : t.byteLength;
+    for (const [name, t] of runner.model.bound.tensors)
+      bytesPerToken += name === 'embed_tokens.weight' ? (spec.tieWordEmbeddings ? t.byteLength : 0) : t.byteLength;
     let seed = 1;
-    const rand = () => { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; return seed; };
+    const rand = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed;
+    };
     const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rand() % (spec.vocabSize - 3)));
     o.onStage?.('warming up');
     new Session(runner.backend).generate(prompt.slice(0, Math.min(8, prompt.length)), { maxTokens: 2, sampling: GREEDY, eosIds: [] });
@@ -107,18 +120,35 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
     }
     const total = steps.reduce((a, st) => a + st.us, 0);
     return {
-      model: dir, architecture: spec.architecture, device, subgroups, bytesPerToken, copyGBs, rooflineTokensPerSecond: roofline,
-      prefill: { tokens: t.promptTokens, seconds: t.prefillSeconds, tokensPerSecond: t.promptTokens / t.prefillSeconds, timeToFirstTokenMs: t.timeToFirstToken * 1000 },
+      model: dir,
+      architecture: spec.architecture,
+      device,
+      subgroups,
+      bytesPerToken,
+      copyGBs,
+      rooflineTokensPerSecond: roofline,
+      prefill: {
+        tokens: t.promptTokens,
+        seconds: t.prefillSeconds,
+        tokensPerSecond: t.promptTokens / t.prefillSeconds,
+        timeToFirstTokenMs: t.timeToFirstToken * 1000,
+      },
       decode: {
-        tokens: t.decodeSteps, tokensPerSecond: decodeTps, weightGBs: (decodeTps * bytesPerToken) / 1e9, ofRoofline: decodeTps / roofline,
+        tokens: t.decodeSteps,
+        tokensPerSecond: decodeTps,
+        weightGBs: (decodeTps * bytesPerToken) / 1e9,
+        ofRoofline: decodeTps / roofline,
         sampledTokensPerSecond: s.decodeSteps / s.decodeSeconds,
       },
-      ...(steps.length === 0 ? {} : {
-        step: {
-          dispatches: steps.length, gpuMs: total / 1000,
-          kernels: [...byKernel].sort((a, b) => b[1].us - a[1].us).map(([kernel, e]) => ({ kernel, count: e.n, totalUs: e.us, share: e.us / total })),
-        },
-      }),
+      ...(steps.length === 0
+        ? {}
+        : {
+            step: {
+              dispatches: steps.length,
+              gpuMs: total / 1000,
+              kernels: [...byKernel].sort((a, b) => b[1].us - a[1].us).map(([kernel, e]) => ({ kernel, count: e.n, totalUs: e.us, share: e.us / total })),
+            },
+          }),
     };
   } finally {
     runner.close();
@@ -139,10 +169,15 @@ export function renderBench(r: BenchResult): string {
     `          ${n(r.decode.sampledTokensPerSecond, 1)} tok/s sampling (temperature ${SAMPLED.temperature}, top-k ${SAMPLED.topK}, top-p ${SAMPLED.topP}, min-p ${SAMPLED.minP})`,
   ];
   if (r.step !== undefined) {
-    lines.push('', `one decode step on the GPU: ${r.step.dispatches} dispatches, ${r.step.gpuMs.toFixed(2)} ms (host-measured ${(1000 / r.decode.tokensPerSecond).toFixed(2)} ms)`);
+    lines.push(
+      '',
+      `one decode step on the GPU: ${r.step.dispatches} dispatches, ${r.step.gpuMs.toFixed(2)} ms (host-measured ${(1000 / r.decode.tokensPerSecond).toFixed(2)} ms)`,
+    );
     lines.push('kernel                     count   total µs   share   µs each');
     for (const k of r.step.kernels) {
-      lines.push(`${k.kernel.padEnd(25)} ${String(k.count).padStart(6)} ${k.totalUs.toFixed(0).padStart(10)} ${(100 * k.share).toFixed(1).padStart(6)}% ${(k.totalUs / k.count).toFixed(1).padStart(9)}`);
+      lines.push(
+        `${k.kernel.padEnd(25)} ${String(k.count).padStart(6)} ${k.totalUs.toFixed(0).padStart(10)} ${(100 * k.share).toFixed(1).padStart(6)}% ${(k.totalUs / k.count).toFixed(1).padStart(9)}`,
+      );
     }
   }
   return lines.join('\n');

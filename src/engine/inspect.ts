@@ -71,7 +71,8 @@ export function inspectTarget(target: string, opts: InspectOptions): InspectRepo
     for (const [name, t] of ckpt.tensors) {
       const skipped = skippedByName.get(name);
       const c = classifyName(name);
-      const status: TensorRow['status'] = skipped !== undefined ? `skipped (${skipped.reason})` : c?.kind === 'model' ? 'used' : c === undefined ? 'unknown' : `skipped (${c.reason})`;
+      const status: TensorRow['status'] =
+        skipped !== undefined ? `skipped (${skipped.reason})` : c?.kind === 'model' ? 'used' : c === undefined ? 'unknown' : `skipped (${c.reason})`;
       tensors.push({
         name,
         canonical: status === 'used' && c?.kind === 'model' ? c.canonical : null,

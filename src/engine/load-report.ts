@@ -102,7 +102,10 @@ function verify(model: ModelFiles, w: GpuWeights, alloc: Allocator, cmds: Comman
   return { tensors: names.length, bytes, mismatches };
 }
 
-export function loadModel(target: string, opts: { gpu?: string; ctx?: number; verifyTensors?: number; onProgress?: (p: LoadProgress) => void } = {}): LoadReport {
+export function loadModel(
+  target: string,
+  opts: { gpu?: string; ctx?: number; verifyTensors?: number; onProgress?: (p: LoadProgress) => void } = {},
+): LoadReport {
   const model = openModel(target);
   const device = Device.open(opts.gpu);
   try {
@@ -121,9 +124,17 @@ export function loadModel(target: string, opts: { gpu?: string; ctx?: number; ve
     });
     w.free();
     return {
-      model: model.dir, device: device.info.name, bytes: w.bytes, tensors: model.bound.tensors.size, seconds,
-      gbPerSecond: w.bytes / 1e9 / seconds, fileReadGbPerSecond: read, heaps,
-      peakRssBytes, cpuDevice: device.info.type === 'cpu', verified,
+      model: model.dir,
+      device: device.info.name,
+      bytes: w.bytes,
+      tensors: model.bound.tensors.size,
+      seconds,
+      gbPerSecond: w.bytes / 1e9 / seconds,
+      fileReadGbPerSecond: read,
+      heaps,
+      peakRssBytes,
+      cpuDevice: device.info.type === 'cpu',
+      verified,
     };
   } finally {
     device.destroy();

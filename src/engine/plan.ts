@@ -44,13 +44,20 @@ function layerOf(s: FusedStep): number | undefined {
 function passPlan(b: GpuBackend, tokens: number): PassPlan {
   const lines = b.plan(tokens, tokens === 1 ? { kind: 'argmax' } : { kind: 'logits' });
   return {
-    tokens, dispatches: lines.filter((l) => !l.startsWith('barrier') && !l.startsWith('copy') && !l.startsWith('fill')).length,
-    barriers: lines.filter((l) => l.startsWith('barrier')).length, layerSteps: b.fused(tokens).filter((s) => layerOf(s) === 0), layerLines: layerZero(lines),
+    tokens,
+    dispatches: lines.filter((l) => !l.startsWith('barrier') && !l.startsWith('copy') && !l.startsWith('fill')).length,
+    barriers: lines.filter((l) => l.startsWith('barrier')).length,
+    layerSteps: b.fused(tokens).filter((s) => layerOf(s) === 0),
+    layerLines: layerZero(lines),
   };
 }
 
 export function modelPlan(target: string, opts: { gpu?: string; ctx?: number } = {}): ModelPlan {
-  const runner = openRunner(target, { text: false, ...(opts.gpu === undefined ? {} : { gpu: opts.gpu }), ...(opts.ctx === undefined ? {} : { ctx: opts.ctx }) });
+  const runner = openRunner(target, {
+    text: false,
+    ...(opts.gpu === undefined ? {} : { gpu: opts.gpu }),
+    ...(opts.ctx === undefined ? {} : { ctx: opts.ctx }),
+  });
   try {
     const b = runner.backend;
     if (!(b instanceof GpuBackend)) throw new Error('modelPlan: not a GPU backend');
@@ -63,18 +70,30 @@ export function modelPlan(target: string, opts: { gpu?: string; ctx?: number } =
 /** One fused step in a few words: what it computes and where its int8 activations go. */
 export function describeStep(s: FusedStep): string {
   const w = (name: string) => name.replace(/^layers\.\d+\./, '');
-  const x8 = (v: unknown) => (v === undefined ? '' : v === 'quantize' ? ', int8 x by quantize_x' : `, int8 x from the producer (${(v as { slot: string }).slot})`);
+  const x8 = (v: unknown) =>
+    v === undefined ? '' : v === 'quantize' ? ', int8 x by quantize_x' : `, int8 x from the producer (${(v as { slot: string }).slot})`;
   switch (s.op) {
-    case 'embed': return 'embed';
-    case 'norm': return `norm ${s.src} -> ${s.dst} (${w(s.weight)})${s.int8 === true ? ', writes int8 x' : ''}`;
-    case 'addNorm': return `${s.dst} += norm(${s.src}) (${w(s.weight)})${s.next === undefined ? '' : ` then norm ${s.dst} -> ${s.next.out} (${w(s.next.weight)}) [add-norm]`}${s.int8 === true ? ', writes int8 x' : ''}`;
-    case 'headNorms': return `head norms of ${s.norms.map((n) => n.buf).join(' and ')}`;
-    case 'ropeStore': return `rope + cache store${s.norms === undefined ? '' : ', q/k head norms first [head-norms-rope]'}`;
-    case 'linear': return `${s.dst} = ${s.src} · ${w(s.weight)}${s.bias === undefined ? '' : ' + bias'}${x8(s.x8)}`;
-    case 'linearAdd': return `${s.dst} += ${s.src} · ${w(s.weight)}${x8(s.x8)}`;
-    case 'gateUp': return `g = ${s.act}(${s.src} · ${w(s.gate)}) * (${s.src} · ${w(s.up)})${x8(s.x8)}${s.int8 === true ? ', writes int8 g' : ''}`;
-    case 'attention': return `attention -> ${s.dst}${s.int8 === true ? ', combine writes int8 x' : ''}`;
-    case 'logits': return `logits of ${s.src}${x8(s.x8)}`;
-    case 'observe': return `observe ${s.stage}`;
+    case 'embed':
+      return 'embed';
+    case 'norm':
+      return `norm ${s.src} -> ${s.dst} (${w(s.weight)})${s.int8 === true ? ', writes int8 x' : ''}`;
+    case 'addNorm':
+      return `${s.dst} += norm(${s.src}) (${w(s.weight)})${s.next === undefined ? '' : ` then norm ${s.dst} -> ${s.next.out} (${w(s.next.weight)}) [add-norm]`}${s.int8 === true ? ', writes int8 x' : ''}`;
+    case 'headNorms':
+      return `head norms of ${s.norms.map((n) => n.buf).join(' and ')}`;
+    case 'ropeStore':
+      return `rope + cache store${s.norms === undefined ? '' : ', q/k head norms first [head-norms-rope]'}`;
+    case 'linear':
+      return `${s.dst} = ${s.src} · ${w(s.weight)}${s.bias === undefined ? '' : ' + bias'}${x8(s.x8)}`;
+    case 'linearAdd':
+      return `${s.dst} += ${s.src} · ${w(s.weight)}${x8(s.x8)}`;
+    case 'gateUp':
+      return `g = ${s.act}(${s.src} · ${w(s.gate)}) * (${s.src} · ${w(s.up)})${x8(s.x8)}${s.int8 === true ? ', writes int8 g' : ''}`;
+    case 'attention':
+      return `attention -> ${s.dst}${s.int8 === true ? ', combine writes int8 x' : ''}`;
+    case 'logits':
+      return `logits of ${s.src}${x8(s.x8)}`;
+    case 'observe':
+      return `observe ${s.stage}`;
   }
 }

@@ -63,7 +63,14 @@ export function ChatApp({ chat }: { readonly chat: ChatEngine }) {
     stop.current = false;
     setReply('');
     let acc = '';
-    chat.send(text, { onText: (t) => { acc += t; setReply(acc); }, shouldStop: () => stop.current })
+    chat
+      .send(text, {
+        onText: (t) => {
+          acc += t;
+          setReply(acc);
+        },
+        shouldStop: () => stop.current,
+      })
       .then(({ reply: r, stats }) => {
         add('assistant', stats.finish === 'aborted' ? `${r} [stopped]` : r);
       })
@@ -76,7 +83,10 @@ export function ChatApp({ chat }: { readonly chat: ChatEngine }) {
 
   useInput((ch, key) => {
     if (key.ctrl && ch === 'c') {
-      if (armed) { exit(); return; }
+      if (armed) {
+        exit();
+        return;
+      }
       setArmed(true);
       stop.current = true;
       setTimeout(() => setArmed(false), 2000);
@@ -87,7 +97,10 @@ export function ChatApp({ chat }: { readonly chat: ChatEngine }) {
       return;
     }
     if (key.return) {
-      if (input.endsWith('\\')) { setInput(`${input.slice(0, -1)}\n`); return; }
+      if (input.endsWith('\\')) {
+        setInput(`${input.slice(0, -1)}\n`);
+        return;
+      }
       if (input.trim() !== '') submit(input);
       setInput('');
       return;
@@ -100,7 +113,10 @@ export function ChatApp({ chat }: { readonly chat: ChatEngine }) {
       setInput(cursor.current < 0 ? '' : h[cursor.current]!);
       return;
     }
-    if (key.backspace || key.delete) { setInput(input.slice(0, -1)); return; }
+    if (key.backspace || key.delete) {
+      setInput(input.slice(0, -1));
+      return;
+    }
     if (key.escape || key.tab || key.leftArrow || key.rightArrow) return;
     if (ch !== '') setInput(input + ch);
   });
@@ -111,12 +127,15 @@ export function ChatApp({ chat }: { readonly chat: ChatEngine }) {
         {(e) => (
           <Box key={e.id}>
             <Text color={e.role === 'user' ? 'cyan' : e.role === 'error' ? 'red' : e.role === 'info' ? 'gray' : undefined}>
-              {e.role === 'user' ? '> ' : ''}{e.text}
+              {e.role === 'user' ? '> ' : ''}
+              {e.text}
             </Text>
           </Box>
         )}
       </Static>
-      {generating ? <Text>{reply}</Text> : (
+      {generating ? (
+        <Text>{reply}</Text>
+      ) : (
         <Box>
           <Text color="cyan">{'> '}</Text>
           <Text>{input}</Text>

@@ -25,7 +25,9 @@ export function loadHere(modelDir: string, flags: LoadFlags, beforeWeights?: Run
   const t0 = performance.now();
   try {
     const runner = openRunner(modelDir, {
-      device: flags.device, ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }), ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
+      device: flags.device,
+      ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }),
+      ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
       ...(beforeWeights === undefined ? {} : { beforeWeights }),
       onLoad: (p) => {
         const secs = (performance.now() - t0) / 1000;
@@ -46,7 +48,11 @@ export function loadHere(modelDir: string, flags: LoadFlags, beforeWeights?: Run
  * The resident server holding `modelDir` when there is one (on the GPU path; `say` reports it), else
  * the model loaded here. close() ends the connection or unloads.
  */
-export async function openModelSource(modelDir: string, flags: LoadFlags, o: { say?: (line: string) => void; beforeWeights?: RunnerOptions['beforeWeights'] } = {}): Promise<ModelSource> {
+export async function openModelSource(
+  modelDir: string,
+  flags: LoadFlags,
+  o: { say?: (line: string) => void; beforeWeights?: RunnerOptions['beforeWeights'] } = {},
+): Promise<ModelSource> {
   const client = flags.device === 'gpu' ? await ResidentClient.connect(modelDir) : null;
   if (client !== null) {
     try {

@@ -20,7 +20,7 @@ export function samplingOptions(c: Command): Command {
     .option('--temp <t>', 'temperature (0 = greedy)', number)
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', count)
     .option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)', number)
-    .option('--min-p <p>', 'drop tokens below p x the best one\'s probability (0 = off)', number)
+    .option('--min-p <p>', "drop tokens below p x the best one's probability (0 = off)", number)
     .option('--repeat-penalty <r>', 'penalise tokens seen in the last --repeat-last-n (1 = off)', number)
     .option('--repeat-last-n <n>', 'window for the repetition penalty', count)
     .option('--seed <s>', 'random seed (same seed, same text); default: random, printed', count);
@@ -50,6 +50,6 @@ export function resolveSampling(flags: SamplingFlags, d: Partial<SamplingOptions
 export function checkRunFlags(flags: SamplingFlags & { stop?: string[] }): void {
   resolveSampling(flags, {});
   if (flags.stop?.some((s) => s === '') === true) {
-    throw new UnicornError('--stop \'\': an empty stop string would stop at once', { hint: 'give the text to stop at, e.g. --stop "\\n\\n"' });
+    throw new UnicornError("--stop '': an empty stop string would stop at once", { hint: 'give the text to stop at, e.g. --stop "\\n\\n"' });
   }
 }

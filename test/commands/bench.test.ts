@@ -25,7 +25,10 @@ test('bench --json --profile on a fixture: prefill and decode counts, the roofli
   assert.ok(Math.abs(b.decode.ofRoofline - b.decode.tokensPerSecond / b.rooflineTokensPerSecond) < 1e-9);
   assert.ok(b.decode.tokensPerSecond > 0 && b.decode.sampledTokensPerSecond > 0 && b.prefill.tokensPerSecond > 0);
   const step = b.step!;
-  assert.equal(step.kernels.reduce((a, k) => a + k.count, 0), step.dispatches);
+  assert.equal(
+    step.kernels.reduce((a, k) => a + k.count, 0),
+    step.dispatches,
+  );
   assert.ok(Math.abs(step.kernels.reduce((a, k) => a + k.share, 0) - 1) < 1e-9);
   const names = step.kernels.map((k) => k.kernel);
   for (const k of ['matvec_bf16', 'attention', 'rmsnorm', 'argmax']) assert.ok(names.includes(k), `${k} in ${names.join(', ')}`);
@@ -33,7 +36,7 @@ test('bench --json --profile on a fixture: prefill and decode counts, the roofli
   assert.equal(step.kernels.find((k) => k.kernel === 'matvec_bf16')!.count, 6 * m.spec.numLayers + 1);
 });
 
-test('bench: the text report, and sizes beyond the model\'s positions refused with what fits', () => {
+test("bench: the text report, and sizes beyond the model's positions refused with what fits", () => {
   const r = unicorn([modelFixture('llama'), '-p', '8', '-n', '4']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^model {5}.*LlamaForCausalLM, [\d.]+ MB read per decode token$/m);

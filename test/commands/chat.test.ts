@@ -9,16 +9,22 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { BIN, FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
 
-const ref = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', 'llama.text.json'), 'utf8')) as { chat: { messages: { content: string }[]; greedy_text: string; greedy: number[] } };
+const ref = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', 'llama.text.json'), 'utf8')) as {
+  chat: { messages: { content: string }[]; greedy_text: string; greedy: number[] };
+};
 const env = { ...process.env, UNICORN_VALIDATION: '0' };
 
 test('piped: each line a turn, replies as transformers gives them; the second turn reuses the cache; commands work', () => {
   const save = path.join(scratchDir('chat'), 'talk.json');
   const input = `${ref.chat.messages[0]!.content}\n/save ${save}\nAnd then?\n/reset\n${ref.chat.messages[0]!.content}\n`;
-  const r = spawnSync(process.execPath, [BIN, 'chat', modelFixture('llama'), '--temp', '0', '-n', String(ref.chat.greedy.length)], { input, encoding: 'utf8', env });
+  const r = spawnSync(process.execPath, [BIN, 'chat', modelFixture('llama'), '--temp', '0', '-n', String(ref.chat.greedy.length)], {
+    input,
+    encoding: 'utf8',
+    env,
+  });
   assert.equal(r.status, 0, r.stderr);
   const replies = r.stdout.split('\n');
-  assert.equal(replies[0], ref.chat.greedy_text, 'first reply = transformers\' greedy chat continuation');
+  assert.equal(replies[0], ref.chat.greedy_text, "first reply = transformers' greedy chat continuation");
   assert.equal(replies[2], ref.chat.greedy_text, 'after /reset the same question gets the same reply');
   const stats = r.stderr.split('\n').filter((l) => l.startsWith('['));
   assert.equal(stats.length, 3);
@@ -65,7 +71,13 @@ test('terminal UI in tmux: type, Enter, the reply and the status line appear; Ct
 test('piped: /save to a missing folder is a message and the conversation goes on', () => {
   const dir = scratchDir('chat');
   const input = `${ref.chat.messages[0]!.content}\n/save ${path.join(dir, 'missing', 'talk.json')}\nAnd then?\n/save ${path.join(dir, 'talk.json')}\n`;
-  const r = spawnSync(process.execPath, [BIN, 'chat', modelFixture('llama'), '--temp', '0', '-n', '4'], { input, encoding: 'utf8', env, timeout: 120_000, killSignal: 'SIGKILL' });
+  const r = spawnSync(process.execPath, [BIN, 'chat', modelFixture('llama'), '--temp', '0', '-n', '4'], {
+    input,
+    encoding: 'utf8',
+    env,
+    timeout: 120_000,
+    killSignal: 'SIGKILL',
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /not saved: cannot write .*missing.*: the folder .* does not exist; the conversation is still here/);
   assert.doesNotMatch(r.stderr, /internal error/);
@@ -78,7 +90,9 @@ test('terminal UI on a pty that reports 0x0 (script, CI, docker exec -t): it ope
   const cmd = `stty rows 0 cols 0; echo PID $$; exec ${process.execPath} ${BIN} chat ${modelFixture('llama')}`;
   const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString('latin1');
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   const waitFor = async (re: RegExp, ms: number) => {
     const end = Date.now() + ms;
@@ -98,6 +112,11 @@ test('terminal UI on a pty that reports 0x0 (script, CI, docker exec -t): it ope
   } finally {
     child.kill('SIGKILL');
     const m = /PID (\d+)/.exec(out);
-    if (m !== null) try { process.kill(Number(m[1]), 'SIGKILL'); } catch { /* gone */ }
+    if (m !== null)
+      try {
+        process.kill(Number(m[1]), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
   }
 });

@@ -28,13 +28,17 @@ test('the bundled model ships in the package, small, with its reports', () => {
   assert.ok(pkg.files.includes('models/'));
   const total = fs.readdirSync(BUNDLED_MODEL).reduce((a, f) => a + fs.statSync(path.join(BUNDLED_MODEL, f)).size, 0);
   assert.ok(total < 15e6, `${total} bytes`);
-  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'README.md', 'train-report.json']) assert.ok(fs.existsSync(path.join(BUNDLED_MODEL, f)), f);
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'README.md', 'train-report.json'])
+    assert.ok(fs.existsSync(path.join(BUNDLED_MODEL, f)), f);
   assert.ok(build.againstTransformers.shipped.top1 > 0.99 && build.againstTransformers.shipped.meanKl < 1e-3);
 });
 
 test('unicorn run with a prompt and no model: the bundled model, said on stderr; greedy text as recorded at build', () => {
   const g = build.greedy[0]!;
-  const r = spawnSync(process.execPath, [BIN, 'run', g.prompt, '--temp', '0', '--repeat-penalty', '1', '-n', String(g.tokens.length), '--json'], { encoding: 'utf8', env });
+  const r = spawnSync(process.execPath, [BIN, 'run', g.prompt, '--temp', '0', '--repeat-penalty', '1', '-n', String(g.tokens.length), '--json'], {
+    encoding: 'utf8',
+    env,
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /no model given: using the bundled kjv-tiny .* not an assistant/);
   const out = JSON.parse(r.stdout) as { tokens: number[]; text: string };
@@ -58,7 +62,11 @@ test('greedy continuations of every recorded prompt are identical on this device
 });
 
 test('chat (piped) and serve with no model use the bundled one too', async () => {
-  const chat = spawnSync(process.execPath, [BIN, 'chat', '--temp', '0', '--repeat-penalty', '1', '-n', '8'], { input: 'In the beginning\n', encoding: 'utf8', env });
+  const chat = spawnSync(process.execPath, [BIN, 'chat', '--temp', '0', '--repeat-penalty', '1', '-n', '8'], {
+    input: 'In the beginning\n',
+    encoding: 'utf8',
+    env,
+  });
   assert.equal(chat.status, 0, chat.stderr);
   assert.match(chat.stderr, /using the bundled kjv-tiny/);
   assert.ok(chat.stdout.trim().length > 0, 'a reply');
@@ -73,7 +81,11 @@ test('chat (piped) and serve with no model use the bundled one too', async () =>
       });
       serve.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
     });
-    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'kjv-tiny', prompt: 'In the beginning', max_tokens: 4, temperature: 0 }) });
+    const r = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'kjv-tiny', prompt: 'In the beginning', max_tokens: 4, temperature: 0 }),
+    });
     assert.equal(r.status, 200);
     const body = (await r.json()) as { choices: { text: string }[] };
     assert.ok(body.choices[0]!.text.length > 0);

@@ -19,7 +19,10 @@ const find = (checks: Check[], name: string) => {
 describe('doctor checks', () => {
   test('a tuned Ryzen AI laptop (780M, 16 GB carve-out, GTT raised, NPU on): all PASS, the model fits', () => {
     const checks = runChecks(ryzenSnapshot('tuned'), { dir: 'gemma-3-27b-mixed', weights: 17.6e9, kvCache: 1.11e9, ctx: 8192 });
-    assert.deepEqual(checks.filter((c) => c.status === 'FAIL' || c.status === 'WARN').map((c) => `${c.name}: ${c.evidence}`), []);
+    assert.deepEqual(
+      checks.filter((c) => c.status === 'FAIL' || c.status === 'WARN').map((c) => `${c.name}: ${c.evidence}`),
+      [],
+    );
     assert.match(find(checks, 'CPU').evidence, /Ryzen 9 8945HS .* Hawk Point/);
     assert.match(find(checks, 'card1 VRAM').evidence, /16\.0 GiB/);
     assert.match(find(checks, 'card1 GTT').evidence, /44\.0 GiB \(amdgpu\.gttsize 45056, ttm\.pages_limit 11534336\)/);
@@ -53,7 +56,10 @@ describe('doctor checks', () => {
   });
   test('the NVIDIA H100 machine (recorded on the device): all PASS, no APU or NPU facts', () => {
     const checks = runChecks(recorded('h100-nvidia.json'));
-    assert.deepEqual(checks.filter((c) => c.status === 'FAIL' || c.status === 'WARN'), []);
+    assert.deepEqual(
+      checks.filter((c) => c.status === 'FAIL' || c.status === 'WARN'),
+      [],
+    );
     assert.match(find(checks, 'devices').evidence, /NVIDIA H100 80GB HBM3 \(discrete-gpu/);
     assert.match(find(checks, 'self-test').evidence, /GB\/s, \d+% of a \d+ GB\/s copy/);
     assert.equal(find(checks, 'amdgpu').status, 'INFO');
@@ -68,9 +74,16 @@ describe('doctor checks', () => {
   });
   test('a machine without the Vulkan loader or any driver fails with the package to install', () => {
     const base = recorded('debian-lavapipe.json');
-    const noLoader = runChecks({ ...base, vulkan: { loader: false, error: 'libvulkan.so.1: cannot open shared object file', devices: [], chosen: null, selfTest: null } });
+    const noLoader = runChecks({
+      ...base,
+      vulkan: { loader: false, error: 'libvulkan.so.1: cannot open shared object file', devices: [], chosen: null, selfTest: null },
+    });
     assert.match(find(noLoader, 'loader').fix!, /apt install libvulkan1/);
-    const noDriver = runChecks({ ...base, dirs: { ...base.dirs, '/usr/share/vulkan/icd.d': [], '/etc/vulkan/icd.d': null }, vulkan: { loader: true, error: 'no Vulkan device', devices: [], chosen: null, selfTest: null } });
+    const noDriver = runChecks({
+      ...base,
+      dirs: { ...base.dirs, '/usr/share/vulkan/icd.d': [], '/etc/vulkan/icd.d': null },
+      vulkan: { loader: true, error: 'no Vulkan device', devices: [], chosen: null, selfTest: null },
+    });
     assert.equal(find(noDriver, 'drivers (ICDs)').status, 'FAIL');
     assert.match(find(noDriver, 'drivers (ICDs)').fix!, /mesa-vulkan-drivers/);
   });
@@ -89,10 +102,16 @@ test('unicorn doctor for real here: a table, --json, --snapshot that --from read
   // A model that cannot fit: exit code 1.
   const bad = path.join(scratchDir('doctor'), 'ryzen.json');
   fs.writeFileSync(bad, JSON.stringify(ryzenSnapshot('tuned')));
-  const fail = spawnSync(process.execPath, [BIN, 'doctor', '--from', bad, '--model', path.join(FIXTURES, 'models', 'llama'), '--json'], { encoding: 'utf8', env });
+  const fail = spawnSync(process.execPath, [BIN, 'doctor', '--from', bad, '--model', path.join(FIXTURES, 'models', 'llama'), '--json'], {
+    encoding: 'utf8',
+    env,
+  });
   assert.equal(fail.status, 0, 'a tiny model fits the laptop');
   const broken = ryzenSnapshot('tuned');
-  fs.writeFileSync(bad, JSON.stringify({ ...broken, vulkan: { ...broken.vulkan, selfTest: { ...broken.vulkan.selfTest!, ok: false, detail: 'wrong result' } } }));
+  fs.writeFileSync(
+    bad,
+    JSON.stringify({ ...broken, vulkan: { ...broken.vulkan, selfTest: { ...broken.vulkan.selfTest!, ok: false, detail: 'wrong result' } } }),
+  );
   assert.equal(spawnSync(process.execPath, [BIN, 'doctor', '--from', bad], { encoding: 'utf8', env }).status, 1);
 });
 
@@ -143,7 +162,10 @@ describe('doctor --from on snapshots that are not what they claim', () => {
     };
     const file = path.join(scratchDir('doctor'), 'evil.json');
     fs.writeFileSync(file, JSON.stringify(snap));
-    for (const args of [['--from', file], ['--from', file, '--json']]) {
+    for (const args of [
+      ['--from', file],
+      ['--from', file, '--json'],
+    ]) {
       const r = doctor(args);
       assert.equal(r.code, 0, r.err);
       // eslint-disable-next-line no-control-regex

@@ -16,19 +16,34 @@ const env = { ...process.env, UNICORN_VALIDATION: '0' };
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
 
-interface Outcome { code: number | null; signal: string | null; out: string; err: string; ms: number }
+interface Outcome {
+  code: number | null;
+  signal: string | null;
+  out: string;
+  err: string;
+  ms: number;
+}
 
 /** Runs the CLI with a deadline (SIGKILL: a process spinning in a loop ignores SIGTERM). */
 function unicorn(args: readonly string[], o: { input?: string; uid?: number; timeoutMs?: number } = {}): Promise<Outcome> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [BIN, ...args], {
-      encoding: 'utf8', env, timeout: o.timeoutMs ?? 30_000, killSignal: 'SIGKILL', maxBuffer: 1 << 22,
-      ...(o.uid === undefined ? {} : { uid: o.uid, gid: o.uid }),
-    }, (error, out, err) => {
-      const e = error as (Error & { code?: number | string; signal?: string }) | null;
-      resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : null, signal: e?.signal ?? null, out, err, ms: Date.now() - t0 });
-    });
+    const child = execFile(
+      process.execPath,
+      [BIN, ...args],
+      {
+        encoding: 'utf8',
+        env,
+        timeout: o.timeoutMs ?? 30_000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 1 << 22,
+        ...(o.uid === undefined ? {} : { uid: o.uid, gid: o.uid }),
+      },
+      (error, out, err) => {
+        const e = error as (Error & { code?: number | string; signal?: string }) | null;
+        resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : null, signal: e?.signal ?? null, out, err, ms: Date.now() - t0 });
+      },
+    );
     child.stdin?.end(o.input ?? '');
   });
 }
@@ -37,12 +52,14 @@ function unicorn(args: readonly string[], o: { input?: string; uid?: number; tim
 async function all<T, R>(items: readonly T[], fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
-  await Promise.all([0, 1, 2].map(async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  }));
+  await Promise.all(
+    [0, 1, 2].map(async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!);
+      }
+    }),
+  );
   return out;
 }
 
@@ -52,7 +69,11 @@ function tree(dir: string): string[] {
   for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
     const p = path.join(e.parentPath, e.name);
     let st: fs.Stats;
-    try { st = fs.lstatSync(p); } catch { continue; }
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
     const body = st.isFile() && st.size < 1 << 20 ? fs.readFileSync(p).toString('base64') : '';
     rows.push(`${path.relative(dir, p)} ${st.mode.toString(8)} ${st.size} ${body}`);
   }
@@ -86,8 +107,13 @@ describe('hostile paths for every command', () => {
     const snapshot = path.join(FIXTURES, 'doctor', 'debian-lavapipe.json');
     const llama = modelFixture('llama');
     const targets: Record<string, string> = {
-      missing: path.join(dir, 'missing'), loop: path.join(dir, 'loop'), file: path.join(dir, 'notes.txt'), fifo: path.join(dir, 'fifo'),
-      'proc dir': '/proc/self', 'proc file': '/proc/self/status', device: ownDevice ? zero : '/dev/zero',
+      missing: path.join(dir, 'missing'),
+      loop: path.join(dir, 'loop'),
+      file: path.join(dir, 'notes.txt'),
+      fifo: path.join(dir, 'fifo'),
+      'proc dir': '/proc/self',
+      'proc file': '/proc/self/status',
+      device: ownDevice ? zero : '/dev/zero',
     };
     // Each command with the path in each position it takes.
     const positions: [string, (p: string) => string[], string?][] = [
@@ -121,7 +147,7 @@ describe('hostile paths for every command', () => {
     const src = path.join(parent, 'llama');
     fs.mkdirSync(src, { recursive: true });
     for (const f of fs.readdirSync(llama)) fs.copyFileSync(path.join(llama, f), path.join(src, f));
-    cases.push({ what: 'quantize into the source\'s parent', args: ['quantize', src, parent, '--force', '--no-eval'] });
+    cases.push({ what: "quantize into the source's parent", args: ['quantize', src, parent, '--force', '--no-eval'] });
     cases.push({ what: 'quantize into the source', args: ['quantize', src, src, '--force', '--no-eval'] });
     cases.push({ what: 'quantize into a folder of the source', args: ['quantize', src, path.join(src, 'q'), '--no-eval'] });
     // A directory this user may not read: as root, DAC does not apply, so those cases run as nobody.
@@ -129,14 +155,23 @@ describe('hostile paths for every command', () => {
     const uid = isRoot ? NOBODY : undefined;
     for (const [command, args, input] of positions) {
       if (command === 'doctor --from') continue; // a directory either way: covered above
-      cases.push({ what: `${command} -> unreadable directory`, args: args(writes(command) ? path.join(locked, 'x') : locked), ...(input === undefined ? {} : { input }), ...(uid === undefined ? {} : { uid }) });
+      cases.push({
+        what: `${command} -> unreadable directory`,
+        args: args(writes(command) ? path.join(locked, 'x') : locked),
+        ...(input === undefined ? {} : { input }),
+        ...(uid === undefined ? {} : { uid }),
+      });
     }
     const before = tree(dir);
     const results = await all(cases, (c) => unicorn(c.args, c));
     fs.chmodSync(locked, 0o755);
     const failures: string[] = [];
     results.forEach((r, i) => {
-      try { assertClean(r, cases[i]!.what); } catch (e) { failures.push((e as Error).message); }
+      try {
+        assertClean(r, cases[i]!.what);
+      } catch (e) {
+        failures.push((e as Error).message);
+      }
     });
     assert.deepEqual(failures, [], `${failures.length} of ${cases.length} cases`);
     fs.chmodSync(locked, 0o000);

@@ -16,7 +16,10 @@ function unicorn(...args: string[]) {
 }
 
 const ARCH: Record<string, string> = {
-  'gemma3-text': 'Gemma3ForCausalLM', 'gemma3-mm': 'Gemma3ForConditionalGeneration', qwen2: 'Qwen2ForCausalLM', llama: 'LlamaForCausalLM',
+  'gemma3-text': 'Gemma3ForCausalLM',
+  'gemma3-mm': 'Gemma3ForConditionalGeneration',
+  qwen2: 'Qwen2ForCausalLM',
+  llama: 'LlamaForCausalLM',
 };
 
 describe('unicorn inspect', () => {
@@ -60,7 +63,11 @@ describe('unicorn inspect', () => {
   });
 
   test('user errors are one line on stderr with a non-zero exit, no stack trace', () => {
-    for (const args of [['inspect', '/no/such/model'], ['inspect', FIXTURES], ['inspect', modelFixture('llama'), '--filter', '(']]) {
+    for (const args of [
+      ['inspect', '/no/such/model'],
+      ['inspect', FIXTURES],
+      ['inspect', modelFixture('llama'), '--filter', '('],
+    ]) {
       const r = unicorn(...args);
       assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
       assert.match(r.err, /^unicorn: /);
@@ -116,18 +123,24 @@ describe('unicorn inspect', () => {
 });
 
 describe('unicorn inspect --plan', () => {
-  test('one layer\'s fused steps and dispatches, for decode and prefill, as the engine records them; UNICORN_NO_FUSION=1 shows the unfused ones', () => {
+  test("one layer's fused steps and dispatches, for decode and prefill, as the engine records them; UNICORN_NO_FUSION=1 shows the unfused ones", () => {
     // The bundled model takes at most 1024 positions: --plan uses the model's own default context.
     const bundled = spawnSync(process.execPath, [BIN, 'inspect', '--plan', path.join(path.dirname(BIN), '..', 'models', 'kjv-tiny')], { encoding: 'utf8' });
     assert.equal(bundled.status, 0, bundled.stderr);
-    const fused = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], { encoding: 'utf8', env: { ...process.env, UNICORN_NO_FUSION: '' } });
+    const fused = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], {
+      encoding: 'utf8',
+      env: { ...process.env, UNICORN_NO_FUSION: '' },
+    });
     assert.equal(fused.status, 0, fused.stderr);
     assert.match(fused.stdout, /decode step \(1 token, greedy\): \d+ dispatches, \d+ barriers in the whole pass; layer 0:/);
     assert.match(fused.stdout, /prefill batch \(64 tokens\)/);
     assert.match(fused.stdout, /rope \+ cache store, q\/k head norms first \[head-norms-rope\]/);
     assert.match(fused.stdout, /\[add-norm\]/);
     assert.match(fused.stdout, /\n {4}rope_store spec /);
-    const plain = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], { encoding: 'utf8', env: { ...process.env, UNICORN_NO_FUSION: '1' } });
+    const plain = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64'], {
+      encoding: 'utf8',
+      env: { ...process.env, UNICORN_NO_FUSION: '1' },
+    });
     assert.equal(plain.status, 0, plain.stderr);
     assert.match(plain.stdout, /fusion off/);
     assert.doesNotMatch(plain.stdout, /\[add-norm\]|\[head-norms-rope\]/);

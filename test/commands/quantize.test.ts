@@ -60,10 +60,16 @@ test('Ctrl-C, SIGTERM or SIGHUP mid-way leave nothing under the output name, and
   writeSyntheticModel(src, 150e6);
   const out = path.join(dir, 'out');
   // Ctrl-C, a kill, and a closed terminal or dropped ssh session (SIGHUP) all clean up.
-  for (const [signal, want] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  for (const [signal, want] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
     const child = spawn(process.execPath, [BIN, 'quantize', src, out, '--no-eval', '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     // Interrupt once the first tensors are being written (the temporary directory exists).
     const deadline = Date.now() + 30_000;
     while (!fs.readdirSync(dir).some((n) => n.startsWith('.out.tmp-')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -113,7 +119,11 @@ test('--force never deletes the source: an output that is, contains or lies insi
   const f = SafetensorsFile.open(path.join(out, 'model.safetensors'));
   assert.equal(f.metadata['unicorn.scheme'], 'int4');
   f.close();
-  assert.deepEqual(Object.fromEntries(Object.entries(tree(parent)).filter(([k]) => !k.startsWith('q/'))), before, 'the source and its neighbours are as they were');
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(tree(parent)).filter(([k]) => !k.startsWith('q/'))),
+    before,
+    'the source and its neighbours are as they were',
+  );
 });
 
 test('an output under /proc or /sys is refused at once (no spinning mkdir); a missing parent folder is made', () => {

@@ -30,7 +30,10 @@ const unicorn = (args: string[], input?: string) => {
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 const model = modelFixture('llama');
-const ref = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', 'llama.text.json'), 'utf8')) as { text: { prompt: string; greedy_text: string }; chat: { messages: { content: string }[]; greedy_text: string; greedy: number[] } };
+const ref = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', 'llama.text.json'), 'utf8')) as {
+  text: { prompt: string; greedy_text: string };
+  chat: { messages: { content: string }[]; greedy_text: string; greedy: number[] };
+};
 
 test('load --keep, then run and chat attach to it, ps lists it, stop unloads it', () => {
   const keep = unicorn(['load', model, '--keep', '--json']);
@@ -59,7 +62,10 @@ test('a socket left by a dead server is detected and replaced; a client that dis
   process.kill(first.pid, 'SIGKILL');
   await new Promise((r) => setTimeout(r, 200));
   const dir = path.join(runtime, 'unicorn');
-  const sock = path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.sock'))!);
+  const sock = path.join(
+    dir,
+    fs.readdirSync(dir).find((n) => n.endsWith('.sock'))!,
+  );
   assert.ok(fs.existsSync(sock), 'the dead server left its socket');
   assert.match(unicorn(['ps']).out, /no resident models/);
   const second = JSON.parse(unicorn(['load', model, '--keep', '--json']).out);
@@ -67,9 +73,14 @@ test('a socket left by a dead server is detected and replaced; a client that dis
   // A client asks for a long reply and hangs up after the first words.
   await new Promise<void>((resolve) => {
     const c = net.connect(sock, () => {
-      c.write(`${JSON.stringify({ op: 'complete', req: { prompt: 'x', chat: false, sampling: { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, repeatLastN: 64, seed: 1 }, maxTokens: 400, stop: [] } })}\n`);
+      c.write(
+        `${JSON.stringify({ op: 'complete', req: { prompt: 'x', chat: false, sampling: { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, repeatLastN: 64, seed: 1 }, maxTokens: 400, stop: [] } })}\n`,
+      );
     });
-    c.on('data', () => { c.destroy(); resolve(); });
+    c.on('data', () => {
+      c.destroy();
+      resolve();
+    });
   });
   const after = unicorn(['run', model, ref.text.prompt, '-n', '16', '--temp', '0', '--json']);
   assert.equal(after.code, 0, after.err);
@@ -84,7 +95,10 @@ function attach(sock: string, request?: object): Promise<{ got: () => string; cl
     const c = net.connect(sock);
     const closed = new Promise<void>((r) => c.on('close', () => r()));
     c.on('error', () => {});
-    c.on('data', (d) => { got += d.toString('utf8'); if (request !== undefined) resolve({ got: () => got, closed }); });
+    c.on('data', (d) => {
+      got += d.toString('utf8');
+      if (request !== undefined) resolve({ got: () => got, closed });
+    });
     c.on('connect', () => {
       if (request === undefined) resolve({ got: () => got, closed });
       else c.write(`${JSON.stringify(request)}\n`);
@@ -99,9 +113,21 @@ test('stop with clients attached ends the server: they are cut off with an error
   assert.equal(first.code, 0, first.err);
   const pid = JSON.parse(first.out).pid as number;
   const dir = path.join(runtime, 'unicorn');
-  const sock = path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.sock'))!);
+  const sock = path.join(
+    dir,
+    fs.readdirSync(dir).find((n) => n.endsWith('.sock'))!,
+  );
   const idle = await attach(sock);
-  const busy = await attach(sock, { op: 'complete', req: { prompt: 'x', chat: false, sampling: { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, repeatLastN: 64, seed: 1 }, maxTokens: 400, stop: [] } });
+  const busy = await attach(sock, {
+    op: 'complete',
+    req: {
+      prompt: 'x',
+      chat: false,
+      sampling: { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, repeatLastN: 64, seed: 1 },
+      maxTokens: 400,
+      stop: [],
+    },
+  });
   const stop = await cli(['stop', model], { env });
   assert.equal(stop.code, 0, stop.err);
   assert.match(stop.out, /stopped/);
@@ -114,7 +140,11 @@ test('stop with clients attached ends the server: they are cut off with an error
   assert.equal(second.code, 0, second.err);
   assert.notEqual(JSON.parse(second.out).pid, pid);
   const ps = JSON.parse((await cli(['ps', '--json'], { env })).out) as { pid: number }[];
-  assert.deepEqual(ps.map((i) => i.pid), [JSON.parse(second.out).pid], 'one server, the new one, with its socket');
+  assert.deepEqual(
+    ps.map((i) => i.pid),
+    [JSON.parse(second.out).pid],
+    'one server, the new one, with its socket',
+  );
   assert.equal((await cli(['stop'], { env })).code, 0);
   assert.deepEqual(fs.readdirSync(dir), [], 'a clean stop leaves no socket, lock or log');
 });
@@ -128,12 +158,25 @@ test('concurrent load --keep of one model: one server loads it, every caller get
   assert.equal(served.size, 1, `one server: ${[...served].join(', ')}`);
   const [pid] = [...served];
   const ps = JSON.parse((await cli(['ps', '--json'], { env })).out) as { pid: number }[];
-  assert.deepEqual(ps.map((i) => i.pid), [pid]);
+  assert.deepEqual(
+    ps.map((i) => i.pid),
+    [pid],
+  );
   const dir = path.join(runtime, 'unicorn');
-  const log = fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.log'))!), 'utf8');
-  assert.match(log, /^serving /, 'the live server\'s log is its own');
+  const log = fs.readFileSync(
+    path.join(
+      dir,
+      fs.readdirSync(dir).find((n) => n.endsWith('.log'))!,
+    ),
+    'utf8',
+  );
+  assert.match(log, /^serving /, "the live server's log is its own");
   assert.doesNotMatch(log, /already/, 'no loser wrote into it');
-  assert.deepEqual(fs.readdirSync(dir).filter((n) => !/^model-[0-9a-f]{16}\.(sock|lock|log)$/.test(n)), [], 'no temporary log left behind');
+  assert.deepEqual(
+    fs.readdirSync(dir).filter((n) => !/^model-[0-9a-f]{16}\.(sock|lock|log)$/.test(n)),
+    [],
+    'no temporary log left behind',
+  );
   assert.equal((await cli(['stop'], { env })).code, 0);
 });
 
@@ -176,7 +219,10 @@ test('a server removes only the socket it made: one put in its place since is le
   assert.equal(keep.code, 0, keep.err);
   const pid = JSON.parse(keep.out).pid as number;
   const dir = path.join(runtime, 'unicorn');
-  const sock = path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.sock'))!);
+  const sock = path.join(
+    dir,
+    fs.readdirSync(dir).find((n) => n.endsWith('.sock'))!,
+  );
   fs.rmSync(sock);
   const other = net.createServer((c) => c.end());
   await new Promise<void>((r) => other.listen(sock, () => r()));

@@ -11,7 +11,14 @@ import { describe, test } from 'node:test';
 import { BIN, FIXTURES, MODEL_FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
 
 function unicorn(args: string[], input?: string, timeout = 120_000) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout, killSignal: 'SIGKILL', maxBuffer: 1 << 26, env: { ...process.env, UNICORN_VALIDATION: '0' } });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    input,
+    timeout,
+    killSignal: 'SIGKILL',
+    maxBuffer: 1 << 26,
+    env: { ...process.env, UNICORN_VALIDATION: '0' },
+  });
   return { code: r.status, out: r.stdout, err: r.stderr, signal: r.signal };
 }
 
@@ -22,7 +29,10 @@ interface TextReference {
 }
 const textRef = (name: string) => JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference', `${name}.text.json`), 'utf8')) as TextReference;
 /** transformers' continuation up to (not including) an eos token. */
-const untilEos = (r: TextReference, ids: number[]) => { const i = ids.findIndex((t) => r.eos.includes(t)); return i < 0 ? ids : ids.slice(0, i); };
+const untilEos = (r: TextReference, ids: number[]) => {
+  const i = ids.findIndex((t) => r.eos.includes(t));
+  return i < 0 ? ids : ids.slice(0, i);
+};
 
 describe('unicorn run', () => {
   for (const name of MODEL_FIXTURES) {
@@ -56,8 +66,22 @@ describe('unicorn run', () => {
   });
 
   test('same seed, same text; the prompt may come from stdin', () => {
-    const args = (seed: number, topK: number) => ['run', modelFixture('llama'), '-', '-n', '12', '--temp', '2', '--top-k', String(topK), '--seed', String(seed), '--json'];
-    for (const topK of [100, 0]) { // the GPU's top-k, and the full logits
+    const args = (seed: number, topK: number) => [
+      'run',
+      modelFixture('llama'),
+      '-',
+      '-n',
+      '12',
+      '--temp',
+      '2',
+      '--top-k',
+      String(topK),
+      '--seed',
+      String(seed),
+      '--json',
+    ];
+    for (const topK of [100, 0]) {
+      // the GPU's top-k, and the full logits
       const a = JSON.parse(unicorn(args(11, topK), 'Once upon a time').out);
       const b = JSON.parse(unicorn(args(11, topK), 'Once upon a time').out);
       assert.deepEqual(a.tokens, b.tokens);
@@ -81,7 +105,10 @@ describe('unicorn run', () => {
     const ref = textRef('gemma3-text');
     const cases: [string[], RegExp][] = [
       [['run', path.join(scratchDir('run'), 'nope'), 'hi'], /no such file or directory/],
-      [['run', modelFixture('gemma3-text'), ref.text.prompt.repeat(4), '--ctx', '8'], /the prompt is \d+ tokens, longer than the context of 8[\s\S]*fix: raise --ctx/],
+      [
+        ['run', modelFixture('gemma3-text'), ref.text.prompt.repeat(4), '--ctx', '8'],
+        /the prompt is \d+ tokens, longer than the context of 8[\s\S]*fix: raise --ctx/,
+      ],
       [['run', modelFixture('qwen2'), 'hi', '--chat', '--template-var', 'enable_thinkin=false'], /the chat template has no variable "enable_thinkin"/],
       [['run', modelFixture('qwen2'), 'hi', '--top-p', '3'], /top-p 3 must be in \(0, 1\]/],
       [['run', modelFixture('qwen2'), 'hi', '--ctx', '999999'], /takes contexts of 1 to \d+ tokens/],
@@ -160,7 +187,10 @@ describe('unicorn run', () => {
     assert.equal(shape.code, 1);
     assert.match(shape.err, /has shape \[\d+, \d+\], but the config needs/);
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
-    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: { 'model.norm.weight': 'model-00002-of-00002.safetensors' } }));
+    fs.writeFileSync(
+      path.join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ metadata: {}, weight_map: { 'model.norm.weight': 'model-00002-of-00002.safetensors' } }),
+    );
     fs.renameSync(path.join(dir, 'model.safetensors'), path.join(dir, 'model-00001-of-00002.safetensors'));
     const shard = unicorn(['run', dir, 'hi']);
     assert.equal(shard.code, 1);

@@ -19,11 +19,15 @@ test('no brace crosses an #if in any shader', () => {
 });
 
 test('the check finds a brace across an #if, and passes whole branches', () => {
-  assert.deepEqual(bracesAcrossConditionals('void f() {\n#if defined(A)\n  if (a) {\n#endif\n  }\n}\n'), ['line 4: the branch before this #endif (of the #if at line 2) leaves a brace open']);
+  assert.deepEqual(bracesAcrossConditionals('void f() {\n#if defined(A)\n  if (a) {\n#endif\n  }\n}\n'), [
+    'line 4: the branch before this #endif (of the #if at line 2) leaves a brace open',
+  ]);
   assert.deepEqual(bracesAcrossConditionals('void f() {\n#if defined(A)\n  for (;;) {\n#else\n  if (b) {\n#endif\n  }\n}\n'), [
     'line 4: the branch before this #else (of the #if at line 2) leaves a brace open',
     'line 6: the branch before this #endif (of the #if at line 2) leaves a brace open',
   ]);
-  assert.deepEqual(bracesAcrossConditionals('void f() {\n  if (a) {\n#if defined(A)\n  }\n#endif\n}\n'), ['line 5: the branch before this #endif (of the #if at line 3) closes a brace opened before it']);
+  assert.deepEqual(bracesAcrossConditionals('void f() {\n  if (a) {\n#if defined(A)\n  }\n#endif\n}\n'), [
+    'line 5: the branch before this #endif (of the #if at line 3) closes a brace opened before it',
+  ]);
   assert.deepEqual(bracesAcrossConditionals('void f() {\n#if defined(A)\n  a(); // {\n#else\n  b();\n#endif\n}\n'), [], 'braces in comments do not count');
 });

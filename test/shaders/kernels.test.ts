@@ -25,7 +25,10 @@ describe('the kernel table against the shaders', () => {
   }
 
   test('every .comp in shaders/ is the source of a kernel of the table, and every variant has one name', () => {
-    const comps = fs.readdirSync(SHADERS).filter((f) => f.endsWith('.comp')).sort();
+    const comps = fs
+      .readdirSync(SHADERS)
+      .filter((f) => f.endsWith('.comp'))
+      .sort();
     assert.deepEqual(comps, [...new Set(entries.map(([, d]) => d.source))].sort());
     const names = shaderVariants().map((v) => v.name);
     assert.equal(new Set(names).size, names.length, `variant names repeat: ${names.join(', ')}`);
@@ -37,10 +40,19 @@ describe('the kernel table against the shaders', () => {
     const swapped = [m.bindings[1], m.bindings[0], ...m.bindings.slice(2)] as readonly string[];
     assert.match(interfaceMismatches({ ...m, bindings: swapped }, shader).join('\n'), /binding 0 is w in the shader, params in the table/);
     assert.match(interfaceMismatches({ ...m, bindings: m.bindings.slice(0, -1) }, shader).join('\n'), /the shader has 12 bindings, the table 11/);
-    assert.match(interfaceMismatches({ ...m, spec: [...m.spec.slice(0, 3), 'glu', 'rows', ...m.spec.slice(5)] }, shader).join('\n'), /constant 3 is ROWS in the shader, glu \(GLU\) in the table/);
+    assert.match(
+      interfaceMismatches({ ...m, spec: [...m.spec.slice(0, 3), 'glu', 'rows', ...m.spec.slice(5)] }, shader).join('\n'),
+      /constant 3 is ROWS in the shader, glu \(GLU\) in the table/,
+    );
     assert.match(interfaceMismatches({ ...m, spec: [...m.spec, 'extra'] }, shader).join('\n'), /the shader has 9 specialization constants, the table 10/);
-    assert.match(interfaceMismatches({ ...m, push: { rows: 'u32', cols: 'u32' } }, shader).join('\n'), /the push constants are 12 bytes in the shader .*, 8 in the table/);
-    assert.match(interfaceMismatches({ ...m, push: { rows: 'u32', cols: 'f32', yOffset: 'u32' } }, shader).join('\n'), /push constant 1 is u32 cols in the shader, f32 cols in the table/);
+    assert.match(
+      interfaceMismatches({ ...m, push: { rows: 'u32', cols: 'u32' } }, shader).join('\n'),
+      /the push constants are 12 bytes in the shader .*, 8 in the table/,
+    );
+    assert.match(
+      interfaceMismatches({ ...m, push: { rows: 'u32', cols: 'f32', yOffset: 'u32' } }, shader).join('\n'),
+      /push constant 1 is u32 cols in the shader, f32 cols in the table/,
+    );
     const conditional = shaderInterface('#if defined(A)\nlayout(std430, binding = 0) readonly buffer X { float x[]; };\n#endif\n');
     assert.match(interfaceMismatches({ bindings: ['x'], push: {}, spec: [] }, conditional).join('\n'), /binding 0 is declared inside an #if/);
   });

@@ -12,7 +12,7 @@ interface Build {
 }
 
 test('every shipped .spv is up to date with its source, includes, defines and flags, one per variant of the kernel table', async () => {
-  const build = await import(pathToFileURL(path.join(ROOT, 'scripts', 'build-shaders.mjs')).href + '?check-only') as Build;
+  const build = (await import(pathToFileURL(path.join(ROOT, 'scripts', 'build-shaders.mjs')).href + '?check-only')) as Build;
   const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'shaders', 'spv', 'manifest.json'), 'utf8')) as Record<string, { input: string; spv: string }>;
   assert.ok(build.variants.length >= 5);
   for (const v of build.variants) {
@@ -23,6 +23,14 @@ test('every shipped .spv is up to date with its source, includes, defines and fl
     assert.equal(createHash('sha256').update(spv).digest('hex'), entry.spv, `${v.name}.spv differs from what the build wrote`);
   }
   const names = new Set(build.variants.map((v) => v.name));
-  assert.deepEqual(Object.keys(manifest).filter((n) => !names.has(n)), [], 'manifest entries of no variant');
-  assert.deepEqual(fs.readdirSync(path.join(ROOT, 'shaders', 'spv')).filter((f) => f.endsWith('.spv') && !names.has(f.slice(0, -4))), [], '.spv files of no variant');
+  assert.deepEqual(
+    Object.keys(manifest).filter((n) => !names.has(n)),
+    [],
+    'manifest entries of no variant',
+  );
+  assert.deepEqual(
+    fs.readdirSync(path.join(ROOT, 'shaders', 'spv')).filter((f) => f.endsWith('.spv') && !names.has(f.slice(0, -4))),
+    [],
+    '.spv files of no variant',
+  );
 });

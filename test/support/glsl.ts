@@ -53,7 +53,9 @@ export function shaderInterface(source: string): ShaderInterface {
   const text = stripComments(source);
   const depth = conditionalDepth(text);
   const conditional: string[] = [];
-  const note = (offset: number, what: string) => { if (depth(offset) > 0) conditional.push(what); };
+  const note = (offset: number, what: string) => {
+    if (depth(offset) > 0) conditional.push(what);
+  };
   const bindings: { binding: number; name: string }[] = [];
   for (const m of text.matchAll(/layout\s*\(([^)]*)\)\s*((?:readonly|writeonly|coherent|restrict|volatile)\s+)*buffer\s+(\w+)\s*\{([^}]*)\}\s*\w*\s*;/g)) {
     const binding = /\bbinding\s*=\s*(\d+)/.exec(m[1]!);
@@ -64,7 +66,9 @@ export function shaderInterface(source: string): ShaderInterface {
     bindings.push({ binding: Number(binding[1]), name: runtime[0]![1]! });
     note(m.index, `binding ${binding[1]}`);
   }
-  if (/\bbinding\s*=/.test(text.replace(/layout\s*\(([^)]*)\)\s*((?:readonly|writeonly|coherent|restrict|volatile)\s+)*buffer\s+\w+\s*\{[^}]*\}\s*\w*\s*;/g, ''))) {
+  if (
+    /\bbinding\s*=/.test(text.replace(/layout\s*\(([^)]*)\)\s*((?:readonly|writeonly|coherent|restrict|volatile)\s+)*buffer\s+\w+\s*\{[^}]*\}\s*\w*\s*;/g, ''))
+  ) {
     throw new Error('a binding that is not a storage buffer of the form this reader knows');
   }
   const constants: { id: number; name: string }[] = [];
@@ -83,7 +87,10 @@ export function shaderInterface(source: string): ShaderInterface {
     const block = blocks[0]!;
     note(block.index, 'push_constant');
     push = [];
-    for (const d of block[1]!.split(';').map((s) => s.trim()).filter((s) => s !== '')) {
+    for (const d of block[1]!
+      .split(';')
+      .map((s) => s.trim())
+      .filter((s) => s !== '')) {
       const f = /^(uint|float)\s+(\w+(?:\s*,\s*\w+)*)$/.exec(d);
       if (f === null) throw new Error(`push constant "${d}": only uint and float fields are read`);
       for (const name of f[2]!.split(',').map((s) => s.trim())) push.push({ name, type: f[1] === 'uint' ? 'u32' : 'f32' });
@@ -98,7 +105,10 @@ export function glslName(tableName: string): string {
 }
 
 /** Mismatches between a table entry and the interface its shader declares; empty when they agree. */
-export function interfaceMismatches(entry: { bindings: readonly string[]; push: Readonly<Record<string, 'u32' | 'f32'>>; spec: readonly string[] }, shader: ShaderInterface): string[] {
+export function interfaceMismatches(
+  entry: { bindings: readonly string[]; push: Readonly<Record<string, 'u32' | 'f32'>>; spec: readonly string[] },
+  shader: ShaderInterface,
+): string[] {
   const out: string[] = [];
   for (const c of shader.conditional) out.push(`${c} is declared inside an #if`);
   const byBinding = [...shader.bindings].sort((a, b) => a.binding - b.binding);
@@ -115,9 +125,12 @@ export function interfaceMismatches(entry: { bindings: readonly string[]; push: 
     if (want === undefined) out.push(`binding ${b.binding} (${b.name}) is not in the table`);
     else if (want !== b.name) out.push(`binding ${b.binding} is ${b.name} in the shader, ${want} in the table`);
   }
-  entry.bindings.forEach((name, i) => { if (!seen.has(i)) out.push(`binding ${i} (${name}) is in the table, not in the shader`); });
+  entry.bindings.forEach((name, i) => {
+    if (!seen.has(i)) out.push(`binding ${i} (${name}) is in the table, not in the shader`);
+  });
   const constants = [...shader.constants].sort((a, b) => a.id - b.id);
-  if (constants.some((c, i) => c.id !== i)) out.push(`the specialization constants are not 0..${constants.length - 1}: ${constants.map((c) => c.id).join(', ')}`);
+  if (constants.some((c, i) => c.id !== i))
+    out.push(`the specialization constants are not 0..${constants.length - 1}: ${constants.map((c) => c.id).join(', ')}`);
   if (constants.length !== entry.spec.length) out.push(`the shader has ${constants.length} specialization constants, the table ${entry.spec.length}`);
   for (const c of constants) {
     const want = entry.spec[c.id];
@@ -128,10 +141,14 @@ export function interfaceMismatches(entry: { bindings: readonly string[]; push: 
   }
   const fields = Object.entries(entry.push);
   const declared = shader.push ?? [];
-  if (declared.length !== fields.length) out.push(`the push constants are ${declared.length * 4} bytes in the shader (${declared.map((f) => f.name).join(', ')}), ${fields.length * 4} in the table (${fields.map(([n]) => n).join(', ')})`);
+  if (declared.length !== fields.length)
+    out.push(
+      `the push constants are ${declared.length * 4} bytes in the shader (${declared.map((f) => f.name).join(', ')}), ${fields.length * 4} in the table (${fields.map(([n]) => n).join(', ')})`,
+    );
   declared.forEach((f, i) => {
     const want = fields[i];
-    if (want !== undefined && (want[0] !== f.name || want[1] !== f.type)) out.push(`push constant ${i} is ${f.type} ${f.name} in the shader, ${want[1]} ${want[0]} in the table`);
+    if (want !== undefined && (want[0] !== f.name || want[1] !== f.type))
+      out.push(`push constant ${i} is ${f.type} ${f.name} in the shader, ${want[1]} ${want[0]} in the table`);
   });
   if (declared.length * 4 > 128) out.push(`${declared.length * 4} bytes of push constants: more than the 128 every device has`);
   return out;
@@ -158,7 +175,10 @@ export function bracesAcrossConditionals(text: string): string[] {
         out.push(`line ${i + 1}: #${d[1]} without #if`);
         return;
       }
-      if (depth !== top.depth) out.push(`line ${i + 1}: the branch before this #${d[1]} (of the #if at line ${top.line}) ${depth > top.depth ? 'leaves a brace open' : 'closes a brace opened before it'}`);
+      if (depth !== top.depth)
+        out.push(
+          `line ${i + 1}: the branch before this #${d[1]} (of the #if at line ${top.line}) ${depth > top.depth ? 'leaves a brace open' : 'closes a brace opened before it'}`,
+        );
       depth = top.depth;
       if (d[1] === 'endif') open.pop();
       return;

@@ -39,7 +39,14 @@ export interface RandomShape {
 /** Deterministic standard normals (xorshift + Box-Muller). */
 function normals(n: number, seed: number): Float32Array {
   let s = (seed * 2654435761) >>> 0 || 1;
-  const u = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 2 ** 32; };
+  const u = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 2 ** 32;
+  };
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const r = Math.sqrt(-2 * Math.log(u()));
@@ -52,27 +59,48 @@ function normals(n: number, seed: number): Float32Array {
 
 function ropeParameters(kind: RopeKind, theta: number): Record<string, unknown> {
   if (kind === 'linear') return { rope_type: 'linear', factor: 8.0, rope_theta: theta };
-  if (kind === 'llama3') return { rope_type: 'llama3', rope_theta: theta, factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 64 };
+  if (kind === 'llama3')
+    return { rope_type: 'llama3', rope_theta: theta, factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 64 };
   return { rope_type: 'default', rope_theta: theta };
 }
 
 export function randomConfig(s: RandomShape): Record<string, unknown> {
   const common = {
-    hidden_size: s.hidden, intermediate_size: s.intermediate, num_hidden_layers: s.layers, num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads, head_dim: s.headDim, vocab_size: s.vocab, max_position_embeddings: s.maxPositions ?? 256,
-    tie_word_embeddings: s.tied, bos_token_id: 1, eos_token_id: 2, dtype: 'bfloat16', transformers_version: '5.17.0',
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    head_dim: s.headDim,
+    vocab_size: s.vocab,
+    max_position_embeddings: s.maxPositions ?? 256,
+    tie_word_embeddings: s.tied,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    dtype: 'bfloat16',
+    transformers_version: '5.17.0',
   };
   if (s.family === 'gemma3') {
     const pattern = s.pattern ?? 6;
     return {
-      ...common, architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', rms_norm_eps: 1e-6, hidden_activation: 'gelu_pytorch_tanh',
-      query_pre_attn_scalar: s.qScalar ?? s.headDim, sliding_window: s.window ?? 8, attn_logit_softcapping: s.softcap || null,
-      final_logit_softcapping: s.finalSoftcap || null, pad_token_id: 0,
+      ...common,
+      architectures: ['Gemma3ForCausalLM'],
+      model_type: 'gemma3_text',
+      rms_norm_eps: 1e-6,
+      hidden_activation: 'gelu_pytorch_tanh',
+      query_pre_attn_scalar: s.qScalar ?? s.headDim,
+      sliding_window: s.window ?? 8,
+      attn_logit_softcapping: s.softcap || null,
+      final_logit_softcapping: s.finalSoftcap || null,
+      pad_token_id: 0,
       layer_types: Array.from({ length: s.layers }, (_, i) => ((i + 1) % pattern === 0 ? 'full_attention' : 'sliding_attention')),
       rope_parameters: { full_attention: ropeParameters(s.rope, 1_000_000), sliding_attention: ropeParameters('default', 10_000) },
     };
   }
-  const arch = s.family === 'llama' ? { architectures: ['LlamaForCausalLM'], model_type: 'llama', attention_bias: false, mlp_bias: false } : { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: false };
+  const arch =
+    s.family === 'llama'
+      ? { architectures: ['LlamaForCausalLM'], model_type: 'llama', attention_bias: false, mlp_bias: false }
+      : { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: false };
   return { ...common, ...arch, hidden_act: 'silu', rms_norm_eps: 1e-6, rope_parameters: ropeParameters(s.rope, s.family === 'llama' ? 500_000 : 1_000_000) };
 }
 
@@ -89,13 +117,23 @@ export function writeRandomModel(dir: string, s: RandomShape): void {
   const tensors: [string, number[], Kind][] = [['model.embed_tokens.weight', [s.vocab, h], 'embed']];
   for (let i = 0; i < s.layers; i++) {
     const L = `model.layers.${i}.`;
-    tensors.push([`${L}input_layernorm.weight`, [h], 'norm'], [`${L}self_attn.q_proj.weight`, [q, h], 'matrix'], [`${L}self_attn.k_proj.weight`, [kv, h], 'matrix'],
-      [`${L}self_attn.v_proj.weight`, [kv, h], 'matrix'], [`${L}self_attn.o_proj.weight`, [h, q], 'matrix']);
-    if (s.family === 'qwen2') tensors.push([`${L}self_attn.q_proj.bias`, [q], 'bias'], [`${L}self_attn.k_proj.bias`, [kv], 'bias'], [`${L}self_attn.v_proj.bias`, [kv], 'bias']);
+    tensors.push(
+      [`${L}input_layernorm.weight`, [h], 'norm'],
+      [`${L}self_attn.q_proj.weight`, [q, h], 'matrix'],
+      [`${L}self_attn.k_proj.weight`, [kv, h], 'matrix'],
+      [`${L}self_attn.v_proj.weight`, [kv, h], 'matrix'],
+      [`${L}self_attn.o_proj.weight`, [h, q], 'matrix'],
+    );
+    if (s.family === 'qwen2')
+      tensors.push([`${L}self_attn.q_proj.bias`, [q], 'bias'], [`${L}self_attn.k_proj.bias`, [kv], 'bias'], [`${L}self_attn.v_proj.bias`, [kv], 'bias']);
     if (gemma) tensors.push([`${L}self_attn.q_norm.weight`, [s.headDim], 'norm'], [`${L}self_attn.k_norm.weight`, [s.headDim], 'norm']);
     tensors.push([`${L}post_attention_layernorm.weight`, [h], 'norm']);
     if (gemma) tensors.push([`${L}pre_feedforward_layernorm.weight`, [h], 'norm'], [`${L}post_feedforward_layernorm.weight`, [h], 'norm']);
-    tensors.push([`${L}mlp.gate_proj.weight`, [s.intermediate, h], 'matrix'], [`${L}mlp.up_proj.weight`, [s.intermediate, h], 'matrix'], [`${L}mlp.down_proj.weight`, [h, s.intermediate], 'matrix']);
+    tensors.push(
+      [`${L}mlp.gate_proj.weight`, [s.intermediate, h], 'matrix'],
+      [`${L}mlp.up_proj.weight`, [s.intermediate, h], 'matrix'],
+      [`${L}mlp.down_proj.weight`, [h, s.intermediate], 'matrix'],
+    );
   }
   tensors.push(['model.norm.weight', [h], 'final-norm']);
   if (!s.tied) tensors.push(['lm_head.weight', [s.vocab, h], 'embed']);
@@ -107,11 +145,16 @@ export function writeRandomModel(dir: string, s: RandomShape): void {
       const r = normals(n, s.seed * 1000 + i);
       const v = Float32Array.from(r, (x) => {
         switch (kind) {
-          case 'embed': return gemma ? x / Math.sqrt(h) : x * 0.5;
-          case 'matrix': return x / Math.sqrt(shape[1]!);
-          case 'final-norm': return x * 0.1 + (gemma ? 3 : 4);
-          case 'norm': return gemma ? x * 0.1 : 1 + x * 0.1;
-          case 'bias': return x * 0.1;
+          case 'embed':
+            return gemma ? x / Math.sqrt(h) : x * 0.5;
+          case 'matrix':
+            return x / Math.sqrt(shape[1]!);
+          case 'final-norm':
+            return x * 0.1 + (gemma ? 3 : 4);
+          case 'norm':
+            return gemma ? x * 0.1 : 1 + x * 0.1;
+          case 'bias':
+            return x * 0.1;
         }
       });
       const b = f32ArrayToBf16(v);

@@ -25,8 +25,13 @@ export function loadReference(name: string): Reference {
     const layers: Float32Array[] = [];
     for (let i = 0; f.tensors.some((t) => t.name === `hidden.layer.${i}`); i++) layers.push(floats(`hidden.layer.${i}`));
     return {
-      inputIds: ints('input_ids'), embeddings: floats('hidden.embeddings'), layers, finalNorm: floats('hidden.final_norm'),
-      logits: floats('logits'), greedy: ints('greedy'), minTop1Margin: Number(f.metadata['min_top1_margin'] ?? 0),
+      inputIds: ints('input_ids'),
+      embeddings: floats('hidden.embeddings'),
+      layers,
+      finalNorm: floats('hidden.final_norm'),
+      logits: floats('logits'),
+      greedy: ints('greedy'),
+      minTop1Margin: Number(f.metadata['min_top1_margin'] ?? 0),
     };
   } finally {
     f.close();

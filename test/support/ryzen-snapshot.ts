@@ -21,14 +21,38 @@ export function ryzenSnapshot(variant: 'tuned' | 'bios-defaults'): Snapshot {
   const vram = tuned ? 16 * GiB : 512 * 2 ** 20;
   const gtt = tuned ? 44 * GiB : 24 * GiB;
   const radeon: DeviceInfo = {
-    index: 0, name: 'AMD Radeon 780M (RADV PHOENIX)', type: 'integrated-gpu', vendorId: 0x1002, deviceId: 0x15bf, apiVersion: '1.3.274',
-    driverName: 'radv', driverInfo: 'Mesa 24.0.5', subgroupSize: 64, subgroupArithmetic: true, shaderFloat16: true, shaderInt8: true,
-    storage8Bit: true, storage16Bit: true, cooperativeMatrix: true, integerDotProduct: true, memoryBudgetExt: true,
-    maxStorageBufferRange: 4294967295, maxMemoryAllocationSize: 4294967292, maxMemoryAllocationCount: 4294967295, maxComputeSharedMemorySize: 65536,
-    maxComputeWorkGroupCount: [4294967295, 65535, 65535], maxComputeWorkGroupInvocations: 1024, maxPushConstantsSize: 256,
-    minStorageBufferOffsetAlignment: 4, timestampPeriodNs: 10,
-    heaps: [{ index: 0, size: vram, deviceLocal: true, budget: vram, usage: 0 }, { index: 1, size: gtt, deviceLocal: false, budget: gtt, usage: 0 }],
-    memoryTypes: [], computeQueueFamily: 0,
+    index: 0,
+    name: 'AMD Radeon 780M (RADV PHOENIX)',
+    type: 'integrated-gpu',
+    vendorId: 0x1002,
+    deviceId: 0x15bf,
+    apiVersion: '1.3.274',
+    driverName: 'radv',
+    driverInfo: 'Mesa 24.0.5',
+    subgroupSize: 64,
+    subgroupArithmetic: true,
+    shaderFloat16: true,
+    shaderInt8: true,
+    storage8Bit: true,
+    storage16Bit: true,
+    cooperativeMatrix: true,
+    integerDotProduct: true,
+    memoryBudgetExt: true,
+    maxStorageBufferRange: 4294967295,
+    maxMemoryAllocationSize: 4294967292,
+    maxMemoryAllocationCount: 4294967295,
+    maxComputeSharedMemorySize: 65536,
+    maxComputeWorkGroupCount: [4294967295, 65535, 65535],
+    maxComputeWorkGroupInvocations: 1024,
+    maxPushConstantsSize: 256,
+    minStorageBufferOffsetAlignment: 4,
+    timestampPeriodNs: 10,
+    heaps: [
+      { index: 0, size: vram, deviceLocal: true, budget: vram, usage: 0 },
+      { index: 1, size: gtt, deviceLocal: false, budget: gtt, usage: 0 },
+    ],
+    memoryTypes: [],
+    computeQueueFamily: 0,
   } as unknown as DeviceInfo;
   const pciDevs: Record<string, [string, string, string]> = {
     '0000:00:00.0': ['0x1022', '0x14e8', '0x060000'],
@@ -59,21 +83,39 @@ export function ryzenSnapshot(variant: 'tuned' | 'bios-defaults'): Snapshot {
     files[`/sys/bus/pci/devices/${slot}/class`] = `${cls}\n`;
   }
   return {
-    schema: 1, takenAt: '2026-11-23T00:00:00.000Z', platform: 'linux', arch: 'x64', user: { uid: 1000, groups: ['user', 'render', 'video'] },
+    schema: 1,
+    takenAt: '2026-11-23T00:00:00.000Z',
+    platform: 'linux',
+    arch: 'x64',
+    user: { uid: 1000, groups: ['user', 'render', 'video'] },
     files,
     dirs: {
-      '/usr/share/vulkan/icd.d': ['radeon_icd.x86_64.json'], '/etc/vulkan/icd.d': null,
-      '/dev/accel': tuned ? ['accel0'] : null, '/lib/firmware/amdnpu': tuned ? ['1502_00', '17f0_10'] : ['1502_00'],
-      '/sys/bus/pci/devices': Object.keys(pciDevs), '/sys/class/drm': ['card1', 'card1-eDP-1', 'renderD128'],
+      '/usr/share/vulkan/icd.d': ['radeon_icd.x86_64.json'],
+      '/etc/vulkan/icd.d': null,
+      '/dev/accel': tuned ? ['accel0'] : null,
+      '/lib/firmware/amdnpu': tuned ? ['1502_00', '17f0_10'] : ['1502_00'],
+      '/sys/bus/pci/devices': Object.keys(pciDevs),
+      '/sys/class/drm': ['card1', 'card1-eDP-1', 'renderD128'],
     },
     commands: {
       'xrt-smi --version': tuned ? { code: 0, output: 'XRT Build Version: 2.19.0\n    Version              : 2.19.0\n' } : null,
-      'xrt-smi examine': tuned ? { code: 0, output: 'Device(s) Present\n|BDF             |Name       |\n|[0000:c6:00.1]  |NPU Phoenix  |\nPower Mode             : Default\n' } : null,
+      'xrt-smi examine': tuned
+        ? { code: 0, output: 'Device(s) Present\n|BDF             |Name       |\n|[0000:c6:00.1]  |NPU Phoenix  |\nPower Mode             : Default\n' }
+        : null,
       'id -Gn': { code: 0, output: 'user render video\n' },
     },
     vulkan: {
-      loader: true, error: null, devices: [radeon], chosen: 0,
-      selfTest: { device: radeon.name, ok: true, detail: 'bf16 4096x4096 matrix x vector against the CPU: largest relative error 9.5e-5', matvecGbps: 71, copyGbps: 88 },
+      loader: true,
+      error: null,
+      devices: [radeon],
+      chosen: 0,
+      selfTest: {
+        device: radeon.name,
+        ok: true,
+        detail: 'bf16 4096x4096 matrix x vector against the CPU: largest relative error 9.5e-5',
+        matvecGbps: 71,
+        copyGbps: 88,
+      },
     },
   };
 }

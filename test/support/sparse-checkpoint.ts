@@ -8,11 +8,7 @@ import { INDEX_FILE } from '../../src/engine/formats/checkpoint.js';
 import type { DType } from '../../src/engine/formats/dtypes.js';
 import { encodeHeader, tensorByteLength } from '../../src/engine/formats/safetensors-writer.js';
 
-export function writeSparseCheckpoint(
-  dir: string,
-  tensors: readonly { name: string; dtype: DType; shape: readonly number[] }[],
-  shardBytes: number,
-): number {
+export function writeSparseCheckpoint(dir: string, tensors: readonly { name: string; dtype: DType; shape: readonly number[] }[], shardBytes: number): number {
   const shards: (typeof tensors)[number][][] = [[]];
   let size = 0;
   for (const t of tensors) {

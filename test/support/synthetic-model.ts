@@ -25,11 +25,27 @@ export function writeSyntheticModel(dir: string, bytes: number, shape: Synthetic
   const perLayer = (4 * h * h + 3 * h * inter) * 2;
   const layers = Math.max(1, Math.round((bytes - (shape.tied ? 1 : 2) * vocab * h * 2) / perLayer));
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: h, intermediate_size: inter, num_hidden_layers: layers,
-    num_attention_heads: shape.heads, num_key_value_heads: shape.heads, head_dim: shape.headDim, vocab_size: vocab, rms_norm_eps: 1e-5, rope_theta: 10000,
-    max_position_embeddings: shape.maxPositions, tie_word_embeddings: shape.tied, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'bfloat16',
-  }));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      hidden_size: h,
+      intermediate_size: inter,
+      num_hidden_layers: layers,
+      num_attention_heads: shape.heads,
+      num_key_value_heads: shape.heads,
+      head_dim: shape.headDim,
+      vocab_size: vocab,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      max_position_embeddings: shape.maxPositions,
+      tie_word_embeddings: shape.tied,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      torch_dtype: 'bfloat16',
+    }),
+  );
   const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [vocab, h] }];
   for (let i = 0; i < layers; i++) {
     const L = `model.layers.${i}.`;

@@ -18,16 +18,27 @@ interface Spec {
 function encode(dtype: DType, values: readonly number[]): Uint8Array {
   const n = values.length;
   switch (dtype) {
-    case 'F64': return new Uint8Array(Float64Array.from(values).buffer);
-    case 'F32': return new Uint8Array(Float32Array.from(values).buffer);
-    case 'F16': return new Uint8Array(Uint16Array.from(values, f32ToF16).buffer);
-    case 'BF16': return new Uint8Array(Uint16Array.from(values, f32ToBf16).buffer);
-    case 'I64': return new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer);
-    case 'I32': return new Uint8Array(Int32Array.from(values).buffer);
-    case 'I16': return new Uint8Array(Int16Array.from(values).buffer);
-    case 'I8': return new Uint8Array(Int8Array.from(values).buffer);
-    case 'U8': case 'BOOL': return Uint8Array.from(values);
-    default: throw new Error(`no encoder for ${dtype} (${n} values)`);
+    case 'F64':
+      return new Uint8Array(Float64Array.from(values).buffer);
+    case 'F32':
+      return new Uint8Array(Float32Array.from(values).buffer);
+    case 'F16':
+      return new Uint8Array(Uint16Array.from(values, f32ToF16).buffer);
+    case 'BF16':
+      return new Uint8Array(Uint16Array.from(values, f32ToBf16).buffer);
+    case 'I64':
+      return new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer);
+    case 'I32':
+      return new Uint8Array(Int32Array.from(values).buffer);
+    case 'I16':
+      return new Uint8Array(Int16Array.from(values).buffer);
+    case 'I8':
+      return new Uint8Array(Int8Array.from(values).buffer);
+    case 'U8':
+    case 'BOOL':
+      return Uint8Array.from(values);
+    default:
+      throw new Error(`no encoder for ${dtype} (${n} values)`);
   }
 }
 
@@ -67,17 +78,26 @@ export function writeInterop(dir: string): void {
   const specs = interopSpecs();
   // The first file in one call; the second streamed in odd-sized chunks.
   const [first, second] = Object.entries(specs) as [[string, (typeof specs)[string]], [string, (typeof specs)[string]]];
-  writeSafetensors(path.join(dir, first[0]), first[1].tensors.map((t) => ({ ...t, data: encode(t.dtype, t.values) })), first[1].metadata);
+  writeSafetensors(
+    path.join(dir, first[0]),
+    first[1].tensors.map((t) => ({ ...t, data: encode(t.dtype, t.values) })),
+    first[1].metadata,
+  );
   const w = new SafetensorsWriter(path.join(dir, second[0]), second[1].tensors, second[1].metadata);
   for (const t of second[1].tensors) {
     const bytes = encode(t.dtype, t.values);
     for (let o = 0; o < bytes.byteLength; o += 37) w.write(bytes.subarray(o, Math.min(o + 37, bytes.byteLength)));
   }
   w.commit();
-  const expected = Object.fromEntries(Object.entries(specs).map(([f, s]) => [f, {
-    metadata: s.metadata,
-    tensors: Object.fromEntries(s.tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: t.values }])),
-  }]));
+  const expected = Object.fromEntries(
+    Object.entries(specs).map(([f, s]) => [
+      f,
+      {
+        metadata: s.metadata,
+        tensors: Object.fromEntries(s.tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: t.values }])),
+      },
+    ]),
+  );
   fs.writeFileSync(path.join(dir, 'expected.json'), JSON.stringify(expected));
 }
 

@@ -25,13 +25,19 @@ class ScriptedChat implements ChatEngine {
   sent: string[] = [];
   commands: string[] = [];
   private used = 0;
-  constructor(private readonly reply: string[], private readonly delayMs = 5) {}
+  constructor(
+    private readonly reply: string[],
+    private readonly delayMs = 5,
+  ) {}
   async send(text: string, o: { onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
     this.sent.push(text);
     let out = '';
     let finish: TurnStats['finish'] = 'eos';
     for (const w of this.reply) {
-      if (o.shouldStop()) { finish = 'aborted'; break; }
+      if (o.shouldStop()) {
+        finish = 'aborted';
+        break;
+      }
       await tick(this.delayMs);
       out += w;
       o.onText(w);
@@ -44,7 +50,13 @@ class ScriptedChat implements ChatEngine {
     return line === '/exit' ? { output: '', exit: true } : { output: `did ${line}` };
   }
   status(): ChatStatus {
-    return { contextUsed: this.used, contextLimit: 4096, gpuBytes: 2 ** 30, temperature: 0.8, last: this.used === 0 ? null : { promptTokens: 5, reusedTokens: 0, generatedTokens: 3, timeToFirstTokenMs: 12, tokensPerSecond: 42.5, finish: 'eos' } };
+    return {
+      contextUsed: this.used,
+      contextLimit: 4096,
+      gpuBytes: 2 ** 30,
+      temperature: 0.8,
+      last: this.used === 0 ? null : { promptTokens: 5, reusedTokens: 0, generatedTokens: 3, timeToFirstTokenMs: 12, tokensPerSecond: 42.5, finish: 'eos' },
+    };
   }
 }
 
@@ -88,7 +100,10 @@ test('a line ending in \\ continues on the next; Up recalls the history; slash c
 });
 
 test('Esc stops a reply and keeps what was said; Ctrl-C once warns, twice exits', async () => {
-  const chat = new ScriptedChat(Array.from({ length: 200 }, (_, i) => `w${i} `), 10);
+  const chat = new ScriptedChat(
+    Array.from({ length: 200 }, (_, i) => `w${i} `),
+    10,
+  );
   const ui = render(<ChatApp chat={chat} />);
   const frame = () => ui.lastFrame() ?? '';
   ui.stdin.write('go');

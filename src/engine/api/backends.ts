@@ -42,10 +42,17 @@ function codecIn(dir: string): TextCodec | null {
 export function localBackend(runner: Runner, modelId: string): ApiBackend {
   const codec = runner.codec;
   return {
-    modelId, ctx: runner.backend.ctx, defaults: runner.defaults, chat: codec?.chatTemplate != null,
+    modelId,
+    ctx: runner.backend.ctx,
+    defaults: runner.defaults,
+    chat: codec?.chatTemplate != null,
     complete: (req, onText, shouldStop) => complete(runner, req, onText, shouldStop),
-    status: () => Promise.resolve({ device: runner.device?.info.name ?? 'cpu', contextUsed: runner.session.contextUsed, gpuBytes: runner.gpuBytes(), resident: false }),
-    fewestTokens: fewestTokens(() => runner.backend.ctx, () => codec),
+    status: () =>
+      Promise.resolve({ device: runner.device?.info.name ?? 'cpu', contextUsed: runner.session.contextUsed, gpuBytes: runner.gpuBytes(), resident: false }),
+    fewestTokens: fewestTokens(
+      () => runner.backend.ctx,
+      () => codec,
+    ),
   };
 }
 
@@ -63,23 +70,44 @@ export function residentBackend(modelDir: string, info: ServerInfo, modelId: str
     try {
       c = await ResidentClient.connect(modelDir);
     } catch (e) {
-      throw new ApiError(503, `the resident server of '${modelId}' cannot be reached: ${e instanceof Error ? e.message : String(e)}`, null, 'model_unavailable');
+      throw new ApiError(
+        503,
+        `the resident server of '${modelId}' cannot be reached: ${e instanceof Error ? e.message : String(e)}`,
+        null,
+        'model_unavailable',
+      );
     }
     if (c === null) {
-      throw new ApiError(503, `no resident server holds '${modelId}' any more (it was stopped, or it died): load it again with unicorn load --keep, or restart unicorn serve to load it in its own process`, null, 'model_not_loaded');
+      throw new ApiError(
+        503,
+        `no resident server holds '${modelId}' any more (it was stopped, or it died): load it again with unicorn load --keep, or restart unicorn serve to load it in its own process`,
+        null,
+        'model_not_loaded',
+      );
     }
     return c;
   };
   /** Errors of the connection (the server went away mid-request) are 503s; the server's own answers pass. */
   const gone = (e: unknown): unknown => {
     if (e instanceof RemoteError || e instanceof ApiError) return e;
-    return new ApiError(503, `the resident server of '${modelId}' went away during the request (${e instanceof Error ? e.message : String(e)})`, null, 'model_unavailable');
+    return new ApiError(
+      503,
+      `the resident server of '${modelId}' went away during the request (${e instanceof Error ? e.message : String(e)})`,
+      null,
+      'model_unavailable',
+    );
   };
   return {
     modelId,
-    get ctx() { return current.ctx; },
-    get defaults() { return current.defaults; },
-    get chat() { return current.chatTemplate === true; },
+    get ctx() {
+      return current.ctx;
+    },
+    get defaults() {
+      return current.defaults;
+    },
+    get chat() {
+      return current.chatTemplate === true;
+    },
     async complete(req, onText, shouldStop) {
       const c = await connect();
       try {
@@ -102,6 +130,9 @@ export function residentBackend(modelDir: string, info: ServerInfo, modelId: str
         c.close();
       }
     },
-    fewestTokens: fewestTokens(() => current.ctx, () => codecIn(modelDir)),
+    fewestTokens: fewestTokens(
+      () => current.ctx,
+      () => codecIn(modelDir),
+    ),
   };
 }

@@ -24,7 +24,16 @@ import { type SamplingOptions, resolveSampling } from '../generate/sampler.js';
 import { RemoteError } from '../server/client.js';
 import { escapeControl } from '../text/escape.js';
 import {
-  ApiError, type ParsedRequest, type ResponseHead, chunk, finishReason, fullResponse, newId, parseChatRequest, parseCompletionRequest, usageChunk,
+  ApiError,
+  type ParsedRequest,
+  type ResponseHead,
+  chunk,
+  finishReason,
+  fullResponse,
+  newId,
+  parseChatRequest,
+  parseCompletionRequest,
+  usageChunk,
 } from './openai.js';
 
 /** What a backend's prompt bound looks at: the prompt, or the conversation. */
@@ -140,7 +149,10 @@ LOOPBACK.addAddress('::1', 'ipv6');
 
 /** Whether an address (or name) to listen on is this machine only: all of 127.0.0.0/8, ::1 (and ::ffff:127.x), localhost. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase().replace(/\.$/, '');
+  const h = host
+    .replace(/^\[(.*)\]$/, '$1')
+    .toLowerCase()
+    .replace(/\.$/, '');
   if (h === 'localhost' || h.endsWith('.localhost')) return true;
   const v = net.isIP(h);
   return v !== 0 && LOOPBACK.check(h, v === 4 ? 'ipv4' : 'ipv6');
@@ -212,7 +224,13 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
   const keyDigest = o.apiKey === undefined ? undefined : digest(o.apiKey);
   const log = (line: string) => o.log?.(escapeControl(line, 2000));
 
-  const origins = o.cors === undefined ? [] : o.cors.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== '');
+  const origins =
+    o.cors === undefined
+      ? []
+      : o.cors
+          .split(',')
+          .map((x) => x.trim().toLowerCase())
+          .filter((x) => x !== '');
   const anyOrigin = origins.includes('*');
   const extraHosts = new Set((o.allowedHosts ?? []).map((h) => h.trim().toLowerCase().replace(/\.$/, '')).filter((h) => h !== ''));
   const machine = os.hostname().toLowerCase();
@@ -244,8 +262,13 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
    * machine's hostname, the address listened on, or one allowed by --allowed-hosts (as Ollama does).
    */
   const hostAllowed = (name: string): boolean =>
-    extraHosts.has('*') || extraHosts.has(name) || net.isIP(name) !== 0 || name === 'localhost' || /\.(localhost|local|internal)$/.test(name)
-    || name === machine || name === bound;
+    extraHosts.has('*') ||
+    extraHosts.has(name) ||
+    net.isIP(name) !== 0 ||
+    name === 'localhost' ||
+    /\.(localhost|local|internal)$/.test(name) ||
+    name === machine ||
+    name === bound;
 
   const checkHost = (req: http.IncomingMessage, authority: string | undefined) => {
     const count = req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'host').length;
@@ -259,8 +282,13 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
       const name = hostName(v);
       if (name === null) throw new ApiError(400, `malformed Host: '${quote(v)}'`, null, 'invalid_host');
       if (!hostAllowed(name)) {
-        throw new ApiError(403, `the Host '${quote(name)}' is not a name of this server: clients use localhost or an IP address (a web page elsewhere could make its own name point here); `
-          + 'allow more names with unicorn serve --allowed-hosts or UNICORN_ALLOWED_HOSTS', null, 'host_not_allowed');
+        throw new ApiError(
+          403,
+          `the Host '${quote(name)}' is not a name of this server: clients use localhost or an IP address (a web page elsewhere could make its own name point here); ` +
+            'allow more names with unicorn serve --allowed-hosts or UNICORN_ALLOWED_HOSTS',
+          null,
+          'host_not_allowed',
+        );
       }
     }
   };
@@ -278,7 +306,12 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
     const origin = req.headers.origin;
     if (origin === undefined) return corsHeaders(undefined);
     if (anyOrigin || origins.includes(origin.toLowerCase())) return corsHeaders(origin);
-    throw new ApiError(403, `requests from web pages are refused unless their origin is allowed: this one comes from '${quote(origin)}' (unicorn serve --cors <origin>)`, null, 'origin_not_allowed');
+    throw new ApiError(
+      403,
+      `requests from web pages are refused unless their origin is allowed: this one comes from '${quote(origin)}' (unicorn serve --cors <origin>)`,
+      null,
+      'origin_not_allowed',
+    );
   };
 
   const tooLarge = (message: string, close: boolean) => Object.assign(new ApiError(413, message, null, 'request_too_large'), { close });
@@ -289,42 +322,51 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
    * dropped) before the 413 is sent, up to DRAIN_BYTES more: a server that answers and closes while
    * the client is still sending resets the connection, and the client sees that instead of the 413.
    */
-  const readJson = (req: http.IncomingMessage): Promise<unknown> => new Promise((resolve, reject) => {
-    const declared = req.headers['content-length'] === undefined ? NaN : Number(req.headers['content-length']);
-    const over = (what: string) => `the request body is ${what}; the limit is ${o.maxBodyBytes} bytes (unicorn serve --max-body)`;
-    if (declared > o.maxBodyBytes && (noContinue.has(req) || declared > o.maxBodyBytes + DRAIN_BYTES)) {
-      reject(tooLarge(over(`${declared} bytes`), true));
-      return;
-    }
-    const parts: Buffer[] = [];
-    let size = 0;
-    let tooBig = declared > o.maxBodyBytes;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > o.maxBodyBytes) {
-        tooBig = true;
-        parts.length = 0;
-        if (size > o.maxBodyBytes + DRAIN_BYTES) {
-          reject(tooLarge(over(`over ${o.maxBodyBytes + DRAIN_BYTES} bytes`), true));
-          req.socket.destroy();
-        }
+  const readJson = (req: http.IncomingMessage): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const declared = req.headers['content-length'] === undefined ? NaN : Number(req.headers['content-length']);
+      const over = (what: string) => `the request body is ${what}; the limit is ${o.maxBodyBytes} bytes (unicorn serve --max-body)`;
+      if (declared > o.maxBodyBytes && (noContinue.has(req) || declared > o.maxBodyBytes + DRAIN_BYTES)) {
+        reject(tooLarge(over(`${declared} bytes`), true));
         return;
       }
-      parts.push(c);
+      const parts: Buffer[] = [];
+      let size = 0;
+      let tooBig = declared > o.maxBodyBytes;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > o.maxBodyBytes) {
+          tooBig = true;
+          parts.length = 0;
+          if (size > o.maxBodyBytes + DRAIN_BYTES) {
+            reject(tooLarge(over(`over ${o.maxBodyBytes + DRAIN_BYTES} bytes`), true));
+            req.socket.destroy();
+          }
+          return;
+        }
+        parts.push(c);
+      });
+      req.on('error', () => reject(clientLeft()));
+      req.on('close', () => {
+        if (!req.complete) reject(clientLeft());
+      });
+      req.on('end', () => {
+        if (tooBig) {
+          reject(tooLarge(over(Number.isFinite(declared) ? `${declared} bytes` : `over ${o.maxBodyBytes} bytes`), false));
+          return;
+        }
+        const text = Buffer.concat(parts).toString('utf8');
+        if (text.trim() === '') {
+          reject(new ApiError(400, 'the request has no body: send a JSON object'));
+          return;
+        }
+        try {
+          resolve(JSON.parse(text));
+        } catch (e) {
+          reject(new ApiError(400, `the request body is not valid JSON (${e instanceof Error ? e.message : String(e)})`, null, 'invalid_json'));
+        }
+      });
     });
-    req.on('error', () => reject(clientLeft()));
-    req.on('close', () => { if (!req.complete) reject(clientLeft()); });
-    req.on('end', () => {
-      if (tooBig) { reject(tooLarge(over(Number.isFinite(declared) ? `${declared} bytes` : `over ${o.maxBodyBytes} bytes`), false)); return; }
-      const text = Buffer.concat(parts).toString('utf8');
-      if (text.trim() === '') { reject(new ApiError(400, 'the request has no body: send a JSON object')); return; }
-      try {
-        resolve(JSON.parse(text));
-      } catch (e) {
-        reject(new ApiError(400, `the request body is not valid JSON (${e instanceof Error ? e.message : String(e)})`, null, 'invalid_json'));
-      }
-    });
-  });
 
   const modelObject = () => ({ id: backend.modelId, object: 'model', created: startedAt, owned_by: 'unicorn', meta: { context_length: backend.ctx } });
   const startedAt = Math.floor(Date.now() / 1000);
@@ -343,7 +385,12 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
   /** Runs one completion request: queued, then streamed or answered whole. */
   const generate = (res: http.ServerResponse, parsed: ParsedRequest, cors: Record<string, string>, done: (line: string) => void) => {
     if (parsed.model !== undefined && parsed.model !== backend.modelId) {
-      throw new ApiError(404, `The model '${quote(parsed.model)}' does not exist: this server serves '${backend.modelId}' (GET /v1/models)`, 'model', 'model_not_found');
+      throw new ApiError(
+        404,
+        `The model '${quote(parsed.model)}' does not exist: this server serves '${backend.modelId}' (GET /v1/models)`,
+        'model',
+        'model_not_found',
+      );
     }
     if (parsed.endpoint === 'chat' && !backend.chat) {
       throw new ApiError(400, `'${backend.modelId}' has no chat template: use /v1/completions with a plain prompt`, 'messages', 'no_chat_template');
@@ -353,28 +400,45 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
     const sampling = resolveSampling(parsed.sampling, backend.defaults);
     const completion: CompletionRequest = { ...parsed.completion, sampling, maxTokens: parsed.completion.maxTokens ?? backend.ctx };
     let gone = false;
-    res.on('close', () => { if (!res.writableFinished) gone = true; });
+    res.on('close', () => {
+      if (!res.writableFinished) gone = true;
+    });
     const head: ResponseHead = { id: newId(parsed.endpoint), created: Math.floor(Date.now() / 1000), model: backend.modelId, system_fingerprint: fingerprint };
     const echoed = parsed.echo && typeof parsed.completion.prompt === 'string' ? parsed.completion.prompt : '';
     const job: Job = {
       gone: () => gone,
       run: async () => {
         let started = false;
-        const event = (v: unknown) => { if (!gone && !res.destroyed) res.write(`data: ${JSON.stringify(v)}\n\n`); };
+        const event = (v: unknown) => {
+          if (!gone && !res.destroyed) res.write(`data: ${JSON.stringify(v)}\n\n`);
+        };
         const open = () => {
           if (started) return;
           started = true;
-          res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no', ...cors });
+          res.writeHead(200, {
+            'Content-Type': 'text/event-stream; charset=utf-8',
+            'Cache-Control': 'no-cache',
+            Connection: 'keep-alive',
+            'X-Accel-Buffering': 'no',
+            ...cors,
+          });
           if (parsed.endpoint === 'chat') event(chunk(parsed, head, { first: true, text: '' }));
           if (echoed !== '') event(chunk(parsed, head, { text: echoed }));
         };
         try {
-          const r = await backend.complete(completion, (text) => {
-            if (!parsed.stream || gone) return;
-            open();
-            event(chunk(parsed, head, { text }));
-          }, () => gone);
-          if (gone) { done(`client left · ${r.tokens.length} tokens`); return; }
+          const r = await backend.complete(
+            completion,
+            (text) => {
+              if (!parsed.stream || gone) return;
+              open();
+              event(chunk(parsed, head, { text }));
+            },
+            () => gone,
+          );
+          if (gone) {
+            done(`client left · ${r.tokens.length} tokens`);
+            return;
+          }
           if (parsed.stream) {
             open();
             event(chunk(parsed, head, { finish: finishReason(r.finish) }));
@@ -396,7 +460,14 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
         }
       },
     };
-    if (!queue.push(job)) throw new ApiError(503, `the server is busy: ${o.maxQueue} requests are already waiting (unicorn serve --max-queue)`, null, 'server_busy', 'server_error');
+    if (!queue.push(job))
+      throw new ApiError(
+        503,
+        `the server is busy: ${o.maxQueue} requests are already waiting (unicorn serve --max-queue)`,
+        null,
+        'server_busy',
+        'server_error',
+      );
   };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -417,13 +488,20 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
         // The headers an allowed page asks to send (the openai package adds x-stainless-* ones), when they are a plain list of names.
         const asked = req.headers['access-control-request-headers'] ?? '';
         const headers = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/.test(asked) ? asked : 'Authorization, Content-Type';
-        res.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET, POST, OPTIONS', 'Access-Control-Allow-Headers': headers, 'Access-Control-Max-Age': '86400' });
+        res.writeHead(204, {
+          ...cors,
+          'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+          'Access-Control-Allow-Headers': headers,
+          'Access-Control-Max-Age': '86400',
+        });
         res.end();
         return;
       }
       const allow = (methods: string) => {
         if (!methods.split(', ').includes(req.method ?? '')) {
-          throw Object.assign(new ApiError(405, `${req.method} is not allowed on ${quote(target.path)}; use ${methods}`, null, 'method_not_allowed'), { allow: methods });
+          throw Object.assign(new ApiError(405, `${req.method} is not allowed on ${quote(target.path)}; use ${methods}`, null, 'method_not_allowed'), {
+            allow: methods,
+          });
         }
       };
       if (route === '/health') {
@@ -437,12 +515,31 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
           done(`503 · ${err.message}`);
           return;
         }
-        send(res, 200, { status: 'ok', model: backend.modelId, device: s.device, resident: s.resident, context_length: backend.ctx, context_used: s.contextUsed, gpu_bytes: s.gpuBytes, queue: { active: queue.active, waiting: queue.length } }, cors);
+        send(
+          res,
+          200,
+          {
+            status: 'ok',
+            model: backend.modelId,
+            device: s.device,
+            resident: s.resident,
+            context_length: backend.ctx,
+            context_used: s.contextUsed,
+            gpu_bytes: s.gpuBytes,
+            queue: { active: queue.active, waiting: queue.length },
+          },
+          cors,
+        );
         done('200');
         return;
       }
       if (!authorized(req)) {
-        throw new ApiError(401, 'Incorrect API key provided: send the key given to unicorn serve --api-key as "Authorization: Bearer <key>"', null, 'invalid_api_key');
+        throw new ApiError(
+          401,
+          'Incorrect API key provided: send the key given to unicorn serve --api-key as "Authorization: Bearer <key>"',
+          null,
+          'invalid_api_key',
+        );
       }
       if (route === '/models') {
         allow('GET');
@@ -467,14 +564,24 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
         allow('POST');
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
         if (type !== 'application/json') {
-          throw new ApiError(415, `the request body must be JSON sent as "Content-Type: application/json"${type === '' ? '' : `, not '${quote(type)}'`}`, null, 'unsupported_media_type');
+          throw new ApiError(
+            415,
+            `the request body must be JSON sent as "Content-Type: application/json"${type === '' ? '' : `, not '${quote(type)}'`}`,
+            null,
+            'unsupported_media_type',
+          );
         }
         const body = await readJson(req);
         const parsed = route === '/completions' ? parseCompletionRequest(body) : parseChatRequest(body);
         generate(res, parsed, cors, done);
         return;
       }
-      throw new ApiError(404, `there is no ${label}: the routes are GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health`, null, 'not_found');
+      throw new ApiError(
+        404,
+        `there is no ${label}: the routes are GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health`,
+        null,
+        'not_found',
+      );
     } catch (e) {
       const err = toApiError(e);
       const allowHeader = (e as { allow?: string }).allow;
@@ -501,7 +608,9 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
   /** An answer written on the socket itself (there is no response object), then the connection closed. */
   const rawAnswer = (socket: net.Socket, status: number, reason: string, e: ApiError, headers = '') => {
     const body = JSON.stringify(e.body());
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}Connection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}Connection: close\r\n\r\n${body}`,
+    );
   };
   // An Expect other than 100-continue (Node would answer 417 with no body).
   server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -513,15 +622,26 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
   // connection closed; nothing is written where a response has already begun.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
     const begun = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
-    if (!socket.writable || begun || err.code === 'ECONNRESET') { socket.destroy(); return; }
-    if (err.code === 'HPE_HEADER_OVERFLOW') rawAnswer(socket, 431, 'Request Header Fields Too Large', new ApiError(431, 'the request headers are too large', null, 'headers_too_large'));
-    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') rawAnswer(socket, 408, 'Request Timeout', new ApiError(408, 'the request did not arrive whole in time', null, 'request_timeout'));
+    if (!socket.writable || begun || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW')
+      rawAnswer(socket, 431, 'Request Header Fields Too Large', new ApiError(431, 'the request headers are too large', null, 'headers_too_large'));
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+      rawAnswer(socket, 408, 'Request Timeout', new ApiError(408, 'the request did not arrive whole in time', null, 'request_timeout'));
     else rawAnswer(socket, 400, 'Bad Request', new ApiError(400, `malformed HTTP request (${err.code ?? err.message})`, null, 'malformed_request'));
   });
   // CONNECT (a proxy's method): Node hands over the bare socket, which would otherwise be closed unanswered.
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
     socket.on('error', () => {});
-    rawAnswer(socket, 405, 'Method Not Allowed', new ApiError(405, 'CONNECT is not allowed: this is not a proxy', null, 'method_not_allowed'), 'Allow: GET, POST, OPTIONS\r\n');
+    rawAnswer(
+      socket,
+      405,
+      'Method Not Allowed',
+      new ApiError(405, 'CONNECT is not allowed: this is not a proxy', null, 'method_not_allowed'),
+      'Allow: GET, POST, OPTIONS\r\n',
+    );
     log(`CONNECT ${quote(req.url ?? '')} 405`);
   });
   server.keepAliveTimeout = 65_000;
@@ -540,7 +660,11 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
         url: `http://${host}:${port}`,
         port,
         queue: () => ({ active: queue.active, waiting: queue.length }),
-        close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
+        close: () =>
+          new Promise<void>((r) => {
+            server.close(() => r());
+            server.closeAllConnections();
+          }),
       });
     });
   });
@@ -548,8 +672,12 @@ export function startApi(backend: ApiBackend, o: ApiOptions): Promise<ApiServer>
 
 /** A failure to listen, said plainly. */
 function listenError(e: NodeJS.ErrnoException, o: { host: string; port: number }): Error {
-  if (e.code === 'EADDRINUSE') return new UnicornError(`port ${o.port} on ${o.host} is already in use`, { hint: 'another server is listening there: pick another with --port (or --port 0 for any free one)' });
-  if (e.code === 'EACCES') return new UnicornError(`not allowed to listen on ${o.host}:${o.port}`, { hint: 'ports below 1024 need privileges: use --port 8080' });
+  if (e.code === 'EADDRINUSE')
+    return new UnicornError(`port ${o.port} on ${o.host} is already in use`, {
+      hint: 'another server is listening there: pick another with --port (or --port 0 for any free one)',
+    });
+  if (e.code === 'EACCES')
+    return new UnicornError(`not allowed to listen on ${o.host}:${o.port}`, { hint: 'ports below 1024 need privileges: use --port 8080' });
   if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') {
     return new UnicornError(`${o.host} is not an address of this machine`, { hint: '--host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)' });
   }

@@ -95,7 +95,12 @@ function common(body: Json): Pick<ParsedRequest, 'model' | 'sampling' | 'stream'
   range('frequency_penalty', frequency, (v) => v >= -2 && v <= 2, 'between -2 and 2');
   const seed = opt(body, 'seed', isInt, 'a whole number');
   const maxTokens = opt(body, 'max_completion_tokens', isInt, 'a whole number') ?? opt(body, 'max_tokens', isInt, 'a whole number');
-  range(body['max_completion_tokens'] !== undefined && body['max_completion_tokens'] !== null ? 'max_completion_tokens' : 'max_tokens', maxTokens, (v) => v >= 1, '1 or more');
+  range(
+    body['max_completion_tokens'] !== undefined && body['max_completion_tokens'] !== null ? 'max_completion_tokens' : 'max_tokens',
+    maxTokens,
+    (v) => v >= 1,
+    '1 or more',
+  );
   const n = opt(body, 'n', isInt, 'a whole number');
   if (n !== undefined && n !== 1) throw new ApiError(400, `'n' must be 1: unicorn generates one choice per request`, 'n', 'unsupported_value');
 
@@ -105,7 +110,8 @@ function common(body: Json): Pick<ParsedRequest, 'model' | 'sampling' | 'stream'
   else if (Array.isArray(s)) {
     if (!s.every(isString)) throw new ApiError(400, `'stop' must be a string or an array of strings`, 'stop', 'invalid_type');
     stop = s;
-  } else if (s !== undefined && s !== null) throw new ApiError(400, `'stop' must be a string or an array of strings, got ${describe(s)}`, 'stop', 'invalid_type');
+  } else if (s !== undefined && s !== null)
+    throw new ApiError(400, `'stop' must be a string or an array of strings, got ${describe(s)}`, 'stop', 'invalid_type');
   stop = stop.filter((x) => x !== '');
   if (stop.length > MAX_STOPS) throw new ApiError(400, `'stop' takes at most ${MAX_STOPS} strings, got ${stop.length}`, 'stop', 'invalid_value');
 
@@ -122,10 +128,16 @@ function common(body: Json): Pick<ParsedRequest, 'model' | 'sampling' | 'stream'
   }
   const rf = body['response_format'];
   if (isObject(rf) && rf['type'] !== undefined && rf['type'] !== 'text') {
-    throw new ApiError(400, `'response_format' ${JSON.stringify(rf['type'])} is not supported: unicorn serve answers in plain text`, 'response_format', 'unsupported_parameter');
+    throw new ApiError(
+      400,
+      `'response_format' ${JSON.stringify(rf['type'])} is not supported: unicorn serve answers in plain text`,
+      'response_format',
+      'unsupported_parameter',
+    );
   }
   const lb = body['logit_bias'];
-  if (isObject(lb) && Object.keys(lb).length > 0) throw new ApiError(400, `'logit_bias' is not supported by unicorn serve`, 'logit_bias', 'unsupported_parameter');
+  if (isObject(lb) && Object.keys(lb).length > 0)
+    throw new ApiError(400, `'logit_bias' is not supported by unicorn serve`, 'logit_bias', 'unsupported_parameter');
 
   const sampling: { -readonly [K in keyof SamplingOptions]?: SamplingOptions[K] } = {};
   if (temperature !== undefined) sampling.temperature = temperature;
@@ -150,14 +162,21 @@ function content(v: unknown, at: string): string {
   if (typeof v === 'string') return v;
   if (v === null || v === undefined) return '';
   if (Array.isArray(v)) {
-    return v.map((part, j) => {
-      if (!isObject(part)) throw new ApiError(400, `'${at}[${j}]' must be a content part object`, `${at}[${j}]`, 'invalid_type');
-      if (part['type'] === 'text' && typeof part['text'] === 'string') return part['text'];
-      if (part['type'] === 'image_url' || part['type'] === 'input_audio' || part['type'] === 'file') {
-        throw new ApiError(400, `'${at}[${j}]': ${String(part['type'])} parts are not supported: unicorn runs the text model only`, `${at}[${j}]`, 'unsupported_content');
-      }
-      throw new ApiError(400, `'${at}[${j}]' must be {"type": "text", "text": "..."}`, `${at}[${j}]`, 'invalid_type');
-    }).join('\n');
+    return v
+      .map((part, j) => {
+        if (!isObject(part)) throw new ApiError(400, `'${at}[${j}]' must be a content part object`, `${at}[${j}]`, 'invalid_type');
+        if (part['type'] === 'text' && typeof part['text'] === 'string') return part['text'];
+        if (part['type'] === 'image_url' || part['type'] === 'input_audio' || part['type'] === 'file') {
+          throw new ApiError(
+            400,
+            `'${at}[${j}]': ${String(part['type'])} parts are not supported: unicorn runs the text model only`,
+            `${at}[${j}]`,
+            'unsupported_content',
+          );
+        }
+        throw new ApiError(400, `'${at}[${j}]' must be {"type": "text", "text": "..."}`, `${at}[${j}]`, 'invalid_type');
+      })
+      .join('\n');
   }
   throw new ApiError(400, `'${at}' must be a string or an array of content parts, got ${describe(v)}`, at, 'invalid_type');
 }
@@ -168,19 +187,30 @@ export function parseChatRequest(raw: unknown): ParsedRequest {
   const body = bodyObject(raw);
   const c = common(body);
   const m = body['messages'];
-  if (!Array.isArray(m)) throw new ApiError(400, `'messages' is required: an array of {role, content}`, 'messages', m === undefined ? 'missing_required_parameter' : 'invalid_type');
+  if (!Array.isArray(m))
+    throw new ApiError(400, `'messages' is required: an array of {role, content}`, 'messages', m === undefined ? 'missing_required_parameter' : 'invalid_type');
   if (m.length === 0) throw new ApiError(400, `'messages' must hold at least one message`, 'messages', 'invalid_value');
   const messages: ChatMessage[] = m.map((msg, i) => {
     const at = `messages[${i}]`;
     if (!isObject(msg)) throw new ApiError(400, `'${at}' must be an object with role and content`, at, 'invalid_type');
     const role = msg['role'];
     if (typeof role !== 'string' || !ROLES.has(role)) {
-      throw new ApiError(400, `'${at}.role' must be one of system, developer, user, assistant${role === 'tool' || role === 'function' ? ' (tool messages need function calling, which unicorn serve does not support)' : ''}, got ${describe(role)}`, `${at}.role`, 'invalid_value');
+      throw new ApiError(
+        400,
+        `'${at}.role' must be one of system, developer, user, assistant${role === 'tool' || role === 'function' ? ' (tool messages need function calling, which unicorn serve does not support)' : ''}, got ${describe(role)}`,
+        `${at}.role`,
+        'invalid_value',
+      );
     }
     return { role: role === 'developer' ? 'system' : role, content: content(msg['content'], `${at}.content`) };
   });
   return {
-    endpoint: 'chat', model: c.model, sampling: c.sampling, stream: c.stream, includeUsage: c.includeUsage, echo: false,
+    endpoint: 'chat',
+    model: c.model,
+    sampling: c.sampling,
+    stream: c.stream,
+    includeUsage: c.includeUsage,
+    echo: false,
     completion: { prompt: '', chat: true, messages, maxTokens: c.maxTokens, stop: c.stop },
   };
 }
@@ -194,16 +224,29 @@ export function parseCompletionRequest(raw: unknown): ParsedRequest {
   let prompt: string | number[];
   if (typeof p === 'string') prompt = p;
   else if (Array.isArray(p) && p.length > 0 && p.every(isInt)) prompt = p;
-  else if (Array.isArray(p) && p.length > 1 && p.every((x) => typeof x === 'string' || Array.isArray(x))) throw new ApiError(400, `'prompt' holds ${p.length} prompts: unicorn serve takes one per request`, 'prompt', 'unsupported_value');
-  else throw new ApiError(400, `'prompt' is required: a string or an array of token ids${p === undefined ? '' : `, got ${describe(p)}`}`, 'prompt', p === undefined ? 'missing_required_parameter' : 'invalid_type');
+  else if (Array.isArray(p) && p.length > 1 && p.every((x) => typeof x === 'string' || Array.isArray(x)))
+    throw new ApiError(400, `'prompt' holds ${p.length} prompts: unicorn serve takes one per request`, 'prompt', 'unsupported_value');
+  else
+    throw new ApiError(
+      400,
+      `'prompt' is required: a string or an array of token ids${p === undefined ? '' : `, got ${describe(p)}`}`,
+      'prompt',
+      p === undefined ? 'missing_required_parameter' : 'invalid_type',
+    );
   if (typeof prompt === 'string' && prompt === '') throw new ApiError(400, `'prompt' is empty: there is nothing to continue`, 'prompt', 'invalid_value');
   const suffix = body['suffix'];
-  if (typeof suffix === 'string' && suffix !== '') throw new ApiError(400, `'suffix' (fill in the middle) is not supported by unicorn serve`, 'suffix', 'unsupported_parameter');
+  if (typeof suffix === 'string' && suffix !== '')
+    throw new ApiError(400, `'suffix' (fill in the middle) is not supported by unicorn serve`, 'suffix', 'unsupported_parameter');
   const echo = opt(body, 'echo', isBool, 'a boolean') ?? false;
   const bestOf = opt(body, 'best_of', isInt, 'a whole number');
   if (bestOf !== undefined && bestOf !== 1) throw new ApiError(400, `'best_of' must be 1`, 'best_of', 'unsupported_value');
   return {
-    endpoint: 'completions', model: c.model, sampling: c.sampling, stream: c.stream, includeUsage: c.includeUsage, echo,
+    endpoint: 'completions',
+    model: c.model,
+    sampling: c.sampling,
+    stream: c.stream,
+    includeUsage: c.includeUsage,
+    echo,
     completion: { prompt, chat: false, maxTokens: c.maxTokens, stop: c.stop },
   };
 }
@@ -230,8 +273,11 @@ export function usage(r: CompletionResult): Usage {
 /** llama.cpp's `timings` extension, so tools that read it show speed. */
 export function timings(r: CompletionResult): Record<string, number | null> {
   return {
-    prompt_n: r.promptTokens, predicted_n: r.tokens.length, ttft_ms: r.timeToFirstTokenMs,
-    prompt_per_second: r.prefillTokensPerSecond, predicted_per_second: r.decodeTokensPerSecond,
+    prompt_n: r.promptTokens,
+    predicted_n: r.tokens.length,
+    ttft_ms: r.timeToFirstTokenMs,
+    prompt_per_second: r.prefillTokensPerSecond,
+    predicted_per_second: r.decodeTokensPerSecond,
   };
 }
 
@@ -247,15 +293,19 @@ export function fullResponse(req: ParsedRequest, head: ResponseHead, r: Completi
   const finish = finishReason(r.finish);
   if (req.endpoint === 'chat') {
     return {
-      ...head, object: 'chat.completion',
+      ...head,
+      object: 'chat.completion',
       choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: null, finish_reason: finish }],
-      usage: usage(r), timings: timings(r),
+      usage: usage(r),
+      timings: timings(r),
     };
   }
   return {
-    ...head, object: 'text_completion',
+    ...head,
+    object: 'text_completion',
     choices: [{ index: 0, text: echoed + r.text, logprobs: null, finish_reason: finish }],
-    usage: usage(r), timings: timings(r),
+    usage: usage(r),
+    timings: timings(r),
   };
 }
 

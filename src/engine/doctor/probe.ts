@@ -40,8 +40,16 @@ export interface Snapshot {
 }
 
 const FILES = [
-  '/proc/version', '/proc/cpuinfo', '/proc/meminfo', '/proc/cmdline', '/proc/modules', '/proc/self/limits', '/etc/os-release',
-  '/sys/module/amdgpu/parameters/gttsize', '/sys/module/ttm/parameters/pages_limit', '/sys/module/amdxdna/version',
+  '/proc/version',
+  '/proc/cpuinfo',
+  '/proc/meminfo',
+  '/proc/cmdline',
+  '/proc/modules',
+  '/proc/self/limits',
+  '/etc/os-release',
+  '/sys/module/amdgpu/parameters/gttsize',
+  '/sys/module/ttm/parameters/pages_limit',
+  '/sys/module/amdxdna/version',
 ];
 const DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/dev/accel', '/lib/firmware/amdnpu', '/sys/bus/pci/devices', '/sys/class/drm'];
 
@@ -90,7 +98,12 @@ export function collect(vulkanProbe: () => Snapshot['vulkan']): Snapshot {
   }
   for (const a of dirs['/dev/accel'] ?? []) {
     let access = 'none';
-    try { fs.accessSync(`/dev/accel/${a}`, fs.constants.R_OK | fs.constants.W_OK); access = 'rw'; } catch { /* not for this user */ }
+    try {
+      fs.accessSync(`/dev/accel/${a}`, fs.constants.R_OK | fs.constants.W_OK);
+      access = 'rw';
+    } catch {
+      /* not for this user */
+    }
     files[`/dev/accel/${a}#access`] = access;
   }
   const commands: Record<string, { code: number; output: string } | null> = {
@@ -99,8 +112,20 @@ export function collect(vulkanProbe: () => Snapshot['vulkan']): Snapshot {
     'id -Gn': run('id', ['-Gn']),
   };
   return {
-    schema: 1, takenAt: new Date().toISOString(), platform: os.platform(), arch: os.arch(),
-    user: { uid: os.userInfo().uid, groups: (commands['id -Gn']?.output ?? '').trim().split(/\s+/).filter((g) => g !== '') },
-    files, dirs, commands, vulkan: vulkanProbe(),
+    schema: 1,
+    takenAt: new Date().toISOString(),
+    platform: os.platform(),
+    arch: os.arch(),
+    user: {
+      uid: os.userInfo().uid,
+      groups: (commands['id -Gn']?.output ?? '')
+        .trim()
+        .split(/\s+/)
+        .filter((g) => g !== ''),
+    },
+    files,
+    dirs,
+    commands,
+    vulkan: vulkanProbe(),
   };
 }

@@ -77,7 +77,9 @@ export function validateSnapshot(v: unknown, source: string): Snapshot {
   const top = s.object(v, 'the file');
   if (top['schema'] !== 1) {
     if (typeof top['schema'] === 'number') {
-      throw new SnapshotError(`${source}: snapshot schema ${top['schema']}, this unicorn reads schema 1`, { hint: 'check it with the unicorn version that wrote it' });
+      throw new SnapshotError(`${source}: snapshot schema ${top['schema']}, this unicorn reads schema 1`, {
+        hint: 'check it with the unicorn version that wrote it',
+      });
     }
     s.fail('schema', 'the number 1', top['schema']);
   }
@@ -87,11 +89,13 @@ export function validateSnapshot(v: unknown, source: string): Snapshot {
   s.array(user['groups'], 'user.groups', (g, at) => s.string(g, at));
   s.record(top['files'], 'files', (f, at) => s.nullable(f, at, (x, a) => s.string(x, a)));
   s.record(top['dirs'], 'dirs', (d, at) => s.nullable(d, at, (x, a) => s.array(x, a, (e, b) => s.string(e, b))));
-  s.record(top['commands'], 'commands', (c, at) => s.nullable(c, at, (x, a) => {
-    const o = s.object(x, a);
-    s.number(o['code'], `${a}.code`);
-    s.string(o['output'], `${a}.output`);
-  }));
+  s.record(top['commands'], 'commands', (c, at) =>
+    s.nullable(c, at, (x, a) => {
+      const o = s.object(x, a);
+      s.number(o['code'], `${a}.code`);
+      s.string(o['output'], `${a}.output`);
+    }),
+  );
   const vk = s.object(top['vulkan'], 'vulkan');
   s.boolean(vk['loader'], 'vulkan.loader');
   s.nullable(vk['error'], 'vulkan.error', (x, a) => s.string(x, a));

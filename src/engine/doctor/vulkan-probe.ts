@@ -18,7 +18,10 @@ function selfTest(want?: string): SelfTest {
     const cpu = device.info.type === 'cpu';
     const [rows, cols] = cpu ? [512, 1024] : [4096, 4096];
     let a = 1;
-    const w = Float32Array.from({ length: rows * cols }, () => { a = (Math.imul(a, 1664525) + 1013904223) >>> 0; return (a / 2 ** 32 - 0.5) * 0.1; });
+    const w = Float32Array.from({ length: rows * cols }, () => {
+      a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+      return (a / 2 ** 32 - 0.5) * 0.1;
+    });
     const x = Float32Array.from({ length: cols }, (_, i) => Math.sin(i));
     const h = f32ArrayToBf16(w);
     const m = singleMatrix('bf16', rows, cols, 0, uploadNew(alloc, cmds, new Uint8Array(h.buffer), 'self-test weights'), null);
@@ -37,7 +40,13 @@ function selfTest(want?: string): SelfTest {
     const t = timeBest(cmds, () => mv.record(cmds, m, xb, yb), cpu ? 2 : 50, 3);
     const matvecGbps = (rows * cols * 2) / t / 1e9;
     const copyGbps = deviceCopyRate(device, alloc);
-    return { device: device.info.name, ok, detail: `bf16 ${rows}x${cols} matrix x vector against the CPU: largest relative error ${worst.toExponential(1)}`, matvecGbps, copyGbps };
+    return {
+      device: device.info.name,
+      ok,
+      detail: `bf16 ${rows}x${cols} matrix x vector against the CPU: largest relative error ${worst.toExponential(1)}`,
+      matvecGbps,
+      copyGbps,
+    };
   } catch (e) {
     return { device: 'unknown', ok: false, detail: e instanceof Error ? e.message : String(e), matvecGbps: null, copyGbps: null };
   } finally {

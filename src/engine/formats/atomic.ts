@@ -73,12 +73,20 @@ export function writeFailure(target: string, e: unknown): WriteError {
   if (e instanceof WriteError) return e;
   const code = (e as NodeJS.ErrnoException).code;
   const where = path.dirname(path.resolve(target));
-  if (code === 'ENOSPC') return new WriteError(`disk full while writing ${target}; nothing was left behind`, { hint: 'free some space or choose another output location', cause: e });
-  if (code === 'EACCES' || code === 'EPERM') return new WriteError(`no permission to write ${target} (${code})`, { hint: 'choose an output location you can write to', cause: e });
+  if (code === 'ENOSPC')
+    return new WriteError(`disk full while writing ${target}; nothing was left behind`, {
+      hint: 'free some space or choose another output location',
+      cause: e,
+    });
+  if (code === 'EACCES' || code === 'EPERM')
+    return new WriteError(`no permission to write ${target} (${code})`, { hint: 'choose an output location you can write to', cause: e });
   if (code === 'EDQUOT') return new WriteError(`disk quota exceeded while writing ${target}; nothing was left behind`, { cause: e });
   if (code === 'EROFS') return new WriteError(`cannot write ${target}: the file system is read-only (EROFS)`, { cause: e });
   if (code === 'ENOENT') {
-    return new WriteError(`cannot write ${target}: ${fs.existsSync(where) ? `${where} takes no new files (ENOENT; /proc and /sys are like that)` : `the folder ${where} does not exist`}`, { hint: 'choose an output in an existing, ordinary folder', cause: e });
+    return new WriteError(
+      `cannot write ${target}: ${fs.existsSync(where) ? `${where} takes no new files (ENOENT; /proc and /sys are like that)` : `the folder ${where} does not exist`}`,
+      { hint: 'choose an output in an existing, ordinary folder', cause: e },
+    );
   }
   if (code === 'ENOTDIR') return new WriteError(`cannot write ${target}: a part of the path is a file, not a folder (ENOTDIR)`, { cause: e });
   if (code === 'EISDIR') return new WriteError(`cannot write ${target}: it is a directory`, { hint: 'give a file name', cause: e });
@@ -108,11 +116,16 @@ export function writeFileAtomic(given: string, data: string | Uint8Array): void 
       st = fs.statSync(target);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new WriteError(`cannot write ${given}: ${code === 'ELOOP' ? 'a symbolic link loop (ELOOP)' : `a symbolic link that leads nowhere (${code ?? String(e)})`}`, { hint: 'give the name of a file to write', cause: e });
+      throw new WriteError(
+        `cannot write ${given}: ${code === 'ELOOP' ? 'a symbolic link loop (ELOOP)' : `a symbolic link that leads nowhere (${code ?? String(e)})`}`,
+        { hint: 'give the name of a file to write', cause: e },
+      );
     }
   }
   if (st !== undefined && !st.isFile()) {
-    throw new WriteError(`cannot write ${given}: it exists and is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`, { hint: 'give the name of a file to write' });
+    throw new WriteError(`cannot write ${given}: it exists and is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`, {
+      hint: 'give the name of a file to write',
+    });
   }
   const tmp = tempPathFor(target);
   try {

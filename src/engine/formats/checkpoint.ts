@@ -107,9 +107,13 @@ export class Checkpoint {
         const file = byShard.get(shard as string)!;
         if (!file.has(name)) {
           const where = files.find((f) => f.has(name));
-          throw new SafetensorsError(indexPath, where === undefined
-            ? `is listed in ${shard as string} but is in no shard`
-            : `is listed in ${shard as string} but stored in ${path.basename(where.path)}`, name);
+          throw new SafetensorsError(
+            indexPath,
+            where === undefined
+              ? `is listed in ${shard as string} but is in no shard`
+              : `is listed in ${shard as string} but stored in ${path.basename(where.path)}`,
+            name,
+          );
         }
         tensors.set(name, { ...file.tensor(name), file });
       }

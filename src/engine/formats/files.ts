@@ -23,16 +23,25 @@ export class FileError extends UnicornError {
 export function pathProblem(e: unknown): string {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
-    case 'ENOENT': return 'no such file or directory';
-    case 'ELOOP': return 'a symbolic link loop (ELOOP): a link on the path leads back to itself';
+    case 'ENOENT':
+      return 'no such file or directory';
+    case 'ELOOP':
+      return 'a symbolic link loop (ELOOP): a link on the path leads back to itself';
     case 'EACCES':
-    case 'EPERM': return `permission denied (${code})`;
-    case 'ENOTDIR': return 'a part of the path is a file, not a directory (ENOTDIR)';
-    case 'ENAMETOOLONG': return 'the path is too long (ENAMETOOLONG)';
-    case 'EISDIR': return 'is a directory';
-    case 'EAGAIN': return 'cannot be read without waiting (EAGAIN): not a regular file';
-    case 'EIO': return 'an I/O error while reading (EIO)';
-    default: return `cannot be read (${code ?? (e instanceof Error ? e.message : String(e))})`;
+    case 'EPERM':
+      return `permission denied (${code})`;
+    case 'ENOTDIR':
+      return 'a part of the path is a file, not a directory (ENOTDIR)';
+    case 'ENAMETOOLONG':
+      return 'the path is too long (ENAMETOOLONG)';
+    case 'EISDIR':
+      return 'is a directory';
+    case 'EAGAIN':
+      return 'cannot be read without waiting (EAGAIN): not a regular file';
+    case 'EIO':
+      return 'an I/O error while reading (EIO)';
+    default:
+      return `cannot be read (${code ?? (e instanceof Error ? e.message : String(e))})`;
   }
 }
 

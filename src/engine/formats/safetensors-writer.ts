@@ -106,7 +106,8 @@ export class SafetensorsWriter {
     this.advance(name);
     const t = this.tensors[this.index];
     if (t?.name !== name || this.writtenInTensor !== 0) throw new WriteError(`${this.path}: expected tensor '${t?.name ?? '(none)'}' next, got '${name}'`);
-    if (data.byteLength !== this.sizes[this.index]) throw new WriteError(`${this.path}: tensor '${name}' needs ${this.sizes[this.index]} bytes, got ${data.byteLength}`);
+    if (data.byteLength !== this.sizes[this.index])
+      throw new WriteError(`${this.path}: tensor '${name}' needs ${this.sizes[this.index]} bytes, got ${data.byteLength}`);
     this.write(data);
     if (data.byteLength === 0) {
       this.index++;

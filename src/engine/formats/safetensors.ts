@@ -147,9 +147,14 @@ export function parseHeader(file: string, fileSize: number, headerBytes: Uint8Ar
       );
     }
     if (end > dataSize) {
-      throw new SafetensorsError(file, `data_offsets [${begin}, ${end}] reach past the end of the file (data section is ${Math.max(dataSize, 0)} bytes)`, name, {
-        hint: 'the file is probably truncated: download or copy it again',
-      });
+      throw new SafetensorsError(
+        file,
+        `data_offsets [${begin}, ${end}] reach past the end of the file (data section is ${Math.max(dataSize, 0)} bytes)`,
+        name,
+        {
+          hint: 'the file is probably truncated: download or copy it again',
+        },
+      );
     }
     tensors.push({ name, dtype, shape: shape as number[], fileOffset: dataOffset + begin, byteLength: end - begin });
   }
@@ -157,7 +162,7 @@ export function parseHeader(file: string, fileSize: number, headerBytes: Uint8Ar
   tensors.sort((a, b) => a.fileOffset - b.fileOffset || a.byteLength - b.byteLength);
   let cursor = dataOffset;
   for (const t of tensors) {
-    if (t.fileOffset < cursor) throw new SafetensorsError(file, 'overlaps the previous tensor\'s data', t.name);
+    if (t.fileOffset < cursor) throw new SafetensorsError(file, "overlaps the previous tensor's data", t.name);
     if (t.fileOffset > cursor) throw new SafetensorsError(file, `leaves a gap of ${t.fileOffset - cursor} bytes before its data`, t.name);
     cursor = t.fileOffset + t.byteLength;
   }
@@ -175,7 +180,10 @@ export function checkPrefix(file: string, fileSize: number, prefix: Uint8Array):
   if (fileSize < 8) throw new SafetensorsError(file, `file is ${fileSize} bytes, too short for a safetensors header`);
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) throw new SafetensorsError(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-  if (n > BigInt(fileSize - 8)) throw new SafetensorsError(file, `header length ${n} is larger than the file (${fileSize} bytes)`, undefined, { hint: 'the file is truncated or not a safetensors file' });
+  if (n > BigInt(fileSize - 8))
+    throw new SafetensorsError(file, `header length ${n} is larger than the file (${fileSize} bytes)`, undefined, {
+      hint: 'the file is truncated or not a safetensors file',
+    });
   if (n < 2n) throw new SafetensorsError(file, `header length ${n} is too short for a JSON object`);
   return Number(n);
 }
@@ -190,9 +198,19 @@ export function parseBuffer(file: string, bytes: Uint8Array): SafetensorsHeader 
  * Reads exactly `length` bytes at `position` into `dst` (at `dstOffset`), or throws. Any length: the
  * read goes in pieces of at most `maxPiece` bytes (io.ts).
  */
-export function readExactly(fd: number, file: string, dst: Uint8Array, dstOffset: number, length: number, position: number, tensor?: string, maxPiece = MAX_IO_BYTES): void {
+export function readExactly(
+  fd: number,
+  file: string,
+  dst: Uint8Array,
+  dstOffset: number,
+  length: number,
+  position: number,
+  tensor?: string,
+  maxPiece = MAX_IO_BYTES,
+): void {
   const done = readFully(fd, dst, dstOffset, length, position, maxPiece);
-  if (done < length) throw new SafetensorsError(file, `file ended ${length - done} bytes early`, tensor, { hint: 'the file changed or was truncated while being read' });
+  if (done < length)
+    throw new SafetensorsError(file, `file ended ${length - done} bytes early`, tensor, { hint: 'the file changed or was truncated while being read' });
 }
 
 /** An open safetensors file: validated header, positional reads. */

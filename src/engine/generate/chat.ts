@@ -56,7 +56,10 @@ export const HELP = [
  */
 export interface Replier {
   readonly model: string;
-  reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }>;
+  reply(
+    messages: readonly ChatMessage[],
+    o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean },
+  ): Promise<{ reply: string; stats: TurnStats }>;
   /** Forget the cached conversation. */
   reset(): Promise<void> | void;
   context(): Promise<{ used: number; limit: number; gpuBytes: number | null }> | { used: number; limit: number; gpuBytes: number | null };
@@ -66,8 +69,12 @@ export interface Replier {
 export function turnStats(g: Generation): TurnStats {
   const t = g.timings;
   return {
-    promptTokens: t.promptTokens, reusedTokens: t.reusedTokens, generatedTokens: g.tokens.length, finish: g.finish,
-    timeToFirstTokenMs: t.timeToFirstToken * 1000, tokensPerSecond: t.decodeSeconds > 0 ? t.decodeSteps / t.decodeSeconds : null,
+    promptTokens: t.promptTokens,
+    reusedTokens: t.reusedTokens,
+    generatedTokens: g.tokens.length,
+    finish: g.finish,
+    timeToFirstTokenMs: t.timeToFirstToken * 1000,
+    tokensPerSecond: t.decodeSeconds > 0 ? t.decodeSteps / t.decodeSeconds : null,
   };
 }
 
@@ -76,7 +83,9 @@ export class LocalReplier implements Replier {
   constructor(private readonly runner: Runner) {
     if (runner.codec === null) throw new UnicornError(`${runner.model.dir}: no tokenizer.json, so there is no text to chat with`);
     if (runner.codec.chatTemplate === null) {
-      throw new UnicornError(`${runner.model.dir}: the model has no chat template`, { hint: 'it is probably a base model: use `unicorn run` with a plain prompt' });
+      throw new UnicornError(`${runner.model.dir}: the model has no chat template`, {
+        hint: 'it is probably a base model: use `unicorn run` with a plain prompt',
+      });
     }
   }
 
@@ -84,13 +93,20 @@ export class LocalReplier implements Replier {
     return this.runner.model.dir;
   }
 
-  async reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
+  async reply(
+    messages: readonly ChatMessage[],
+    o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean },
+  ): Promise<{ reply: string; stats: TurnStats }> {
     const codec = this.runner.codec!;
     const text = codec.renderChat(messages, { addGenerationPrompt: true });
     checkPromptLength(codec, text, this.runner.backend.ctx, this.runner.model.spec.maxPositionEmbeddings);
     const ids = codec.encode(text, false);
     const g = await this.runner.session.generateAsync(ids, {
-      maxTokens: o.maxTokens, sampling: o.sampling, eosIds: this.runner.model.spec.eosTokenIds, onText: o.onText, shouldStop: o.shouldStop,
+      maxTokens: o.maxTokens,
+      sampling: o.sampling,
+      eosIds: this.runner.model.spec.eosTokenIds,
+      onText: o.onText,
+      shouldStop: o.shouldStop,
     });
     return { reply: g.text, stats: turnStats(g) };
   }
@@ -110,7 +126,12 @@ export class Chat implements ChatEngine {
   private last: TurnStats | null = null;
   private ctx = { used: 0, limit: 0, gpuBytes: null as number | null };
 
-  constructor(private readonly replier: Replier, private sampling: SamplingOptions, private readonly maxTokens: number, system?: string) {
+  constructor(
+    private readonly replier: Replier,
+    private sampling: SamplingOptions,
+    private readonly maxTokens: number,
+    system?: string,
+  ) {
     this.system = system;
   }
 
@@ -131,7 +152,10 @@ export class Chat implements ChatEngine {
   async send(text: string, o: { onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
     const user = { role: 'user', content: text };
     const r = await this.replier.reply(this.conversation([user]), {
-      sampling: { ...this.sampling, seed: (this.sampling.seed + this.messages.length) >>> 0 }, maxTokens: this.maxTokens, onText: o.onText, shouldStop: o.shouldStop,
+      sampling: { ...this.sampling, seed: (this.sampling.seed + this.messages.length) >>> 0 },
+      maxTokens: this.maxTokens,
+      onText: o.onText,
+      shouldStop: o.shouldStop,
     });
     this.messages.push(user, { role: 'assistant', content: r.reply });
     this.last = r.stats;
@@ -141,7 +165,10 @@ export class Chat implements ChatEngine {
 
   command(line: string): CommandResult {
     const [cmd, ...rest] = line.trim().split(/\s+/);
-    const arg = line.trim().slice((cmd ?? '').length).trim();
+    const arg = line
+      .trim()
+      .slice((cmd ?? '').length)
+      .trim();
     switch (cmd) {
       case '/reset':
         this.messages = [];

@@ -34,18 +34,27 @@ export interface CompletionResult {
   readonly decodeTokensPerSecond: number | null;
 }
 
-export async function complete(runner: Runner, req: CompletionRequest, onText: (t: string) => void, shouldStop: () => boolean = () => false): Promise<CompletionResult> {
+export async function complete(
+  runner: Runner,
+  req: CompletionRequest,
+  onText: (t: string) => void,
+  shouldStop: () => boolean = () => false,
+): Promise<CompletionResult> {
   const codec = runner.codec;
   if (codec === null) throw new UnicornError(`${runner.model.dir}: no tokenizer.json, so text cannot be turned into tokens`);
   let ids: number[];
   if (req.messages !== undefined || req.chat) {
     if (typeof req.prompt !== 'string') throw new UnicornError('a chat turn is text, not token ids');
-    const messages: readonly ChatMessage[] = req.messages ?? [...(req.system === undefined ? [] : [{ role: 'system', content: req.system }]), { role: 'user', content: req.prompt }];
+    const messages: readonly ChatMessage[] = req.messages ?? [
+      ...(req.system === undefined ? [] : [{ role: 'system', content: req.system }]),
+      { role: 'user', content: req.prompt },
+    ];
     const text = codec.renderChat(messages, { addGenerationPrompt: true, extra: req.templateVars ?? {} });
     checkPromptLength(codec, text, runner.backend.ctx, runner.model.spec.maxPositionEmbeddings);
     ids = codec.encode(text, false);
   } else {
-    if (req.system !== undefined || (req.templateVars !== undefined && Object.keys(req.templateVars).length > 0)) throw new UnicornError('--system and --template-var need --chat');
+    if (req.system !== undefined || (req.templateVars !== undefined && Object.keys(req.templateVars).length > 0))
+      throw new UnicornError('--system and --template-var need --chat');
     if (typeof req.prompt === 'string') {
       checkPromptLength(codec, req.prompt, runner.backend.ctx, runner.model.spec.maxPositionEmbeddings);
       ids = codec.encode(req.prompt, true);
@@ -57,11 +66,20 @@ export async function complete(runner: Runner, req: CompletionRequest, onText: (
     }
   }
   const g = await runner.session.generateAsync(ids, {
-    maxTokens: req.maxTokens, sampling: req.sampling, eosIds: runner.model.spec.eosTokenIds, stop: req.stop, onText, shouldStop,
+    maxTokens: req.maxTokens,
+    sampling: req.sampling,
+    eosIds: runner.model.spec.eosTokenIds,
+    stop: req.stop,
+    onText,
+    shouldStop,
   });
   const t = g.timings;
   return {
-    text: g.text, tokens: g.tokens, finish: g.finish, promptTokens: ids.length, contextLimit: runner.backend.ctx,
+    text: g.text,
+    tokens: g.tokens,
+    finish: g.finish,
+    promptTokens: ids.length,
+    contextLimit: runner.backend.ctx,
     device: runner.device === null ? 'cpu' : runner.device.info.name,
     timeToFirstTokenMs: +(t.timeToFirstToken * 1000).toFixed(1),
     prefillTokensPerSecond: t.prefillSeconds > 0 ? +(t.promptTokens / t.prefillSeconds).toFixed(1) : null,

@@ -27,12 +27,22 @@ export function checkFits(model: ModelFiles, info: DeviceInfo, ctx: number): voi
   if (need <= usable) return;
   const options: string[] = [];
   for (const row of memoryPlan(model.spec, ctx, 64)) {
-    if (row.scheme !== 'bf16' && row.total < usable && row.weights < weights) options.push(`${row.scheme} (${GB(row.total)}: unicorn quantize --scheme ${row.scheme})`);
+    if (row.scheme !== 'bf16' && row.total < usable && row.weights < weights)
+      options.push(`${row.scheme} (${GB(row.total)}: unicorn quantize --scheme ${row.scheme})`);
   }
   for (const c of [32768, 16384, 8192, 4096, 2048]) {
-    if (c < ctx && weights + kvCacheBytes(model.spec, c) <= usable) { options.push(`--ctx ${c} (${GB(weights + kvCacheBytes(model.spec, c))})`); break; }
+    if (c < ctx && weights + kvCacheBytes(model.spec, c) <= usable) {
+      options.push(`--ctx ${c} (${GB(weights + kvCacheBytes(model.spec, c))})`);
+      break;
+    }
   }
-  throw new DoesNotFitError(`${model.dir} needs ${GB(need)} (weights ${GB(weights)} + KV cache ${GB(kv)} at --ctx ${ctx}) and ${info.name} offers ${GB(have)} across its memory heaps`, {
-    hint: options.length > 0 ? `what fits: ${options.join(', ')}` : 'a smaller model; on an APU, a larger UMA carve-out or GTT size (unicorn inspect shows the plan)',
-  });
+  throw new DoesNotFitError(
+    `${model.dir} needs ${GB(need)} (weights ${GB(weights)} + KV cache ${GB(kv)} at --ctx ${ctx}) and ${info.name} offers ${GB(have)} across its memory heaps`,
+    {
+      hint:
+        options.length > 0
+          ? `what fits: ${options.join(', ')}`
+          : 'a smaller model; on an APU, a larger UMA carve-out or GTT size (unicorn inspect shows the plan)',
+    },
+  );
 }

@@ -96,7 +96,10 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     let gpuBytes: () => number | null = () => null;
     if (opts.device === 'cpu') {
       backend = new CpuBackend(model, { ctx, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
-      close = () => { backend.dispose(); model.checkpoint.close(); };
+      close = () => {
+        backend.dispose();
+        model.checkpoint.close();
+      };
     } else {
       device = Device.open(opts.gpu);
       checkFits(model, device.info, ctx);
@@ -104,15 +107,32 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
       gpuBytes = () => [...alloc.usage.values()].reduce((a, u) => a + u.bytes, 0);
       const cmds = new Commands(device);
       const weights = loadWeights(model, alloc, cmds, opts.onLoad);
-      backend = new GpuBackend(device, alloc, weights, spec, { ctx, profile: opts.profile === true, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
+      backend = new GpuBackend(device, alloc, weights, spec, {
+        ctx,
+        profile: opts.profile === true,
+        ...(opts.batch === undefined ? {} : { batch: opts.batch }),
+      });
       const d = device;
-      close = () => { backend.dispose(); weights.free(); d.destroy(); model.checkpoint.close(); };
+      close = () => {
+        backend.dispose();
+        weights.free();
+        d.destroy();
+        model.checkpoint.close();
+      };
     }
     const loadSeconds = (performance.now() - t0) / 1000;
     const loadedBytes = [...model.bound.tensors.values()].reduce((a, t) => a + t.byteLength, 0);
     return {
-      model, backend, codec, session: new Session(backend, codec ?? undefined), device, loadSeconds, loadedBytes, gpuBytes,
-      defaults: generationDefaults(model.dir), close,
+      model,
+      backend,
+      codec,
+      session: new Session(backend, codec ?? undefined),
+      device,
+      loadSeconds,
+      loadedBytes,
+      gpuBytes,
+      defaults: generationDefaults(model.dir),
+      close,
     };
   } catch (e) {
     device?.destroy();

@@ -37,7 +37,10 @@ export function checkSampling(o: SamplingOptions): string[] {
   if (!(o.minP >= 0 && o.minP < 1)) bad.push(`min-p ${o.minP} must be in [0, 1)`);
   if (!(o.repetitionPenalty > 0) || !Number.isFinite(o.repetitionPenalty)) bad.push(`repetition penalty ${o.repetitionPenalty} must be above 0`);
   if (!Number.isInteger(o.repeatLastN) || o.repeatLastN < 0) bad.push(`repeat-last-n ${o.repeatLastN} must be a whole number, 0 or more`);
-  for (const [name, v] of [['presence penalty', o.presencePenalty], ['frequency penalty', o.frequencyPenalty]] as const) {
+  for (const [name, v] of [
+    ['presence penalty', o.presencePenalty],
+    ['frequency penalty', o.frequencyPenalty],
+  ] as const) {
     if (v !== undefined && !(v >= -2 && v <= 2)) bad.push(`${name} ${v} must be in [-2, 2]`);
   }
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) bad.push(`seed ${o.seed} must be a whole number from 0 to 4294967295`);
@@ -67,8 +70,12 @@ export const FALLBACK: Omit<SamplingOptions, 'seed'> = { temperature: 0.8, topK:
 export function resolveSampling(asked: Partial<SamplingOptions>, modelDefaults: Partial<SamplingOptions>): SamplingOptions {
   const pick = <K extends keyof typeof FALLBACK>(k: K) => asked[k] ?? modelDefaults[k] ?? FALLBACK[k];
   const sampling: SamplingOptions = {
-    temperature: pick('temperature'), topK: pick('topK'), topP: pick('topP'), minP: pick('minP'),
-    repetitionPenalty: pick('repetitionPenalty'), repeatLastN: asked.repeatLastN ?? FALLBACK.repeatLastN,
+    temperature: pick('temperature'),
+    topK: pick('topK'),
+    topP: pick('topP'),
+    minP: pick('minP'),
+    repetitionPenalty: pick('repetitionPenalty'),
+    repeatLastN: asked.repeatLastN ?? FALLBACK.repeatLastN,
     ...(asked.presencePenalty === undefined ? {} : { presencePenalty: asked.presencePenalty }),
     ...(asked.frequencyPenalty === undefined ? {} : { frequencyPenalty: asked.frequencyPenalty }),
     seed: asked.seed ?? randomInt(0, 2 ** 32 - 1),
@@ -147,7 +154,10 @@ export class Sampler {
       let acc = 0;
       for (let i = 0; i < probs.length; i++) {
         acc += probs[i]!;
-        if (acc >= o.topP) { keep = i + 1; break; }
+        if (acc >= o.topP) {
+          keep = i + 1;
+          break;
+        }
       }
     }
     if (o.minP > 0) {

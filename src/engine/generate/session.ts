@@ -25,7 +25,9 @@ function contextHint(ctx: number, maxPositions: number): string {
 export function checkPromptLength(codec: Pick<TextCodec, 'minTokens'>, text: string, ctx: number, maxPositions: number = ctx): void {
   const atLeast = codec.minTokens(text, ctx);
   if (atLeast > ctx) {
-    throw new ContextFullError(`the prompt is at least ${atLeast} tokens (${text.length} characters), longer than the context of ${ctx}`, { hint: contextHint(ctx, maxPositions) });
+    throw new ContextFullError(`the prompt is at least ${atLeast} tokens (${text.length} characters), longer than the context of ${ctx}`, {
+      hint: contextHint(ctx, maxPositions),
+    });
   }
 }
 
@@ -66,7 +68,10 @@ export class Session {
   /** Tokens whose keys and values the cache holds, position by position. */
   private cached: number[] = [];
 
-  constructor(readonly backend: Backend, private readonly codec?: { decode(ids: readonly number[], skipSpecial?: boolean): string }) {}
+  constructor(
+    readonly backend: Backend,
+    private readonly codec?: { decode(ids: readonly number[], skipSpecial?: boolean): string },
+  ) {}
 
   get contextUsed(): number {
     return this.cached.length;
@@ -85,7 +90,9 @@ export class Session {
     const b = this.backend;
     if (ids.length === 0) throw new RangeError('an empty prompt: nothing to continue from');
     if (ids.length > b.ctx) {
-      throw new ContextFullError(`the prompt is ${ids.length} tokens, longer than the context of ${b.ctx}`, { hint: contextHint(b.ctx, b.spec.maxPositionEmbeddings) });
+      throw new ContextFullError(`the prompt is ${ids.length} tokens, longer than the context of ${b.ctx}`, {
+        hint: contextHint(b.ctx, b.spec.maxPositionEmbeddings),
+      });
     }
     let keep = 0;
     while (keep < this.cached.length && keep < ids.length - 1 && this.cached[keep] === ids[keep]) keep++;
@@ -155,7 +162,10 @@ export class Session {
         ttft = (performance.now() - t0) / 1000;
         decodeStart = performance.now();
       }
-      if (o.eosIds.includes(id)) { finish = 'eos'; break; }
+      if (o.eosIds.includes(id)) {
+        finish = 'eos';
+        break;
+      }
       generated.push(id);
       history.push(id);
       if (stream !== undefined) {
@@ -170,8 +180,14 @@ export class Session {
         emit(Math.max(emitted, text.length - holdBack));
       }
       if (generated.length >= o.maxTokens) break;
-      if (history.length >= this.backend.ctx) { finish = 'context'; break; }
-      if (o.shouldStop?.() === true) { finish = 'aborted'; break; }
+      if (history.length >= this.backend.ctx) {
+        finish = 'context';
+        break;
+      }
+      if (o.shouldStop?.() === true) {
+        finish = 'aborted';
+        break;
+      }
       r = this.backend.step([id], history.length - 1, output);
       steps++;
       this.cached = history.slice();
@@ -183,10 +199,17 @@ export class Session {
     }
     const end = performance.now();
     return {
-      text, tokens: generated, finish,
+      text,
+      tokens: generated,
+      finish,
       timings: {
-        promptTokens: computed, reusedTokens: reused, prefillSeconds: (t1 - t0) / 1000, timeToFirstToken: ttft,
-        generatedTokens: generated.length, decodeSteps: steps, decodeSeconds: steps > 0 ? (end - decodeStart) / 1000 : 0,
+        promptTokens: computed,
+        reusedTokens: reused,
+        prefillSeconds: (t1 - t0) / 1000,
+        timeToFirstToken: ttft,
+        generatedTokens: generated.length,
+        decodeSteps: steps,
+        decodeSeconds: steps > 0 ? (end - decodeStart) / 1000 : 0,
       },
     };
   }

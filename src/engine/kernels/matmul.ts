@@ -24,7 +24,11 @@ export class MatMul {
    */
   readonly direct: boolean;
 
-  constructor(readonly device: Device, private readonly alloc: Allocator, opts: { direct?: boolean } = {}) {
+  constructor(
+    readonly device: Device,
+    private readonly alloc: Allocator,
+    opts: { direct?: boolean } = {},
+  ) {
     this.direct = opts.direct ?? device.info.type === 'cpu';
   }
 

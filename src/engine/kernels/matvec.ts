@@ -158,7 +158,8 @@ export interface RowRange {
 export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
   const vpb = WEIGHT_FORMATS[m.format].valuesPerBlock;
   if (m.cols % vpb !== 0) throw new Error(`${m.format} weights: ${m.cols} columns are not a multiple of ${vpb}`);
-  if (isGrouped(m.format) && (m.group % 32 !== 0 || m.cols % m.group !== 0)) throw new Error(`${m.format} weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
+  if (isGrouped(m.format) && (m.group % 32 !== 0 || m.cols % m.group !== 0))
+    throw new Error(`${m.format} weights: group ${m.group} must be a multiple of 32 dividing ${m.cols}`);
   const rowBytes = matrixRowBytes(m.format, m.cols);
   const pRowBytes = paramsRowBytes(m.format, m.cols, m.group);
   const maxBytes = Math.min(maxRange, Math.floor(((2 ** 32 - 1) * 16) / vpb));
@@ -171,8 +172,14 @@ export function rowRanges(m: GpuMatrix, maxRange: number): RowRange[] {
     for (let at = 0; at < part.rows; at += chunk) {
       const rows = Math.min(chunk, part.rows - at);
       out.push({
-        start: part.start + at, rows, w: part.w, wOffset: at * rowBytes, wBytes: rows * rowBytes,
-        params: part.params, pOffset: at * pRowBytes, pBytes: rows * pRowBytes,
+        start: part.start + at,
+        rows,
+        w: part.w,
+        wOffset: at * rowBytes,
+        wBytes: rows * rowBytes,
+        params: part.params,
+        pOffset: at * pRowBytes,
+        pBytes: rows * pRowBytes,
       });
     }
   }
@@ -205,7 +212,11 @@ export class MatVec {
   /** For one-off work outside any caller's recording (zeroing new counters). */
   private own: Commands | undefined;
 
-  constructor(device: Device, private readonly alloc: Allocator, fixed: Partial<Tiling> & { integerDot?: boolean; q8Dot?: boolean } = {}) {
+  constructor(
+    device: Device,
+    private readonly alloc: Allocator,
+    fixed: Partial<Tiling> & { integerDot?: boolean; q8Dot?: boolean } = {},
+  ) {
     this.device = device;
     this.integerDot = (fixed.integerDot ?? true) && device.info.integerDotProduct;
     this.q8Dot = fixed.q8Dot ?? false;
@@ -221,7 +232,8 @@ export class MatVec {
       throw new RangeError(`threads per tile must be a multiple of ${this.minThreads}`);
     }
     this.fixed = {
-      ...(fixed.rows === undefined ? {} : { rows: fixed.rows }), ...(fixed.threads === undefined ? {} : { threads: fixed.threads }),
+      ...(fixed.rows === undefined ? {} : { rows: fixed.rows }),
+      ...(fixed.threads === undefined ? {} : { threads: fixed.threads }),
       ...(fixed.unroll === undefined ? {} : { unroll: fixed.unroll }),
     };
   }
@@ -271,7 +283,12 @@ export class MatVec {
     if (s === undefined) {
       const count = this.alloc.alloc((cols / 32) * 4, `block counters (${cols})`);
       (this.own ??= new Commands(this.device)).begin().fill(count, 0).barrier().submitAndWait();
-      s = { q8: this.alloc.alloc(cols, `int8 x (${cols})`), q4: this.alloc.alloc(cols, `int8 x nibble order (${cols})`), s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`), count };
+      s = {
+        q8: this.alloc.alloc(cols, `int8 x (${cols})`),
+        q4: this.alloc.alloc(cols, `int8 x nibble order (${cols})`),
+        s: this.alloc.alloc((cols / 32) * 8, `x scales (${cols})`),
+        count,
+      };
       this.xScratch.set(key, s);
     }
     return s;
@@ -292,9 +309,26 @@ export class MatVec {
     return Math.min(Math.max(128, t.threads), this.device.info.maxComputeWorkGroupInvocations);
   }
 
-  kernel(format: WeightFormat, group: number, t: Tiling, glu: 0 | 1 | 2 = 0, bias = false, accumulate = false, dot = this.dotPath(format), quantOut = false): MatVecKernel {
+  kernel(
+    format: WeightFormat,
+    group: number,
+    t: Tiling,
+    glu: 0 | 1 | 2 = 0,
+    bias = false,
+    accumulate = false,
+    dot = this.dotPath(format),
+    quantOut = false,
+  ): MatVecKernel {
     const spec = {
-      workgroup: this.workgroupSize(t), threads: t.threads, group: isGrouped(format) ? group : 0, rows: t.rows, glu, bias, accumulate, unroll: t.unroll ?? 1, quantOut,
+      workgroup: this.workgroupSize(t),
+      threads: t.threads,
+      group: isGrouped(format) ? group : 0,
+      rows: t.rows,
+      glu,
+      bias,
+      accumulate,
+      unroll: t.unroll ?? 1,
+      quantOut,
     };
     const opts = this.subgroup.required ? { subgroupSize: this.subgroup.size } : {};
     if (!dot) return kernelFor(this.device, KERNELS.matvec, { format }, spec, opts);
@@ -309,7 +343,21 @@ export class MatVec {
    * projection. Rows are split into ranges whose bytes fit the device's maxStorageBufferRange
    * (128 MiB on lavapipe), each bound at its offset and dispatched on its own.
    */
-  record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, opts: { maxRange?: number; up?: GpuMatrix; act?: 'gelu_tanh' | 'silu'; bias?: GpuBuffer; xq?: QuantizedX; accumulate?: boolean; quantOut?: ActScratch } = {}): void {
+  record(
+    cmds: Commands,
+    m: GpuMatrix,
+    x: GpuBuffer,
+    y: GpuBuffer,
+    opts: {
+      maxRange?: number;
+      up?: GpuMatrix;
+      act?: 'gelu_tanh' | 'silu';
+      bias?: GpuBuffer;
+      xq?: QuantizedX;
+      accumulate?: boolean;
+      quantOut?: ActScratch;
+    } = {},
+  ): void {
     const up = opts.up;
     if (up !== undefined && (up.format !== m.format || up.rows !== m.rows || up.cols !== m.cols || up.group !== m.group)) {
       throw new Error(`fused gate/up: both matrices must share format and shape (${m.format} ${m.rows}x${m.cols} vs ${up.format} ${up.rows}x${up.cols})`);
@@ -321,7 +369,10 @@ export class MatVec {
     const tiling = glu === 0 ? base : { ...base, rows: Math.min(base.rows, 2) };
     if (opts.accumulate === true && glu !== 0) throw new Error('matvec: accumulate does not combine with the fused gate/up');
     const qo = opts.quantOut;
-    if (qo !== undefined && (m.rows % 32 !== 0 || qo.count.size < (m.rows / 32) * 4 || qo.q8.size < m.rows || qo.q4.size < m.rows || qo.s.size < (m.rows / 32) * 8)) {
+    if (
+      qo !== undefined &&
+      (m.rows % 32 !== 0 || qo.count.size < (m.rows / 32) * 4 || qo.q8.size < m.rows || qo.q4.size < m.rows || qo.s.size < (m.rows / 32) * 8)
+    ) {
       throw new Error(`matvec: int8 output needs rows in a multiple of 32 (${m.rows}) and the scratch for them`);
     }
     const kernel = this.kernel(m.format, m.group, tiling, glu, opts.bias !== undefined, opts.accumulate === true, dot, qo !== undefined);
@@ -331,7 +382,7 @@ export class MatVec {
     if (dot && m.cols % 32 !== 0) throw new Error(`${m.format} weights: ${m.cols} columns are not a multiple of 32 (int8 activation blocks)`);
     const xq = dot ? (opts.xq ?? this.quantizeX(cmds, x, m.cols, m.format)) : undefined;
     if (qo !== undefined && xq !== undefined && [qo.q8, qo.q4, qo.s].some((b) => b === xq.q || b === xq.s)) {
-      throw new Error('matvec: the int8 output would overwrite the int8 input it reads (use a scratch of its own: scratch(rows, \'out\'))');
+      throw new Error("matvec: the int8 output would overwrite the int8 input it reads (use a scratch of its own: scratch(rows, 'out'))");
     }
     const rowsPerGroup = (this.workgroupSize(tiling) / tiling.threads) * tiling.rows;
     // The up matrix has the gate's shape and format, so the same parts and ranges.

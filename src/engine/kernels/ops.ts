@@ -14,7 +14,6 @@ import { KERNELS } from './table.js';
 import { isEmbeddingFormat } from './weight-formats.js';
 import type { Activation } from '../models/spec.js';
 
-
 const WG = 256;
 
 export interface AttentionShape {
@@ -59,7 +58,13 @@ export class Ops {
   }
 
   /** One dispatch of `groups` workgroups (split into a 2-D grid past the device's x limit), buffers and push constants by name. */
-  private dispatch<B extends string, P extends string>(cmds: Commands, k: Kernel<B, P>, buffers: { readonly [K in B]: Binding }, push: { readonly [K in P]: number }, groups: number): void {
+  private dispatch<B extends string, P extends string>(
+    cmds: Commands,
+    k: Kernel<B, P>,
+    buffers: { readonly [K in B]: Binding },
+    push: { readonly [K in P]: number },
+    groups: number,
+  ): void {
     cmds.dispatch(k, k.bind(buffers), k.push(push), grid(groups, this.device.info.maxComputeWorkGroupCount[0]!));
   }
 
@@ -70,16 +75,37 @@ export class Ops {
    * With `quant` (one row of a multiple of 32 values, at most maxQuantRow), the output (next.out with
    * `next`, else y) is also written as int8 activations in both byte orders (what MatVec.quantizeX would make).
    */
-  rmsnorm(cmds: Commands, x: GpuBuffer, w: GpuBuffer, y: GpuBuffer, rows: number, n: number, eps: number, offset: 0 | 1, opts: { add?: boolean; quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }; next?: { w: GpuBuffer; out: GpuBuffer } } = {}): void {
+  rmsnorm(
+    cmds: Commands,
+    x: GpuBuffer,
+    w: GpuBuffer,
+    y: GpuBuffer,
+    rows: number,
+    n: number,
+    eps: number,
+    offset: 0 | 1,
+    opts: { add?: boolean; quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }; next?: { w: GpuBuffer; out: GpuBuffer } } = {},
+  ): void {
     const { add = false, quant, next } = opts;
     if (add && x === y) throw new RangeError('rmsnorm with add: y must not be x');
     if (next !== undefined && (!add || next.out === y)) throw new RangeError('rmsnorm: the next norm follows an add, into a buffer other than y');
-    if (quant !== undefined && (rows !== 1 || n % 32 !== 0 || n > this.maxQuantRow)) throw new RangeError(`rmsnorm: int8 output needs one row of a multiple of 32 values up to ${this.maxQuantRow}`);
+    if (quant !== undefined && (rows !== 1 || n % 32 !== 0 || n > this.maxQuantRow))
+      throw new RangeError(`rmsnorm: int8 output needs one row of a multiple of 32 values up to ${this.maxQuantRow}`);
     // One workgroup per row, wide enough that each invocation handles about 4 values: a decode step's
     // norm is one row of thousands (a narrow workgroup was latency-bound: 30-60 µs on the H100), the
     // per-head q/k norms are many short rows.
-    const width = Math.min(512, this.device.info.maxComputeWorkGroupInvocations, Math.max(32, this.subgroups.norm.size, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))));
-    const k = kernelFor(this.device, KERNELS.rmsnorm, {}, { workgroup: width, add, quant: quant !== undefined, maxn: quant === undefined ? 1 : n, next: next !== undefined }, this.sized('norm'));
+    const width = Math.min(
+      512,
+      this.device.info.maxComputeWorkGroupInvocations,
+      Math.max(32, this.subgroups.norm.size, 2 ** Math.ceil(Math.log2(Math.max(1, n / 4)))),
+    );
+    const k = kernelFor(
+      this.device,
+      KERNELS.rmsnorm,
+      {},
+      { workgroup: width, add, quant: quant !== undefined, maxn: quant === undefined ? 1 : n, next: next !== undefined },
+      this.sized('norm'),
+    );
     const q = quant ?? { q8: x, q4: x, s: x };
     this.dispatch(cmds, k, { x, w, y, xq8: q.q8, xq4: q.q4, xs: q.s, w2: next?.w ?? w, outp: next?.out ?? y }, { rows, n, eps, offset }, rows);
   }
@@ -97,13 +123,39 @@ export class Ops {
    * `capacity` tokens at once: more would write one slot twice in the same dispatch (a race); a
    * sliding layer prefills in chunks that fit (see attention()).
    */
-  ropeStore(cmds: Commands, q: GpuBuffer, k: GpuBuffer, v: GpuBuffer, table: GpuBuffer, positions: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer,
-    s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number }, norm?: { q: GpuBuffer; k: GpuBuffer; eps: number; offset: 0 | 1 }): void {
-    if (s.tokens > s.capacity) throw new RangeError(`kv store: ${s.tokens} tokens at once overflow a cache of ${s.capacity} slots; store in chunks of at most ${s.capacity}`);
-    if (s.headDim % 4 !== 0 || s.headDim / 4 > this.device.info.maxComputeWorkGroupInvocations) throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4, at most ${4 * this.device.info.maxComputeWorkGroupInvocations}`);
+  ropeStore(
+    cmds: Commands,
+    q: GpuBuffer,
+    k: GpuBuffer,
+    v: GpuBuffer,
+    table: GpuBuffer,
+    positions: GpuBuffer,
+    kCache: GpuBuffer,
+    vCache: GpuBuffer,
+    s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number },
+    norm?: { q: GpuBuffer; k: GpuBuffer; eps: number; offset: 0 | 1 },
+  ): void {
+    if (s.tokens > s.capacity)
+      throw new RangeError(`kv store: ${s.tokens} tokens at once overflow a cache of ${s.capacity} slots; store in chunks of at most ${s.capacity}`);
+    if (s.headDim % 4 !== 0 || s.headDim / 4 > this.device.info.maxComputeWorkGroupInvocations)
+      throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4, at most ${4 * this.device.info.maxComputeWorkGroupInvocations}`);
     const kernel = kernelFor(this.device, KERNELS.rope_store, {}, { workgroup: s.headDim / 4, norm: norm !== undefined });
-    const push = { tokens: s.tokens, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, capacity: s.capacity, eps: norm?.eps ?? 0, offset: norm?.offset ?? 0 };
-    this.dispatch(cmds, kernel, { q, k, v, cs: table, pos: positions, kc: kCache, vc: vCache, qn: norm?.q ?? table, kn: norm?.k ?? table }, push, s.tokens * (s.heads + 2 * s.kvHeads));
+    const push = {
+      tokens: s.tokens,
+      heads: s.heads,
+      kvHeads: s.kvHeads,
+      headDim: s.headDim,
+      capacity: s.capacity,
+      eps: norm?.eps ?? 0,
+      offset: norm?.offset ?? 0,
+    };
+    this.dispatch(
+      cmds,
+      kernel,
+      { q, k, v, cs: table, pos: positions, kc: kCache, vc: vCache, qn: norm?.q ?? table, kn: norm?.k ?? table },
+      push,
+      s.tokens * (s.heads + 2 * s.kvHeads),
+    );
   }
 
   /** out = act(gate) * up over n values. */
@@ -136,8 +188,10 @@ export class Ops {
     for (const r of rowRanges(table, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
       const set = k.bind({
         table: { buffer: r.w, offset: r.wOffset, size: r.wBytes },
-        rowScale: r.params === null ? { buffer: r.w, offset: r.wOffset, size: Math.min(r.wBytes, 16) } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
-        ids, o: out,
+        rowScale:
+          r.params === null ? { buffer: r.w, offset: r.wOffset, size: Math.min(r.wBytes, 16) } : { buffer: r.params, offset: r.pOffset, size: r.pBytes },
+        ids,
+        o: out,
       });
       // Workgroup y is the token (embed.comp reads gl_WorkGroupID.y), so no 2-D grid splitting here.
       const push = k.push({ tokens, hidden: table.cols, scale, vocab: table.rows, rowStart: r.start, rows: r.rows });
@@ -154,18 +208,47 @@ export class Ops {
    * of 32, o is also written as int8 activations (what MatVec.quantizeX would make of it); returns
    * whether it was.
    */
-  attention(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape, part?: GpuBuffer, quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer }): boolean {
+  attention(
+    cmds: Commands,
+    q: GpuBuffer,
+    kCache: GpuBuffer,
+    vCache: GpuBuffer,
+    positions: GpuBuffer,
+    o: GpuBuffer,
+    s: AttentionShape,
+    part?: GpuBuffer,
+    quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer },
+  ): boolean {
     if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
-      throw new RangeError(`attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`);
+      throw new RangeError(
+        `attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`,
+      );
     }
     if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);
     const splits = s.splits ?? 1;
     const rows = s.tokens * s.heads;
-    if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4)) throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
+    if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4))
+      throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
     // At most 16 subgroups a workgroup (attention.comp's shared arrays), 128 invocations.
     const sg = this.subgroups.attention.size;
-    const k = kernelFor(this.device, KERNELS.attention, {}, { workgroup: Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), maxD: 256, sgSize: sg }, this.sized('attention'));
-    const push = { tokens: s.tokens, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, capacity: s.capacity, window: s.window, scale: s.scale, softcap: s.softcap, splits };
+    const k = kernelFor(
+      this.device,
+      KERNELS.attention,
+      {},
+      { workgroup: Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), maxD: 256, sgSize: sg },
+      this.sized('attention'),
+    );
+    const push = {
+      tokens: s.tokens,
+      heads: s.heads,
+      kvHeads: s.kvHeads,
+      headDim: s.headDim,
+      capacity: s.capacity,
+      window: s.window,
+      scale: s.scale,
+      softcap: s.softcap,
+      splits,
+    };
     this.dispatch(cmds, k, { q, kc: kCache, vc: vCache, pos: positions, o, part: part ?? o }, push, rows * splits);
     if (splits === 1) return false;
     cmds.barrier();
@@ -177,7 +260,13 @@ export class Ops {
 
   /** out[outIndex] = index of the largest of x's first n values. */
   argmax(cmds: Commands, x: GpuBuffer, out: GpuBuffer, n: number, outIndex = 0): void {
-    const k = kernelFor(this.device, KERNELS.argmax, {}, { workgroup: Math.min(1024, this.device.info.maxComputeWorkGroupInvocations) }, this.sized('sampling'));
+    const k = kernelFor(
+      this.device,
+      KERNELS.argmax,
+      {},
+      { workgroup: Math.min(1024, this.device.info.maxComputeWorkGroupInvocations) },
+      this.sized('sampling'),
+    );
     this.dispatch(cmds, k, { x, outIds: out }, { n, outIndex }, 1);
   }
 
@@ -195,7 +284,8 @@ export class Ops {
     // iterations in all, and a workgroup makes about 50 rounds over its values).
     const topkKernel = (count: number) => {
       const max = Math.min(1024, this.device.info.maxComputeWorkGroupInvocations);
-      const width = this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.subgroups.sampling.size, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
+      const width =
+        this.device.info.type !== 'cpu' ? max : Math.min(max, Math.max(32, this.subgroups.sampling.size, 2 ** Math.ceil(Math.log2(Math.max(1, count / 256)))));
       return kernelFor(this.device, KERNELS.topk, {}, { workgroup: width }, this.sized('sampling'));
     };
     const slice = Math.max(Ops.TOPK_SLICE, 4 * k);
@@ -204,11 +294,21 @@ export class Ops {
       this.dispatch(cmds, topkKernel(n), { x, outIdx, outVal, inIdx: x }, { n, k, slice: n, indirect: 0, idxEnd: n }, 1);
       return;
     }
-    if (scratch.idx.size < groups * k * 4 || scratch.val.size < groups * k * 4) throw new RangeError(`top-k: scratch for ${groups * k} candidates is too small`);
+    if (scratch.idx.size < groups * k * 4 || scratch.val.size < groups * k * 4)
+      throw new RangeError(`top-k: scratch for ${groups * k} candidates is too small`);
     const first = topkKernel(slice);
-    cmds.dispatch(first, first.bind({ x, outIdx: scratch.idx, outVal: scratch.val, inIdx: x }), first.push({ n, k, slice, indirect: 0, idxEnd: n }), [groups, 1]);
+    cmds.dispatch(first, first.bind({ x, outIdx: scratch.idx, outVal: scratch.val, inIdx: x }), first.push({ n, k, slice, indirect: 0, idxEnd: n }), [
+      groups,
+      1,
+    ]);
     cmds.barrier();
-    this.dispatch(cmds, topkKernel(groups * k), { x: scratch.val, outIdx, outVal, inIdx: scratch.idx }, { n: groups * k, k, slice: groups * k, indirect: 1, idxEnd: n }, 1);
+    this.dispatch(
+      cmds,
+      topkKernel(groups * k),
+      { x: scratch.val, outIdx, outVal, inIdx: scratch.idx },
+      { n: groups * k, k, slice: groups * k, indirect: 1, idxEnd: n },
+      1,
+    );
   }
 
   static readonly TOPK_SLICE = 4096;

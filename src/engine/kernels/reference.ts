@@ -53,7 +53,10 @@ export function gatedRef(kind: 'gelu_tanh' | 'silu', g: Float32Array, u: Float32
  * (already f16-rounded values), positions [tokens]; window 0 = none, softcap 0 = none.
  */
 export function attentionRef(
-  q: Float32Array, k: Float32Array, v: Float32Array, positions: ArrayLike<number>,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  positions: ArrayLike<number>,
   o: { heads: number; kvHeads: number; d: number; capacity: number; window: number; scale: number; softcap: number },
 ): Float32Array {
   const tokens = positions.length;
@@ -99,6 +102,8 @@ export function argmaxRef(x: ArrayLike<number>): number {
 
 /** The k largest values (first indices on ties), largest first. */
 export function topkRef(x: ArrayLike<number>, k: number): { indices: number[]; values: number[] } {
-  const order = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k);
+  const order = Array.from({ length: x.length }, (_, i) => i)
+    .sort((a, b) => x[b]! - x[a]! || a - b)
+    .slice(0, k);
   return { indices: order, values: order.map((i) => x[i]!) };
 }

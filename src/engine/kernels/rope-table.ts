@@ -31,7 +31,11 @@ export function inverseFrequencies(rope: Rope, headDim: number): Float32Array {
 }
 
 /** (cos, sin) pairs [positions.length, d/2], interleaved, for the rope shader. */
-export function ropeTable(inv: Float32Array, positions: ArrayLike<number>, out: Float32Array<ArrayBufferLike> = new Float32Array(positions.length * inv.length * 2)): Float32Array<ArrayBufferLike> {
+export function ropeTable(
+  inv: Float32Array,
+  positions: ArrayLike<number>,
+  out: Float32Array<ArrayBufferLike> = new Float32Array(positions.length * inv.length * 2),
+): Float32Array<ArrayBufferLike> {
   const n = inv.length;
   for (let t = 0; t < positions.length; t++) {
     const p = positions[t]!;

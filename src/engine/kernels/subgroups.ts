@@ -40,7 +40,14 @@ export function probeSubgroups(device: Device, invocations: number, subgroupSize
     cmds.barrier().submitAndWait();
     const w = new Uint32Array(invocations * 6);
     download(alloc, cmds, out, new Uint8Array(w.buffer));
-    return Array.from({ length: invocations }, (_, i) => ({ size: w[6 * i]!, numSubgroups: w[6 * i + 1]!, id: w[6 * i + 2]!, lane: w[6 * i + 3]!, lanes: w[6 * i + 4]!, sum: w[6 * i + 5]! }));
+    return Array.from({ length: invocations }, (_, i) => ({
+      size: w[6 * i]!,
+      numSubgroups: w[6 * i + 1]!,
+      id: w[6 * i + 2]!,
+      lane: w[6 * i + 3]!,
+      lanes: w[6 * i + 4]!,
+      sum: w[6 * i + 5]!,
+    }));
   } finally {
     alloc.free(out);
     alloc.destroy();
@@ -54,7 +61,7 @@ export function expectedLayout(n: number, size: number): LaneReport[] {
     const id = Math.floor(i / size);
     const first = id * size;
     const last = Math.min(n, first + size);
-    return { size, numSubgroups: groups, id, lane: i - first, lanes: last - first, sum: ((last * (last + 1)) - (first * (first + 1))) / 2 };
+    return { size, numSubgroups: groups, id, lane: i - first, lanes: last - first, sum: (last * (last + 1) - first * (first + 1)) / 2 };
   });
 }
 
@@ -108,12 +115,14 @@ const INTEL = 0x8086;
 export function subgroupPlan(info: DeviceInfo, forced = process.env['UNICORN_SUBGROUP_SIZE']): Record<KernelFamily, SubgroupChoice> {
   const sizes = info.subgroupSizes;
   const allowed = (n: number) => sizes !== null && n >= sizes.min && n <= sizes.max;
-  const driver: SubgroupChoice = { size: info.subgroupSize, required: false, why: 'the driver\'s' };
+  const driver: SubgroupChoice = { size: info.subgroupSize, required: false, why: "the driver's" };
   const ask = (n: number, why: string): SubgroupChoice => (allowed(n) ? { size: n, required: true, why } : driver);
   if (forced !== undefined && forced !== '') {
     const n = Number(forced);
     if (!Number.isInteger(n) || n < 1 || (n & (n - 1)) !== 0 || !allowed(n)) {
-      throw new UnicornError(`UNICORN_SUBGROUP_SIZE=${forced}: ${info.name} runs compute pipelines at ${sizes === null ? `subgroup size ${info.subgroupSize} only (no VK_EXT_subgroup_size_control)` : `subgroup sizes ${sizes.min} to ${sizes.max}`}`);
+      throw new UnicornError(
+        `UNICORN_SUBGROUP_SIZE=${forced}: ${info.name} runs compute pipelines at ${sizes === null ? `subgroup size ${info.subgroupSize} only (no VK_EXT_subgroup_size_control)` : `subgroup sizes ${sizes.min} to ${sizes.max}`}`,
+      );
     }
     const c = ask(n, 'UNICORN_SUBGROUP_SIZE');
     return { matvec: c, attention: c, norm: c, sampling: c };
@@ -129,8 +138,13 @@ export function subgroupPlan(info: DeviceInfo, forced = process.env['UNICORN_SUB
 /** One line for doctor and bench: the size each family runs at. */
 export function describeSubgroups(info: DeviceInfo): string {
   const plan = subgroupPlan(info);
-  const range = info.subgroupSizes === null ? `fixed ${info.subgroupSize}` : info.subgroupSizes.min === info.subgroupSizes.max ? `fixed ${info.subgroupSizes.min}` : `${info.subgroupSizes.min}-${info.subgroupSizes.max}`;
-  return `${KERNEL_FAMILIES.map((f) => `${f} ${plan[f].size}${plan[f].required ? '' : ' (driver\'s)'}`).join(' · ')} (device: ${range})`;
+  const range =
+    info.subgroupSizes === null
+      ? `fixed ${info.subgroupSize}`
+      : info.subgroupSizes.min === info.subgroupSizes.max
+        ? `fixed ${info.subgroupSizes.min}`
+        : `${info.subgroupSizes.min}-${info.subgroupSizes.max}`;
+  return `${KERNEL_FAMILIES.map((f) => `${f} ${plan[f].size}${plan[f].required ? '' : " (driver's)"}`).join(' · ')} (device: ${range})`;
 }
 
 const checked = new WeakMap<Device, true>();
@@ -149,9 +163,13 @@ export function checkSubgroupLayout(device: Device): void {
       if (n % c.size !== 0 || n * 24 > device.info.maxStorageBufferRange) continue;
       const bad = layoutMismatch(probeSubgroups(device, n, c.required ? c.size : undefined), expectedLayout(n, c.size));
       if (bad !== undefined) {
-        throw new VulkanError(`${device.info.name} (${device.info.driverName} ${device.info.driverInfo}) lays out subgroups of ${c.size} in a workgroup of ${n} in a way unicorn's kernels do not support: ${bad}`, undefined, {
-          hint: 'update the GPU driver; `unicorn doctor` shows the device and driver; please report this device',
-        });
+        throw new VulkanError(
+          `${device.info.name} (${device.info.driverName} ${device.info.driverInfo}) lays out subgroups of ${c.size} in a workgroup of ${n} in a way unicorn's kernels do not support: ${bad}`,
+          undefined,
+          {
+            hint: 'update the GPU driver; `unicorn doctor` shows the device and driver; please report this device',
+          },
+        );
       }
     }
   }

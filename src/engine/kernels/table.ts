@@ -204,5 +204,6 @@ export function variantOf<A extends Axes>(name: string, def: KernelDef<A, string
 /** Every variant of every kernel, with its source: what scripts/build-shaders.mjs compiles. */
 export function shaderVariants(): (Variant & { readonly kernel: KernelName; readonly source: string })[] {
   return (Object.entries(KERNELS) as [KernelName, KernelDef][]).flatMap(([name, def]) =>
-    axisCombinations(def.axes).map((v) => ({ kernel: name, source: def.source, ...variantOf(name, def, v) })));
+    axisCombinations(def.axes).map((v) => ({ kernel: name, source: def.source, ...variantOf(name, def, v) })),
+  );
 }

@@ -57,23 +57,74 @@ export interface WeightFormatInfo {
 }
 
 type Dequantizer = WeightFormatInfo['dequantize'];
-const floats = (dtype: DType): Dequantizer => (values) => decodeFloats(dtype, values);
+const floats =
+  (dtype: DType): Dequantizer =>
+  (values) =>
+    decodeFloats(dtype, values);
 const int8: Dequantizer = (values, params, rows, cols) =>
-  dequantizeQ8({ q: new Int8Array(values.buffer, values.byteOffset, values.byteLength), scales: new Float32Array(params!.buffer, params!.byteOffset, rows) }, rows, cols);
+  dequantizeQ8(
+    { q: new Int8Array(values.buffer, values.byteOffset, values.byteLength), scales: new Float32Array(params!.buffer, params!.byteOffset, rows) },
+    rows,
+    cols,
+  );
 const int4: Dequantizer = (values, params, rows, cols, group) =>
   dequantizeQ4({ packed: values, params: new Uint32Array(params!.buffer, params!.byteOffset, params!.byteLength / 4), group }, rows, cols);
 
 export const WEIGHT_FORMATS = {
-  f32: { label: 'f32', valuesPerBlock: 4, bytesPerValue: 4, dtype: 'F32', params: null, define: 'W_F32', embedDefine: 'E_F32', int8: null, dequantize: floats('F32') },
-  f16: { label: 'f16', valuesPerBlock: 8, bytesPerValue: 2, dtype: 'F16', params: null, define: 'W_F16', embedDefine: 'E_F16', int8: null, dequantize: floats('F16') },
-  bf16: { label: 'bf16', valuesPerBlock: 8, bytesPerValue: 2, dtype: 'BF16', params: null, define: 'W_BF16', embedDefine: 'E_BF16', int8: null, dequantize: floats('BF16') },
+  f32: {
+    label: 'f32',
+    valuesPerBlock: 4,
+    bytesPerValue: 4,
+    dtype: 'F32',
+    params: null,
+    define: 'W_F32',
+    embedDefine: 'E_F32',
+    int8: null,
+    dequantize: floats('F32'),
+  },
+  f16: {
+    label: 'f16',
+    valuesPerBlock: 8,
+    bytesPerValue: 2,
+    dtype: 'F16',
+    params: null,
+    define: 'W_F16',
+    embedDefine: 'E_F16',
+    int8: null,
+    dequantize: floats('F16'),
+  },
+  bf16: {
+    label: 'bf16',
+    valuesPerBlock: 8,
+    bytesPerValue: 2,
+    dtype: 'BF16',
+    params: null,
+    define: 'W_BF16',
+    embedDefine: 'E_BF16',
+    int8: null,
+    dequantize: floats('BF16'),
+  },
   q8: {
-    label: 'INT8', valuesPerBlock: 16, bytesPerValue: 1, dtype: 'I8', params: { noun: 'scales', per: 'row', dtype: 'F32' },
-    define: 'W_Q8', embedDefine: 'E_Q8', int8: { quantizeFloatX: false, order: 'natural' }, dequantize: int8,
+    label: 'INT8',
+    valuesPerBlock: 16,
+    bytesPerValue: 1,
+    dtype: 'I8',
+    params: { noun: 'scales', per: 'row', dtype: 'F32' },
+    define: 'W_Q8',
+    embedDefine: 'E_Q8',
+    int8: { quantizeFloatX: false, order: 'natural' },
+    dequantize: int8,
   },
   q4: {
-    label: 'INT4', valuesPerBlock: 32, bytesPerValue: 0.5, dtype: 'U8', params: { noun: 'params', per: 'group', dtype: 'U32', groups: INT4_GROUPS },
-    define: 'W_Q4', embedDefine: null, int8: { quantizeFloatX: true, order: 'nibble' }, dequantize: int4,
+    label: 'INT4',
+    valuesPerBlock: 32,
+    bytesPerValue: 0.5,
+    dtype: 'U8',
+    params: { noun: 'params', per: 'group', dtype: 'U32', groups: INT4_GROUPS },
+    define: 'W_Q4',
+    embedDefine: null,
+    int8: { quantizeFloatX: true, order: 'nibble' },
+    dequantize: int4,
   },
 } as const satisfies Record<string, WeightFormatInfo>;
 

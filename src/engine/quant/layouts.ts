@@ -5,9 +5,7 @@
  *   two 4-bit values per byte.
  */
 export type WeightFormat =
-  | { readonly kind: 'float'; readonly bytesPerElement: number }
-  | { readonly kind: 'int8' }
-  | { readonly kind: 'int4'; readonly group: number };
+  { readonly kind: 'float'; readonly bytesPerElement: number } | { readonly kind: 'int8' } | { readonly kind: 'int4'; readonly group: number };
 
 export const INT4_GROUPS = [32, 64, 128] as const;
 export type Int4Group = (typeof INT4_GROUPS)[number];

@@ -25,7 +25,13 @@ export function compareLogits(want: Float32Array, got: Float32Array, vocab: numb
   let maxKl = 0;
   let agree = 0;
   let maxDiff = 0;
-  const lse = (x: Float32Array) => { let m = -Infinity; for (const v of x) m = Math.max(m, v); let s = 0; for (const v of x) s += Math.exp(v - m); return m + Math.log(s); };
+  const lse = (x: Float32Array) => {
+    let m = -Infinity;
+    for (const v of x) m = Math.max(m, v);
+    let s = 0;
+    for (const v of x) s += Math.exp(v - m);
+    return m + Math.log(s);
+  };
   for (let t = 0; t < T; t++) {
     const a = want.subarray(t * vocab, (t + 1) * vocab);
     const b = got.subarray(t * vocab, (t + 1) * vocab);
@@ -62,7 +68,10 @@ function promptIds(dir: string, vocab: number): number[][] {
     return QUALITY_PROMPTS.map((p) => codec.encode(p, true).slice(0, 64));
   }
   let seed = 12345;
-  const rand = () => { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; return seed; };
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed;
+  };
   return QUALITY_PROMPTS.map(() => Array.from({ length: 32 }, () => 3 + (rand() % (vocab - 3))));
 }
 

@@ -89,7 +89,9 @@ function plan(model: ModelFiles, o: QuantizeOptions): { items: Item[]; shards: n
   const items: Item[] = [];
   for (const [canonical, t] of model.bound.tensors) {
     if (t.quant !== undefined) {
-      throw new QuantizeError(`${model.dir}: already quantized (${t.name} is ${t.quant.kind})`, { hint: 'quantize the original bf16/f16/f32 checkpoint instead' });
+      throw new QuantizeError(`${model.dir}: already quantized (${t.name} is ${t.quant.kind})`, {
+        hint: 'quantize the original bf16/f16/f32 checkpoint instead',
+      });
     }
     if (!FLOAT_WEIGHT_DTYPES.includes(t.dtype)) throw new QuantizeError(`${t.name}: ${t.dtype} tensors cannot be quantized`);
     const shape = expected.get(canonical)!;
@@ -101,16 +103,30 @@ function plan(model: ModelFiles, o: QuantizeOptions): { items: Item[]; shards: n
     // Rows the kernels' blocks do not divide stay wider: INT4 needs whole groups, INT8 16-value blocks.
     if (format === 'q4' && cols % o.group !== 0) format = 'q8';
     if (format === 'q8' && cols % 16 !== 0) format = 'float';
-    const specs: TensorSpec[] = format === 'float'
-      ? [{ name: t.name, dtype: t.dtype, shape: t.shape }]
-      : format === 'q8'
-        ? [{ name: t.name, dtype: 'I8', shape: [rows, cols] }, { name: t.name + Q8_SUFFIX, dtype: 'F32', shape: [rows] }]
-        : [{ name: t.name, dtype: 'U8', shape: [rows, cols / 2] }, { name: t.name + Q4_SUFFIX, dtype: 'U32', shape: [rows, cols / o.group] }];
+    const specs: TensorSpec[] =
+      format === 'float'
+        ? [{ name: t.name, dtype: t.dtype, shape: t.shape }]
+        : format === 'q8'
+          ? [
+              { name: t.name, dtype: 'I8', shape: [rows, cols] },
+              { name: t.name + Q8_SUFFIX, dtype: 'F32', shape: [rows] },
+            ]
+          : [
+              { name: t.name, dtype: 'U8', shape: [rows, cols / 2] },
+              { name: t.name + Q4_SUFFIX, dtype: 'U32', shape: [rows, cols / o.group] },
+            ];
     const blockRows = Math.max(1, Math.floor((o.blockBytes ?? 16 << 20) / (cols * 4)));
     const blocks: Item['blocks'] = [];
     if (format !== 'float') for (let r = 0; r < rows; r += blockRows) blocks.push({ row: r, rows: Math.min(blockRows, rows - r) });
     items.push({
-      name: t.name, canonical, format, rows, cols, specs, shard: 0, blocks,
+      name: t.name,
+      canonical,
+      format,
+      rows,
+      cols,
+      specs,
+      shard: 0,
+      blocks,
       source: { path: t.file.path, offset: t.fileOffset, byteLength: t.byteLength, dtype: t.dtype },
     });
   }
@@ -121,7 +137,10 @@ function plan(model: ModelFiles, o: QuantizeOptions): { items: Item[]; shards: n
   let size = 0;
   for (const it of items) {
     const bytes = it.specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1) * DTYPE_SIZES[s.dtype], 0);
-    if (size > 0 && size + bytes > limit) { shard++; size = 0; }
+    if (size > 0 && size + bytes > limit) {
+      shard++;
+      size = 0;
+    }
     it.shard = shard;
     size += bytes;
   }
@@ -179,7 +198,8 @@ class Pool {
 
 /** Files of the source directory that travel with the weights (config, tokenizer, generation, template). */
 function companionFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true })
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isFile() && COPIED.test(e.name) && e.name !== INDEX_FILE && e.name !== OUTPUT_MARKER)
     .map((e) => e.name);
 }
@@ -218,9 +238,12 @@ function checkOutput(srcDir: string, out: string, force: boolean): void {
   const srcReal = fs.realpathSync(srcDir);
   const outReal = realPathAhead(out);
   if (outReal === srcReal) throw new QuantizeError(`${out}: is the source directory itself`, { hint: 'the output must be a new directory beside the source' });
-  if (within(outReal, srcReal)) throw new QuantizeError(`${out}: is inside the source directory ${srcReal}`, { hint: 'write the output beside the source, not into it' });
+  if (within(outReal, srcReal))
+    throw new QuantizeError(`${out}: is inside the source directory ${srcReal}`, { hint: 'write the output beside the source, not into it' });
   if (within(srcReal, outReal)) {
-    throw new QuantizeError(`${out}: contains the source ${srcReal}; replacing it would delete the source and everything beside it`, { hint: 'choose a new output directory beside the source' });
+    throw new QuantizeError(`${out}: contains the source ${srcReal}; replacing it would delete the source and everything beside it`, {
+      hint: 'choose a new output directory beside the source',
+    });
   }
   let st: fs.Stats;
   try {
@@ -230,8 +253,14 @@ function checkOutput(srcDir: string, out: string, force: boolean): void {
     throw new QuantizeError(`${out}: ${pathProblem(e)}`);
   }
   if (!force) throw new QuantizeError(`${out} already exists`, { hint: 'choose another output directory, or pass --force to replace it' });
-  if (st.isSymbolicLink()) throw new QuantizeError(`${out}: is a symbolic link; --force replaces only a directory unicorn wrote`, { hint: 'give the directory itself, or remove the link' });
-  if (!st.isDirectory()) throw new QuantizeError(`${out}: is ${kindOf(st)}, not a directory unicorn wrote; --force does not replace it`, { hint: 'remove it yourself, or choose another output directory' });
+  if (st.isSymbolicLink())
+    throw new QuantizeError(`${out}: is a symbolic link; --force replaces only a directory unicorn wrote`, {
+      hint: 'give the directory itself, or remove the link',
+    });
+  if (!st.isDirectory())
+    throw new QuantizeError(`${out}: is ${kindOf(st)}, not a directory unicorn wrote; --force does not replace it`, {
+      hint: 'remove it yourself, or choose another output directory',
+    });
   if (!isUnicornOutput(out)) {
     throw new QuantizeError(`${out}: was not written by unicorn quantize (no ${OUTPUT_MARKER} in it); --force replaces only unicorn's own outputs`, {
       hint: 'remove it yourself if it is really to go, or choose another output directory',
@@ -313,7 +342,11 @@ function removeStaleTemps(out: string): void {
     const m = re.exec(name);
     if (m === null || Number(m[1]) === process.pid) continue;
     let alive = true;
-    try { process.kill(Number(m[1]), 0); } catch (e) { alive = (e as NodeJS.ErrnoException).code === 'EPERM'; }
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
     if (!alive) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   }
 }
@@ -332,7 +365,9 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
   }
   const warnings: string[] = [];
   if (!fs.existsSync(path.join(model.dir, 'tokenizer.json'))) {
-    warnings.push(`${model.dir} has no tokenizer.json, so neither has the output: inspect and bench work on it, run, chat and serve need one (copy the model's tokenizer.json into ${out})`);
+    warnings.push(
+      `${model.dir} has no tokenizer.json, so neither has the output: inspect and bench work on it, run, chat and serve need one (copy the model's tokenizer.json into ${out})`,
+    );
   }
   removeStaleTemps(out);
   const tmp = tempDirFor(out);
@@ -340,7 +375,11 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
   const cleanup = () => {
     fs.rmSync(tmp, { recursive: true, force: true });
     for (const d of madeParents.reverse()) {
-      try { fs.rmdirSync(d); } catch { /* no longer empty: kept */ }
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        /* no longer empty: kept */
+      }
     }
     madeParents = [];
   };
@@ -356,14 +395,27 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     } catch (e) {
       throw writeFailure(out, e);
     }
-    const shardName = (i: number) => (shards === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`);
+    const shardName = (i: number) =>
+      shards === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
     const totalBytes = items.reduce((a, it) => a + it.source.byteLength, 0);
-    pool = new Pool(Math.min(o.workers, Math.max(1, items.reduce((a, it) => a + it.blocks.length, 0))));
+    pool = new Pool(
+      Math.min(
+        o.workers,
+        Math.max(
+          1,
+          items.reduce((a, it) => a + it.blocks.length, 0),
+        ),
+      ),
+    );
     const config = fs.readFileSync(path.join(model.dir, 'config.json'));
     const treeHash = createHash('sha256').update(config);
     const metadata: Record<string, string> = {
-      [META.format]: FORMAT_VERSION, [META.scheme]: o.scheme, [META.group]: String(o.group), format: 'pt',
-      [META.source]: ' '.repeat(RESERVED[META.source]), [META.quality]: ' '.repeat(RESERVED[META.quality]),
+      [META.format]: FORMAT_VERSION,
+      [META.scheme]: o.scheme,
+      [META.group]: String(o.group),
+      format: 'pt',
+      [META.source]: ' '.repeat(RESERVED[META.source]),
+      [META.quality]: ' '.repeat(RESERVED[META.quality]),
     };
 
     // Jobs in write order; a window of them in flight.
@@ -377,8 +429,16 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
         const elem = DTYPE_SIZES[j.item.source.dtype];
         const rowBytes = j.item.cols * elem;
         j.promise = pool!.run({
-          id: dispatched, path: j.item.source.path, tensor: j.item.name, offset: j.item.source.offset + j.block.row * rowBytes, length: j.block.rows * rowBytes,
-          dtype: j.item.source.dtype, rows: j.block.rows, cols: j.item.cols, format: j.item.format as 'q8' | 'q4', group: o.group,
+          id: dispatched,
+          path: j.item.source.path,
+          tensor: j.item.name,
+          offset: j.item.source.offset + j.block.row * rowBytes,
+          length: j.block.rows * rowBytes,
+          dtype: j.item.source.dtype,
+          rows: j.block.rows,
+          cols: j.item.cols,
+          format: j.item.format as 'q8' | 'q4',
+          group: o.group,
         });
       }
     };
@@ -390,9 +450,16 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     const weightMap: Record<string, string> = {};
     let currentShard = -1;
     const openShard = (i: number) => {
-      if (writer !== undefined) { writer.commit(); outputBytes += fs.statSync(path.join(tmp, shardName(currentShard))).size; }
+      if (writer !== undefined) {
+        writer.commit();
+        outputBytes += fs.statSync(path.join(tmp, shardName(currentShard))).size;
+      }
       currentShard = i;
-      writer = new SafetensorsWriter(path.join(tmp, shardName(i)), items.filter((it) => it.shard === i).flatMap((it) => it.specs), metadata);
+      writer = new SafetensorsWriter(
+        path.join(tmp, shardName(i)),
+        items.filter((it) => it.shard === i).flatMap((it) => it.specs),
+        metadata,
+      );
     };
     const copyBuf = new Uint8Array(16 << 20);
     for (const it of items) {
@@ -449,7 +516,10 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
       fs.writeFileSync(path.join(tmp, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: outputBytes }, weight_map: weightMap }, null, 2)}\n`);
     }
     for (const f of companionFiles(model.dir)) fs.copyFileSync(path.join(model.dir, f), path.join(tmp, f));
-    fs.writeFileSync(path.join(tmp, OUTPUT_MARKER), `${JSON.stringify({ written_by: 'unicorn quantize', scheme: o.scheme, group: o.group, source: fs.realpathSync(model.dir) })}\n`);
+    fs.writeFileSync(
+      path.join(tmp, OUTPUT_MARKER),
+      `${JSON.stringify({ written_by: 'unicorn quantize', scheme: o.scheme, group: o.group, source: fs.realpathSync(model.dir) })}\n`,
+    );
     const shardFiles = Array.from({ length: shards }, (_, i) => path.join(tmp, shardName(i)));
     for (const f of shardFiles) patchMetadata(f, META.source, sourceSha256);
     const quantizeSeconds = (performance.now() - t0) / 1000;
@@ -467,10 +537,16 @@ export async function quantizeModel(src: string, out: string, o: QuantizeOptions
     fs.rmSync(aside, { recursive: true, force: true });
     const sourceBytes = model.checkpoint.files.reduce((a, f) => a + f.size, 0);
     return {
-      out: outAbs, sourceBytes, outputBytes, shards,
+      out: outAbs,
+      sourceBytes,
+      outputBytes,
+      shards,
       tensors: { quantized: items.filter((i) => i.format !== 'float').length, kept: items.filter((i) => i.format === 'float').length },
-      seconds: quantizeSeconds, evalSeconds: (performance.now() - t0) / 1000 - quantizeSeconds, sourceSha256,
-      skippedVision: model.bound.skipped.filter((s) => s.reason === 'vision').length, warnings,
+      seconds: quantizeSeconds,
+      evalSeconds: (performance.now() - t0) / 1000 - quantizeSeconds,
+      sourceSha256,
+      skippedVision: model.bound.skipped.filter((s) => s.reason === 'vision').length,
+      warnings,
     };
   } catch (e) {
     writer?.abort();
@@ -502,7 +578,8 @@ export function patchMetadata(file: string, key: string, value: string): void {
     const m = new RegExp(`"${key.replace(/\./g, '\\.')}":"( *)"`).exec(text);
     if (m === null) throw new QuantizeError(`${file}: no space reserved for ${key}`);
     const encoded = JSON.stringify(value).slice(1, -1);
-    if (Buffer.byteLength(encoded) > m[1]!.length) throw new QuantizeError(`${key}: ${Buffer.byteLength(encoded)} bytes do not fit the ${m[1]!.length} reserved`);
+    if (Buffer.byteLength(encoded) > m[1]!.length)
+      throw new QuantizeError(`${key}: ${Buffer.byteLength(encoded)} bytes do not fit the ${m[1]!.length} reserved`);
     const at = Buffer.byteLength(text.slice(0, m.index)) + key.length + 4;
     fs.writeSync(fd, Buffer.from(encoded.padEnd(m[1]!.length, ' ')), 0, m[1]!.length, 8 + at);
     fs.fsyncSync(fd);

@@ -21,7 +21,11 @@ const STOP_WAIT_MS = 60_000;
 
 /** An error the resident server reported; `remoteName` is its class there (ContextFullError, RangeError...). */
 export class RemoteError extends UnicornError {
-  constructor(message: string, readonly remoteName: string, hint?: string) {
+  constructor(
+    message: string,
+    readonly remoteName: string,
+    hint?: string,
+  ) {
     super(message, hint === undefined ? {} : { hint });
   }
 }
@@ -29,13 +33,24 @@ export class RemoteError extends UnicornError {
 export class ResidentClient {
   private handler: ((r: Response) => void) | undefined;
 
-  private constructor(private readonly sock: net.Socket, readonly socket: string) {
+  private constructor(
+    private readonly sock: net.Socket,
+    readonly socket: string,
+  ) {
     const garbled = () => {
       this.handler?.({ op: 'error', message: 'the resident server sent something that is not a response', name: 'ProtocolError' });
       sock.destroy();
     };
-    sock.on('data', lines((v) => { if (isResponse(v)) this.handler?.(v); else garbled(); }, garbled));
-    sock.on('error', () => { /* reported as a close to the request under way */ });
+    sock.on(
+      'data',
+      lines((v) => {
+        if (isResponse(v)) this.handler?.(v);
+        else garbled();
+      }, garbled),
+    );
+    sock.on('error', () => {
+      /* reported as a close to the request under way */
+    });
   }
 
   /**
@@ -51,10 +66,20 @@ export class ResidentClient {
     if (checkOwnSocket(file) === null) return null;
     return new Promise((resolve, reject) => {
       const s = net.connect(file);
-      s.once('connect', () => { s.removeAllListeners('error'); resolve(new ResidentClient(s, file)); });
+      s.once('connect', () => {
+        s.removeAllListeners('error');
+        resolve(new ResidentClient(s, file));
+      });
       s.once('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT') resolve(null); // a dead server's socket (its next server replaces it)
-        else reject(new UnicornError(`cannot connect to the resident server at ${file}: ${e.code ?? e.message}`, { hint: '`unicorn ps` lists the resident servers; `unicorn stop` unloads them', cause: e }));
+        if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT')
+          resolve(null); // a dead server's socket (its next server replaces it)
+        else
+          reject(
+            new UnicornError(`cannot connect to the resident server at ${file}: ${e.code ?? e.message}`, {
+              hint: '`unicorn ps` lists the resident servers; `unicorn stop` unloads them',
+              cause: e,
+            }),
+          );
       });
     });
   }
@@ -64,7 +89,13 @@ export class ResidentClient {
   }
 
   /** Sends a request and collects responses until `final` returns a value. */
-  private exchange<T>(r: Request, final: (resp: Response) => T | undefined, onText?: (t: string) => void, shouldStop?: () => boolean, timeoutMs?: number): Promise<T> {
+  private exchange<T>(
+    r: Request,
+    final: (resp: Response) => T | undefined,
+    onText?: (t: string) => void,
+    shouldStop?: () => boolean,
+    timeoutMs?: number,
+  ): Promise<T> {
     return new Promise((resolve, reject) => {
       if (this.sock.destroyed) {
         reject(new UnicornError('the resident server closed the connection', { hint: 'it may have been stopped; load the model again' }));
@@ -72,21 +103,51 @@ export class ResidentClient {
       }
       let timer: NodeJS.Timeout | undefined;
       if (shouldStop !== undefined) {
-        timer = setInterval(() => { if (shouldStop()) { this.send({ op: 'abort' }); clearInterval(timer); } }, 30);
+        timer = setInterval(() => {
+          if (shouldStop()) {
+            this.send({ op: 'abort' });
+            clearInterval(timer);
+          }
+        }, 30);
       }
-      const deadline = timeoutMs === undefined ? undefined : setTimeout(() => {
+      const deadline =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              done();
+              this.sock.destroy();
+              reject(
+                new UnicornError(`the resident server at ${this.socket} did not answer within ${timeoutMs / 1000} s`, {
+                  hint: '`unicorn stop` unloads it (or end its process)',
+                }),
+              );
+            }, timeoutMs);
+      const done = () => {
+        if (timer !== undefined) clearInterval(timer);
+        if (deadline !== undefined) clearTimeout(deadline);
+        this.handler = undefined;
+        this.sock.off('close', closed);
+      };
+      const closed = () => {
         done();
-        this.sock.destroy();
-        reject(new UnicornError(`the resident server at ${this.socket} did not answer within ${timeoutMs / 1000} s`, { hint: '`unicorn stop` unloads it (or end its process)' }));
-      }, timeoutMs);
-      const done = () => { if (timer !== undefined) clearInterval(timer); if (deadline !== undefined) clearTimeout(deadline); this.handler = undefined; this.sock.off('close', closed); };
-      const closed = () => { done(); reject(new UnicornError('the resident server closed the connection', { hint: 'it may have been stopped; run again to load the model here' })); };
+        reject(new UnicornError('the resident server closed the connection', { hint: 'it may have been stopped; run again to load the model here' }));
+      };
       this.sock.once('close', closed);
       this.handler = (resp) => {
-        if (resp.op === 'text') { onText?.(resp.text); return; }
-        if (resp.op === 'error') { done(); reject(new RemoteError(resp.message, resp.name ?? 'Error', resp.hint)); return; }
+        if (resp.op === 'text') {
+          onText?.(resp.text);
+          return;
+        }
+        if (resp.op === 'error') {
+          done();
+          reject(new RemoteError(resp.message, resp.name ?? 'Error', resp.hint));
+          return;
+        }
         const v = final(resp);
-        if (v !== undefined) { done(); resolve(v); }
+        if (v !== undefined) {
+          done();
+          resolve(v);
+        }
       };
       this.send(r);
     });
@@ -101,8 +162,19 @@ export class ResidentClient {
     return this.exchange({ op: 'complete', req }, (r) => (r.op === 'done' ? r.result : undefined), onText, shouldStop);
   }
 
-  chat(messages: readonly ChatMessage[], sampling: SamplingOptions, maxTokens: number, onText: (t: string) => void, shouldStop: () => boolean): Promise<{ reply: string; stats: TurnStats }> {
-    return this.exchange({ op: 'chat', messages, sampling, maxTokens }, (r) => (r.op === 'replied' ? { reply: r.reply, stats: r.stats } : undefined), onText, shouldStop);
+  chat(
+    messages: readonly ChatMessage[],
+    sampling: SamplingOptions,
+    maxTokens: number,
+    onText: (t: string) => void,
+    shouldStop: () => boolean,
+  ): Promise<{ reply: string; stats: TurnStats }> {
+    return this.exchange(
+      { op: 'chat', messages, sampling, maxTokens },
+      (r) => (r.op === 'replied' ? { reply: r.reply, stats: r.stats } : undefined),
+      onText,
+      shouldStop,
+    );
   }
 
   async reset(): Promise<void> {
@@ -116,8 +188,11 @@ export class ResidentClient {
   async stop(): Promise<void> {
     const { pid } = await this.info(30_000);
     await this.exchange({ op: 'stop' }, (r) => (r.op === 'ok' ? true : undefined));
-    for (const t0 = Date.now(); processAlive(pid); ) {
-      if (Date.now() - t0 > STOP_WAIT_MS) throw new UnicornError(`the resident server (pid ${pid}) stopped serving but has not exited after ${STOP_WAIT_MS / 1000} s`, { hint: `end it with \`kill ${pid}\`` });
+    for (const t0 = Date.now(); processAlive(pid);) {
+      if (Date.now() - t0 > STOP_WAIT_MS)
+        throw new UnicornError(`the resident server (pid ${pid}) stopped serving but has not exited after ${STOP_WAIT_MS / 1000} s`, {
+          hint: `end it with \`kill ${pid}\``,
+        });
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -129,9 +204,15 @@ export class ResidentClient {
 
 /** Chat replies from a resident server. */
 export class RemoteReplier implements Replier {
-  constructor(private readonly client: ResidentClient, readonly model: string) {}
+  constructor(
+    private readonly client: ResidentClient,
+    readonly model: string,
+  ) {}
 
-  reply(messages: readonly ChatMessage[], o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean }): Promise<{ reply: string; stats: TurnStats }> {
+  reply(
+    messages: readonly ChatMessage[],
+    o: { sampling: SamplingOptions; maxTokens: number; onText: (t: string) => void; shouldStop: () => boolean },
+  ): Promise<{ reply: string; stats: TurnStats }> {
     return this.client.chat(messages, o.sampling, o.maxTokens, o.onText, o.shouldStop);
   }
 
@@ -159,7 +240,10 @@ export interface Resident {
 export async function listResident(onSkip: (socket: string, why: string) => void = () => {}): Promise<Resident[]> {
   const dir = runtimeDir();
   const out: Resident[] = [];
-  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.sock')).sort()) {
+  for (const name of fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.sock'))
+    .sort()) {
     const socket = path.join(dir, name);
     let c: ResidentClient | null;
     try {

@@ -82,7 +82,10 @@ export class ServerLock {
   private released = false;
   private readonly onExit = () => this.release();
 
-  constructor(readonly file: string, private readonly id: FileIdentity | null) {
+  constructor(
+    readonly file: string,
+    private readonly id: FileIdentity | null,
+  ) {
     process.once('exit', this.onExit);
   }
 
@@ -142,7 +145,10 @@ export function acquireLock(file: string): ServerLock | { readonly holder: LockH
     return tryAcquire(file);
   } catch (e) {
     if (e instanceof RuntimeDirError) throw e;
-    throw new RuntimeDirError(`cannot take the lock ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { hint: 'check that the runtime folder is writable (and the disk not full)', cause: e });
+    throw new RuntimeDirError(`cannot take the lock ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+      hint: 'check that the runtime folder is writable (and the disk not full)',
+      cause: e,
+    });
   }
 }
 
@@ -160,7 +166,10 @@ function tryAcquire(file: string): ServerLock | { readonly holder: LockHolder } 
     }
     const seen = readLock(file);
     if (seen !== null && processAlive(seen.pid, seen.start)) return { holder: seen };
-    if (attempt >= 50) throw new RuntimeDirError(`could not take the lock ${file}: it keeps changing`, { hint: 'another unicorn keeps starting and stopping a server for this model; try again' });
+    if (attempt >= 50)
+      throw new RuntimeDirError(`could not take the lock ${file}: it keeps changing`, {
+        hint: 'another unicorn keeps starting and stopping a server for this model; try again',
+      });
     removeStale(file, seen);
     if (attempt > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   }

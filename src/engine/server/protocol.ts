@@ -107,7 +107,8 @@ function need(ok: boolean, what: string): void {
 function checkSamplingField(v: unknown): SamplingOptions {
   need(isObject(v), '"sampling" must be an object');
   const o = v as Record<string, unknown>;
-  for (const k of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'repeatLastN', 'seed']) need(typeof o[k] === 'number', `"sampling.${k}" must be a number`);
+  for (const k of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'repeatLastN', 'seed'])
+    need(typeof o[k] === 'number', `"sampling.${k}" must be a number`);
   for (const k of ['presencePenalty', 'frequencyPenalty']) need(o[k] === undefined || typeof o[k] === 'number', `"sampling.${k}" must be a number`);
   const bad = checkSampling(o as unknown as SamplingOptions);
   need(bad.length === 0, bad.join('; '));
@@ -115,7 +116,10 @@ function checkSamplingField(v: unknown): SamplingOptions {
 }
 
 function checkMessages(v: unknown, field: string): void {
-  need(Array.isArray(v) && v.every((m) => isObject(m) && typeof m['role'] === 'string' && typeof m['content'] === 'string'), `"${field}" must be a list of {role, content} strings`);
+  need(
+    Array.isArray(v) && v.every((m) => isObject(m) && typeof m['role'] === 'string' && typeof m['content'] === 'string'),
+    `"${field}" must be a list of {role, content} strings`,
+  );
 }
 
 function checkMaxTokens(v: unknown): void {
@@ -131,14 +135,20 @@ export function parseRequest(v: unknown): Request {
   need(isObject(v), 'a request is a JSON object with an "op"');
   const r = v as Record<string, unknown>;
   switch (r['op']) {
-    case 'info': case 'abort': case 'reset': case 'stop':
+    case 'info':
+    case 'abort':
+    case 'reset':
+    case 'stop':
       return { op: r['op'] };
     case 'complete': {
       const q = r['req'];
       need(isObject(q), '"req" must be an object');
       const c = q as Record<string, unknown>;
       const prompt = c['prompt'];
-      need(typeof prompt === 'string' || (Array.isArray(prompt) && prompt.every((t) => typeof t === 'number')), '"req.prompt" must be text or a list of token ids');
+      need(
+        typeof prompt === 'string' || (Array.isArray(prompt) && prompt.every((t) => typeof t === 'number')),
+        '"req.prompt" must be text or a list of token ids',
+      );
       need(typeof c['chat'] === 'boolean', '"req.chat" must be true or false');
       if (c['messages'] !== undefined) checkMessages(c['messages'], 'req.messages');
       need(c['system'] === undefined || typeof c['system'] === 'string', '"req.system" must be text');
@@ -153,7 +163,10 @@ export function parseRequest(v: unknown): Request {
       checkMaxTokens(r['maxTokens']);
       return { op: 'chat', messages: r['messages'] as ChatMessage[], sampling: checkSamplingField(r['sampling']), maxTokens: r['maxTokens'] as number };
     default:
-      throw new BadRequestError(`bad request: unknown "op" ${typeof r['op'] === 'string' ? JSON.stringify(r['op'].slice(0, 40)) : `of type ${r['op'] === null ? 'null' : typeof r['op']}`}`, { hint: 'ops: info, complete, chat, abort, reset, stop' });
+      throw new BadRequestError(
+        `bad request: unknown "op" ${typeof r['op'] === 'string' ? JSON.stringify(r['op'].slice(0, 40)) : `of type ${r['op'] === null ? 'null' : typeof r['op']}`}`,
+        { hint: 'ops: info, complete, chat, abort, reset, stop' },
+      );
   }
 }
 

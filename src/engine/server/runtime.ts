@@ -53,14 +53,21 @@ export function checkPrivateDir(dir: string): void {
   try {
     st = fs.lstatSync(dir);
   } catch (e) {
-    throw new RuntimeDirError(`cannot check the runtime folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { hint: 'set XDG_RUNTIME_DIR to a private folder of yours', cause: e });
+    throw new RuntimeDirError(`cannot check the runtime folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+      hint: 'set XDG_RUNTIME_DIR to a private folder of yours',
+      cause: e,
+    });
   }
   const uid = myUid();
-  const why = st.isSymbolicLink() ? 'it is a symlink'
-    : !st.isDirectory() ? 'it is not a directory'
-    : uid !== null && st.uid !== uid ? `it belongs to uid ${st.uid}, not to you (uid ${uid})`
-    : (st.mode & 0o077) !== 0 ? `its mode is ${octal(st.mode)}: others may use it (it must be 0700)`
-    : null;
+  const why = st.isSymbolicLink()
+    ? 'it is a symlink'
+    : !st.isDirectory()
+      ? 'it is not a directory'
+      : uid !== null && st.uid !== uid
+        ? `it belongs to uid ${st.uid}, not to you (uid ${uid})`
+        : (st.mode & 0o077) !== 0
+          ? `its mode is ${octal(st.mode)}: others may use it (it must be 0700)`
+          : null;
   if (why !== null) throw new RuntimeDirError(`the runtime folder ${dir} is not safe: ${why}`, { hint: notOursHint(dir) });
 }
 
@@ -70,11 +77,20 @@ function checkParent(parent: string): void {
   try {
     st = fs.statSync(parent);
   } catch (e) {
-    throw new RuntimeDirError(`cannot use ${parent} for the runtime folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a folder that exists and is yours', cause: e });
+    throw new RuntimeDirError(`cannot use ${parent} for the runtime folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+      hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a folder that exists and is yours',
+      cause: e,
+    });
   }
-  if (!st.isDirectory()) throw new RuntimeDirError(`cannot use ${parent} for the runtime folder: it is not a directory`, { hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a folder of yours' });
+  if (!st.isDirectory())
+    throw new RuntimeDirError(`cannot use ${parent} for the runtime folder: it is not a directory`, {
+      hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a folder of yours',
+    });
   if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
-    throw new RuntimeDirError(`cannot use ${parent} for the runtime folder: anyone may write to it (mode ${octal(st.mode)}, not sticky), so anyone could replace the folder`, { hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a private folder of yours' });
+    throw new RuntimeDirError(
+      `cannot use ${parent} for the runtime folder: anyone may write to it (mode ${octal(st.mode)}, not sticky), so anyone could replace the folder`,
+      { hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a private folder of yours' },
+    );
   }
 }
 
@@ -90,7 +106,10 @@ export function runtimeDir(): string {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'EEXIST') {
-      throw new RuntimeDirError(`cannot create the runtime folder ${dir}: ${code ?? String(e)}`, { hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a folder of yours that you can write to', cause: e });
+      throw new RuntimeDirError(`cannot create the runtime folder ${dir}: ${code ?? String(e)}`, {
+        hint: 'set XDG_RUNTIME_DIR (or TMPDIR) to a folder of yours that you can write to',
+        cause: e,
+      });
     }
   }
   checkPrivateDir(dir);
@@ -112,12 +131,17 @@ export function checkOwnSocket(file: string): 'socket' | null {
     throw new RuntimeDirError(`cannot check ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
   const uid = myUid();
-  const why = st.isSymbolicLink() ? 'it is a symlink'
-    : !st.isSocket() ? 'it is not a socket'
-    : uid !== null && st.uid !== uid ? `it belongs to uid ${st.uid}, not to you (uid ${uid})`
-    : null;
+  const why = st.isSymbolicLink()
+    ? 'it is a symlink'
+    : !st.isSocket()
+      ? 'it is not a socket'
+      : uid !== null && st.uid !== uid
+        ? `it belongs to uid ${st.uid}, not to you (uid ${uid})`
+        : null;
   if (why !== null) {
-    throw new RuntimeDirError(`refusing to talk to the resident server at ${file}: ${why}`, { hint: `no server of yours made it: remove it (rm ${file}) and load the model again` });
+    throw new RuntimeDirError(`refusing to talk to the resident server at ${file}: ${why}`, {
+      hint: `no server of yours made it: remove it (rm ${file}) and load the model again`,
+    });
   }
   return 'socket';
 }

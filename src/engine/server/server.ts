@@ -28,20 +28,29 @@ const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
 const MAX_CONNECTIONS = 256;
 
 /** What clients that are cut off by `stop` are told. */
-const STOPPED = { message: 'the resident server was stopped (unicorn stop)', hint: 'load the model again (unicorn load --keep), or run without a resident server' };
+const STOPPED = {
+  message: 'the resident server was stopped (unicorn stop)',
+  hint: 'load the model again (unicorn load --keep), or run without a resident server',
+};
 
 /** Whether something answers on a socket path (a file left by a dead server does not). */
 export function socketAlive(file: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(file);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
 
 /** Another process holds the model's lock: it is loading or serving the model. */
 export class AlreadyServedError extends UnicornError {
-  constructor(readonly modelDir: string, readonly holder: LockHolder) {
+  constructor(
+    readonly modelDir: string,
+    readonly holder: LockHolder,
+  ) {
     super(`a server for ${modelDir} is already loading or running (pid ${holder.pid})`, { hint: '`unicorn ps` lists it; `unicorn stop` unloads it' });
   }
 }
@@ -60,7 +69,8 @@ export function claimModel(modelDir: string): ServerLock {
 /** Clears the socket path under a held lock: a file there is a dead server's, unless something still answers. */
 async function clearSocketPath(file: string, model: string): Promise<void> {
   if (identity(file) === null) return;
-  if (await socketAlive(file)) throw new UnicornError(`a server already holds ${model} (${file})`, { hint: '`unicorn ps` lists it; `unicorn stop` unloads it' });
+  if (await socketAlive(file))
+    throw new UnicornError(`a server already holds ${model} (${file})`, { hint: '`unicorn ps` lists it; `unicorn stop` unloads it' });
   fs.rmSync(file, { force: true }); // left behind by a server that died (the lock is ours: nobody else binds here)
 }
 
@@ -84,8 +94,16 @@ async function serveClaimed(runner: Runner, model: string, onReady?: (socket: st
   await clearSocketPath(file, model);
   const loadedAt = new Date().toISOString();
   const info = (): ServerInfo => ({
-    model, pid: process.pid, device: runner.device?.info.name ?? 'cpu', ctx: runner.backend.ctx, contextUsed: runner.session.contextUsed,
-    gpuBytes: runner.gpuBytes(), loadedAt, loadSeconds: runner.loadSeconds, bytes: runner.loadedBytes, defaults: runner.defaults,
+    model,
+    pid: process.pid,
+    device: runner.device?.info.name ?? 'cpu',
+    ctx: runner.backend.ctx,
+    contextUsed: runner.session.contextUsed,
+    gpuBytes: runner.gpuBytes(),
+    loadedAt,
+    loadSeconds: runner.loadSeconds,
+    bytes: runner.loadedBytes,
+    defaults: runner.defaults,
     chatTemplate: runner.codec?.chatTemplate != null,
   });
   const replier = runner.codec !== null && runner.codec.chatTemplate !== null ? new LocalReplier(runner) : null;
@@ -93,23 +111,33 @@ async function serveClaimed(runner: Runner, model: string, onReady?: (socket: st
   let stopping = false;
   const clients = new Set<net.Socket>();
   let stopped!: () => void;
-  const done = new Promise<void>((resolve) => { stopped = resolve; });
+  const done = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
 
   const server = net.createServer((sock) => {
     clients.add(sock);
     let aborted = false;
     const shouldStop = () => aborted || stopping;
-    sock.on('close', () => { aborted = true; clients.delete(sock); });
-    sock.on('error', () => { aborted = true; });
+    sock.on('close', () => {
+      aborted = true;
+      clients.delete(sock);
+    });
+    sock.on('error', () => {
+      aborted = true;
+    });
     const send = (r: Response) => {
       if (sock.destroyed) return;
       sock.write(`${JSON.stringify(r)}\n`);
       if (sock.writableLength > MAX_UNREAD_BYTES) sock.destroy(); // it asks and never reads
     };
-    const fail = (e: unknown) => send({
-      op: 'error', message: e instanceof Error ? e.message : String(e), ...(e instanceof Error ? { name: e.name } : {}),
-      ...(e instanceof UnicornError && e.hint !== undefined ? { hint: e.hint } : {}),
-    });
+    const fail = (e: unknown) =>
+      send({
+        op: 'error',
+        message: e instanceof Error ? e.message : String(e),
+        ...(e instanceof Error ? { name: e.name } : {}),
+        ...(e instanceof UnicornError && e.hint !== undefined ? { hint: e.hint } : {}),
+      });
     const generate = (req: Request & { op: 'complete' | 'chat' }) => {
       aborted = false;
       queue = queue.then(async () => {
@@ -120,7 +148,12 @@ async function serveClaimed(runner: Runner, model: string, onReady?: (socket: st
             send({ op: 'done', result });
           } else {
             if (replier === null) throw new UnicornError(`${model} has no chat template (or no tokenizer)`);
-            const r = await replier.reply(req.messages, { sampling: req.sampling, maxTokens: req.maxTokens, onText: (text) => send({ op: 'text', text }), shouldStop });
+            const r = await replier.reply(req.messages, {
+              sampling: req.sampling,
+              maxTokens: req.maxTokens,
+              onText: (text) => send({ op: 'text', text }),
+              shouldStop,
+            });
             send({ op: 'replied', reply: r.reply, stats: r.stats });
           }
         } catch (e) {
@@ -132,32 +165,63 @@ async function serveClaimed(runner: Runner, model: string, onReady?: (socket: st
       if (stopping) return;
       const req = parseRequest(v);
       switch (req.op) {
-        case 'info': send({ op: 'info', info: info() }); break;
-        case 'abort': aborted = true; break;
+        case 'info':
+          send({ op: 'info', info: info() });
+          break;
+        case 'abort':
+          aborted = true;
+          break;
         // After the generation under way (resetting the cache under it would corrupt it).
-        case 'reset': queue = queue.then(() => { runner.session.reset(); send({ op: 'ok' }); }).catch(fail); break;
-        case 'stop': send({ op: 'ok' }); shutdown(); break;
-        case 'complete': case 'chat': generate(req); break;
+        case 'reset':
+          queue = queue
+            .then(() => {
+              runner.session.reset();
+              send({ op: 'ok' });
+            })
+            .catch(fail);
+          break;
+        case 'stop':
+          send({ op: 'ok' });
+          shutdown();
+          break;
+        case 'complete':
+        case 'chat':
+          generate(req);
+          break;
       }
     };
-    sock.on('data', lines((v) => {
-      try {
-        handle(v);
-      } catch (e) {
-        fail(e); // a request of the wrong shape (BadRequestError), or a failure answering it: the server goes on
-      }
-    }, (problem) => {
-      fail(new UnicornError(`bad request: ${problem.message}`));
-      if (problem.kind === 'too-long') { sock.end(); setTimeout(() => sock.destroy(), 1000).unref(); }
-    }));
+    sock.on(
+      'data',
+      lines(
+        (v) => {
+          try {
+            handle(v);
+          } catch (e) {
+            fail(e); // a request of the wrong shape (BadRequestError), or a failure answering it: the server goes on
+          }
+        },
+        (problem) => {
+          fail(new UnicornError(`bad request: ${problem.message}`));
+          if (problem.kind === 'too-long') {
+            sock.end();
+            setTimeout(() => sock.destroy(), 1000).unref();
+          }
+        },
+      ),
+    );
   });
   server.maxConnections = MAX_CONNECTIONS;
-  server.on('error', () => { /* an accept failure (EMFILE...) leaves the server serving the clients it has */ });
+  server.on('error', () => {
+    /* an accept failure (EMFILE...) leaves the server serving the clients it has */
+  });
 
   await new Promise<void>((resolve, reject) => {
     const failed = (e: Error) => reject(e instanceof UnicornError ? e : new UnicornError(`cannot listen on ${file}: ${e.message}`, { cause: e }));
     server.once('error', failed);
-    server.listen(file, () => { server.off('error', failed); resolve(); });
+    server.listen(file, () => {
+      server.off('error', failed);
+      resolve();
+    });
   });
   fs.chmodSync(file, 0o600);
   const bound = identity(file);

@@ -78,7 +78,8 @@ interface Drops {
  */
 function pipelineDrops(json: Record<string, unknown>, config: Record<string, unknown>): Drops | null {
   const drops: Drops = { whitespace: config['remove_space'] === true, marks: config['do_lowercase_and_remove_accent'] === true };
-  const obj = (v: unknown): Record<string, unknown> | null => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : null);
+  const obj = (v: unknown): Record<string, unknown> | null =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   const stringPattern = (p: unknown): string | null => {
     const o = obj(p);
     return o !== null && typeof o['String'] === 'string' ? o['String'] : null;
@@ -88,18 +89,31 @@ function pipelineDrops(json: Record<string, unknown>, config: Record<string, unk
     const o = obj(n);
     if (o === null) return false;
     switch (o['type']) {
-      case 'Sequence': return Array.isArray(o['normalizers']) && o['normalizers'].every(normalizer);
-      case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': drops.marks = true; return true;
-      case 'Lowercase': case 'Prepend': return true;
-      case 'Strip': drops.whitespace = true; return true;
-      case 'StripAccents': drops.marks = true; return true;
+      case 'Sequence':
+        return Array.isArray(o['normalizers']) && o['normalizers'].every(normalizer);
+      case 'NFC':
+      case 'NFD':
+      case 'NFKC':
+      case 'NFKD':
+        drops.marks = true;
+        return true;
+      case 'Lowercase':
+      case 'Prepend':
+        return true;
+      case 'Strip':
+        drops.whitespace = true;
+        return true;
+      case 'StripAccents':
+        drops.marks = true;
+        return true;
       case 'Replace': {
         // Only a fixed string replaced by at least as many characters, none of them droppable (Gemma's ' ' -> '▁').
         const from = stringPattern(o['pattern']);
         const to = o['content'];
         return from !== null && from.length > 0 && typeof to === 'string' && [...to].length >= [...from].length && !/[\s\p{M}]/u.test(to);
       }
-      default: return false;
+      default:
+        return false;
     }
   };
   const preTokenizer = (p: unknown): boolean => {
@@ -107,9 +121,17 @@ function pipelineDrops(json: Record<string, unknown>, config: Record<string, unk
     const o = obj(p);
     if (o === null) return false;
     switch (o['type']) {
-      case 'Sequence': return Array.isArray(o['pretokenizers']) && o['pretokenizers'].every(preTokenizer);
-      case 'ByteLevel': case 'Metaspace': case 'Digits': case 'Punctuation': return true;
-      case 'Whitespace': case 'WhitespaceSplit': drops.whitespace = true; return true;
+      case 'Sequence':
+        return Array.isArray(o['pretokenizers']) && o['pretokenizers'].every(preTokenizer);
+      case 'ByteLevel':
+      case 'Metaspace':
+      case 'Digits':
+      case 'Punctuation':
+        return true;
+      case 'Whitespace':
+      case 'WhitespaceSplit':
+        drops.whitespace = true;
+        return true;
       case 'Split': {
         if (o['behavior'] !== 'Removed') return true;
         const pat = stringPattern(o['pattern']);
@@ -117,17 +139,21 @@ function pipelineDrops(json: Record<string, unknown>, config: Record<string, unk
         drops.whitespace = true;
         return true;
       }
-      default: return false;
+      default:
+        return false;
     }
   };
   const model = obj(json['model']);
   if (model === null) return null;
   // Unknown characters become one token each unless fused (then a run of any length is one token).
-  if (model['type'] === 'BPE') { if (model['fuse_unk'] === true && model['byte_fallback'] !== true) return null; }
-  else if (model['type'] === 'Unigram') { if (model['byte_fallback'] !== true) return null; }
-  else return null;
+  if (model['type'] === 'BPE') {
+    if (model['fuse_unk'] === true && model['byte_fallback'] !== true) return null;
+  } else if (model['type'] === 'Unigram') {
+    if (model['byte_fallback'] !== true) return null;
+  } else return null;
   if (!normalizer(json['normalizer']) || !preTokenizer(json['pre_tokenizer'])) return null;
-  if (Array.isArray(json['added_tokens']) && json['added_tokens'].some((t) => obj(t)?.['lstrip'] === true || obj(t)?.['rstrip'] === true)) drops.whitespace = true;
+  if (Array.isArray(json['added_tokens']) && json['added_tokens'].some((t) => obj(t)?.['lstrip'] === true || obj(t)?.['rstrip'] === true))
+    drops.whitespace = true;
   return drops;
 }
 
@@ -152,7 +178,13 @@ export class TextCodec {
   /** The longest token string, in code points (computed on first use). */
   private longestToken = 0;
 
-  private constructor(readonly dir: string, private readonly tokenizer: Tokenizer, private readonly config: Record<string, unknown>, chatTemplate: string | null, json: Record<string, unknown> = {}) {
+  private constructor(
+    readonly dir: string,
+    private readonly tokenizer: Tokenizer,
+    private readonly config: Record<string, unknown>,
+    chatTemplate: string | null,
+    json: Record<string, unknown> = {},
+  ) {
     this.drops = pipelineDrops(json, config);
     this.chatTemplate = chatTemplate;
     this.bosToken = tokenText(config['bos_token']);
@@ -175,7 +207,7 @@ export class TextCodec {
     const tj = path.join(dir, 'tokenizer.json');
     if (!fs.existsSync(tj)) {
       throw new ConfigError(`${dir}: no tokenizer.json, so text cannot be turned into tokens`, {
-        hint: 'copy tokenizer.json (and tokenizer_config.json) from the model\'s original download into this directory',
+        hint: "copy tokenizer.json (and tokenizer_config.json) from the model's original download into this directory",
       });
     }
     const tcPath = path.join(dir, 'tokenizer_config.json');
@@ -227,9 +259,7 @@ export class TextCodec {
     // At most text.length characters count: no need to look when even all of them would be under.
     if (enough !== Infinity && Math.ceil(text.length / L) <= enough) return 0;
     const limit = enough === Infinity ? Infinity : enough * L + 1;
-    const droppable = this.drops.whitespace
-      ? (this.drops.marks ? /[\s\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u : /\s/u)
-      : /[\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u;
+    const droppable = this.drops.whitespace ? (this.drops.marks ? /[\s\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u : /\s/u) : /[\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u;
     let kept = 0;
     for (let i = 0; i < text.length && kept < limit; i++) {
       const c = text.charCodeAt(i);
@@ -250,9 +280,12 @@ export class TextCodec {
     const bad = ids.findIndex((id: number | undefined) => !Number.isInteger(id));
     if (bad >= 0) {
       const piece = this.tokenizer.encode(text, { add_special_tokens: special }).tokens[bad];
-      throw new ConfigError(`${this.dir}/tokenizer.json: ${JSON.stringify(piece ?? '?')} is not in the vocabulary and the tokenizer names no unknown token for it`, {
-        hint: 'the tokenizer files are incomplete or not this model\'s: copy tokenizer.json and tokenizer_config.json from its original download',
-      });
+      throw new ConfigError(
+        `${this.dir}/tokenizer.json: ${JSON.stringify(piece ?? '?')} is not in the vocabulary and the tokenizer names no unknown token for it`,
+        {
+          hint: "the tokenizer files are incomplete or not this model's: copy tokenizer.json and tokenizer_config.json from its original download",
+        },
+      );
     }
     return ids;
   }

@@ -9,14 +9,16 @@ import type { Kernel } from './pipeline.js';
 import type { GpuBuffer } from './memory.js';
 
 const FULL_BARRIER = {
-  sType: VK.ST_MEMORY_BARRIER, pNext: null,
+  sType: VK.ST_MEMORY_BARRIER,
+  pNext: null,
   srcAccessMask: VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_WRITE | VK.ACCESS_HOST_WRITE,
   dstAccessMask: VK.ACCESS_SHADER_READ | VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_READ | VK.ACCESS_TRANSFER_WRITE | VK.ACCESS_HOST_READ,
 };
 const ALL_STAGES = VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER | VK.PIPELINE_STAGE_HOST;
 /** Between dispatches only: shader writes before, shader and transfer reads and writes after. */
 const COMPUTE_BARRIER = {
-  sType: VK.ST_MEMORY_BARRIER, pNext: null,
+  sType: VK.ST_MEMORY_BARRIER,
+  pNext: null,
   srcAccessMask: VK.ACCESS_SHADER_WRITE,
   dstAccessMask: VK.ACCESS_SHADER_READ | VK.ACCESS_SHADER_WRITE | VK.ACCESS_TRANSFER_READ | VK.ACCESS_TRANSFER_WRITE,
 };
@@ -43,7 +45,20 @@ export class Commands {
     const api = vk();
     this.device = device;
     const out: [Handle | null] = [null];
-    check(api.vkAllocateCommandBuffers(device.handle, { sType: VK.ST_COMMAND_BUFFER_ALLOCATE_INFO, pNext: null, commandPool: device.commandPool, level: VK.COMMAND_BUFFER_LEVEL_PRIMARY, commandBufferCount: 1 }, out) as number, 'vkAllocateCommandBuffers');
+    check(
+      api.vkAllocateCommandBuffers(
+        device.handle,
+        {
+          sType: VK.ST_COMMAND_BUFFER_ALLOCATE_INFO,
+          pNext: null,
+          commandPool: device.commandPool,
+          level: VK.COMMAND_BUFFER_LEVEL_PRIMARY,
+          commandBufferCount: 1,
+        },
+        out,
+      ) as number,
+      'vkAllocateCommandBuffers',
+    );
     this.cb = out[0]!;
     this.fence = create('vkCreateFence', (o) => api.vkCreateFence(device.handle, { sType: VK.ST_FENCE_CREATE_INFO, pNext: null, flags: 0 }, null, o));
     device.onDestroy(() => {
@@ -59,7 +74,15 @@ export class Commands {
     const api = vk();
     this.wait();
     check(api.vkResetCommandBuffer(this.cb, 0) as number, 'vkResetCommandBuffer');
-    check(api.vkBeginCommandBuffer(this.cb, { sType: VK.ST_COMMAND_BUFFER_BEGIN_INFO, pNext: null, flags: opts.reusable === true ? 0 : VK.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT, pInheritanceInfo: null }) as number, 'vkBeginCommandBuffer');
+    check(
+      api.vkBeginCommandBuffer(this.cb, {
+        sType: VK.ST_COMMAND_BUFFER_BEGIN_INFO,
+        pNext: null,
+        flags: opts.reusable === true ? 0 : VK.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT,
+        pInheritanceInfo: null,
+      }) as number,
+      'vkBeginCommandBuffer',
+    );
     this.recording = true;
     this.sinceBarrier = 'nothing';
     this.keepAlive = [];
@@ -77,7 +100,21 @@ export class Commands {
    */
   enableProfiling(maxDispatches = 4096): void {
     if (this.profiler !== undefined) return;
-    const pool = create('vkCreateQueryPool', (o) => vk().vkCreateQueryPool(this.device.handle, { sType: VK.ST_QUERY_POOL_CREATE_INFO, pNext: null, flags: 0, queryType: VK.QUERY_TYPE_TIMESTAMP, queryCount: maxDispatches + 1, pipelineStatistics: 0 }, null, o));
+    const pool = create('vkCreateQueryPool', (o) =>
+      vk().vkCreateQueryPool(
+        this.device.handle,
+        {
+          sType: VK.ST_QUERY_POOL_CREATE_INFO,
+          pNext: null,
+          flags: 0,
+          queryType: VK.QUERY_TYPE_TIMESTAMP,
+          queryCount: maxDispatches + 1,
+          pipelineStatistics: 0,
+        },
+        null,
+        o,
+      ),
+    );
     this.device.onDestroy(() => vk().vkDestroyQueryPool(this.device.handle, pool, null));
     this.profiler = { pool, max: maxDispatches, labels: [] };
   }
@@ -90,7 +127,10 @@ export class Commands {
     if (p === undefined || p.labels.length === 0) return [];
     const n = p.labels.length + 1;
     const data = new BigUint64Array(n);
-    check(vk().vkGetQueryPoolResults(this.device.handle, p.pool, 0, n, n * 8, data, 8, VK.QUERY_RESULT_64 | VK.QUERY_RESULT_WAIT) as number, 'vkGetQueryPoolResults');
+    check(
+      vk().vkGetQueryPoolResults(this.device.handle, p.pool, 0, n, n * 8, data, 8, VK.QUERY_RESULT_64 | VK.QUERY_RESULT_WAIT) as number,
+      'vkGetQueryPoolResults',
+    );
     const ns = this.device.info.timestampPeriodNs;
     return p.labels.map((label, i) => ({ label, us: (Number(data[i + 1]! - data[i]!) * ns) / 1000 }));
   }
@@ -105,7 +145,9 @@ export class Commands {
     }
     api.vkCmdDispatch(this.cb, groups[0], groups[1] ?? 1, groups[2] ?? 1);
     if (this.sinceBarrier === 'nothing') this.sinceBarrier = 'compute';
-    this.trace?.push(`${kernel.variant} spec [${kernel.constants.join(',')}]${kernel.subgroupSize === undefined ? '' : ` subgroup ${kernel.subgroupSize}`} push [${[...push].join(',')}] grid ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}: ${kernel.describe(set)}`);
+    this.trace?.push(
+      `${kernel.variant} spec [${kernel.constants.join(',')}]${kernel.subgroupSize === undefined ? '' : ` subgroup ${kernel.subgroupSize}`} push [${[...push].join(',')}] grid ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}: ${kernel.describe(set)}`,
+    );
     const p = this.profiler;
     if (p !== undefined && p.labels.length < p.max) {
       p.labels.push(kernel.variant);
@@ -122,7 +164,18 @@ export class Commands {
   barrier(): this {
     this.trace?.push(this.sinceBarrier === 'compute' && !this.fullOnly ? 'barrier (compute)' : 'barrier');
     if (this.sinceBarrier === 'compute' && !this.fullOnly) {
-      vk().vkCmdPipelineBarrier(this.cb, VK.PIPELINE_STAGE_COMPUTE_SHADER, VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER, 0, 1, COMPUTE_BARRIER, 0, null, 0, null);
+      vk().vkCmdPipelineBarrier(
+        this.cb,
+        VK.PIPELINE_STAGE_COMPUTE_SHADER,
+        VK.PIPELINE_STAGE_COMPUTE_SHADER | VK.PIPELINE_STAGE_TRANSFER,
+        0,
+        1,
+        COMPUTE_BARRIER,
+        0,
+        null,
+        0,
+        null,
+      );
     } else {
       vk().vkCmdPipelineBarrier(this.cb, ALL_STAGES, ALL_STAGES, 0, 1, FULL_BARRIER, 0, null, 0, null);
     }
@@ -166,7 +219,25 @@ export class Commands {
   submit(): void {
     if (this.recording) this.end();
     if (this.pending) this.wait();
-    check(vk().vkQueueSubmit(this.device.queue, 1, { sType: VK.ST_SUBMIT_INFO, pNext: null, waitSemaphoreCount: 0, pWaitSemaphores: null, pWaitDstStageMask: null, commandBufferCount: 1, pCommandBuffers: [this.cb], signalSemaphoreCount: 0, pSignalSemaphores: null }, this.fence) as number, 'vkQueueSubmit');
+    check(
+      vk().vkQueueSubmit(
+        this.device.queue,
+        1,
+        {
+          sType: VK.ST_SUBMIT_INFO,
+          pNext: null,
+          waitSemaphoreCount: 0,
+          pWaitSemaphores: null,
+          pWaitDstStageMask: null,
+          commandBufferCount: 1,
+          pCommandBuffers: [this.cb],
+          signalSemaphoreCount: 0,
+          pSignalSemaphores: null,
+        },
+        this.fence,
+      ) as number,
+      'vkQueueSubmit',
+    );
     this.pending = true;
   }
 

@@ -4,9 +4,22 @@
  * sizes are chosen from DeviceInfo once, at start-up.
  */
 import {
-  DriverProperties, IntegerDotProductFeatures, Maintenance3Properties, MemoryBudgetProperties,
-  SubgroupProperties, SubgroupSizeControlFeatures, SubgroupSizeControlProperties,
-  Vulkan11Features, Vulkan12Features, VK, VulkanError, check, create, koffi, vk, type Handle,
+  DriverProperties,
+  IntegerDotProductFeatures,
+  Maintenance3Properties,
+  MemoryBudgetProperties,
+  SubgroupProperties,
+  SubgroupSizeControlFeatures,
+  SubgroupSizeControlProperties,
+  Vulkan11Features,
+  Vulkan12Features,
+  VK,
+  VulkanError,
+  check,
+  create,
+  koffi,
+  vk,
+  type Handle,
 } from './ffi.js';
 import { VALIDATION_LAYER, installMessenger, validationAvailable, validationRequested } from './validation.js';
 
@@ -86,16 +99,37 @@ export function vulkanInstance(): Handle {
   const v: [number] = [0];
   check(api.vkEnumerateInstanceVersion(v) as number, 'vkEnumerateInstanceVersion');
   if (v[0] < VK.API_VERSION_1_2) {
-    throw new VulkanError(`the Vulkan loader is version ${version(v[0])}; unicorn needs Vulkan 1.2`, undefined, { hint: 'update libvulkan1 and your GPU driver' });
+    throw new VulkanError(`the Vulkan loader is version ${version(v[0])}; unicorn needs Vulkan 1.2`, undefined, {
+      hint: 'update libvulkan1 and your GPU driver',
+    });
   }
   const validate = validationRequested() && validationAvailable();
   const layers = validate ? [VALIDATION_LAYER] : [];
   const extensions = validate ? ['VK_EXT_debug_utils'] : [];
-  instance = create('vkCreateInstance', (out) => api.vkCreateInstance({
-    sType: VK.ST_INSTANCE_CREATE_INFO, pNext: null, flags: 0,
-    pApplicationInfo: { sType: VK.ST_APPLICATION_INFO, pNext: null, pApplicationName: 'unicorn', applicationVersion: 1, pEngineName: 'unicorn', engineVersion: 1, apiVersion: VK.API_VERSION_1_2 },
-    enabledLayerCount: layers.length, ppEnabledLayerNames: layers, enabledExtensionCount: extensions.length, ppEnabledExtensionNames: extensions,
-  }, null, out));
+  instance = create('vkCreateInstance', (out) =>
+    api.vkCreateInstance(
+      {
+        sType: VK.ST_INSTANCE_CREATE_INFO,
+        pNext: null,
+        flags: 0,
+        pApplicationInfo: {
+          sType: VK.ST_APPLICATION_INFO,
+          pNext: null,
+          pApplicationName: 'unicorn',
+          applicationVersion: 1,
+          pEngineName: 'unicorn',
+          engineVersion: 1,
+          apiVersion: VK.API_VERSION_1_2,
+        },
+        enabledLayerCount: layers.length,
+        ppEnabledLayerNames: layers,
+        enabledExtensionCount: extensions.length,
+        ppEnabledExtensionNames: extensions,
+      },
+      null,
+      out,
+    ),
+  );
   if (validate) installMessenger(instance);
   validationActive = validate;
   return instance;
@@ -131,10 +165,36 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const m3 = koffi.alloc(Maintenance3Properties, 1);
   const sizeExt = exts.has('VK_EXT_subgroup_size_control');
   const ssc = koffi.alloc(SubgroupSizeControlProperties, 1);
-  koffi.encode(ssc, SubgroupSizeControlProperties, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES, pNext: null, minSubgroupSize: 0, maxSubgroupSize: 0, maxComputeWorkgroupSubgroups: 0, requiredSubgroupSizeStages: 0 });
-  koffi.encode(m3, Maintenance3Properties, { sType: VK.ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, pNext: sizeExt ? ssc : null, maxPerSetDescriptors: 0, maxMemoryAllocationSize: 0 });
-  koffi.encode(drv, DriverProperties, { sType: VK.ST_PHYSICAL_DEVICE_DRIVER_PROPERTIES, pNext: m3, driverID: 0, driverName: '', driverInfo: '', conformanceVersion: [0, 0, 0, 0] });
-  koffi.encode(sub, SubgroupProperties, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, pNext: drv, subgroupSize: 0, supportedStages: 0, supportedOperations: 0, quadOperationsInAllStages: 0 });
+  koffi.encode(ssc, SubgroupSizeControlProperties, {
+    sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES,
+    pNext: null,
+    minSubgroupSize: 0,
+    maxSubgroupSize: 0,
+    maxComputeWorkgroupSubgroups: 0,
+    requiredSubgroupSizeStages: 0,
+  });
+  koffi.encode(m3, Maintenance3Properties, {
+    sType: VK.ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
+    pNext: sizeExt ? ssc : null,
+    maxPerSetDescriptors: 0,
+    maxMemoryAllocationSize: 0,
+  });
+  koffi.encode(drv, DriverProperties, {
+    sType: VK.ST_PHYSICAL_DEVICE_DRIVER_PROPERTIES,
+    pNext: m3,
+    driverID: 0,
+    driverName: '',
+    driverInfo: '',
+    conformanceVersion: [0, 0, 0, 0],
+  });
+  koffi.encode(sub, SubgroupProperties, {
+    sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+    pNext: drv,
+    subgroupSize: 0,
+    supportedStages: 0,
+    supportedOperations: 0,
+    quadOperationsInAllStages: 0,
+  });
   const props2 = { sType: VK.ST_PHYSICAL_DEVICE_PROPERTIES_2, pNext: sub, properties: {} } as Record<string, unknown>;
   api.vkGetPhysicalDeviceProperties2(pd, props2);
   const p = props2['properties'] as Record<string, unknown>;
@@ -151,8 +211,17 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const fdot = koffi.alloc(IntegerDotProductFeatures, 1);
   const fsize = koffi.alloc(SubgroupSizeControlFeatures, 1);
   const dotExt = exts.has('VK_KHR_shader_integer_dot_product');
-  koffi.encode(fsize, SubgroupSizeControlFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES, pNext: null, subgroupSizeControl: 0, computeFullSubgroups: 0 });
-  koffi.encode(fdot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: sizeExt ? fsize : null, shaderIntegerDotProduct: 0 });
+  koffi.encode(fsize, SubgroupSizeControlFeatures, {
+    sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES,
+    pNext: null,
+    subgroupSizeControl: 0,
+    computeFullSubgroups: 0,
+  });
+  koffi.encode(fdot, IntegerDotProductFeatures, {
+    sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES,
+    pNext: sizeExt ? fsize : null,
+    shaderIntegerDotProduct: 0,
+  });
   koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: dotExt ? fdot : sizeExt ? fsize : null });
   koffi.encode(f11, Vulkan11Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, pNext: f12 });
   api.vkGetPhysicalDeviceFeatures2(pd, { sType: VK.ST_PHYSICAL_DEVICE_FEATURES_2, pNext: f11, features: new Array(55).fill(0) });
@@ -161,15 +230,26 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const featDot = koffi.decode(fdot, IntegerDotProductFeatures) as { shaderIntegerDotProduct: number };
   const featSize = koffi.decode(fsize, SubgroupSizeControlFeatures) as { subgroupSizeControl: number; computeFullSubgroups: number };
   for (const a of [f11, f12, fdot, fsize]) koffi.free(a);
-  const sizeControl = sizeExt && featSize.subgroupSizeControl === 1 && (sizes.requiredSubgroupSizeStages & VK.SHADER_STAGE_COMPUTE) !== 0 && sizes.minSubgroupSize > 0;
+  const sizeControl =
+    sizeExt && featSize.subgroupSizeControl === 1 && (sizes.requiredSubgroupSizeStages & VK.SHADER_STAGE_COMPUTE) !== 0 && sizes.minSubgroupSize > 0;
 
   // Memory, with the budget when VK_EXT_memory_budget is there.
   const budgetExt = exts.has('VK_EXT_memory_budget');
   const budget = koffi.alloc(MemoryBudgetProperties, 1);
-  koffi.encode(budget, MemoryBudgetProperties, { sType: VK.ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT, pNext: null, heapBudget: new Array(16).fill(0), heapUsage: new Array(16).fill(0) });
+  koffi.encode(budget, MemoryBudgetProperties, {
+    sType: VK.ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT,
+    pNext: null,
+    heapBudget: new Array(16).fill(0),
+    heapUsage: new Array(16).fill(0),
+  });
   const mem2 = { sType: VK.ST_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2, pNext: budgetExt ? budget : null, memoryProperties: {} } as Record<string, unknown>;
   api.vkGetPhysicalDeviceMemoryProperties2(pd, mem2);
-  const mem = mem2['memoryProperties'] as { memoryTypeCount: number; memoryTypes: { propertyFlags: number; heapIndex: number }[]; memoryHeapCount: number; memoryHeaps: { size: bigint | number; flags: number }[] };
+  const mem = mem2['memoryProperties'] as {
+    memoryTypeCount: number;
+    memoryTypes: { propertyFlags: number; heapIndex: number }[];
+    memoryHeapCount: number;
+    memoryHeaps: { size: bigint | number; flags: number }[];
+  };
   const b = koffi.decode(budget, MemoryBudgetProperties) as { heapBudget: (bigint | number)[]; heapUsage: (bigint | number)[] };
   koffi.free(budget);
 
@@ -212,11 +292,15 @@ function describe(pd: Handle, index: number): DeviceInfo {
     minStorageBufferOffsetAlignment: toNum(limits['minStorageBufferOffsetAlignment']),
     timestampPeriodNs: limits['timestampPeriod'] as number,
     heaps: mem.memoryHeaps.slice(0, mem.memoryHeapCount).map((h, i) => ({
-      index: i, size: toNum(h.size), deviceLocal: (h.flags & VK.MEMORY_HEAP_DEVICE_LOCAL) !== 0,
-      budget: budgetExt ? toNum(b.heapBudget[i]) : null, usage: budgetExt ? toNum(b.heapUsage[i]) : null,
+      index: i,
+      size: toNum(h.size),
+      deviceLocal: (h.flags & VK.MEMORY_HEAP_DEVICE_LOCAL) !== 0,
+      budget: budgetExt ? toNum(b.heapBudget[i]) : null,
+      usage: budgetExt ? toNum(b.heapUsage[i]) : null,
     })),
     memoryTypes: mem.memoryTypes.slice(0, mem.memoryTypeCount).map((t, i) => ({
-      index: i, heap: t.heapIndex,
+      index: i,
+      heap: t.heapIndex,
       deviceLocal: (t.propertyFlags & VK.MEMORY_PROPERTY_DEVICE_LOCAL) !== 0,
       hostVisible: (t.propertyFlags & VK.MEMORY_PROPERTY_HOST_VISIBLE) !== 0,
       hostCoherent: (t.propertyFlags & VK.MEMORY_PROPERTY_HOST_COHERENT) !== 0,
@@ -264,7 +348,7 @@ export function chooseDevice(devices: readonly DeviceInfo[], want?: string): Dev
   const usable = devices.filter((d) => d.computeQueueFamily >= 0);
   if (usable.length === 0) {
     throw new VulkanError('no Vulkan device with a compute queue was found', undefined, {
-      hint: 'install a Vulkan driver: `sudo apt install mesa-vulkan-drivers` (AMD, Intel, and the lavapipe CPU driver), or your vendor\'s driver; `unicorn doctor` shows what the loader sees',
+      hint: "install a Vulkan driver: `sudo apt install mesa-vulkan-drivers` (AMD, Intel, and the lavapipe CPU driver), or your vendor's driver; `unicorn doctor` shows what the loader sees",
     });
   }
   const asked = want ?? process.env['UNICORN_GPU'];
@@ -297,25 +381,70 @@ export class Device {
     const priorities = new Float32Array([1]);
     // Enabled: integer dot product (INT8 and INT4 kernels use it) and subgroup size control (kernels
     // that ask for a size), when the device has them.
-    const extensions = [...(info.integerDotProduct ? ['VK_KHR_shader_integer_dot_product'] : []), ...(info.subgroupSizes !== null ? ['VK_EXT_subgroup_size_control'] : [])];
+    const extensions = [
+      ...(info.integerDotProduct ? ['VK_KHR_shader_integer_dot_product'] : []),
+      ...(info.subgroupSizes !== null ? ['VK_EXT_subgroup_size_control'] : []),
+    ];
     const size = koffi.alloc(SubgroupSizeControlFeatures, 1);
-    koffi.encode(size, SubgroupSizeControlFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES, pNext: null, subgroupSizeControl: 1, computeFullSubgroups: info.subgroupSizes?.fullSubgroups === true ? 1 : 0 });
+    koffi.encode(size, SubgroupSizeControlFeatures, {
+      sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES,
+      pNext: null,
+      subgroupSizeControl: 1,
+      computeFullSubgroups: info.subgroupSizes?.fullSubgroups === true ? 1 : 0,
+    });
     const dot = koffi.alloc(IntegerDotProductFeatures, 1);
-    koffi.encode(dot, IntegerDotProductFeatures, { sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, pNext: info.subgroupSizes !== null ? size : null, shaderIntegerDotProduct: 1 });
+    koffi.encode(dot, IntegerDotProductFeatures, {
+      sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES,
+      pNext: info.subgroupSizes !== null ? size : null,
+      shaderIntegerDotProduct: 1,
+    });
     const chain = info.integerDotProduct ? dot : info.subgroupSizes !== null ? size : null;
-    this.handle = create('vkCreateDevice', (out) => api.vkCreateDevice(physical, {
-      sType: VK.ST_DEVICE_CREATE_INFO, pNext: chain, flags: 0, queueCreateInfoCount: 1,
-      pQueueCreateInfos: [{ sType: VK.ST_DEVICE_QUEUE_CREATE_INFO, pNext: null, flags: 0, queueFamilyIndex: info.computeQueueFamily, queueCount: 1, pQueuePriorities: priorities }],
-      enabledLayerCount: 0, ppEnabledLayerNames: null, enabledExtensionCount: extensions.length, ppEnabledExtensionNames: extensions, pEnabledFeatures: null,
-    }, null, out));
+    this.handle = create('vkCreateDevice', (out) =>
+      api.vkCreateDevice(
+        physical,
+        {
+          sType: VK.ST_DEVICE_CREATE_INFO,
+          pNext: chain,
+          flags: 0,
+          queueCreateInfoCount: 1,
+          pQueueCreateInfos: [
+            {
+              sType: VK.ST_DEVICE_QUEUE_CREATE_INFO,
+              pNext: null,
+              flags: 0,
+              queueFamilyIndex: info.computeQueueFamily,
+              queueCount: 1,
+              pQueuePriorities: priorities,
+            },
+          ],
+          enabledLayerCount: 0,
+          ppEnabledLayerNames: null,
+          enabledExtensionCount: extensions.length,
+          ppEnabledExtensionNames: extensions,
+          pEnabledFeatures: null,
+        },
+        null,
+        out,
+      ),
+    );
     koffi.free(dot);
     koffi.free(size);
     const q: [Handle | null] = [null];
     api.vkGetDeviceQueue(this.handle, info.computeQueueFamily, 0, q);
     this.queue = q[0]!;
-    this.commandPool = create('vkCreateCommandPool', (out) => api.vkCreateCommandPool(this.handle, {
-      sType: VK.ST_COMMAND_POOL_CREATE_INFO, pNext: null, flags: VK.COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER, queueFamilyIndex: info.computeQueueFamily,
-    }, null, out));
+    this.commandPool = create('vkCreateCommandPool', (out) =>
+      api.vkCreateCommandPool(
+        this.handle,
+        {
+          sType: VK.ST_COMMAND_POOL_CREATE_INFO,
+          pNext: null,
+          flags: VK.COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER,
+          queueFamilyIndex: info.computeQueueFamily,
+        },
+        null,
+        out,
+      ),
+    );
   }
 
   /** Opens the chosen device (see chooseDevice). */

@@ -134,7 +134,12 @@ export class Allocator {
   private newBlock(type: MemoryTypeInfo, size: number, map: boolean): Block | undefined {
     const api = vk();
     const out: [Handle | null] = [null];
-    const r = api.vkAllocateMemory(this.device.handle, { sType: VK.ST_MEMORY_ALLOCATE_INFO, pNext: null, allocationSize: size, memoryTypeIndex: type.index }, null, out) as number;
+    const r = api.vkAllocateMemory(
+      this.device.handle,
+      { sType: VK.ST_MEMORY_ALLOCATE_INFO, pNext: null, allocationSize: size, memoryTypeIndex: type.index },
+      null,
+      out,
+    ) as number;
     if (r === -1 || r === -2) return undefined; // out of host or device memory: try the next type
     check(r, `vkAllocateMemory(${size} bytes, memory type ${type.index})`);
     let mapped: bigint | null = null;
@@ -165,14 +170,29 @@ export class Allocator {
   alloc(size: number, label: string, placement: Placement = 'device'): GpuBuffer {
     if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`alloc(${label}): size ${size} is not a positive integer`);
     const info = this.device.info;
-    const tooLarge = (bytes: number) => new VulkanError(`${label}: ${bytes} bytes is more than this device can allocate at once (${info.maxMemoryAllocationSize} bytes)`, undefined, {
-      hint: 'use a shorter --ctx or a smaller --batch (what sizes this buffer), or a device with a larger maxMemoryAllocationSize',
-    });
+    const tooLarge = (bytes: number) =>
+      new VulkanError(`${label}: ${bytes} bytes is more than this device can allocate at once (${info.maxMemoryAllocationSize} bytes)`, undefined, {
+        hint: 'use a shorter --ctx or a smaller --batch (what sizes this buffer), or a device with a larger maxMemoryAllocationSize',
+      });
     if (size > info.maxMemoryAllocationSize) throw tooLarge(size);
     const api = vk();
-    const handle = create(`vkCreateBuffer(${label})`, (out) => api.vkCreateBuffer(this.device.handle, {
-      sType: VK.ST_BUFFER_CREATE_INFO, pNext: null, flags: 0, size, usage: USAGE, sharingMode: 0, queueFamilyIndexCount: 0, pQueueFamilyIndices: null,
-    }, null, out));
+    const handle = create(`vkCreateBuffer(${label})`, (out) =>
+      api.vkCreateBuffer(
+        this.device.handle,
+        {
+          sType: VK.ST_BUFFER_CREATE_INFO,
+          pNext: null,
+          flags: 0,
+          size,
+          usage: USAGE,
+          sharingMode: 0,
+          queueFamilyIndexCount: 0,
+          pQueueFamilyIndices: null,
+        },
+        null,
+        out,
+      ),
+    );
     const req = {} as { size: bigint | number; alignment: bigint | number; memoryTypeBits: number };
     api.vkGetBufferMemoryRequirements(this.device.handle, handle, req);
     const need = Number(req.size);
@@ -206,15 +226,31 @@ export class Allocator {
       const u = this.heapUsage(type.heap);
       u.bytes += size;
       u.buffers += 1;
-      const buffer: GpuBuffer = { handle, size, heap: type.heap, deviceLocal: type.deviceLocal, mapped: block.mapped === null ? null : block.mapped + BigInt(offset), hostCached: type.hostCached, label };
+      const buffer: GpuBuffer = {
+        handle,
+        size,
+        heap: type.heap,
+        deviceLocal: type.deviceLocal,
+        mapped: block.mapped === null ? null : block.mapped + BigInt(offset),
+        hostCached: type.hostCached,
+        label,
+      };
       this.live.set(handle, { buffer, block, offset, bytes: need });
       return buffer;
     }
     api.vkDestroyBuffer(this.device.handle, handle, null);
-    const heaps = info.heaps.map((h) => `heap ${h.index} (${h.deviceLocal ? 'device-local' : 'host'}, ${(h.size / 2 ** 30).toFixed(1)} GiB, ${(((this.usage.get(h.index)?.blocksBytes) ?? 0) / 2 ** 30).toFixed(2)} GiB used by unicorn)`).join('; ');
-    throw new OutOfDeviceMemoryError(`out of GPU memory: ${label} needs ${(size / MiB).toFixed(1)} MiB (${placement} placement) and no memory heap can hold it: ${heaps}`, {
-      hint: 'use a smaller model or a quantized one (unicorn inspect shows the memory plan), a shorter --ctx, or on an APU raise the UMA carve-out / GTT size',
-    });
+    const heaps = info.heaps
+      .map(
+        (h) =>
+          `heap ${h.index} (${h.deviceLocal ? 'device-local' : 'host'}, ${(h.size / 2 ** 30).toFixed(1)} GiB, ${((this.usage.get(h.index)?.blocksBytes ?? 0) / 2 ** 30).toFixed(2)} GiB used by unicorn)`,
+      )
+      .join('; ');
+    throw new OutOfDeviceMemoryError(
+      `out of GPU memory: ${label} needs ${(size / MiB).toFixed(1)} MiB (${placement} placement) and no memory heap can hold it: ${heaps}`,
+      {
+        hint: 'use a smaller model or a quantized one (unicorn inspect shows the memory plan), a shorter --ctx, or on an APU raise the UMA carve-out / GTT size',
+      },
+    );
   }
 
   /** Writes bytes into a host-visible buffer at `offset`. */

@@ -51,7 +51,14 @@ export class Kernel<B extends string = string, P extends string = string> {
   private readonly described = new Map<Handle, string>();
   private readonly keysByBuffer = new Map<Handle, Set<string>>();
 
-  constructor(readonly device: Device, def: KernelDef, variant: string, constants: readonly number[], subgroupSize?: number, maxSets = 256) {
+  constructor(
+    readonly device: Device,
+    def: KernelDef,
+    variant: string,
+    constants: readonly number[],
+    subgroupSize?: number,
+    maxSets = 256,
+  ) {
     const api = vk();
     const d = device.handle;
     this.def = def;
@@ -62,36 +69,99 @@ export class Kernel<B extends string = string, P extends string = string> {
     const bindings = def.bindings.length;
     const pushBytes = 4 * Object.keys(def.push).length;
     const file = `${SPV_DIR}${variant}.spv`;
-    if (!fs.existsSync(file)) throw new UnicornError(`shader ${variant} is missing (${file})`, { hint: 'reinstall unicorn, or run `npx tsc -p tsconfig.json && node scripts/build-shaders.mjs` in a checkout' });
+    if (!fs.existsSync(file))
+      throw new UnicornError(`shader ${variant} is missing (${file})`, {
+        hint: 'reinstall unicorn, or run `npx tsc -p tsconfig.json && node scripts/build-shaders.mjs` in a checkout',
+      });
     const code = fs.readFileSync(file);
-    const module = create(`vkCreateShaderModule(${variant})`, (out) => api.vkCreateShaderModule(d, { sType: VK.ST_SHADER_MODULE_CREATE_INFO, pNext: null, flags: 0, codeSize: code.byteLength, pCode: code }, null, out));
-    this.setLayout = create('vkCreateDescriptorSetLayout', (out) => api.vkCreateDescriptorSetLayout(d, {
-      sType: VK.ST_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, pNext: null, flags: 0, bindingCount: bindings,
-      pBindings: Array.from({ length: bindings }, (_, i) => ({ binding: i, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: 1, stageFlags: VK.SHADER_STAGE_COMPUTE, pImmutableSamplers: null })),
-    }, null, out));
-    this.layout = create('vkCreatePipelineLayout', (out) => api.vkCreatePipelineLayout(d, {
-      sType: VK.ST_PIPELINE_LAYOUT_CREATE_INFO, pNext: null, flags: 0, setLayoutCount: 1, pSetLayouts: [this.setLayout],
-      pushConstantRangeCount: pushBytes > 0 ? 1 : 0, pPushConstantRanges: pushBytes > 0 ? [{ stageFlags: VK.SHADER_STAGE_COMPUTE, offset: 0, size: pushBytes }] : null,
-    }, null, out));
+    const module = create(`vkCreateShaderModule(${variant})`, (out) =>
+      api.vkCreateShaderModule(d, { sType: VK.ST_SHADER_MODULE_CREATE_INFO, pNext: null, flags: 0, codeSize: code.byteLength, pCode: code }, null, out),
+    );
+    this.setLayout = create('vkCreateDescriptorSetLayout', (out) =>
+      api.vkCreateDescriptorSetLayout(
+        d,
+        {
+          sType: VK.ST_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+          pNext: null,
+          flags: 0,
+          bindingCount: bindings,
+          pBindings: Array.from({ length: bindings }, (_, i) => ({
+            binding: i,
+            descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            descriptorCount: 1,
+            stageFlags: VK.SHADER_STAGE_COMPUTE,
+            pImmutableSamplers: null,
+          })),
+        },
+        null,
+        out,
+      ),
+    );
+    this.layout = create('vkCreatePipelineLayout', (out) =>
+      api.vkCreatePipelineLayout(
+        d,
+        {
+          sType: VK.ST_PIPELINE_LAYOUT_CREATE_INFO,
+          pNext: null,
+          flags: 0,
+          setLayoutCount: 1,
+          pSetLayouts: [this.setLayout],
+          pushConstantRangeCount: pushBytes > 0 ? 1 : 0,
+          pPushConstantRanges: pushBytes > 0 ? [{ stageFlags: VK.SHADER_STAGE_COMPUTE, offset: 0, size: pushBytes }] : null,
+        },
+        null,
+        out,
+      ),
+    );
     const specData = new Uint32Array(constants);
     const sizes = device.info.subgroupSizes;
     const size = subgroupSize;
     if (size !== undefined && (sizes === null || size < sizes.min || size > sizes.max || (size & (size - 1)) !== 0)) {
-      throw new Error(`${variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`);
+      throw new Error(
+        `${variant}: subgroup size ${size} asked for, ${device.info.name} runs ${sizes === null ? `only ${device.info.subgroupSize}` : `${sizes.min} to ${sizes.max}`}`,
+      );
     }
     const required = size === undefined ? null : koffi.alloc(RequiredSubgroupSizeCreateInfo, 1);
-    if (required !== null) koffi.encode(required, RequiredSubgroupSizeCreateInfo, { sType: VK.ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO, pNext: null, requiredSubgroupSize: size! });
+    if (required !== null)
+      koffi.encode(required, RequiredSubgroupSizeCreateInfo, {
+        sType: VK.ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO,
+        pNext: null,
+        requiredSubgroupSize: size!,
+      });
     // The workgroup size is constant 0 where the kernel takes it as one (local_size_x_id = 0).
     const workgroup = def.spec[0] === 'workgroup' ? constants[0]! : 0;
     const full = size !== undefined && sizes?.fullSubgroups === true && workgroup % size === 0;
-    this.pipeline = create(`vkCreateComputePipelines(${variant})`, (out) => api.vkCreateComputePipelines(d, null, 1, {
-      sType: VK.ST_COMPUTE_PIPELINE_CREATE_INFO, pNext: null, flags: 0,
-      stage: {
-        sType: VK.ST_PIPELINE_SHADER_STAGE_CREATE_INFO, pNext: required, flags: full ? VK.PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS : 0, stage: VK.SHADER_STAGE_COMPUTE, module, pName: 'main',
-        pSpecializationInfo: { mapEntryCount: constants.length, pMapEntries: constants.map((_, i) => ({ constantID: i, offset: i * 4, size: 4 })), dataSize: specData.byteLength, pData: specData },
-      },
-      layout: this.layout, basePipelineHandle: null, basePipelineIndex: -1,
-    }, null, out));
+    this.pipeline = create(`vkCreateComputePipelines(${variant})`, (out) =>
+      api.vkCreateComputePipelines(
+        d,
+        null,
+        1,
+        {
+          sType: VK.ST_COMPUTE_PIPELINE_CREATE_INFO,
+          pNext: null,
+          flags: 0,
+          stage: {
+            sType: VK.ST_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            pNext: required,
+            flags: full ? VK.PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS : 0,
+            stage: VK.SHADER_STAGE_COMPUTE,
+            module,
+            pName: 'main',
+            pSpecializationInfo: {
+              mapEntryCount: constants.length,
+              pMapEntries: constants.map((_, i) => ({ constantID: i, offset: i * 4, size: 4 })),
+              dataSize: specData.byteLength,
+              pData: specData,
+            },
+          },
+          layout: this.layout,
+          basePipelineHandle: null,
+          basePipelineIndex: -1,
+        },
+        null,
+        out,
+      ),
+    );
     if (required !== null) koffi.free(required);
     api.vkDestroyShaderModule(d, module, null);
     this.maxSets = maxSets;
@@ -114,10 +184,21 @@ export class Kernel<B extends string = string, P extends string = string> {
   }
 
   private newPool(): Handle {
-    const pool = create('vkCreateDescriptorPool', (out) => vk().vkCreateDescriptorPool(this.device.handle, {
-      sType: VK.ST_DESCRIPTOR_POOL_CREATE_INFO, pNext: null, flags: VK.DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET, maxSets: this.maxSets,
-      poolSizeCount: 1, pPoolSizes: [{ type: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: this.maxSets * this.def.bindings.length }],
-    }, null, out));
+    const pool = create('vkCreateDescriptorPool', (out) =>
+      vk().vkCreateDescriptorPool(
+        this.device.handle,
+        {
+          sType: VK.ST_DESCRIPTOR_POOL_CREATE_INFO,
+          pNext: null,
+          flags: VK.DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET,
+          maxSets: this.maxSets,
+          poolSizeCount: 1,
+          pPoolSizes: [{ type: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: this.maxSets * this.def.bindings.length }],
+        },
+        null,
+        out,
+      ),
+    );
     this.pools.push(pool);
     return pool;
   }
@@ -127,7 +208,11 @@ export class Kernel<B extends string = string, P extends string = string> {
     const api = vk();
     const tryPool = (pool: Handle): Handle | null => {
       const out: [Handle | null] = [null];
-      const r = api.vkAllocateDescriptorSets(this.device.handle, { sType: VK.ST_DESCRIPTOR_SET_ALLOCATE_INFO, pNext: null, descriptorPool: pool, descriptorSetCount: 1, pSetLayouts: [this.setLayout] }, out) as number;
+      const r = api.vkAllocateDescriptorSets(
+        this.device.handle,
+        { sType: VK.ST_DESCRIPTOR_SET_ALLOCATE_INFO, pNext: null, descriptorPool: pool, descriptorSetCount: 1, pSetLayouts: [this.setLayout] },
+        out,
+      ) as number;
       if (r === VK.ERROR_OUT_OF_POOL_MEMORY || r === VK.ERROR_FRAGMENTED_POOL) return null;
       check(r, `vkAllocateDescriptorSets(${this.variant})`);
       return out[0]!;
@@ -158,14 +243,26 @@ export class Kernel<B extends string = string, P extends string = string> {
       const offset = r.offset ?? 0;
       const size = r.size ?? r.buffer.size - offset;
       if (size > max) throw new Error(`${r.buffer.label}: a ${size}-byte range is over this device's maxStorageBufferRange (${max}); the kernel must split it`);
-      if (offset % this.device.info.minStorageBufferOffsetAlignment !== 0) throw new Error(`${r.buffer.label}: offset ${offset} is not aligned to ${this.device.info.minStorageBufferOffsetAlignment}`);
+      if (offset % this.device.info.minStorageBufferOffsetAlignment !== 0)
+        throw new Error(`${r.buffer.label}: offset ${offset} is not aligned to ${this.device.info.minStorageBufferOffsetAlignment}`);
       return { buffer: r.buffer.handle, offset, size };
     });
     const key = resolved.map((r) => `${r.buffer}:${r.offset}:${r.size}`).join('/');
     const cached = this.sets.get(key);
     if (cached !== undefined) return cached.set;
     const { set, pool } = this.allocate();
-    const writes = resolved.map((r, i) => ({ sType: VK.ST_WRITE_DESCRIPTOR_SET, pNext: null, dstSet: set, dstBinding: i, dstArrayElement: 0, descriptorCount: 1, descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER, pImageInfo: null, pBufferInfo: [{ buffer: r.buffer, offset: r.offset, range: r.size }], pTexelBufferView: null }));
+    const writes = resolved.map((r, i) => ({
+      sType: VK.ST_WRITE_DESCRIPTOR_SET,
+      pNext: null,
+      dstSet: set,
+      dstBinding: i,
+      dstArrayElement: 0,
+      descriptorCount: 1,
+      descriptorType: VK.DESCRIPTOR_TYPE_STORAGE_BUFFER,
+      pImageInfo: null,
+      pBufferInfo: [{ buffer: r.buffer, offset: r.offset, range: r.size }],
+      pTexelBufferView: null,
+    }));
     vk().vkUpdateDescriptorSets(this.device.handle, writes.length, writes, 0, null);
     this.described.set(set, ranges.map((r, i) => `${r.buffer.label}@${resolved[i]!.offset}+${resolved[i]!.size}`).join(', '));
     const buffers = [...new Set(resolved.map((r) => r.buffer))];
@@ -222,7 +319,11 @@ const cache = new WeakMap<Device, Map<string, Kernel>>();
  * through here.
  */
 export function kernelFor<A extends Axes, B extends string, P extends string, S extends string>(
-  device: Device, def: KernelDef<A, B, P, S>, axes: AxisValues<A>, spec: SpecValues<S>, opts: { subgroupSize?: number } = {},
+  device: Device,
+  def: KernelDef<A, B, P, S>,
+  axes: AxisValues<A>,
+  spec: SpecValues<S>,
+  opts: { subgroupSize?: number } = {},
 ): Kernel<B, P> {
   const name = NAMES.get(def as KernelDef);
   if (name === undefined) throw new Error(`kernelFor: a kernel that is not in the table (${def.source})`);
@@ -256,4 +357,3 @@ export function grid(groups: number, maxX: number): [number, number] {
   const y = Math.ceil(groups / maxX);
   return [Math.ceil(groups / y), y];
 }
-

@@ -27,7 +27,12 @@ export class TensorStreamer {
   readonly chunkBytes: number;
 
   /** `forceStaging` sends even host-visible destinations through staging (tests). */
-  constructor(device: Device, private readonly alloc: Allocator, chunkBytes = 64 << 20, private readonly forceStaging = false) {
+  constructor(
+    device: Device,
+    private readonly alloc: Allocator,
+    chunkBytes = 64 << 20,
+    private readonly forceStaging = false,
+  ) {
     this.chunkBytes = Math.min(chunkBytes, device.info.maxMemoryAllocationSize);
     this.staging = [0, 1].map((i) => alloc.alloc(this.chunkBytes, `staging ${i}`, 'host'));
     this.cmds = [new Commands(device), new Commands(device)];
@@ -54,7 +59,10 @@ export class TensorStreamer {
         const cmds = this.cmds[i]!;
         cmds.wait(); // this staging buffer's previous copy must be done before it is overwritten
         file.read(name, this.alloc.view(this.staging[i]!, 0, n), 0, start + done, n);
-        cmds.begin().copy(this.staging[i]!, dst, n, 0, dstOffset + done).barrier();
+        cmds
+          .begin()
+          .copy(this.staging[i]!, dst, n, 0, dstOffset + done)
+          .barrier();
         cmds.submit();
       }
       this.stats.staged += total;

@@ -23,7 +23,11 @@ export function upload(alloc: Allocator, cmds: Commands, dst: GpuBuffer, bytes: 
     for (let done = 0; done < bytes.byteLength; done += staging.size) {
       const n = Math.min(staging.size, bytes.byteLength - done);
       alloc.write(staging, bytes.subarray(done, done + n));
-      cmds.begin().copy(staging, dst, n, 0, dstOffset + done).barrier().submitAndWait();
+      cmds
+        .begin()
+        .copy(staging, dst, n, 0, dstOffset + done)
+        .barrier()
+        .submitAndWait();
     }
   } finally {
     alloc.free(staging);
@@ -38,7 +42,12 @@ export function download(alloc: Allocator, cmds: Commands, src: GpuBuffer, dst: 
   try {
     for (let done = 0; done < dst.byteLength; done += staging.size) {
       const n = Math.min(staging.size, dst.byteLength - done);
-      cmds.begin().barrier().copy(src, staging, n, srcOffset + done, 0).barrier().submitAndWait();
+      cmds
+        .begin()
+        .barrier()
+        .copy(src, staging, n, srcOffset + done, 0)
+        .barrier()
+        .submitAndWait();
       alloc.read(staging, dst.subarray(done, done + n));
     }
     return dst;

@@ -10,17 +10,33 @@ const SEVERITY_WARNING = 0x100;
 const SEVERITY_ERROR = 0x1000;
 
 const CallbackData = koffi.struct('VkDebugUtilsMessengerCallbackDataEXT', {
-  sType: 'int', pNext: 'void *', flags: 'uint32_t', pMessageIdName: 'const char *', messageIdNumber: 'int32_t',
-  pMessage: 'const char *', queueLabelCount: 'uint32_t', pQueueLabels: 'void *', cmdBufLabelCount: 'uint32_t',
-  pCmdBufLabels: 'void *', objectCount: 'uint32_t', pObjects: 'void *',
+  sType: 'int',
+  pNext: 'void *',
+  flags: 'uint32_t',
+  pMessageIdName: 'const char *',
+  messageIdNumber: 'int32_t',
+  pMessage: 'const char *',
+  queueLabelCount: 'uint32_t',
+  pQueueLabels: 'void *',
+  cmdBufLabelCount: 'uint32_t',
+  pCmdBufLabels: 'void *',
+  objectCount: 'uint32_t',
+  pObjects: 'void *',
 });
 const Callback = koffi.proto('uint32_t VkDebugCallback(uint32_t severity, uint32_t types, const VkDebugUtilsMessengerCallbackDataEXT *data, void *user)');
 // Registered by name for the prototype below.
 koffi.struct('VkDebugUtilsMessengerCreateInfoEXT', {
-  sType: 'int', pNext: 'void *', flags: 'uint32_t', messageSeverity: 'uint32_t', messageType: 'uint32_t',
-  pfnUserCallback: koffi.pointer(Callback), pUserData: 'void *',
+  sType: 'int',
+  pNext: 'void *',
+  flags: 'uint32_t',
+  messageSeverity: 'uint32_t',
+  messageType: 'uint32_t',
+  pfnUserCallback: koffi.pointer(Callback),
+  pUserData: 'void *',
 });
-const CreateMessenger = koffi.proto('int vkCreateDebugUtilsMessengerEXT(void *instance, const VkDebugUtilsMessengerCreateInfoEXT *ci, void *alloc, _Out_ void **out)');
+const CreateMessenger = koffi.proto(
+  'int vkCreateDebugUtilsMessengerEXT(void *instance, const VkDebugUtilsMessengerCreateInfoEXT *ci, void *alloc, _Out_ void **out)',
+);
 const ST_DEBUG_UTILS_MESSENGER_CREATE_INFO = 1000128004;
 
 export interface ValidationMessage {
@@ -51,7 +67,10 @@ export function validationAvailable(): boolean {
   const buf = Buffer.alloc(size * count[0]);
   check(enumerate(count, buf) as number, 'vkEnumerateInstanceLayerProperties', [5]);
   for (let i = 0; i < count[0]; i++) {
-    const name = buf.subarray(i * size, i * size + 256).toString('utf8').replace(/\0.*$/s, '');
+    const name = buf
+      .subarray(i * size, i * size + 256)
+      .toString('utf8')
+      .replace(/\0.*$/s, '');
     if (name === VALIDATION_LAYER) return true;
   }
   return false;
@@ -69,9 +88,24 @@ export function installMessenger(instance: Handle): Handle {
     return 0;
   }, koffi.pointer(Callback));
   const out: [Handle | null] = [null];
-  check(koffi.call(fn, CreateMessenger, instance, {
-    sType: ST_DEBUG_UTILS_MESSENGER_CREATE_INFO, pNext: null, flags: 0,
-    messageSeverity: SEVERITY_WARNING | SEVERITY_ERROR, messageType: 0x1 | 0x2 | 0x4, pfnUserCallback: registered, pUserData: null,
-  }, null, out) as number, 'vkCreateDebugUtilsMessengerEXT');
+  check(
+    koffi.call(
+      fn,
+      CreateMessenger,
+      instance,
+      {
+        sType: ST_DEBUG_UTILS_MESSENGER_CREATE_INFO,
+        pNext: null,
+        flags: 0,
+        messageSeverity: SEVERITY_WARNING | SEVERITY_ERROR,
+        messageType: 0x1 | 0x2 | 0x4,
+        pfnUserCallback: registered,
+        pUserData: null,
+      },
+      null,
+      out,
+    ) as number,
+    'vkCreateDebugUtilsMessengerEXT',
+  );
   return out[0]!;
 }

@@ -14,7 +14,11 @@ import { errorObject, exchange, request } from './raw-http.js';
 function scripted(reply: string, opts: { failAfter?: number; gate?: Promise<void> } = {}): ApiBackend & { seen: CompletionRequest[] } {
   const seen: CompletionRequest[] = [];
   return {
-    seen, modelId: 'fake', ctx: 100, defaults: { temperature: 0 }, chat: true,
+    seen,
+    modelId: 'fake',
+    ctx: 100,
+    defaults: { temperature: 0 },
+    chat: true,
     async complete(req, onText, shouldStop): Promise<CompletionResult> {
       seen.push(req);
       await opts.gate;
@@ -27,14 +31,28 @@ function scripted(reply: string, opts: { failAfter?: number; gate?: Promise<void
         n++;
         await new Promise((r) => setImmediate(r));
       }
-      return { text: words.slice(0, n).join(''), tokens: Array.from({ length: n }, (_, i) => i), finish: 'eos', promptTokens: 3, contextLimit: 100, device: 'fake', timeToFirstTokenMs: 1, prefillTokensPerSecond: null, decodeTokensPerSecond: null };
+      return {
+        text: words.slice(0, n).join(''),
+        tokens: Array.from({ length: n }, (_, i) => i),
+        finish: 'eos',
+        promptTokens: 3,
+        contextLimit: 100,
+        device: 'fake',
+        timeToFirstTokenMs: 1,
+        prefillTokensPerSecond: null,
+        decodeTokensPerSecond: null,
+      };
     },
     status: () => Promise.resolve({ device: 'fake', contextUsed: 0, gpuBytes: null, resident: false }),
   };
 }
 
 const base = { host: '127.0.0.1', port: 0, maxBodyBytes: 1000, maxQueue: 2, version: 'test' };
-const chat = (extra: object = {}) => ({ method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], ...extra }) });
+const chat = (extra: object = {}) => ({
+  method: 'POST',
+  headers: { 'Content-Type': 'application/json' },
+  body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], ...extra }),
+});
 
 test('CORS only when asked: preflight and headers for the given origin', async () => {
   const api = await startApi(scripted('a b'), { ...base, cors: 'http://localhost:3000' });
@@ -61,7 +79,9 @@ test('CORS only when asked: preflight and headers for the given origin', async (
 
 test('the queue: one at a time in arrival order, a limit on waiting requests (503), /health counts them', async () => {
   let open!: () => void;
-  const gate = new Promise<void>((r) => { open = r; });
+  const gate = new Promise<void>((r) => {
+    open = r;
+  });
   const backend = scripted('x y', { gate });
   const api = await startApi(backend, base);
   try {
@@ -69,14 +89,18 @@ test('the queue: one at a time in arrival order, a limit on waiting requests (50
     await new Promise((r) => setTimeout(r, 50));
     const waiting = [fetch(`${api.url}/v1/chat/completions`, chat({ max_tokens: 2 })), fetch(`${api.url}/v1/chat/completions`, chat({ max_tokens: 3 }))];
     await new Promise((r) => setTimeout(r, 50));
-    const health = await (await fetch(`${api.url}/health`)).json() as { queue: { active: number; waiting: number } };
+    const health = (await (await fetch(`${api.url}/health`)).json()) as { queue: { active: number; waiting: number } };
     assert.deepEqual(health.queue, { active: 1, waiting: 2 });
     const over = await fetch(`${api.url}/v1/chat/completions`, chat());
     assert.equal(over.status, 503);
     assert.equal(((await over.json()) as { error: { code: string } }).error.code, 'server_busy');
     open();
     for (const r of [first, ...waiting]) assert.equal((await r).status, 200);
-    assert.deepEqual(backend.seen.map((s) => s.maxTokens), [1, 2, 3], 'served in arrival order');
+    assert.deepEqual(
+      backend.seen.map((s) => s.maxTokens),
+      [1, 2, 3],
+      'served in arrival order',
+    );
   } finally {
     await api.close();
   }
@@ -112,7 +136,15 @@ test('bodies over the limit get 413 (declared or streamed); no body and wrong me
     const declared = await fetch(`${api.url}/v1/chat/completions`, { method: 'POST', headers: json, body: big });
     assert.equal(declared.status, 413);
     const streamed = await fetch(`${api.url}/v1/chat/completions`, {
-      method: 'POST', headers: json, body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(big)); c.close(); } }), duplex: 'half',
+      method: 'POST',
+      headers: json,
+      body: new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode(big));
+          c.close();
+        },
+      }),
+      duplex: 'half',
     } as RequestInit);
     assert.equal(streamed.status, 413);
     assert.equal((await fetch(`${api.url}/v1/chat/completions`, { method: 'POST', headers: json })).status, 400);
@@ -140,7 +172,18 @@ const health = (port: number) => exchange(port, request('GET', '/health'));
 
 test('request targets that are not a path or an http URL are a 400 with an error object, never a crash (before the key check too)', async () => {
   await withApi(scripted('a'), { apiKey: 'k' }, async (port, lines) => {
-    for (const target of ['//[', '//[::1', 'http://a:99999/', 'http://[::1/v1/models', 'ftp://x/v1/models', 'v1/models', '/v1/mo"dels', '/v1/models/%E0%A4%A', '/v1/models/%zz', '/%']) {
+    for (const target of [
+      '//[',
+      '//[::1',
+      'http://a:99999/',
+      'http://[::1/v1/models',
+      'ftp://x/v1/models',
+      'v1/models',
+      '/v1/mo"dels',
+      '/v1/models/%E0%A4%A',
+      '/v1/models/%zz',
+      '/%',
+    ]) {
       const r = await exchange(port, request('GET', target, { Authorization: 'Bearer k' }));
       assert.equal(r.status, 400, `${target}: ${r.body}`);
       // Node's parser refuses some itself (malformed HTTP), the server the rest.
@@ -159,7 +202,18 @@ test('request targets that are not a path or an http URL are a 400 with an error
 
 test('the Host header must name this server (DNS rebinding): localhost, IP addresses, the hostname, --allowed-hosts', async () => {
   await withApi(scripted('a'), { allowedHosts: ['api.example.org'] }, async (port) => {
-    for (const host of ['localhost', 'localhost:8080', 'app.localhost', '127.0.0.1:1', '10.1.2.3', '[::1]:8080', 'host.docker.internal:8080', 'box.local', 'api.example.org', 'API.example.org.:443']) {
+    for (const host of [
+      'localhost',
+      'localhost:8080',
+      'app.localhost',
+      '127.0.0.1:1',
+      '10.1.2.3',
+      '[::1]:8080',
+      'host.docker.internal:8080',
+      'box.local',
+      'api.example.org',
+      'API.example.org.:443',
+    ]) {
       assert.equal((await exchange(port, request('GET', '/v1/models', { Host: host }))).status, 200, host);
     }
     for (const host of ['evil.example', 'localhost.evil.example', '127.0.0.1.nip.io:8080', 'internal.evil.example', 'evil-local']) {
@@ -196,7 +250,14 @@ test('browsers: an Origin is answered only when --cors allows it; POST bodies mu
     assert.equal(errorObject(r).code, 'origin_not_allowed');
     assert.equal(r.headers['access-control-allow-origin'], undefined);
     assert.equal((await exchange(port, request('GET', '/v1/models', { Origin: 'null' }))).status, 403);
-    for (const type of ['text/plain', 'text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/jsonx', '']) {
+    for (const type of [
+      'text/plain',
+      'text/plain;charset=UTF-8',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/jsonx',
+      '',
+    ]) {
       const t = await exchange(port, request('POST', '/v1/chat/completions', type === '' ? {} : { 'Content-Type': type }, chatBody));
       assert.equal(t.status, 415, type);
       assert.equal(errorObject(t, type).code, 'unsupported_media_type');
@@ -214,7 +275,13 @@ test('browsers: an Origin is answered only when --cors allows it; POST bodies mu
     assert.equal(pre.status, 204);
     assert.equal(pre.headers['access-control-allow-origin'], 'http://localhost:3000');
     assert.match(pre.headers['access-control-allow-headers'] ?? '', /Authorization/);
-    const asked = await exchange(port, request('OPTIONS', '/v1/chat/completions', { Origin: 'http://localhost:3000', 'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-os' }));
+    const asked = await exchange(
+      port,
+      request('OPTIONS', '/v1/chat/completions', {
+        Origin: 'http://localhost:3000',
+        'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-os',
+      }),
+    );
     assert.equal(asked.headers['access-control-allow-headers'], 'authorization, content-type, x-stainless-os');
     assert.equal((await exchange(port, request('OPTIONS', '/v1/chat/completions', { Origin: 'http://evil.example' }))).status, 403);
   });
@@ -244,18 +311,29 @@ test('a body over the limit with Content-Length and no Expect: the client reads 
     const body = Buffer.alloc(2 << 20, 'a');
     for (let i = 0; i < 10; i++) {
       for (const close of [true, false]) {
-        const r = await exchange(port, request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json', ...(close ? { Connection: 'close' } : {}) }, body), { pieceBytes: 65536 });
+        const r = await exchange(
+          port,
+          request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json', ...(close ? { Connection: 'close' } : {}) }, body),
+          { pieceBytes: 65536 },
+        );
         assert.equal(r.status, 413, `try ${i}, Connection: ${close ? 'close' : 'keep-alive'}`);
         assert.equal(r.error, null, `try ${i}: the connection failed under the client (${r.error})`);
         assert.equal(errorObject(r).code, 'request_too_large');
       }
     }
     // Expect: 100-continue: the 413 at once, and no body is asked for; within the limit, 100 then the answer.
-    const refused = await exchange(port, request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json', 'Content-Length': String(body.length), Expect: '100-continue' }));
+    const refused = await exchange(
+      port,
+      request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json', 'Content-Length': String(body.length), Expect: '100-continue' }),
+    );
     assert.equal(refused.status, 413);
     assert.deepEqual(refused.interim, []);
     const small = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] });
-    const ok = await exchange(port, request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json', 'Content-Length': String(small.length), Expect: '100-continue' }), { afterContinue: small });
+    const ok = await exchange(
+      port,
+      request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json', 'Content-Length': String(small.length), Expect: '100-continue' }),
+      { afterContinue: small },
+    );
     assert.deepEqual(ok.interim, [100]);
     assert.equal(ok.status, 200);
   });
@@ -264,10 +342,17 @@ test('a body over the limit with Content-Length and no Expect: the client reads 
 test('clients that hang up: half a request, half a body; the server logs it, answers the next, and never says "internal error"', async () => {
   await withApi(scripted('a b c'), {}, async (port, lines) => {
     await exchange(port, Buffer.from('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty'), { hangUpAfterMs: 20 });
-    await exchange(port, Buffer.from('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"messages": ['), { hangUpAfterMs: 20 });
+    await exchange(
+      port,
+      Buffer.from('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"messages": ['),
+      { hangUpAfterMs: 20 },
+    );
     await new Promise((r) => setTimeout(r, 50));
     assert.equal((await health(port)).status, 200);
-    assert.ok(lines.some((l) => /client left before sending the whole body/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /client left before sending the whole body/.test(l)),
+      lines.join('\n'),
+    );
     assert.ok(!lines.some((l) => /internal error/.test(l)), lines.join('\n'));
   });
 });
@@ -275,7 +360,10 @@ test('clients that hang up: half a request, half a body; the server logs it, ans
 test('outside text in log lines and messages is escaped and cut short: no forged lines, no terminal escapes', async () => {
   await withApi(scripted('a'), { maxBodyBytes: 100_000 }, async (port, lines) => {
     const model = `x\u001b[2J\u001b]0;owned\u0007\nFORGED 200 · fake${'y'.repeat(5000)}`;
-    const r = await exchange(port, request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json' }, JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] })));
+    const r = await exchange(
+      port,
+      request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json' }, JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] })),
+    );
     assert.equal(r.status, 404);
     const e = errorObject(r);
     assert.ok(e.message.length < 400, 'the message quotes the model cut short');
@@ -287,7 +375,10 @@ test('outside text in log lines and messages is escaped and cut short: no forged
 });
 
 test('prompts past the context are refused before they are queued or tokenized, naming the field: prompt for completions, messages for chat', async () => {
-  const backend = { ...scripted('a'), fewestTokens: (p: { prompt: string | readonly number[] }) => (typeof p.prompt === 'string' ? p.prompt.length : 0) } as ApiBackend & { seen: CompletionRequest[] };
+  const backend = {
+    ...scripted('a'),
+    fewestTokens: (p: { prompt: string | readonly number[] }) => (typeof p.prompt === 'string' ? p.prompt.length : 0),
+  } as ApiBackend & { seen: CompletionRequest[] };
   await withApi(backend, { maxBodyBytes: 100_000 }, async (port) => {
     const post = (path: string, body: object) => exchange(port, request('POST', path, { 'Content-Type': 'application/json' }, JSON.stringify(body)));
     const ids = await post('/v1/completions', { prompt: Array.from({ length: 101 }, () => 1) });
@@ -300,12 +391,18 @@ test('prompts past the context are refused before they are queued or tokenized, 
     assert.equal(backend.seen.length, 0, 'never reached the engine');
   });
   // The engine's own refusal (a prompt the bound let through) names the field too.
-  const full = { ...scripted('a'), complete: () => Promise.reject(Object.assign(new Error('the prompt is 600 tokens, longer than the context of 100'), { name: 'ContextFullError' })) };
+  const full = {
+    ...scripted('a'),
+    complete: () => Promise.reject(Object.assign(new Error('the prompt is 600 tokens, longer than the context of 100'), { name: 'ContextFullError' })),
+  };
   await withApi(full, {}, async (port) => {
     const r = await exchange(port, request('POST', '/v1/completions', { 'Content-Type': 'application/json' }, JSON.stringify({ prompt: 'x' })));
     assert.equal(r.status, 400);
     assert.equal(errorObject(r).param, 'prompt');
-    const c = await exchange(port, request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json' }, JSON.stringify({ messages: [{ role: 'user', content: 'x' }] })));
+    const c = await exchange(
+      port,
+      request('POST', '/v1/chat/completions', { 'Content-Type': 'application/json' }, JSON.stringify({ messages: [{ role: 'user', content: 'x' }] })),
+    );
     assert.equal(errorObject(c).param, 'messages');
   });
 });
@@ -321,6 +418,8 @@ test('/health when the model is unavailable: 503 with an error object', async ()
 });
 
 test('loopback addresses: all of 127.0.0.0/8, ::1 and localhost; nothing else', () => {
-  for (const h of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST', 'a.localhost']) assert.ok(isLoopbackHost(h), h);
-  for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1', '128.0.0.1', '::2', 'example.com', 'localhost.example.com', '']) assert.ok(!isLoopbackHost(h), h);
+  for (const h of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST', 'a.localhost'])
+    assert.ok(isLoopbackHost(h), h);
+  for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1', '128.0.0.1', '::2', 'example.com', 'localhost.example.com', ''])
+    assert.ok(!isLoopbackHost(h), h);
 });

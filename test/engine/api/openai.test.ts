@@ -12,11 +12,37 @@ const bad = (f: () => unknown, param: string | null, re: RegExp) =>
 
 test('a chat request becomes a completion: roles, text parts, developer = system, sampling and limits', () => {
   const p = parseChatRequest({
-    model: 'm', temperature: 0.5, top_p: 0.9, seed: -1, max_completion_tokens: 7, stop: 'END', stream: true, stream_options: { include_usage: true },
-    messages: [{ role: 'developer', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }, { role: 'assistant', content: null }],
-    user: 'ignored', presence_penalty: 0.5, frequency_penalty: null, logprobs: false, tools: [], response_format: { type: 'text' },
+    model: 'm',
+    temperature: 0.5,
+    top_p: 0.9,
+    seed: -1,
+    max_completion_tokens: 7,
+    stop: 'END',
+    stream: true,
+    stream_options: { include_usage: true },
+    messages: [
+      { role: 'developer', content: 'be brief' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'a' },
+          { type: 'text', text: 'b' },
+        ],
+      },
+      { role: 'assistant', content: null },
+    ],
+    user: 'ignored',
+    presence_penalty: 0.5,
+    frequency_penalty: null,
+    logprobs: false,
+    tools: [],
+    response_format: { type: 'text' },
   });
-  assert.deepEqual(p.completion.messages, [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'a\nb' }, { role: 'assistant', content: '' }]);
+  assert.deepEqual(p.completion.messages, [
+    { role: 'system', content: 'be brief' },
+    { role: 'user', content: 'a\nb' },
+    { role: 'assistant', content: '' },
+  ]);
   assert.deepEqual(p.sampling, { temperature: 0.5, topP: 0.9, presencePenalty: 0.5, seed: 4294967295 });
   assert.equal(p.completion.maxTokens, 7);
   assert.deepEqual(p.completion.stop, ['END']);
@@ -31,7 +57,11 @@ test('bad chat requests name the parameter', () => {
   bad(() => parseChatRequest({ messages: [] }), 'messages', /at least one/);
   bad(() => parseChatRequest({ messages: [{ role: 'robot', content: 'x' }] }), 'messages[0].role', /one of system/);
   bad(() => parseChatRequest({ messages: [{ role: 'tool', content: 'x' }] }), 'messages[0].role', /function calling/);
-  bad(() => parseChatRequest({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }), 'messages[0].content[0]', /text model only/);
+  bad(
+    () => parseChatRequest({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }),
+    'messages[0].content[0]',
+    /text model only/,
+  );
   const m = { messages: [{ role: 'user', content: 'x' }] };
   bad(() => parseChatRequest({ ...m, temperature: '1' }), 'temperature', /must be a number, got the string "1"/);
   bad(() => parseChatRequest({ ...m, temperature: 2.5 }), 'temperature', /between 0 and 2/);
@@ -59,7 +89,7 @@ test('a completions request: a string, token ids, or a batch of one; echo; bad p
   bad(() => parseCompletionRequest({ prompt: 'x', suffix: 'y' }), 'suffix', /fill in the middle/);
 });
 
-test('engine errors map to HTTP: context and template problems are the client\'s (400), the rest the server\'s (500)', () => {
+test("engine errors map to HTTP: context and template problems are the client's (400), the rest the server's (500)", () => {
   const ctx = toApiError(new ContextFullError('the prompt is 600 tokens, longer than the context of 512'));
   assert.equal(ctx.status, 400);
   assert.equal(ctx.code, 'context_length_exceeded');
@@ -71,17 +101,32 @@ test('engine errors map to HTTP: context and template problems are the client\'s
   assert.equal(internal.type, 'server_error');
 });
 
-test('responses and chunks have OpenAI\'s shape', () => {
+test("responses and chunks have OpenAI's shape", () => {
   const head = { id: 'chatcmpl-1', created: 1, model: 'm', system_fingerprint: 'fp' };
   const chat = parseChatRequest({ messages: [{ role: 'user', content: 'x' }] });
-  const r = { text: 'hello', tokens: [1, 2], finish: 'eos' as const, promptTokens: 5, contextLimit: 512, device: 'd', timeToFirstTokenMs: 1, prefillTokensPerSecond: 1, decodeTokensPerSecond: 1 };
+  const r = {
+    text: 'hello',
+    tokens: [1, 2],
+    finish: 'eos' as const,
+    promptTokens: 5,
+    contextLimit: 512,
+    device: 'd',
+    timeToFirstTokenMs: 1,
+    prefillTokensPerSecond: 1,
+    decodeTokensPerSecond: 1,
+  };
   const full = fullResponse(chat, head, r, '') as { object: string; choices: { message: { content: string }; finish_reason: string }[]; usage: unknown };
   assert.equal(full.object, 'chat.completion');
   assert.equal(full.choices[0]!.message.content, 'hello');
   assert.equal(full.choices[0]!.finish_reason, 'stop');
   assert.deepEqual(full.usage, { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 });
   assert.deepEqual((chunk(chat, head, { first: true, text: '' }) as { choices: { delta: unknown }[] }).choices[0]!.delta, { role: 'assistant', content: '' });
-  assert.deepEqual((chunk(chat, head, { finish: 'length' }) as { choices: { delta: unknown; finish_reason: string }[] }).choices[0], { index: 0, delta: {}, logprobs: null, finish_reason: 'length' });
+  assert.deepEqual((chunk(chat, head, { finish: 'length' }) as { choices: { delta: unknown; finish_reason: string }[] }).choices[0], {
+    index: 0,
+    delta: {},
+    logprobs: null,
+    finish_reason: 'length',
+  });
   assert.equal(finishReason('stop'), 'stop');
   assert.equal(finishReason('context'), 'length');
 });

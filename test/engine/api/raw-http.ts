@@ -52,7 +52,10 @@ function parse(buf: Buffer, ended: boolean, noBody = false): Omit<RawResponse, '
       headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
     }
     at = end + 4;
-    if (status >= 100 && status < 200) { interim.push(status); continue; }
+    if (status >= 100 && status < 200) {
+      interim.push(status);
+      continue;
+    }
     const rest = buf.subarray(at);
     if (noBody) return { status, headers, body: '', interim };
     if (headers['content-length'] !== undefined) {
@@ -103,7 +106,9 @@ export function exchange(port: number, request: string | Buffer, o: ExchangeOpti
       }
       finish(false);
     });
-    s.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
     s.on('close', () => finish(true));
     const data = typeof request === 'string' ? Buffer.from(request, 'latin1') : request;
     const piece = o.pieceBytes ?? data.length;
@@ -112,9 +117,18 @@ export function exchange(port: number, request: string | Buffer, o: ExchangeOpti
       while (off < data.length && !s.destroyed) {
         const part = data.subarray(off, off + piece);
         off += part.length;
-        if (!s.write(part)) { s.once('drain', pump); return; }
+        if (!s.write(part)) {
+          s.once('drain', pump);
+          return;
+        }
       }
-      if (o.hangUpAfterMs !== undefined) setTimeout(() => { s.destroy(); settled = true; clearTimeout(timer); resolve({ status: 0, headers: {}, body: '', error, interim: [] }); }, o.hangUpAfterMs);
+      if (o.hangUpAfterMs !== undefined)
+        setTimeout(() => {
+          s.destroy();
+          settled = true;
+          clearTimeout(timer);
+          resolve({ status: 0, headers: {}, body: '', error, interim: [] });
+        }, o.hangUpAfterMs);
     };
     pump();
   });
@@ -124,8 +138,11 @@ export function exchange(port: number, request: string | Buffer, o: ExchangeOpti
 export function request(method: string, target: string, headers: Record<string, string> = {}, body?: string | Buffer): Buffer {
   const h = { Host: '127.0.0.1', ...headers };
   const b = body === undefined ? Buffer.alloc(0) : Buffer.from(body);
-  if (body !== undefined && !Object.keys(h).some((k) => /^(content-length|transfer-encoding)$/i.test(k))) Object.assign(h, { 'Content-Length': String(b.length) });
-  const lines = Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  if (body !== undefined && !Object.keys(h).some((k) => /^(content-length|transfer-encoding)$/i.test(k)))
+    Object.assign(h, { 'Content-Length': String(b.length) });
+  const lines = Object.entries(h)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   return Buffer.concat([Buffer.from(`${method} ${target} HTTP/1.1\r\n${lines}\r\n`, 'latin1'), b]);
 }
 

@@ -23,17 +23,38 @@ function rng(seed: number): (n: number) => number {
   };
 }
 
-const NASTY = ['', 'x', '\u001b[2J', '\u001b]0;title\u0007', '\u009b31m', 'line\nforged', '\u0000', 'é漢😀', '__proto__', 'constructor', '1', 'null', ' '.repeat(50)];
+const NASTY = [
+  '',
+  'x',
+  '\u001b[2J',
+  '\u001b]0;title\u0007',
+  '\u009b31m',
+  'line\nforged',
+  '\u0000',
+  'é漢😀',
+  '__proto__',
+  'constructor',
+  '1',
+  'null',
+  ' '.repeat(50),
+];
 
 function randomValue(r: (n: number) => number, depth = 0): unknown {
   switch (r(depth > 3 ? 6 : 9)) {
-    case 0: return null;
-    case 1: return r(2) === 0;
-    case 2: return [0, -1, 1, 1e308, -1e-308, 2 ** 53, 0.5, 7][r(8)];
-    case 3: return NASTY[r(NASTY.length)];
-    case 4: return r(1000) - 500;
-    case 5: return `${NASTY[r(NASTY.length)]}${r(100)}`;
-    case 6: return Array.from({ length: r(4) }, () => randomValue(r, depth + 1));
+    case 0:
+      return null;
+    case 1:
+      return r(2) === 0;
+    case 2:
+      return [0, -1, 1, 1e308, -1e-308, 2 ** 53, 0.5, 7][r(8)];
+    case 3:
+      return NASTY[r(NASTY.length)];
+    case 4:
+      return r(1000) - 500;
+    case 5:
+      return `${NASTY[r(NASTY.length)]}${r(100)}`;
+    case 6:
+      return Array.from({ length: r(4) }, () => randomValue(r, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
       for (let i = r(5); i > 0; i--) o[[...NASTY, 'schema', 'vulkan', 'devices', 'files', 'heaps'][r(NASTY.length + 5)]!] = randomValue(r, depth + 1);
@@ -59,10 +80,18 @@ function mutate(base: unknown, r: (n: number) => number): unknown {
   if (parent === null) return randomValue(r);
   const p = parent as Record<string | number, unknown>;
   switch (r(4)) {
-    case 0: if (Array.isArray(parent)) parent.splice(key as number, 1); else delete p[key]; break;
-    case 1: p[key] = [node]; break;
-    case 2: p[key] = typeof node === 'string' ? `${node}${NASTY[r(NASTY.length)]}` : randomValue(r); break;
-    default: p[key] = randomValue(r);
+    case 0:
+      if (Array.isArray(parent)) parent.splice(key as number, 1);
+      else delete p[key];
+      break;
+    case 1:
+      p[key] = [node];
+      break;
+    case 2:
+      p[key] = typeof node === 'string' ? `${node}${NASTY[r(NASTY.length)]}` : randomValue(r);
+      break;
+    default:
+      p[key] = randomValue(r);
   }
   return copy;
 }
@@ -82,7 +111,11 @@ test('a few hundred random snapshots: a SnapshotError naming a field, or checks 
       snap = validateSnapshot(parsed, 'fuzz.json');
     } catch (e) {
       assert.ok(e instanceof SnapshotError, `case ${i}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-      assert.match(e.message, /^fuzz\.json: (not a unicorn doctor snapshot: .+ should be .+, but is .+|snapshot schema \S+, this unicorn reads schema 1)$/, `case ${i}`);
+      assert.match(
+        e.message,
+        /^fuzz\.json: (not a unicorn doctor snapshot: .+ should be .+, but is .+|snapshot schema \S+, this unicorn reads schema 1)$/,
+        `case ${i}`,
+      );
       assert.ok(!e.message.includes('\n'), `case ${i}: one line`);
       refused++;
       continue;
@@ -103,7 +136,12 @@ test('the real command on a handful of them: exit 0 or 1, one unicorn: line, nev
   const file = path.join(dir, 'snap.json');
   for (let i = 0; i < 8; i++) {
     fs.writeFileSync(file, JSON.stringify(i % 2 === 0 ? randomValue(r) : mutate(base, r)) ?? 'null');
-    const p = spawnSync(process.execPath, [BIN, 'doctor', '--from', file], { encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL', env: { ...process.env, UNICORN_VALIDATION: '0' } });
+    const p = spawnSync(process.execPath, [BIN, 'doctor', '--from', file], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, UNICORN_VALIDATION: '0' },
+    });
     assert.equal(p.signal, null, `case ${i}: hung`);
     assert.ok(p.status === 0 || p.status === 1, `case ${i}: exit ${p.status}\n${p.stderr}`);
     if (p.status === 1 && p.stdout === '') assert.match(p.stderr, /^unicorn: /m);

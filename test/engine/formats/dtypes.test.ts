@@ -2,15 +2,29 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import {
-  bf16ArrayToF32, bf16ToF32, decodeFloats, f16ArrayToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16, f32ToBf16, f32ToF16,
+  bf16ArrayToF32,
+  bf16ToF32,
+  decodeFloats,
+  f16ArrayToF32,
+  f16ToF32,
+  f32ArrayToBf16,
+  f32ArrayToF16,
+  f32ToBf16,
+  f32ToF16,
 } from '../../../src/engine/formats/dtypes.js';
 import { SafetensorsFile } from '../../../src/engine/formats/safetensors.js';
 import { FIXTURES } from '../../support/paths.js';
 
 // Reference values: torch's own conversions, recorded by scripts/fixtures/make_fixtures.py.
 const conv = SafetensorsFile.open(path.join(FIXTURES, 'conversions.safetensors'));
-const u16 = (name: string) => { const b = conv.readAll(name); return new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2); };
-const f32 = (name: string) => { const b = conv.readAll(name); return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
+const u16 = (name: string) => {
+  const b = conv.readAll(name);
+  return new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+};
+const f32 = (name: string) => {
+  const b = conv.readAll(name);
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+};
 const isNaN16 = (h: number, expBits: number, manMask: number) => ((h >>> 0) & expBits) === expBits && (h & manMask) !== 0;
 
 test('f32 -> bf16 rounds to nearest even exactly as torch does', () => {

@@ -36,22 +36,43 @@ function headerOf(bytes: Uint8Array): { json: Record<string, { dtype: string; sh
 
 type Mutation = (b: Uint8Array, r: () => number) => Uint8Array;
 const int = (r: () => number, n: number) => Math.floor(r() * n);
-const pickKey = (obj: object, r: () => number) => { const ks = Object.keys(obj).filter((k) => k !== '__metadata__'); return ks[int(r, ks.length)]; };
+const pickKey = (obj: object, r: () => number) => {
+  const ks = Object.keys(obj).filter((k) => k !== '__metadata__');
+  return ks[int(r, ks.length)];
+};
 
 const MUTATIONS: Record<string, Mutation> = {
   truncate: (b, r) => b.slice(0, int(r, b.byteLength)),
-  extend: (b, r) => { const out = new Uint8Array(b.byteLength + 1 + int(r, 64)); out.set(b); return out; },
+  extend: (b, r) => {
+    const out = new Uint8Array(b.byteLength + 1 + int(r, 64));
+    out.set(b);
+    return out;
+  },
   bitflips: (b, r) => {
     const out = b.slice();
     const inHeader = Math.min(out.byteLength, 8 + Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true)));
-    for (let k = 1 + int(r, 8); k > 0; k--) { const i = int(r, r() < 0.8 ? inHeader : out.byteLength); out[i]! ^= 1 << int(r, 8); }
+    for (let k = 1 + int(r, 8); k > 0; k--) {
+      const i = int(r, r() < 0.8 ? inHeader : out.byteLength);
+      out[i]! ^= 1 << int(r, 8);
+    }
     return out;
   },
   lengthLie: (b, r) => {
     const out = b.slice();
     const dv = new DataView(out.buffer);
     const n = dv.getBigUint64(0, true);
-    const choices = [0n, 1n, n - 1n, n + 1n, n + BigInt(int(r, 1000)), BigInt(out.byteLength), 2n ** 64n - 1n, 2n ** 53n, BigInt(int(r, 2 ** 31)), 100_000_001n];
+    const choices = [
+      0n,
+      1n,
+      n - 1n,
+      n + 1n,
+      n + BigInt(int(r, 1000)),
+      BigInt(out.byteLength),
+      2n ** 64n - 1n,
+      2n ** 53n,
+      BigInt(int(r, 2 ** 31)),
+      100_000_001n,
+    ];
     dv.setBigUint64(0, BigInt.asUintN(64, choices[int(r, choices.length)]!), true);
     return out;
   },
@@ -60,8 +81,30 @@ const MUTATIONS: Record<string, Mutation> = {
     const k = pickKey(json, r);
     if (k === undefined) return b;
     const o = json[k]!.data_offsets;
-    const edits = [() => { o[0] = o[0]! + 1 - int(r, 3); }, () => { o[1] = o[1]! + int(r, 1 << 20); }, () => { o[0] = -1; }, () => { o[1] = 2 ** 60; },
-      () => { const other = json[pickKey(json, r)!]!; other.data_offsets = [...o]; }, () => { o.push(3); }, () => { json[k]!.data_offsets = 'x' as never; }];
+    const edits = [
+      () => {
+        o[0] = o[0]! + 1 - int(r, 3);
+      },
+      () => {
+        o[1] = o[1]! + int(r, 1 << 20);
+      },
+      () => {
+        o[0] = -1;
+      },
+      () => {
+        o[1] = 2 ** 60;
+      },
+      () => {
+        const other = json[pickKey(json, r)!]!;
+        other.data_offsets = [...o];
+      },
+      () => {
+        o.push(3);
+      },
+      () => {
+        json[k]!.data_offsets = 'x' as never;
+      },
+    ];
     edits[int(r, edits.length)]!();
     return rawFile(json, data);
   },
@@ -160,7 +203,9 @@ test(`fuzz: ${CASES} mutated files give a valid header or a SafetensorsError (se
     } catch (e) {
       if (!(e instanceof SafetensorsError)) {
         fs.writeFileSync(path.join(dir, 'crash.safetensors'), bytes);
-        assert.fail(`case ${i} (${m}, seed ${SEED}) threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}; input kept in ${dir}/crash.safetensors`);
+        assert.fail(
+          `case ${i} (${m}, seed ${SEED}) threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}; input kept in ${dir}/crash.safetensors`,
+        );
       }
       outcome[m]!.rejected++;
     }

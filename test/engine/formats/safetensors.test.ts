@@ -18,7 +18,10 @@ describe('reader', () => {
   test('reads every dtype from a file written by Python safetensors', () => {
     const f = SafetensorsFile.open(path.join(FIXTURES, 'dtypes.safetensors'));
     assert.equal(f.metadata['made_by'], 'python safetensors');
-    const dv = (name: string) => { const b = f.readAll(name); return new DataView(b.buffer, b.byteOffset, b.byteLength); };
+    const dv = (name: string) => {
+      const b = f.readAll(name);
+      return new DataView(b.buffer, b.byteOffset, b.byteLength);
+    };
     assert.deepEqual(f.tensor('f32').shape, [2, 2]);
     assert.equal(dv('f32').getFloat32(8, true), 3.25);
     assert.equal(dv('f64').getFloat64(8, true), -2.25);
@@ -59,7 +62,11 @@ describe('reader', () => {
     ['invalid UTF-8', rawFile(new TextDecoder('latin1').decode(new Uint8Array([0x7b, 0xff, 0x7d]))).map((b, i) => (i === 9 ? 0xff : b)), /not valid UTF-8/],
     ['not JSON', rawFile('{"a": '), /not valid JSON/],
     ['array header', rawFile('[1,2]'), /does not start with a JSON object/],
-    ['duplicate tensor', rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4), /'a': appears twice/],
+    [
+      'duplicate tensor',
+      rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4),
+      /'a': appears twice/,
+    ],
     ['unknown dtype', rawFile({ a: { ...tensor, dtype: 'F128' } }, 8), /unknown dtype "F128"/],
     ['negative shape', rawFile({ a: { ...tensor, shape: [-2] } }, 8), /shape is not a list/],
     ['shape/span mismatch', rawFile({ a: { ...tensor, shape: [3] } }, 8), /needs 12 bytes but data_offsets span 8/],
@@ -75,11 +82,17 @@ describe('reader', () => {
   ];
   for (const [what, bytes, message] of cases) {
     test(`rejects a file with ${what}, naming the file`, () => {
-      assert.throws(() => parseBuffer('bad.safetensors', bytes), (e: unknown) => e instanceof SafetensorsError && message.test(e.message) && e.message.startsWith('bad.safetensors: '));
+      assert.throws(
+        () => parseBuffer('bad.safetensors', bytes),
+        (e: unknown) => e instanceof SafetensorsError && message.test(e.message) && e.message.startsWith('bad.safetensors: '),
+      );
       const dir = scratchDir('bad');
       const p = path.join(dir, 'bad.safetensors');
       fs.writeFileSync(p, bytes);
-      assert.throws(() => SafetensorsFile.open(p), (e: unknown) => e instanceof SafetensorsError && message.test(e.message));
+      assert.throws(
+        () => SafetensorsFile.open(p),
+        (e: unknown) => e instanceof SafetensorsError && message.test(e.message),
+      );
       fs.rmSync(dir, { recursive: true });
     });
   }
@@ -95,11 +108,21 @@ describe('beyond 2 GiB and 4 GiB', () => {
     const dir = scratchDir('sparse4g');
     const file = path.join(dir, 'big.safetensors');
     const big = G4 + G2 / 4;
-    const header = encodeHeader([{ name: 'big', dtype: 'U8', shape: [big] }, { name: 'tail', dtype: 'F32', shape: [4] }]);
+    const header = encodeHeader([
+      { name: 'big', dtype: 'U8', shape: [big] },
+      { name: 'tail', dtype: 'F32', shape: [4] },
+    ]);
     const fd = fs.openSync(file, 'w');
     fs.writeSync(fd, header, 0, header.byteLength, 0);
     fs.ftruncateSync(fd, header.byteLength + big + 16);
-    const mark = (at: number) => fs.writeSync(fd, Uint8Array.from({ length: 16 }, (_, i) => (at / 2 ** 28 + i * 7 + 1) & 0xff), 0, 16, at - 8);
+    const mark = (at: number) =>
+      fs.writeSync(
+        fd,
+        Uint8Array.from({ length: 16 }, (_, i) => (at / 2 ** 28 + i * 7 + 1) & 0xff),
+        0,
+        16,
+        at - 8,
+      );
     mark(G2);
     mark(G4);
     fs.writeSync(fd, new Uint8Array(new Float32Array([1.5, -2, 3.25, 4e9]).buffer), 0, 16, header.byteLength + big);
@@ -159,7 +182,10 @@ describe('writer', () => {
       const f = SafetensorsFile.open(path.join(dir, file));
       assert.equal((8 + f.headerLength) % 8, 0);
       assert.deepEqual({ ...f.metadata }, spec.metadata);
-      assert.deepEqual(f.tensors.map((t) => t.name), spec.tensors.map((t) => t.name));
+      assert.deepEqual(
+        f.tensors.map((t) => t.name),
+        spec.tensors.map((t) => t.name),
+      );
       for (const t of spec.tensors) assert.deepEqual(f.tensor(t.name).shape, t.shape);
       f.close();
     }
@@ -172,7 +198,10 @@ describe('writer', () => {
   test('refuses wrong sizes and order, and leaves nothing behind on abort or error', () => {
     const dir = scratchDir('w');
     const p = path.join(dir, 'out.safetensors');
-    const specs = [{ name: 'a', dtype: 'F32' as const, shape: [2] }, { name: 'b', dtype: 'U8' as const, shape: [3] }];
+    const specs = [
+      { name: 'a', dtype: 'F32' as const, shape: [2] },
+      { name: 'b', dtype: 'U8' as const, shape: [3] },
+    ];
     const w = new SafetensorsWriter(p, specs);
     assert.throws(() => w.writeTensor('b', new Uint8Array(3)), /expected tensor 'a' next/);
     w.write(new Uint8Array(4));
@@ -195,7 +224,9 @@ describe('writer', () => {
     const dir = scratchDir('sigint');
     const script = path.join(dir, 'child.mjs');
     const dist = (m: string) => pathToFileURL(path.join(ROOT, 'dist', 'src', 'engine', 'formats', m)).href;
-    fs.writeFileSync(script, `
+    fs.writeFileSync(
+      script,
+      `
       import { exitCleanlyOnSignals } from '${dist('atomic.js')}';
       import { SafetensorsWriter } from '${dist('safetensors-writer.js')}';
       exitCleanlyOnSignals();
@@ -203,10 +234,14 @@ describe('writer', () => {
       w.write(new Uint8Array(1 << 20));
       process.stdout.write('ready\\n');
       setInterval(() => {}, 1000);
-    `);
+    `,
+    );
     const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-    assert.ok(fs.readdirSync(dir).some((f) => f.includes('.tmp-')), 'a temporary file exists while writing');
+    assert.ok(
+      fs.readdirSync(dir).some((f) => f.includes('.tmp-')),
+      'a temporary file exists while writing',
+    );
     child.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     assert.equal(code, 130);
@@ -225,7 +260,10 @@ describe('sharded checkpoints', () => {
     const weightMap: Record<string, string> = {};
     parts.forEach((part, i) => {
       const file = `model-0000${i + 1}-of-00002.safetensors`;
-      writeSafetensors(path.join(dir, file), part.map((n) => ({ name: n, dtype: src.tensor(n).dtype, shape: src.tensor(n).shape, data: src.readAll(n) })));
+      writeSafetensors(
+        path.join(dir, file),
+        part.map((n) => ({ name: n, dtype: src.tensor(n).dtype, shape: src.tensor(n).shape, data: src.readAll(n) })),
+      );
       for (const n of part) weightMap[n] = file;
     });
     src.close();
@@ -252,17 +290,51 @@ describe('sharded checkpoints', () => {
   });
 
   const broken: [string, (m: Record<string, string>) => void, RegExp][] = [
-    ['a missing shard', (m) => { m['model.norm.weight'] = 'model-00003-of-00003.safetensors'; }, /model-00003-of-00003.safetensors: is missing/],
-    ['a tensor listed in the wrong shard', (m) => { m['model.norm.weight'] = m['model.norm.weight'] === 'model-00001-of-00002.safetensors' ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors'; }, /'model.norm.weight': is listed in .* but stored in/],
-    ['a tensor in no shard', (m) => { m['model.extra.weight'] = 'model-00001-of-00002.safetensors'; }, /'model.extra.weight': is listed in .* but is in no shard/],
-    ['a stored tensor missing from the index', (m) => { delete m['model.norm.weight']; }, /'model.norm.weight': is stored here but not listed/],
-    ['a shard path outside the directory', (m) => { m['model.norm.weight'] = '../evil.safetensors'; }, /not a .safetensors file name in this directory/],
+    [
+      'a missing shard',
+      (m) => {
+        m['model.norm.weight'] = 'model-00003-of-00003.safetensors';
+      },
+      /model-00003-of-00003.safetensors: is missing/,
+    ],
+    [
+      'a tensor listed in the wrong shard',
+      (m) => {
+        m['model.norm.weight'] =
+          m['model.norm.weight'] === 'model-00001-of-00002.safetensors' ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors';
+      },
+      /'model.norm.weight': is listed in .* but stored in/,
+    ],
+    [
+      'a tensor in no shard',
+      (m) => {
+        m['model.extra.weight'] = 'model-00001-of-00002.safetensors';
+      },
+      /'model.extra.weight': is listed in .* but is in no shard/,
+    ],
+    [
+      'a stored tensor missing from the index',
+      (m) => {
+        delete m['model.norm.weight'];
+      },
+      /'model.norm.weight': is stored here but not listed/,
+    ],
+    [
+      'a shard path outside the directory',
+      (m) => {
+        m['model.norm.weight'] = '../evil.safetensors';
+      },
+      /not a .safetensors file name in this directory/,
+    ],
   ];
   for (const [what, mutate, message] of broken) {
     test(`rejects ${what}`, () => {
       const dir = scratchDir('shards-bad');
       shard(dir, mutate);
-      assert.throws(() => Checkpoint.open(dir), (e: unknown) => e instanceof SafetensorsError && message.test(e.message));
+      assert.throws(
+        () => Checkpoint.open(dir),
+        (e: unknown) => e instanceof SafetensorsError && message.test(e.message),
+      );
       fs.rmSync(dir, { recursive: true });
     });
   }

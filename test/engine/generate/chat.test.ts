@@ -16,7 +16,9 @@ class EchoReplier implements Replier {
     return { reply: text, stats: { promptTokens: 1, reusedTokens: 0, generatedTokens: 1, timeToFirstTokenMs: 1, tokensPerSecond: null, finish: 'eos' } };
   }
   reset(): void {}
-  context() { return { used: 0, limit: 64, gpuBytes: null }; }
+  context() {
+    return { used: 0, limit: 64, gpuBytes: null };
+  }
 }
 
 test('/save to a missing folder, a directory or /proc is a message; the conversation is still there and saves elsewhere', async () => {
@@ -31,5 +33,8 @@ test('/save to a missing folder, a directory or /proc is a message; the conversa
   assert.deepEqual(fs.readdirSync(dir), [], 'no temporary file left behind');
   const ok = chat.command(`/save ${path.join(dir, 'talk.json')}`);
   assert.match(ok.output, /saved 2 messages/);
-  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'talk.json'), 'utf8')).messages.map((m: ChatMessage) => m.content), ['hello', 'you said hello']);
+  assert.deepEqual(
+    JSON.parse(fs.readFileSync(path.join(dir, 'talk.json'), 'utf8')).messages.map((m: ChatMessage) => m.content),
+    ['hello', 'you said hello'],
+  );
 });

@@ -21,7 +21,10 @@ test('greedy takes the argmax (the lowest id on ties), from whichever result the
 
 test('same seed, same tokens; another seed, other tokens', () => {
   const l = [0, 0.5, 1, 1.5, 2, 0.3, 0.7, 1.1];
-  const run = (seed: number) => { const s = new Sampler(opts({ seed })); return Array.from({ length: 40 }, () => s.sample(logits(l), [])); };
+  const run = (seed: number) => {
+    const s = new Sampler(opts({ seed }));
+    return Array.from({ length: 40 }, () => s.sample(logits(l), []));
+  };
   assert.deepEqual(run(1), run(1));
   assert.notDeepEqual(run(1), run(2));
 });
@@ -63,7 +66,7 @@ test('presence and frequency penalties subtract, per token seen in the window, p
   assert.deepEqual(checkSampling({ ...GREEDY, presencePenalty: 3, frequencyPenalty: -2.5 }).length, 2);
 });
 
-test('resolved sampling: asked, then the model\'s defaults, then llama.cpp\'s; a random seed unless given', () => {
+test("resolved sampling: asked, then the model's defaults, then llama.cpp's; a random seed unless given", () => {
   const r = resolveSampling({ temperature: 0.2 }, { temperature: 0.9, topK: 64 });
   assert.equal(r.temperature, 0.2);
   assert.equal(r.topK, 64);
@@ -83,7 +86,10 @@ test('what the GPU must return: argmax for greedy, top-k when it bounds the cand
 
 test('top-k on the GPU gives the same draws as the full logits', () => {
   const l = Array.from({ length: 300 }, (_, i) => Math.sin(i * 1.7) * 3);
-  const order = l.map((_, i) => i).sort((a, b) => l[b]! - l[a]! || a - b).slice(0, 20);
+  const order = l
+    .map((_, i) => i)
+    .sort((a, b) => l[b]! - l[a]! || a - b)
+    .slice(0, 20);
   const a = new Sampler(opts({ topK: 20, topP: 0.9, seed: 3 }));
   const b = new Sampler(opts({ topK: 20, topP: 0.9, seed: 3 }));
   for (let i = 0; i < 200; i++) {

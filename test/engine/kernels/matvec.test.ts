@@ -21,14 +21,26 @@ const mm = new MatMul(gpu.device, gpu.alloc);
 function prepare(format: WeightFormat, w: Float32Array, rows: number, cols: number, group = 64) {
   const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   switch (format) {
-    case 'f32': return { bytes: u8(w), params: null, exact: w };
-    case 'f16': { const h = f32ArrayToF16(w); return { bytes: u8(h), params: null, exact: Float32Array.from(h, f16ToF32) }; }
-    case 'bf16': { const h = f32ArrayToBf16(w); return { bytes: u8(h), params: null, exact: Float32Array.from(h, bf16ToF32) }; }
-    case 'q8': { const q = quantizeQ8(w, rows, cols); return { bytes: u8(q.q), params: u8(q.scales), exact: dequantizeQ8(q, rows, cols) }; }
+    case 'f32':
+      return { bytes: u8(w), params: null, exact: w };
+    case 'f16': {
+      const h = f32ArrayToF16(w);
+      return { bytes: u8(h), params: null, exact: Float32Array.from(h, f16ToF32) };
+    }
+    case 'bf16': {
+      const h = f32ArrayToBf16(w);
+      return { bytes: u8(h), params: null, exact: Float32Array.from(h, bf16ToF32) };
+    }
+    case 'q8': {
+      const q = quantizeQ8(w, rows, cols);
+      return { bytes: u8(q.q), params: u8(q.scales), exact: dequantizeQ8(q, rows, cols) };
+    }
     case 'q4': {
       const q = quantizeQ4(w, rows, cols, group);
       // Each weight's group minimum m (w = q d + m): the integer-dot path applies m to the exact x.
-      const mins = Float32Array.from({ length: rows * cols }, (_, i) => halfToF32(q.params[Math.floor(i / cols) * (cols / group) + Math.floor((i % cols) / group)]! >>> 16));
+      const mins = Float32Array.from({ length: rows * cols }, (_, i) =>
+        halfToF32(q.params[Math.floor(i / cols) * (cols / group) + Math.floor((i % cols) / group)]! >>> 16),
+      );
       return { bytes: q.packed, params: u8(q.params), exact: dequantizeQ4(q, rows, cols), mins };
     }
   }
@@ -55,8 +67,14 @@ function run(format: WeightFormat, rows: number, cols: number, opts: { group?: n
   const w = randomFloats(rows * cols, seed);
   const x = randomFloats(cols, seed + 1);
   const p = prepare(format, w, rows, cols, opts.group);
-  const m = singleMatrix(format, rows, cols, opts.group ?? 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, `${format} weights`),
-    p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, `${format} params`));
+  const m = singleMatrix(
+    format,
+    rows,
+    cols,
+    opts.group ?? 64,
+    uploadNew(gpu.alloc, gpu.cmds, p.bytes, `${format} weights`),
+    p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, `${format} params`),
+  );
   const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
   const yb = gpu.alloc.alloc(rows * 4, 'y');
   gpu.cmds.begin();
@@ -118,7 +136,7 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
       }
     }
   });
-  test('tiling: the format\'s default on a GPU (one row per tile when rows are few), fewer longer invocations on a CPU driver', () => {
+  test("tiling: the format's default on a GPU (one row per tile when rows are few), fewer longer invocations on a CPU driver", () => {
     if (gpu.device.info.type === 'cpu') {
       assert.deepEqual(mv.tiling({ format: 'q8', rows: 100, cols: 5376 }), { ...CPU_TILING, threads: Math.max(32, mv.minThreads) });
     } else {
@@ -163,7 +181,10 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
     const x = randomFloats(cols, 8);
     const exact = matvecRef(w, x, rows, cols);
     const norm = Math.sqrt(exact.reduce((a, v) => a + v * v, 0));
-    for (const [format, bound] of [['q8', 0.01], ['q4', 0.12]] as const) {
+    for (const [format, bound] of [
+      ['q8', 0.01],
+      ['q4', 0.12],
+    ] as const) {
       const y = run(format, rows, cols, { seed: 7 }).got;
       const err = Math.sqrt(y.reduce((a, v, i) => a + (v - exact[i]!) ** 2, 0)) / norm;
       assert.ok(err < bound, `${format}: relative error ${err.toFixed(4)} over ${bound}`);
@@ -174,7 +195,14 @@ describe(`matrix x vector on ${gpu.device.info.name}`, () => {
 describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
   function upload(format: WeightFormat, w: Float32Array, rows: number, cols: number) {
     const p = prepare(format, w, rows, cols);
-    const m = singleMatrix(format, rows, cols, 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'), p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'));
+    const m = singleMatrix(
+      format,
+      rows,
+      cols,
+      64,
+      uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'),
+      p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'),
+    );
     return { m, exact: p.exact, p };
   }
   for (const format of ['bf16', 'q8', 'q4'] as const) {
@@ -212,7 +240,14 @@ describe(`fused matrix x vector on ${gpu.device.info.name}`, () => {
     const xb = gpu.alloc.alloc(cols * 4, 'x');
     const y = gpu.alloc.alloc(rows * 4, 'y');
     const step = new Commands(gpu.device);
-    for (const [r, threads] of [[1, 32], [2, 32], [3, 32], [4, 64], [1, 128], [2, 128]] as const) {
+    for (const [r, threads] of [
+      [1, 32],
+      [2, 32],
+      [3, 32],
+      [4, 64],
+      [1, 128],
+      [2, 128],
+    ] as const) {
       const kernel = new MatVec(gpu.device, gpu.alloc, { rows: r, threads });
       const quantOut = kernel.scratch(rows);
       for (const fused of [false, true]) {
@@ -263,8 +298,14 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
     const w = randomFloats(rows * cols, rows + cols);
     const x = randomFloats(tokens * cols, tokens);
     const p = prepare(format, w, rows, cols, opts.group);
-    const m = singleMatrix(format, rows, cols, opts.group ?? 64, uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'),
-      p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'));
+    const m = singleMatrix(
+      format,
+      rows,
+      cols,
+      opts.group ?? 64,
+      uploadNew(gpu.alloc, gpu.cmds, p.bytes, 'w'),
+      p.params === null ? null : uploadNew(gpu.alloc, gpu.cmds, p.params, 'params'),
+    );
     const yb = gpu.alloc.alloc(tokens * rows * 4, 'y');
     const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
     gpu.cmds.begin();
@@ -300,4 +341,3 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
     assert.equal(mm.direct, gpu.device.info.type === 'cpu');
   });
 });
-

@@ -17,10 +17,22 @@ const ops = new Ops(gpu.device);
 
 const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 const put = (a: ArrayBufferView, label = 'input') => uploadNew(gpu.alloc, gpu.cmds, bytes(a), label);
-const getF32 = (b: GpuBuffer, n: number) => { const out = new Float32Array(n); download(gpu.alloc, gpu.cmds, b, bytes(out)); return out; };
-const getU32 = (b: GpuBuffer, n: number) => { const out = new Uint32Array(n); download(gpu.alloc, gpu.cmds, b, bytes(out)); return out; };
+const getF32 = (b: GpuBuffer, n: number) => {
+  const out = new Float32Array(n);
+  download(gpu.alloc, gpu.cmds, b, bytes(out));
+  return out;
+};
+const getU32 = (b: GpuBuffer, n: number) => {
+  const out = new Uint32Array(n);
+  download(gpu.alloc, gpu.cmds, b, bytes(out));
+  return out;
+};
 /** Records and runs; inputs must be uploaded before (an upload may itself use gpu.cmds). */
-const run = (record: () => void) => { gpu.cmds.begin(); record(); gpu.cmds.submitAndWait(); };
+const run = (record: () => void) => {
+  gpu.cmds.begin();
+  record();
+  gpu.cmds.submitAndWait();
+};
 
 function close(got: Float32Array, want: Float32Array, rel: number, abs: number, what: string): void {
   assert.equal(got.length, want.length);
@@ -32,7 +44,11 @@ function close(got: Float32Array, want: Float32Array, rel: number, abs: number, 
 
 describe(`kernels on ${gpu.device.info.name}`, () => {
   test('rmsnorm, plain and Gemma (1 + w), in place, over rows and per head', () => {
-    for (const [rows, n, offset] of [[3, 1000, 0], [5, 64, 1], [12, 256, 1]] as const) {
+    for (const [rows, n, offset] of [
+      [3, 1000, 0],
+      [5, 64, 1],
+      [12, 256, 1],
+    ] as const) {
       const x = randomFloats(rows * n, n).map((v) => v * 3);
       const w = randomFloats(n, n + 1);
       const xb = put(x);
@@ -78,7 +94,13 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       assertQuantizedAs(gpu, mv, fused, yb, n, `rmsnorm of ${n}`);
       for (const b of [xb, wb, yb, fused.q8, fused.q4, fused.s]) gpu.alloc.free(b);
     }
-    assert.throws(() => ops.rmsnorm(gpu.cmds, put(new Float32Array(40)), put(new Float32Array(40)), gpu.alloc.alloc(160, 'y'), 1, 40, 1e-6, 0, { quant: { q8: gpu.alloc.alloc(64, 'a'), q4: gpu.alloc.alloc(64, 'b'), s: gpu.alloc.alloc(64, 'c') } }), /multiple of 32/);
+    assert.throws(
+      () =>
+        ops.rmsnorm(gpu.cmds, put(new Float32Array(40)), put(new Float32Array(40)), gpu.alloc.alloc(160, 'y'), 1, 40, 1e-6, 0, {
+          quant: { q8: gpu.alloc.alloc(64, 'a'), q4: gpu.alloc.alloc(64, 'b'), s: gpu.alloc.alloc(64, 'c') },
+        }),
+      /multiple of 32/,
+    );
   });
 
   test('rmsnorm added into a residual stream (y += norm(x)), and with the next norm of the stream in the same dispatch', () => {
@@ -128,14 +150,19 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         close(getF32(qb, q.length), ropeRef(qIn, table, 4, heads, d), 1e-5, 1e-6, `rope q, head_dim ${d}`);
         const kr = roundF16(ropeRef(kIn, table, 4, kvHeads, d));
         const v16 = roundF16(v);
-        const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, kvHeads * capacity * d / 2).buffer), f16ToF32);
+        const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, (kvHeads * capacity * d) / 2).buffer), f16ToF32);
         const [gotK, gotV] = [halves(kc), halves(vc)];
-        for (let t = 0; t < 4; t++) for (let h = 0; h < kvHeads; h++) for (let i = 0; i < d; i++) {
-          const at = (h * capacity + (positions[t]! % capacity)) * d + i;
-          assert.ok(Math.abs(gotK[at]! - kr[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(kr[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
-          assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
-        }
-        assert.throws(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens, heads, kvHeads, headDim: d, capacity }), /overflow a cache of 4 slots/);
+        for (let t = 0; t < 4; t++)
+          for (let h = 0; h < kvHeads; h++)
+            for (let i = 0; i < d; i++) {
+              const at = (h * capacity + (positions[t]! % capacity)) * d + i;
+              assert.ok(Math.abs(gotK[at]! - kr[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(kr[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
+              assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
+            }
+        assert.throws(
+          () => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens, heads, kvHeads, headDim: d, capacity }),
+          /overflow a cache of 4 slots/,
+        );
       }
     });
   }
@@ -144,13 +171,23 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const base = inverseFrequencies({ theta: 500_000, scaling: { kind: 'none' } }, 16);
     const lin = inverseFrequencies({ theta: 500_000, scaling: { kind: 'linear', factor: 8 } }, 16);
     assert.ok(lin.every((v, i) => v === Math.fround(base[i]! / 8)));
-    const l3 = inverseFrequencies({ theta: 500_000, scaling: { kind: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 } }, 16);
+    const l3 = inverseFrequencies(
+      { theta: 500_000, scaling: { kind: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 } },
+      16,
+    );
     const wavelen = (i: number) => (2 * Math.PI) / base[i]!;
     let kinds = 0;
     for (let i = 0; i < 8; i++) {
-      if (wavelen(i) < 16) { assert.equal(l3[i], base[i]); kinds |= 1; }
-      else if (wavelen(i) > 64) { assert.equal(l3[i], Math.fround(base[i]! / 8)); kinds |= 2; }
-      else { assert.ok(l3[i]! < base[i]! && l3[i]! > base[i]! / 8); kinds |= 4; }
+      if (wavelen(i) < 16) {
+        assert.equal(l3[i], base[i]);
+        kinds |= 1;
+      } else if (wavelen(i) > 64) {
+        assert.equal(l3[i], Math.fround(base[i]! / 8));
+        kinds |= 2;
+      } else {
+        assert.ok(l3[i]! < base[i]! && l3[i]! > base[i]! / 8);
+        kinds |= 4;
+      }
     }
     assert.equal(kinds, 7, 'all three bands occur');
   });
@@ -174,7 +211,10 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const ab = put(a);
     const bb = put(b);
     run(() => ops.add(gpu.cmds, ab, bb, ab, n));
-    assert.deepEqual(getF32(ab, n), Float32Array.from(a, (v, i) => v + b[i]!));
+    assert.deepEqual(
+      getF32(ab, n),
+      Float32Array.from(a, (v, i) => v + b[i]!),
+    );
   });
 
   test('embedding lookup from f32, f16, bf16 and INT8 tables, scaled, ids from a buffer', () => {
@@ -187,7 +227,11 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const cases = {
       f32: { data: bytes(table), value: (r: number, i: number) => table[r * hidden + i]!, scales: new Float32Array(4) },
       f16: { data: bytes(f32ArrayToF16(table)), value: (r: number, i: number) => f16ToF32(f32ArrayToF16(table)[r * hidden + i]!), scales: new Float32Array(4) },
-      bf16: { data: bytes(f32ArrayToBf16(table)), value: (r: number, i: number) => bf16ToF32(f32ArrayToBf16(table)[r * hidden + i]!), scales: new Float32Array(4) },
+      bf16: {
+        data: bytes(f32ArrayToBf16(table)),
+        value: (r: number, i: number) => bf16ToF32(f32ArrayToBf16(table)[r * hidden + i]!),
+        scales: new Float32Array(4),
+      },
       q8: { data: bytes(q8.q), value: (r: number, i: number) => Math.fround(q8.q[r * hidden + i]! * q8.scales[r]!), scales: q8.scales },
     };
     for (const [format, c] of Object.entries(cases)) {
@@ -195,7 +239,9 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const [tb, sb, ib] = [put(c.data), put(c.scales), put(ids)];
       run(() => ops.embed(gpu.cmds, singleMatrix(format as 'f32', vocab, hidden, 0, tb, format === 'q8' ? sb : null), ib, out, ids.length, scale));
       const want = new Float32Array(ids.length * hidden);
-      ids.forEach((id, t) => { for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround(c.value(id, i) * Math.fround(scale)); });
+      ids.forEach((id, t) => {
+        for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround(c.value(id, i) * Math.fround(scale));
+      });
       close(getF32(out, want.length), want, 1e-7, 0, `embed ${format}`);
     }
   });
@@ -211,8 +257,13 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     for (const format of ['f32', 'q8'] as const) {
       const rowBytes = format === 'f32' ? hidden * 4 : hidden;
       const data = format === 'f32' ? bytes(table) : bytes(q8.q);
-      const parts: MatrixPart[] = [[0, split], [split, vocab - split]].map(([start, rows]) => ({
-        start: start!, rows: rows!, w: put(data.subarray(start! * rowBytes, (start! + rows!) * rowBytes)),
+      const parts: MatrixPart[] = [
+        [0, split],
+        [split, vocab - split],
+      ].map(([start, rows]) => ({
+        start: start!,
+        rows: rows!,
+        w: put(data.subarray(start! * rowBytes, (start! + rows!) * rowBytes)),
         params: format === 'q8' ? put(bytes(q8.scales.subarray(start!, start! + rows!))) : null,
       }));
       const out = gpu.alloc.alloc(ids.length * hidden * 4, 'out');
@@ -220,7 +271,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       run(() => ops.embed(gpu.cmds, { format, rows: vocab, cols: hidden, group: 0, parts }, ib, out, ids.length, scale, { maxRange: 64 * rowBytes }));
       const want = new Float32Array(ids.length * hidden);
       ids.forEach((id, t) => {
-        for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround((format === 'f32' ? table[id * hidden + i]! : Math.fround(q8.q[id * hidden + i]! * q8.scales[id]!)) * scale);
+        for (let i = 0; i < hidden; i++)
+          want[t * hidden + i] = Math.fround((format === 'f32' ? table[id * hidden + i]! : Math.fround(q8.q[id * hidden + i]! * q8.scales[id]!)) * scale);
       });
       close(getF32(out, want.length), want, 1e-7, 0, `embed ${format} in parts`);
     }
@@ -237,7 +289,12 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
      */
     const mv = new MatVec(gpu.device, gpu.alloc);
     /** With `quant`, decode steps split over workgroups also write o as int8 activations, checked against quantize_x. */
-    function check(n: number, chunk: number, o: { capacity: number; window: number; softcap: number; splits?: number; d?: number; quant?: boolean }, seed: number): void {
+    function check(
+      n: number,
+      chunk: number,
+      o: { capacity: number; window: number; softcap: number; splits?: number; d?: number; quant?: boolean },
+      seed: number,
+    ): void {
       const d = o.d ?? 32;
       const splits = o.splits ?? 1;
       const part = gpu.alloc.alloc(chunk * heads * splits * (d + 2) * 4, 'attention partials');
@@ -261,7 +318,17 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         run(() => {
           ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, kCache, vCache, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity });
           gpu.cmds.barrier();
-          quantized = ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits }, part, quant);
+          quantized = ops.attention(
+            gpu.cmds,
+            qb,
+            kCache,
+            vCache,
+            pb,
+            ob,
+            { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits },
+            part,
+            quant,
+          );
         });
         assert.equal(quantized, quant !== undefined && splits > 1, 'int8 output written exactly when asked and the combine pass runs');
         if (quantized) assertQuantizedAs(gpu, mv, quant!, ob, c * heads * d, `attention output at position ${s}`);
@@ -272,11 +339,19 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const vc = new Float32Array(kvHeads * n * d);
       const k16 = roundF16(k);
       const v16 = roundF16(v);
-      for (let p = 0; p < n; p++) for (let h = 0; h < kvHeads; h++) for (let i = 0; i < d; i++) {
-        kc[(h * n + p) * d + i] = k16[(p * kvHeads + h) * d + i]!;
-        vc[(h * n + p) * d + i] = v16[(p * kvHeads + h) * d + i]!;
-      }
-      const want = attentionRef(q, kc, vc, Array.from({ length: n }, (_, i) => i), { heads, kvHeads, d, capacity: n, window: o.window, scale, softcap: o.softcap });
+      for (let p = 0; p < n; p++)
+        for (let h = 0; h < kvHeads; h++)
+          for (let i = 0; i < d; i++) {
+            kc[(h * n + p) * d + i] = k16[(p * kvHeads + h) * d + i]!;
+            vc[(h * n + p) * d + i] = v16[(p * kvHeads + h) * d + i]!;
+          }
+      const want = attentionRef(
+        q,
+        kc,
+        vc,
+        Array.from({ length: n }, (_, i) => i),
+        { heads, kvHeads, d, capacity: n, window: o.window, scale, softcap: o.softcap },
+      );
       close(out, want, 1e-4, 2e-5, 'attention');
     }
     test('prefill: causal, a 300-token prompt in one pass (several chunks of 128 positions per query)', () => {
@@ -296,8 +371,14 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const d = 32;
       const b = gpu.alloc.alloc(64, 'b');
       gpu.cmds.begin();
-      assert.throws(() => ops.attention(gpu.cmds, b, b, b, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }), /need 17 cache slots, the ring has 16; prefill in chunks of at most 9/);
-      assert.throws(() => ops.ropeStore(gpu.cmds, b, b, b, b, b, b, b, { tokens: 17, heads, kvHeads, headDim: d, capacity: 16 }), /overflow a cache of 16 slots/);
+      assert.throws(
+        () => ops.attention(gpu.cmds, b, b, b, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }),
+        /need 17 cache slots, the ring has 16; prefill in chunks of at most 9/,
+      );
+      assert.throws(
+        () => ops.ropeStore(gpu.cmds, b, b, b, b, b, b, b, { tokens: 17, heads, kvHeads, headDim: d, capacity: 16 }),
+        /overflow a cache of 16 slots/,
+      );
       gpu.cmds.submitAndWait();
     });
   });
@@ -323,7 +404,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     const bytes = Ops.topkScratchBytes(n, 1024);
     const scratch = { idx: gpu.alloc.alloc(bytes, 'top-k scratch idx'), val: gpu.alloc.alloc(bytes, 'top-k scratch val') };
     for (const k of [1, 40, 257, 1024]) {
-      for (const s of [undefined, scratch]) { // one workgroup; slices in parallel, then their candidates
+      for (const s of [undefined, scratch]) {
+        // one workgroup; slices in parallel, then their candidates
         if (s === undefined && k === 1024) continue;
         const idx = gpu.alloc.alloc(k * 4, 'idx');
         const val = gpu.alloc.alloc(k * 4, 'val');
@@ -339,4 +421,3 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     assert.deepEqual(sortTopK(getU32(idx, 3), getF32(val, 3)), { indices: [3, 0, 2], values: [7, 3, 3] });
   });
 });
-

@@ -8,7 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { KERNEL_FAMILIES, checkSubgroupLayout, describeSubgroups, expectedLayout, layoutMismatch, probeSubgroups, subgroupPlan } from '../../../src/engine/kernels/subgroups.js';
+import {
+  KERNEL_FAMILIES,
+  checkSubgroupLayout,
+  describeSubgroups,
+  expectedLayout,
+  layoutMismatch,
+  probeSubgroups,
+  subgroupPlan,
+} from '../../../src/engine/kernels/subgroups.js';
 import type { DeviceInfo } from '../../../src/engine/vulkan/device.js';
 import { KERNELS } from '../../../src/engine/kernels/table.js';
 import { kernelFor } from '../../../src/engine/vulkan/pipeline.js';
@@ -34,8 +42,18 @@ describe(`subgroups on ${info.name} (${info.driverInfo}), size ${size}`, () => {
       const mesa22Bug = /Mesa 22\./.test(info.driverInfo) && info.type === 'cpu';
       const counted = got.map((r) => r.numSubgroups);
       // The known bug, exactly as seen, or the right count: nothing else.
-      assert.ok(counted.every((c) => c === Math.ceil(n / size)) || (mesa22Bug && counted.every((c) => c === Math.floor(n / size))), `workgroup of ${n}: gl_NumSubgroups ${counted[0]}`);
-      assert.equal(layoutMismatch(got.map((r) => ({ ...r, numSubgroups: want[0]!.numSubgroups })), want), undefined, `workgroup of ${n}`);
+      assert.ok(
+        counted.every((c) => c === Math.ceil(n / size)) || (mesa22Bug && counted.every((c) => c === Math.floor(n / size))),
+        `workgroup of ${n}: gl_NumSubgroups ${counted[0]}`,
+      );
+      assert.equal(
+        layoutMismatch(
+          got.map((r) => ({ ...r, numSubgroups: want[0]!.numSubgroups })),
+          want,
+        ),
+        undefined,
+        `workgroup of ${n}`,
+      );
     }
   });
 
@@ -45,7 +63,10 @@ describe(`subgroups on ${info.name} (${info.driverInfo}), size ${size}`, () => {
       assert.equal(layoutMismatch(probeSubgroups(gpu.device, 128, asked), expectedLayout(128, asked)), undefined);
     }
     const bad = (info.subgroupSizes?.max ?? size) * 4;
-    assert.throws(() => kernelFor(gpu.device, KERNELS.subgroup_probe, {}, { workgroup: bad }, { subgroupSize: bad }), new RegExp(`subgroup_probe: subgroup size ${bad} asked for, ${info.name.replace(/[()]/g, '.')} runs`));
+    assert.throws(
+      () => kernelFor(gpu.device, KERNELS.subgroup_probe, {}, { workgroup: bad }, { subgroupSize: bad }),
+      new RegExp(`subgroup_probe: subgroup size ${bad} asked for, ${info.name.replace(/[()]/g, '.')} runs`),
+    );
   });
 
   test(`the plan on this device: ${describeSubgroups(info)}`, () => {
@@ -56,12 +77,19 @@ describe(`subgroups on ${info.name} (${info.driverInfo}), size ${size}`, () => {
 
 describe('which subgroup size each kernel family asks for', () => {
   const like = (o: Partial<DeviceInfo>): DeviceInfo => ({ ...info, ...o });
-  test('AMD RDNA (32 to 64, the Radeon 780M): matrix x vector at 64, decode attention at 32, the rest the driver\'s 64', () => {
+  test("AMD RDNA (32 to 64, the Radeon 780M): matrix x vector at 64, decode attention at 32, the rest the driver's 64", () => {
     const p = subgroupPlan(like({ vendorId: 0x1002, subgroupSize: 64, subgroupSizes: { min: 32, max: 64, fullSubgroups: true } }), '');
-    assert.deepEqual([p.matvec.size, p.matvec.required, p.attention.size, p.attention.required, p.norm.size, p.norm.required, p.sampling.size], [64, true, 32, true, 64, false, 64]);
+    assert.deepEqual(
+      [p.matvec.size, p.matvec.required, p.attention.size, p.attention.required, p.norm.size, p.norm.required, p.sampling.size],
+      [64, true, 32, true, 64, false, 64],
+    );
   });
-  test('AMD GCN (64 only), NVIDIA (32 only), a device without size control: the driver\'s size everywhere', () => {
-    for (const d of [{ vendorId: 0x1002, subgroupSize: 64, subgroupSizes: { min: 64, max: 64, fullSubgroups: true } }, { vendorId: 0x10de, subgroupSize: 32, subgroupSizes: { min: 32, max: 32, fullSubgroups: true } }, { vendorId: 0x1002, subgroupSize: 64, subgroupSizes: null }]) {
+  test("AMD GCN (64 only), NVIDIA (32 only), a device without size control: the driver's size everywhere", () => {
+    for (const d of [
+      { vendorId: 0x1002, subgroupSize: 64, subgroupSizes: { min: 64, max: 64, fullSubgroups: true } },
+      { vendorId: 0x10de, subgroupSize: 32, subgroupSizes: { min: 32, max: 32, fullSubgroups: true } },
+      { vendorId: 0x1002, subgroupSize: 64, subgroupSizes: null },
+    ]) {
       const p = subgroupPlan(like(d), '');
       for (const f of KERNEL_FAMILIES) assert.deepEqual([p[f].size, p[f].required], [d.subgroupSize, false], `${JSON.stringify(d)} ${f}`);
     }
@@ -74,6 +102,9 @@ describe('which subgroup size each kernel family asks for', () => {
     const amd = like({ vendorId: 0x1002, subgroupSize: 64, subgroupSizes: { min: 32, max: 64, fullSubgroups: true } });
     for (const f of KERNEL_FAMILIES) assert.deepEqual([subgroupPlan(amd, '32')[f].size, subgroupPlan(amd, '32')[f].required], [32, true]);
     assert.throws(() => subgroupPlan(amd, '16'), /UNICORN_SUBGROUP_SIZE=16: .* runs compute pipelines at subgroup sizes 32 to 64/);
-    assert.throws(() => subgroupPlan(like({ subgroupSizes: null, subgroupSize: 8 }), '8x'), /UNICORN_SUBGROUP_SIZE=8x: .* subgroup size 8 only \(no VK_EXT_subgroup_size_control\)/);
+    assert.throws(
+      () => subgroupPlan(like({ subgroupSizes: null, subgroupSize: 8 }), '8x'),
+      /UNICORN_SUBGROUP_SIZE=8x: .* subgroup size 8 only \(no VK_EXT_subgroup_size_control\)/,
+    );
   });
 });

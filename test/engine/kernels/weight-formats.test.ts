@@ -9,7 +9,17 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { f16ToF32, f32ArrayToBf16, f32ArrayToF16, bf16ToF32 } from '../../../src/engine/formats/dtypes.js';
 import {
-  EMBEDDING_FORMATS, INT8_FORMATS, WEIGHT_FORMATS, WEIGHT_FORMAT_NAMES, type WeightFormat, floatFormatOf, isGrouped, matrixRowBytes, paramsRowBytes, storedShape, valuesPerRow,
+  EMBEDDING_FORMATS,
+  INT8_FORMATS,
+  WEIGHT_FORMATS,
+  WEIGHT_FORMAT_NAMES,
+  type WeightFormat,
+  floatFormatOf,
+  isGrouped,
+  matrixRowBytes,
+  paramsRowBytes,
+  storedShape,
+  valuesPerRow,
 } from '../../../src/engine/kernels/weight-formats.js';
 import { Q4_SUFFIX, Q8_SUFFIX, companionOf } from '../../../src/engine/quant/file-format.js';
 import { quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
@@ -35,13 +45,18 @@ describe('the weight-format table', () => {
     assert.equal(vals.size, WEIGHT_FORMAT_NAMES.length, 'a VALS for every format, none for a format the table lacks');
   });
 
-  test('each format\'s define selects its decoding in the shaders that read it', () => {
+  test("each format's define selects its decoding in the shaders that read it", () => {
     const defines = (f: string) => new Set([...shader(f).matchAll(/defined\((\w+)\)/g)].map((m) => m[1]!));
     for (const file of ['matvec_blocks.glsl', 'matmul.comp']) {
       for (const f of WEIGHT_FORMAT_NAMES) assert.ok(defines(file).has(WEIGHT_FORMATS[f].define), `${f} (${WEIGHT_FORMATS[f].define}) in ${file}`);
     }
     const int8 = defines('matvec_blocks_int8.glsl');
-    for (const f of WEIGHT_FORMAT_NAMES) assert.equal(int8.has(WEIGHT_FORMATS[f].define), INT8_FORMATS.includes(f as never), `${f} in matvec_blocks_int8.glsl exactly when it takes int8 activations`);
+    for (const f of WEIGHT_FORMAT_NAMES)
+      assert.equal(
+        int8.has(WEIGHT_FORMATS[f].define),
+        INT8_FORMATS.includes(f as never),
+        `${f} in matvec_blocks_int8.glsl exactly when it takes int8 activations`,
+      );
     const embed = defines('embed.comp');
     for (const f of WEIGHT_FORMAT_NAMES) {
       const d = WEIGHT_FORMATS[f].embedDefine;
@@ -69,10 +84,13 @@ describe('the weight-format table', () => {
     assert.equal(floatFormatOf('F32'), 'f32');
     assert.equal(floatFormatOf('I8'), undefined, 'INT8 values are not a float format');
     // The companions a checkpoint may hold are the quantized formats' params.
-    assert.deepEqual([Q8_SUFFIX, Q4_SUFFIX].map((s) => companionOf(`w${s}`)!.kind).sort(), WEIGHT_FORMAT_NAMES.filter((f) => WEIGHT_FORMATS[f].params !== null).sort());
+    assert.deepEqual(
+      [Q8_SUFFIX, Q4_SUFFIX].map((s) => companionOf(`w${s}`)!.kind).sort(),
+      WEIGHT_FORMAT_NAMES.filter((f) => WEIGHT_FORMATS[f].params !== null).sort(),
+    );
   });
 
-  test('each format\'s CPU dequantizer reads the bytes its quantizer (or its float encoding) wrote', () => {
+  test("each format's CPU dequantizer reads the bytes its quantizer (or its float encoding) wrote", () => {
     const [rows, cols, group] = [4, 64, 32];
     const w = randomFloats(rows * cols, 5);
     const close = (got: Float32Array, want: Float32Array | number[], what: string) => {
@@ -85,7 +103,11 @@ describe('the weight-format table', () => {
     const b = f32ArrayToBf16(w);
     close(WEIGHT_FORMATS.bf16.dequantize(bytes(b), null, rows, cols, 0), Array.from(b, bf16ToF32), 'bf16');
     const q8 = quantizeQ8(w, rows, cols);
-    close(WEIGHT_FORMATS.q8.dequantize(bytes(q8.q), bytes(q8.scales), rows, cols, 0), Array.from({ length: rows * cols }, (_, i) => Math.fround(q8.q[i]! * q8.scales[Math.floor(i / cols)]!)), 'q8');
+    close(
+      WEIGHT_FORMATS.q8.dequantize(bytes(q8.q), bytes(q8.scales), rows, cols, 0),
+      Array.from({ length: rows * cols }, (_, i) => Math.fround(q8.q[i]! * q8.scales[Math.floor(i / cols)]!)),
+      'q8',
+    );
     const q4 = quantizeQ4(w, rows, cols, group);
     const q4want = Array.from({ length: rows * cols }, (_, i) => {
       const p = q4.params[Math.floor(i / cols) * (cols / group) + Math.floor((i % cols) / group)]!;

@@ -31,7 +31,11 @@ describe('unicorn quantize (engine)', () => {
         await quantizeModel(src, out, { scheme, group: 32, workers, blockBytes: 4096 });
         outs.push(out);
       }
-      assert.deepEqual(fs.readFileSync(path.join(outs[0]!, 'model.safetensors')), fs.readFileSync(path.join(outs[1]!, 'model.safetensors')), `${scheme}: worker count changed the bytes`);
+      assert.deepEqual(
+        fs.readFileSync(path.join(outs[0]!, 'model.safetensors')),
+        fs.readFileSync(path.join(outs[1]!, 'model.safetensors')),
+        `${scheme}: worker count changed the bytes`,
+      );
       const f = SafetensorsFile.open(path.join(outs[0]!, 'model.safetensors'));
       assert.equal(f.metadata[META.scheme], scheme);
       assert.equal(f.metadata[META.group], '32');
@@ -41,7 +45,15 @@ describe('unicorn quantize (engine)', () => {
       for (const [canonical, t] of source.bound.tensors) {
         const w = decodeFloats(t.dtype, t.file.readAll(t.name));
         const [rows, cols] = [t.shape[0]!, t.shape[1] ?? 1];
-        const role = canonical.includes('.mlp.') ? 'mlp' : canonical === 'embed_tokens.weight' ? 'embedding' : canonical.includes('self_attn') && t.shape.length === 2 ? 'attention' : canonical === 'lm_head.weight' ? 'output' : 'small';
+        const role = canonical.includes('.mlp.')
+          ? 'mlp'
+          : canonical === 'embed_tokens.weight'
+            ? 'embedding'
+            : canonical.includes('self_attn') && t.shape.length === 2
+              ? 'attention'
+              : canonical === 'lm_head.weight'
+                ? 'output'
+                : 'small';
         let want = role === 'small' ? 'float' : scheme === 'int8' || role === 'embedding' || (scheme === 'mixed' && role !== 'mlp') ? 'q8' : 'q4';
         if (want === 'q4' && cols % 32 !== 0) want = 'q8'; // the fixture's 176-wide down projection
         if (want === 'q8' && cols % 16 !== 0) want = 'float';
@@ -61,7 +73,8 @@ describe('unicorn quantize (engine)', () => {
       }
       assert.ok(quantized > 0);
       f.close();
-      for (const name of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(fs.existsSync(path.join(outs[0]!, name)), name);
+      for (const name of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'])
+        assert.ok(fs.existsSync(path.join(outs[0]!, name)), name);
       // A quantized model opens like any other: every tensor bound, with its quantization.
       const q = openModel(outs[0]!);
       assert.ok([...q.bound.tensors.values()].some((t) => t.quant?.kind === (scheme === 'int8' ? 'q8' : 'q4')));
@@ -97,8 +110,15 @@ describe('unicorn quantize (engine)', () => {
       const out = path.join(scratchDir('quant'), scheme);
       let stored = '';
       await quantizeModel(modelFixture('gemma3-text'), out, {
-        scheme, group: 64, workers: 2,
-        evaluate: async (dir) => { const q = qualityReport(modelFixture('gemma3-text'), dir); stored = JSON.stringify({ mean_kl: q.meanKl, top1: q.top1 }); assert.ok(q.meanKl < bounds[scheme].kl && q.top1 > bounds[scheme].top1, `${scheme}: KL ${q.meanKl}, top-1 ${q.top1}`); return stored; },
+        scheme,
+        group: 64,
+        workers: 2,
+        evaluate: async (dir) => {
+          const q = qualityReport(modelFixture('gemma3-text'), dir);
+          stored = JSON.stringify({ mean_kl: q.meanKl, top1: q.top1 });
+          assert.ok(q.meanKl < bounds[scheme].kl && q.top1 > bounds[scheme].top1, `${scheme}: KL ${q.meanKl}, top-1 ${q.top1}`);
+          return stored;
+        },
       });
       assert.equal(SafetensorsFile.open(path.join(out, 'model.safetensors')).metadata[META.quality]!.trim(), stored);
     }
@@ -143,17 +163,23 @@ describe('unicorn quantize (engine)', () => {
     const out = path.join(dir, 'out');
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, 'keep.txt'), 'mine');
-    await assert.rejects(quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1 }), (e: unknown) => e instanceof QuantizeError && /already exists/.test(e.message) && /--force/.test(e.hint ?? ''));
+    await assert.rejects(
+      quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1 }),
+      (e: unknown) => e instanceof QuantizeError && /already exists/.test(e.message) && /--force/.test(e.hint ?? ''),
+    );
     assert.equal(fs.readFileSync(path.join(out, 'keep.txt'), 'utf8'), 'mine');
     // --force replaces only a directory unicorn wrote: this one is the user's, and stays.
-    await assert.rejects(quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1, force: true }), (e: unknown) => e instanceof QuantizeError && /was not written by unicorn quantize/.test(e.message));
+    await assert.rejects(
+      quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1, force: true }),
+      (e: unknown) => e instanceof QuantizeError && /was not written by unicorn quantize/.test(e.message),
+    );
     assert.equal(fs.readFileSync(path.join(out, 'keep.txt'), 'utf8'), 'mine');
     fs.rmSync(out, { recursive: true });
     await quantizeModel(modelFixture('qwen2'), out, { scheme: 'int8', group: 64, workers: 1 });
     assert.ok(fs.existsSync(path.join(out, OUTPUT_MARKER)), 'every output carries the marker');
     await quantizeModel(modelFixture('qwen2'), out, { scheme: 'int4', group: 64, workers: 1, force: true });
     const replaced = SafetensorsFile.open(path.join(out, 'model.safetensors'));
-    assert.equal(replaced.metadata[META.scheme], 'int4', 'unicorn\'s own output was replaced');
+    assert.equal(replaced.metadata[META.scheme], 'int4', "unicorn's own output was replaced");
     replaced.close();
     await assert.rejects(quantizeModel(out, path.join(dir, 'again'), { scheme: 'int4', group: 64, workers: 1 }), /already quantized/);
     await assert.rejects(quantizeModel(modelFixture('qwen2'), path.join(dir, 'g'), { scheme: 'int4', group: 48, workers: 1 }), /groups are 32, 64, 128/);

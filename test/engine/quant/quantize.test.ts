@@ -28,7 +28,10 @@ test('INT8: every weight within half a step (s / 2) of its value; scale = max|ro
       assert.ok(q.q[i]! >= -127 && q.q[i]! <= 127);
     }
   }
-  assert.ok(back.subarray(3 * cols, 4 * cols).every((v) => v === 0), 'an all-zero row stays zero');
+  assert.ok(
+    back.subarray(3 * cols, 4 * cols).every((v) => v === 0),
+    'an all-zero row stays zero',
+  );
 });
 
 for (const group of [32, 64, 128]) {
@@ -43,7 +46,11 @@ for (const group of [32, 64, 128]) {
         const m = f16ToF32(p >>> 16);
         let lo = Infinity;
         let hi = -Infinity;
-        for (let i = 0; i < group; i++) { const v = w[r * cols + g * group + i]!; lo = Math.min(lo, v); hi = Math.max(hi, v); }
+        for (let i = 0; i < group; i++) {
+          const v = w[r * cols + g * group + i]!;
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
         // m is the group minimum rounded to f16 (relative 2^-11); q covers [m, m + 15 d].
         const slack = Math.abs(lo) * 2 ** -11 + Math.abs(hi - lo) * 2 ** -10;
         for (let i = 0; i < group; i++) {
@@ -55,7 +62,10 @@ for (const group of [32, 64, 128]) {
         }
       }
     }
-    assert.ok(back.subarray(5 * cols, 6 * cols).every((v) => Math.abs(v - 0.37) < 0.37 * 2 ** -10), 'a constant row comes back (d = 0, m = the value in f16)');
+    assert.ok(
+      back.subarray(5 * cols, 6 * cols).every((v) => Math.abs(v - 0.37) < 0.37 * 2 ** -10),
+      'a constant row comes back (d = 0, m = the value in f16)',
+    );
   });
 }
 

@@ -16,18 +16,31 @@ export interface CliResult {
 }
 
 /** Runs `unicorn <args>` without blocking this process; killed after `timeoutMs` (a command that should have been refused and hangs instead). */
-export function cli(args: readonly string[], o: { env: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number; uid?: number; gid?: number }): Promise<CliResult> {
+export function cli(
+  args: readonly string[],
+  o: { env: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number; uid?: number; gid?: number },
+): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      env: o.env, stdio: ['pipe', 'pipe', 'pipe'], ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
-      ...(o.uid === undefined ? {} : { uid: o.uid }), ...(o.gid === undefined ? {} : { gid: o.gid }),
+      env: o.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+      ...(o.uid === undefined ? {} : { uid: o.uid }),
+      ...(o.gid === undefined ? {} : { gid: o.gid }),
     });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString('utf8'); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString('utf8'); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString('utf8');
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 60_000);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out, err }); });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
     child.stdin.end(o.input ?? '');
   });
 }
@@ -55,21 +68,45 @@ export function fakeServer(file: string): Promise<FakeServer> {
     s.on('close', () => socks.delete(s));
     s.on('data', (d) => {
       received += d.toString('utf8');
-      const info = { model: 'FAKE', pid: 1, device: 'attacker', ctx: 512, contextUsed: 0, gpuBytes: null, loadedAt: new Date().toISOString(), loadSeconds: 1, bytes: 1, defaults: {}, chatTemplate: true };
-      for (const line of d.toString('utf8').split('\n').filter((l) => l.trim() !== '')) {
+      const info = {
+        model: 'FAKE',
+        pid: 1,
+        device: 'attacker',
+        ctx: 512,
+        contextUsed: 0,
+        gpuBytes: null,
+        loadedAt: new Date().toISOString(),
+        loadSeconds: 1,
+        bytes: 1,
+        defaults: {},
+        chatTemplate: true,
+      };
+      for (const line of d
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')) {
         const op = (JSON.parse(line) as { op: string }).op;
         if (op === 'info') s.write(`${JSON.stringify({ op: 'info', info })}\n`);
-        else s.write(`${JSON.stringify({ op: 'text', text: 'ATTACKER TEXT' })}\n${JSON.stringify({ op: 'done', result: { text: 'ATTACKER TEXT', tokens: [1], finish: 'eos', promptTokens: 1, contextLimit: 512, device: 'attacker', timeToFirstTokenMs: 1, prefillTokensPerSecond: null, decodeTokensPerSecond: null } })}\n`);
+        else
+          s.write(
+            `${JSON.stringify({ op: 'text', text: 'ATTACKER TEXT' })}\n${JSON.stringify({ op: 'done', result: { text: 'ATTACKER TEXT', tokens: [1], finish: 'eos', promptTokens: 1, contextLimit: 512, device: 'attacker', timeToFirstTokenMs: 1, prefillTokensPerSecond: null, decodeTokensPerSecond: null } })}\n`,
+          );
       }
     });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(file, () => resolve({
-      connections: () => connections,
-      received: () => received,
-      close: () => new Promise<void>((r) => { for (const s of socks) s.destroy(); server.close(() => r()); }),
-    }));
+    server.listen(file, () =>
+      resolve({
+        connections: () => connections,
+        received: () => received,
+        close: () =>
+          new Promise<void>((r) => {
+            for (const s of socks) s.destroy();
+            server.close(() => r());
+          }),
+      }),
+    );
   });
 }
 
@@ -77,7 +114,11 @@ export function fakeServer(file: string): Promise<FakeServer> {
  * Connects to a socket, writes `data` (then ends the writing side if `end`), and collects the JSON
  * lines that come back until `until` says enough, the server closes, or `timeoutMs` passes.
  */
-export function converse(file: string, data: string | Buffer, o: { until?: (got: unknown[]) => boolean; timeoutMs?: number; end?: boolean } = {}): Promise<{ got: unknown[]; closed: boolean }> {
+export function converse(
+  file: string,
+  data: string | Buffer,
+  o: { until?: (got: unknown[]) => boolean; timeoutMs?: number; end?: boolean } = {},
+): Promise<{ got: unknown[]; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const got: unknown[] = [];
     let buf = '';
@@ -91,7 +132,10 @@ export function converse(file: string, data: string | Buffer, o: { until?: (got:
       resolve({ got, closed });
     };
     const timer = setTimeout(() => finish(false), o.timeoutMs ?? 10_000);
-    s.on('connect', () => { s.write(data); if (o.end === true) s.end(); });
+    s.on('connect', () => {
+      s.write(data);
+      if (o.end === true) s.end();
+    });
     s.on('data', (d: Buffer) => {
       buf += d.toString('utf8');
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
@@ -100,7 +144,14 @@ export function converse(file: string, data: string | Buffer, o: { until?: (got:
       }
       if (o.until?.(got) === true) finish(false);
     });
-    s.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE' || e.code === 'ECONNRESET') finish(true); else if (!settled) { settled = true; clearTimeout(timer); reject(e); } });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE' || e.code === 'ECONNRESET') finish(true);
+      else if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        reject(e);
+      }
+    });
     s.on('close', () => finish(true));
   });
 }

@@ -84,9 +84,29 @@ test('random bytes: every line is answered with an error, the connection and the
 
 test('lines that are not JSON, and JSON of the wrong shape, get an error that says so', async () => {
   const bad = [
-    '{', '[1,', 'nul', '"abc', '{"op":', '\u0000\u001b[2J', 'undefined', '{op:"info"}', '\ud800',
-    'null', '1', '"info"', '[]', '{}', '{"op":5}', '{"op":null}', '{"op":"nope"}', '{"op":"__proto__"}', '{"op":"toString"}',
-    '{"op":"complete"}', '{"op":"complete","req":null}', '{"op":"complete","req":[]}', '{"op":"complete","req":{"prompt":5}}',
+    '{',
+    '[1,',
+    'nul',
+    '"abc',
+    '{"op":',
+    '\u0000\u001b[2J',
+    'undefined',
+    '{op:"info"}',
+    '\ud800',
+    'null',
+    '1',
+    '"info"',
+    '[]',
+    '{}',
+    '{"op":5}',
+    '{"op":null}',
+    '{"op":"nope"}',
+    '{"op":"__proto__"}',
+    '{"op":"toString"}',
+    '{"op":"complete"}',
+    '{"op":"complete","req":null}',
+    '{"op":"complete","req":[]}',
+    '{"op":"complete","req":{"prompt":5}}',
     JSON.stringify({ op: 'complete', req: { prompt: 'x', chat: 'yes', sampling, maxTokens: 4, stop: [] } }),
     JSON.stringify({ op: 'complete', req: { prompt: 'x', chat: false, sampling: { ...sampling, temperature: '0' }, maxTokens: 4, stop: [] } }),
     JSON.stringify({ op: 'complete', req: { prompt: 'x', chat: false, sampling: { ...sampling, topP: 7 }, maxTokens: 4, stop: [] } }),
@@ -97,8 +117,10 @@ test('lines that are not JSON, and JSON of the wrong shape, get an error that sa
     JSON.stringify({ op: 'complete', req: { prompt: [1, 'a'], chat: false, sampling, maxTokens: 4, stop: [] } }),
     JSON.stringify({ op: 'complete', req: { prompt: [1e12], chat: false, sampling, maxTokens: 4, stop: [] } }),
     JSON.stringify({ op: 'complete', req: { prompt: 'x', chat: true, messages: [{ role: 1 }], sampling, maxTokens: 4, stop: [] } }),
-    JSON.stringify({ op: 'chat' }), JSON.stringify({ op: 'chat', messages: 'hi', sampling, maxTokens: 4 }),
-    JSON.stringify({ op: 'chat', messages: [null], sampling, maxTokens: 4 }), JSON.stringify({ op: 'chat', messages: [], sampling: null, maxTokens: 4 }),
+    JSON.stringify({ op: 'chat' }),
+    JSON.stringify({ op: 'chat', messages: 'hi', sampling, maxTokens: 4 }),
+    JSON.stringify({ op: 'chat', messages: [null], sampling, maxTokens: 4 }),
+    JSON.stringify({ op: 'chat', messages: [], sampling: null, maxTokens: 4 }),
   ];
   // Answers come in order, except where a request reached the generation queue (a token id out of range).
   const got = await answers([...bad, '{"op":"info"}']);
@@ -121,14 +143,23 @@ test('random JSON requests (a fixed seed): each is answered, none ends the serve
     if (k === 3) return pick(['', 'x', 'user', 'op', '\u0000', '\u202e', 'a'.repeat(300)]);
     if (k === 4) return [];
     if (k === 5) return Array.from({ length: Math.floor(rand() * 4) }, () => value(depth + 1));
-    return Object.fromEntries(Array.from({ length: Math.floor(rand() * 5) }, () => [pick(['prompt', 'chat', 'sampling', 'maxTokens', 'stop', 'messages', 'role', 'content', 'temperature', 'x', '__proto__']), value(depth + 1)]));
+    return Object.fromEntries(
+      Array.from({ length: Math.floor(rand() * 5) }, () => [
+        pick(['prompt', 'chat', 'sampling', 'maxTokens', 'stop', 'messages', 'role', 'content', 'temperature', 'x', '__proto__']),
+        value(depth + 1),
+      ]),
+    );
   };
   const lines: string[] = [];
   for (let i = 0; i < 200; i++) {
     // Everything but `stop` (it would end the server, as it should) and `abort` (it has no answer).
     const op = pick(['info', 'reset', 'complete', 'chat', 'complete', 'chat', 'bogus', 5, null]);
     const fields = value(0);
-    const request = { ...(fields !== null && typeof fields === 'object' && !Array.isArray(fields) ? fields : { junk: fields }), op, ...(rand() < 0.5 ? { req: value(1) } : {}) };
+    const request = {
+      ...(fields !== null && typeof fields === 'object' && !Array.isArray(fields) ? fields : { junk: fields }),
+      op,
+      ...(rand() < 0.5 ? { req: value(1) } : {}),
+    };
     // Now and then not an object at all (null, a number, a list...).
     lines.push(JSON.stringify(rand() < 0.15 ? (value(3) ?? null) : request));
   }
@@ -153,7 +184,10 @@ test('a line over the limit (16 MB without a newline) is refused at the limit an
 
 test('a hundred connections at once are all answered', async () => {
   const all = await Promise.all(Array.from({ length: 100 }, () => converse(sock, '{"op":"info"}\n', { until: (g) => g.length >= 1, timeoutMs: 20_000 })));
-  assert.ok(all.every((r) => (r.got[0] as { op?: string } | undefined)?.op === 'info'), 'each got its info');
+  assert.ok(
+    all.every((r) => (r.got[0] as { op?: string } | undefined)?.op === 'info'),
+    'each got its info',
+  );
   await stillServing();
 });
 
@@ -163,8 +197,20 @@ test('clients that hang up mid-generation, mid-line or right after asking do not
   for (let i = 0; i < 3; i++) await converse(sock, req(400), { until: (g) => g.length >= 1, timeoutMs: 20_000 });
   // Before any answer, half a line, and a client that asks and closes its side without reading.
   await Promise.all([
-    new Promise<void>((resolve) => { const c = net.connect(sock, () => { c.write(req(400)); c.destroy(); resolve(); }); }),
-    new Promise<void>((resolve) => { const c = net.connect(sock, () => { c.write('{"op":"complete","req":{"prompt":"x'); c.destroy(); resolve(); }); }),
+    new Promise<void>((resolve) => {
+      const c = net.connect(sock, () => {
+        c.write(req(400));
+        c.destroy();
+        resolve();
+      });
+    }),
+    new Promise<void>((resolve) => {
+      const c = net.connect(sock, () => {
+        c.write('{"op":"complete","req":{"prompt":"x');
+        c.destroy();
+        resolve();
+      });
+    }),
     converse(sock, req(8), { end: true, timeoutMs: 20_000 }),
   ]);
   await stillServing();
@@ -174,5 +220,5 @@ test('clients that hang up mid-generation, mid-line or right after asking do not
   assert.match(run.err, new RegExp(`using the resident .* \\(pid ${pid}`));
   assert.equal((JSON.parse(run.out) as { text: string }).text, ref.text.greedy_text);
   const log = fs.readFileSync(path.join(dir, `${modelStem(model)}.log`), 'utf8');
-  assert.doesNotMatch(log, /internal error|TypeError|SyntaxError|\n\s+at /, 'the server\'s log holds no crash');
+  assert.doesNotMatch(log, /internal error|TypeError|SyntaxError|\n\s+at /, "the server's log holds no crash");
 });

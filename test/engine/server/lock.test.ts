@@ -33,7 +33,11 @@ test('a lock is taken once: the second try names the live holder; release frees 
   lock.release();
   assert.equal(fs.existsSync(file), false);
   assert.equal(lockHolder(file), null);
-  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('a.lock')), [], 'no record or guard files left');
+  assert.deepEqual(
+    fs.readdirSync(dir).filter((n) => n.startsWith('a.lock')),
+    [],
+    'no record or guard files left',
+  );
 });
 
 test('a stale lock is taken over: its holder is dead, its pid now belongs to a process started later, or it is not a lock at all', () => {
@@ -41,7 +45,9 @@ test('a stale lock is taken over: its holder is dead, its pid now belongs to a p
   const stale = [
     JSON.stringify({ pid: deadPid(), start: null }),
     JSON.stringify({ pid: process.pid, start: '1' }), // this pid, but a different process (start time)
-    'garbage', '', JSON.stringify({ pid: 'x' }),
+    'garbage',
+    '',
+    JSON.stringify({ pid: 'x' }),
   ];
   for (const content of stale) {
     fs.writeFileSync(file, content);
@@ -59,7 +65,7 @@ test('a holder releases only its own lock: one replaced under it stays', () => {
   fs.rmSync(file);
   fs.writeFileSync(file, JSON.stringify({ pid: 1, start: null }));
   lock.release();
-  assert.ok(fs.existsSync(file), 'another process\'s lock is left alone');
+  assert.ok(fs.existsSync(file), "another process's lock is left alone");
   fs.rmSync(file);
 });
 
@@ -73,11 +79,19 @@ test('of several processes that try at once, exactly one gets the lock (also ove
       process.stdin.on('end', () => process.exit(0)); process.stdin.resume();`;
     const children = Array.from({ length: 4 }, () => spawn(process.execPath, ['--input-type=module', '-e', script]));
     const closed = children.map((c) => new Promise<void>((resolve) => c.on('close', () => resolve())));
-    const outs = await Promise.all(children.map((c) => new Promise<string>((resolve) => {
-      let out = '';
-      c.stdout.on('data', (d: Buffer) => { out += d.toString(); resolve(out); });
-      c.on('close', () => resolve(out));
-    })));
+    const outs = await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<string>((resolve) => {
+            let out = '';
+            c.stdout.on('data', (d: Buffer) => {
+              out += d.toString();
+              resolve(out);
+            });
+            c.on('close', () => resolve(out));
+          }),
+      ),
+    );
     for (const c of children) c.stdin.end();
     await Promise.all(closed);
     assert.deepEqual(outs.sort(), ['got', 'held', 'held', 'held'], `${start}: ${outs.join(' ')}`);
@@ -105,9 +119,9 @@ test('files are made only where nothing is (a symlink is not followed), and remo
   const id = identity(file);
   // Someone moves it away and puts another file under its name (the first still exists, so the inode differs).
   fs.renameSync(file, path.join(dir, 'moved'));
-  fs.writeFileSync(file, 'someone else\'s, made since');
+  fs.writeFileSync(file, "someone else's, made since");
   assert.equal(unlinkIfSame(file, id), false);
-  assert.equal(fs.readFileSync(file, 'utf8'), 'someone else\'s, made since');
+  assert.equal(fs.readFileSync(file, 'utf8'), "someone else's, made since");
   assert.equal(unlinkIfSame(file, identity(file)), true);
   assert.equal(fs.existsSync(file), false);
 });

@@ -6,7 +6,11 @@ import { BadRequestError, type LineProblem, lines, parseRequest } from '../../..
 function collect(maxBytes?: number): { feed: (c: Buffer | string) => void; got: unknown[]; bad: LineProblem[] } {
   const got: unknown[] = [];
   const bad: LineProblem[] = [];
-  const f = lines((v) => got.push(v), (p) => bad.push(p), maxBytes);
+  const f = lines(
+    (v) => got.push(v),
+    (p) => bad.push(p),
+    maxBytes,
+  );
   return { feed: (c) => f(Buffer.isBuffer(c) ? c : Buffer.from(c)), got, bad };
 }
 
@@ -35,14 +39,20 @@ test('lines: a line over the limit is reported once, as soon as the limit is pas
   c.feed('x'.repeat(600));
   assert.equal(c.bad.length, 0);
   c.feed('x'.repeat(600)); // 1200 bytes, no newline yet
-  assert.deepEqual(c.bad.map((p) => p.kind), ['too-long']);
+  assert.deepEqual(
+    c.bad.map((p) => p.kind),
+    ['too-long'],
+  );
   c.feed('\n{"ok":2}\n');
   assert.deepEqual(c.got, [{ ok: 1 }], 'the stream ends at the long line');
   assert.equal(c.bad.length, 1);
   // A whole line over the limit inside one chunk, too.
   const d = collect(10);
   d.feed(`${'y'.repeat(20)}\n{"ok":3}\n`);
-  assert.deepEqual(d.bad.map((p) => p.kind), ['too-long']);
+  assert.deepEqual(
+    d.bad.map((p) => p.kind),
+    ['too-long'],
+  );
   assert.deepEqual(d.got, []);
 });
 
@@ -51,7 +61,10 @@ test('lines: 64 MB without a newline is refused at the default limit, in linear 
   const chunk = Buffer.alloc(64 * 1024, 0x61);
   const t0 = performance.now();
   for (let i = 0; i < 1024 && c.bad.length === 0; i++) c.feed(chunk);
-  assert.deepEqual(c.bad.map((p) => p.kind), ['too-long']);
+  assert.deepEqual(
+    c.bad.map((p) => p.kind),
+    ['too-long'],
+  );
   assert.ok(performance.now() - t0 < 2000, `${(performance.now() - t0).toFixed(0)} ms`);
 });
 
@@ -69,19 +82,41 @@ test('parseRequest takes the requests run, chat, serve, ps and stop send', () =>
 test('parseRequest refuses every wrong shape with a BadRequestError naming the field', () => {
   const complete = (req: Record<string, unknown>) => ({ op: 'complete', req: { prompt: 'x', chat: false, sampling, maxTokens: 4, stop: [], ...req } });
   const cases: [unknown, RegExp][] = [
-    [null, /JSON object with an "op"/], [[], /JSON object/], ['info', /JSON object/], [7, /JSON object/],
-    [{}, /unknown "op" of type undefined/], [{ op: 5 }, /of type number/], [{ op: 'nope' }, /unknown "op" "nope"/], [{ op: 'constructor' }, /unknown "op"/],
-    [{ op: 'complete' }, /"req" must be an object/], [{ op: 'complete', req: [] }, /"req" must be an object/],
-    [complete({ prompt: 5 }), /"req.prompt"/], [complete({ prompt: ['a'] }), /"req.prompt"/], [complete({ chat: 1 }), /"req.chat"/],
-    [complete({ messages: [{ role: 'user' }] }), /"req.messages"/], [complete({ system: 3 }), /"req.system"/], [complete({ templateVars: [] }), /"req.templateVars"/],
-    [complete({ sampling: null }), /"sampling" must be an object/], [complete({ sampling: { ...sampling, topK: '40' } }), /"sampling.topK" must be a number/],
-    [complete({ sampling: { ...sampling, topP: 2 } }), /top-p 2 must be in/], [complete({ sampling: { ...sampling, presencePenalty: 'a' } }), /presencePenalty/],
-    [complete({ maxTokens: -1 }), /"maxTokens"/], [complete({ maxTokens: 2.5 }), /"maxTokens"/], [complete({ maxTokens: '4' }), /"maxTokens"/],
-    [complete({ stop: 'x' }), /"req.stop"/], [complete({ stop: [null] }), /"req.stop"/],
-    [{ op: 'chat', messages: 'hi', sampling, maxTokens: 4 }, /"messages"/], [{ op: 'chat', messages: [null], sampling, maxTokens: 4 }, /"messages"/],
-    [{ op: 'chat', messages: [], sampling, maxTokens: null }, /"maxTokens"/], [{ op: 'chat', messages: [], maxTokens: 4 }, /"sampling"/],
+    [null, /JSON object with an "op"/],
+    [[], /JSON object/],
+    ['info', /JSON object/],
+    [7, /JSON object/],
+    [{}, /unknown "op" of type undefined/],
+    [{ op: 5 }, /of type number/],
+    [{ op: 'nope' }, /unknown "op" "nope"/],
+    [{ op: 'constructor' }, /unknown "op"/],
+    [{ op: 'complete' }, /"req" must be an object/],
+    [{ op: 'complete', req: [] }, /"req" must be an object/],
+    [complete({ prompt: 5 }), /"req.prompt"/],
+    [complete({ prompt: ['a'] }), /"req.prompt"/],
+    [complete({ chat: 1 }), /"req.chat"/],
+    [complete({ messages: [{ role: 'user' }] }), /"req.messages"/],
+    [complete({ system: 3 }), /"req.system"/],
+    [complete({ templateVars: [] }), /"req.templateVars"/],
+    [complete({ sampling: null }), /"sampling" must be an object/],
+    [complete({ sampling: { ...sampling, topK: '40' } }), /"sampling.topK" must be a number/],
+    [complete({ sampling: { ...sampling, topP: 2 } }), /top-p 2 must be in/],
+    [complete({ sampling: { ...sampling, presencePenalty: 'a' } }), /presencePenalty/],
+    [complete({ maxTokens: -1 }), /"maxTokens"/],
+    [complete({ maxTokens: 2.5 }), /"maxTokens"/],
+    [complete({ maxTokens: '4' }), /"maxTokens"/],
+    [complete({ stop: 'x' }), /"req.stop"/],
+    [complete({ stop: [null] }), /"req.stop"/],
+    [{ op: 'chat', messages: 'hi', sampling, maxTokens: 4 }, /"messages"/],
+    [{ op: 'chat', messages: [null], sampling, maxTokens: 4 }, /"messages"/],
+    [{ op: 'chat', messages: [], sampling, maxTokens: null }, /"maxTokens"/],
+    [{ op: 'chat', messages: [], maxTokens: 4 }, /"sampling"/],
   ];
   for (const [v, why] of cases) {
-    assert.throws(() => parseRequest(v), (e: unknown) => e instanceof BadRequestError && /^bad request: /.test(e.message) && why.test(e.message), JSON.stringify(v));
+    assert.throws(
+      () => parseRequest(v),
+      (e: unknown) => e instanceof BadRequestError && /^bad request: /.test(e.message) && why.test(e.message),
+      JSON.stringify(v),
+    );
   }
 });

@@ -20,7 +20,9 @@ const NOBODY = 65534;
 const model = modelFixture('llama');
 const stem = modelStem(model);
 const roots: string[] = [];
-after(() => { for (const r of roots) fs.rmSync(r, { recursive: true, force: true }); });
+after(() => {
+  for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+});
 
 /** A private TMPDIR for one scenario, and the environment that makes unicorn use it (no XDG_RUNTIME_DIR). */
 function scenario(): { tmp: string; env: NodeJS.ProcessEnv; folder: (uid?: number) => string } {
@@ -75,29 +77,33 @@ test('a runtime folder of mode 0777 is refused by run, ps, load --keep, serve an
   assert.equal(fs.statSync(dir).mode & 0o777, 0o777, 'the folder was left as it was (not chmod-ed into use)');
 });
 
-test('a runtime folder that another user made first (with a symlinked log and their socket in it) is refused: root\'s prompt never reaches them, nothing is written through the link', { skip: !isRoot && 'needs root to make a folder owned by another user' }, async () => {
-  const s = scenario();
-  const dir = s.folder();
-  const victim = path.join(s.tmp, 'precious.txt');
-  fs.writeFileSync(victim, 'precious\n');
-  fs.mkdirSync(dir);
-  fs.symlinkSync(victim, path.join(dir, `${stem}.log`));
-  const sock = path.join(dir, `${stem}.sock`);
-  const fake = await fakeServer(sock);
-  fs.chmodSync(sock, 0o777);
-  fs.lchownSync(sock, NOBODY, NOBODY);
-  fs.lchownSync(path.join(dir, `${stem}.log`), NOBODY, NOBODY);
-  fs.chmodSync(dir, 0o777);
-  fs.chownSync(dir, NOBODY, NOBODY);
-  try {
-    await everyCommandRefuses(s.env, /runtime folder .*unicorn-0 is not safe: it belongs to uid 65534, not to you \(uid 0\)/);
-    assert.equal(fake.connections(), 0, 'the attacker\'s socket was never connected to');
-    assert.doesNotMatch(fake.received(), /secret/);
-  } finally {
-    await fake.close();
-  }
-  assert.equal(fs.readFileSync(victim, 'utf8'), 'precious\n', 'the symlinked log\'s target is untouched');
-});
+test(
+  "a runtime folder that another user made first (with a symlinked log and their socket in it) is refused: root's prompt never reaches them, nothing is written through the link",
+  { skip: !isRoot && 'needs root to make a folder owned by another user' },
+  async () => {
+    const s = scenario();
+    const dir = s.folder();
+    const victim = path.join(s.tmp, 'precious.txt');
+    fs.writeFileSync(victim, 'precious\n');
+    fs.mkdirSync(dir);
+    fs.symlinkSync(victim, path.join(dir, `${stem}.log`));
+    const sock = path.join(dir, `${stem}.sock`);
+    const fake = await fakeServer(sock);
+    fs.chmodSync(sock, 0o777);
+    fs.lchownSync(sock, NOBODY, NOBODY);
+    fs.lchownSync(path.join(dir, `${stem}.log`), NOBODY, NOBODY);
+    fs.chmodSync(dir, 0o777);
+    fs.chownSync(dir, NOBODY, NOBODY);
+    try {
+      await everyCommandRefuses(s.env, /runtime folder .*unicorn-0 is not safe: it belongs to uid 65534, not to you \(uid 0\)/);
+      assert.equal(fake.connections(), 0, "the attacker's socket was never connected to");
+      assert.doesNotMatch(fake.received(), /secret/);
+    } finally {
+      await fake.close();
+    }
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'precious\n', "the symlinked log's target is untouched");
+  },
+);
 
 test('a runtime folder that is a symlink, or a plain file, is refused', async () => {
   const s = scenario();
@@ -118,16 +124,23 @@ test('a runtime folder that is a symlink, or a plain file, is refused', async ()
   refused(await cli(['ps'], { env: s.env, timeoutMs: 30_000 }), /runtime folder .* is not safe: it is not a directory/, 'ps on a file');
 });
 
-test('a non-root user whose runtime folder another user made gets a clear error from run, ps, load --keep, serve and stop (not "internal error: EPERM")', { skip: !isRoot && 'needs root to run a command as another user' }, async () => {
-  const s = scenario();
-  fs.chmodSync(s.tmp, 0o755); // the victim (nobody) must reach its TMPDIR
-  const dir = s.folder(NOBODY);
-  fs.mkdirSync(dir);
-  fs.chmodSync(dir, 0o777); // made by root, open to all: the victim cannot chmod it
-  await everyCommandRefuses({ ...s.env, HOME: s.tmp }, /runtime folder .*unicorn-65534 is not safe: it belongs to uid 0, not to you \(uid 65534\)/, { uid: NOBODY, gid: NOBODY });
-});
+test(
+  'a non-root user whose runtime folder another user made gets a clear error from run, ps, load --keep, serve and stop (not "internal error: EPERM")',
+  { skip: !isRoot && 'needs root to run a command as another user' },
+  async () => {
+    const s = scenario();
+    fs.chmodSync(s.tmp, 0o755); // the victim (nobody) must reach its TMPDIR
+    const dir = s.folder(NOBODY);
+    fs.mkdirSync(dir);
+    fs.chmodSync(dir, 0o777); // made by root, open to all: the victim cannot chmod it
+    await everyCommandRefuses({ ...s.env, HOME: s.tmp }, /runtime folder .*unicorn-65534 is not safe: it belongs to uid 0, not to you \(uid 65534\)/, {
+      uid: NOBODY,
+      gid: NOBODY,
+    });
+  },
+);
 
-test('in a private runtime folder, a symlink at the log\'s name is not written through; load --keep and stop work', async () => {
+test("in a private runtime folder, a symlink at the log's name is not written through; load --keep and stop work", async () => {
   const s = scenario();
   const victim = path.join(s.tmp, 'precious.txt');
   fs.writeFileSync(victim, 'precious\n');
@@ -136,9 +149,9 @@ test('in a private runtime folder, a symlink at the log\'s name is not written t
   const keep = await cli(['load', model, '--keep', '--json'], { env: s.env });
   try {
     assert.equal(keep.code, 0, keep.err);
-    assert.equal(fs.readFileSync(victim, 'utf8'), 'precious\n', 'the link\'s target is untouched');
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'precious\n', "the link's target is untouched");
     const log = path.join(s.folder(), `${stem}.log`);
-    assert.ok(!fs.lstatSync(log).isSymbolicLink(), 'the server\'s log replaced the link');
+    assert.ok(!fs.lstatSync(log).isSymbolicLink(), "the server's log replaced the link");
     assert.match(fs.readFileSync(log, 'utf8'), /serving/);
     const stop = await cli(['stop'], { env: s.env });
     assert.equal(stop.code, 0, stop.err);
@@ -148,13 +161,17 @@ test('in a private runtime folder, a symlink at the log\'s name is not written t
   assert.deepEqual(fs.readdirSync(s.folder()), [], 'a clean stop leaves no socket, lock or log');
 });
 
-test('a socket that is a plain file, a symlink to someone\'s socket, or another user\'s socket is never talked to: run refuses it, ps does not list it', async () => {
+test("a socket that is a plain file, a symlink to someone's socket, or another user's socket is never talked to: run refuses it, ps does not list it", async () => {
   const s = scenario();
   fs.mkdirSync(s.folder(), { mode: 0o700 });
   const sock = path.join(s.folder(), `${stem}.sock`);
   // A plain file where the socket goes.
   fs.writeFileSync(sock, '');
-  refused(await cli(['run', model, 'the secret prompt', '-n', '4', '--temp', '0'], { env: s.env, timeoutMs: 30_000 }), /refusing to talk to the resident server at .*: it is not a socket/, 'run, plain file');
+  refused(
+    await cli(['run', model, 'the secret prompt', '-n', '4', '--temp', '0'], { env: s.env, timeoutMs: 30_000 }),
+    /refusing to talk to the resident server at .*: it is not a socket/,
+    'run, plain file',
+  );
   const ps = await cli(['ps'], { env: s.env, timeoutMs: 30_000 });
   assert.equal(ps.code, 0, ps.err);
   assert.match(ps.out, /no resident models/);
@@ -166,7 +183,11 @@ test('a socket that is a plain file, a symlink to someone\'s socket, or another 
   const fake = await fakeServer(elsewhere);
   fs.symlinkSync(elsewhere, sock);
   try {
-    refused(await cli(['run', model, 'the secret prompt', '-n', '4', '--temp', '0'], { env: s.env, timeoutMs: 30_000 }), /refusing to talk to the resident server at .*: it is a symlink/, 'run, symlink');
+    refused(
+      await cli(['run', model, 'the secret prompt', '-n', '4', '--temp', '0'], { env: s.env, timeoutMs: 30_000 }),
+      /refusing to talk to the resident server at .*: it is a symlink/,
+      'run, symlink',
+    );
     const ps2 = await cli(['ps', '--json'], { env: s.env, timeoutMs: 30_000 });
     assert.deepEqual(JSON.parse(ps2.out), [], 'ps lists no fake server');
     assert.equal(fake.connections(), 0);
@@ -178,7 +199,11 @@ test('a socket that is a plain file, a symlink to someone\'s socket, or another 
   const theirs = await fakeServer(sock);
   fs.lchownSync(sock, NOBODY, NOBODY);
   try {
-    refused(await cli(['run', model, 'the secret prompt', '-n', '4', '--temp', '0'], { env: s.env, timeoutMs: 30_000 }), /refusing to talk to the resident server at .*: it belongs to uid 65534, not to you/, 'run, another user\'s socket');
+    refused(
+      await cli(['run', model, 'the secret prompt', '-n', '4', '--temp', '0'], { env: s.env, timeoutMs: 30_000 }),
+      /refusing to talk to the resident server at .*: it belongs to uid 65534, not to you/,
+      "run, another user's socket",
+    );
     const ps3 = await cli(['ps', '--json'], { env: s.env, timeoutMs: 30_000 });
     assert.deepEqual(JSON.parse(ps3.out), [], 'ps lists no fake server');
     assert.equal(theirs.connections(), 0);

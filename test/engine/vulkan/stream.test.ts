@@ -28,7 +28,10 @@ for (const forceStaging of [false, true]) {
       const got = download(alloc, gpu.cmds, buf, new Uint8Array(t.byteLength), 0, 1000);
       assert.deepEqual(got, file.readAll(t.name), t.name);
     }
-    assert.equal(s.stats.bytes, file.tensors.reduce((a, t) => a + t.byteLength, 0));
+    assert.equal(
+      s.stats.bytes,
+      file.tensors.reduce((a, t) => a + t.byteLength, 0),
+    );
     if (forceStaging) assert.equal(s.stats.direct, 0);
     else if (gpu.device.info.memoryTypes.some((m) => m.deviceLocal && m.hostVisible)) assert.equal(s.stats.staged, 0);
     s.dispose();
