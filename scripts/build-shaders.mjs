@@ -4,6 +4,8 @@
 // combination of its variant axes), and writes shaders/spv/manifest.json with a hash of each
 // variant's inputs (source, the files it includes, defines, flags) and of its output. The SPIR-V
 // ships in the package: users need no compiler. `--check` only verifies that nothing is stale.
+// The compiler is pinned (SHADER_COMPILER in the table, part of every hash): scripts/glslc.sh finds it
+// or fetches it once into .tools/ (Debian 12's own glslc is too old for cooperative matrices).
 //
 // The table is TypeScript; this script imports its compiled copy in dist/ (the code the runtime
 // runs, so the two cannot disagree), and refuses to run on a copy older than its source: run
@@ -31,7 +33,7 @@ async function loadTable() {
 }
 
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]);
-const { SHADER_FLAGS, shaderVariants } = await loadTable().catch((e) => {
+const { SHADER_COMPILER, SHADER_FLAGS, shaderVariants } = await loadTable().catch((e) => {
   if (!isMain) throw e;
   console.error(`build-shaders: ${e.message}`);
   process.exit(1);
@@ -52,18 +54,33 @@ export function sourceClosure(file, seen = new Set()) {
 
 export function inputHash(v) {
   return createHash('sha256')
-    .update(JSON.stringify({ flags, defines: v.defines, source: sourceClosure(v.source) }))
+    .update(JSON.stringify({ compiler: SHADER_COMPILER, flags, defines: v.defines, source: sourceClosure(v.source) }))
     .digest('hex');
 }
 
 const check = process.argv.includes('--check');
 if (isMain) main();
 
+/** The pinned glslc (scripts/glslc.sh), checked to be that version. */
+function compiler() {
+  const glslc = execFileSync('bash', [path.join(root, 'scripts', 'glslc.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const version = execFileSync(glslc, ['--version'], { encoding: 'utf8' }).split('\n')[0];
+  if (!version.startsWith(SHADER_COMPILER)) throw new Error(`${glslc} is ${version}, not ${SHADER_COMPILER}`);
+  return glslc;
+}
+
 function main() {
   const manifestPath = path.join(dir, 'spv', 'manifest.json');
   const manifest = fs.existsSync(manifestPath) ? JSON.parse(fs.readFileSync(manifestPath, 'utf8')) : {};
   const next = {};
   let stale = 0;
+  let glslc;
+  try {
+    if (!check) glslc = compiler();
+  } catch (e) {
+    console.error(`build-shaders: ${e.message}`);
+    process.exit(1);
+  }
   for (const v of variants) {
     const h = inputHash(v);
     const out = path.join(dir, 'spv', `${v.name}.spv`);
@@ -75,7 +92,7 @@ function main() {
       continue;
     }
     const args = [...flags, ...Object.entries(v.defines).map(([k, val]) => `-D${k}=${val}`), '-o', out, path.join(dir, v.source)];
-    execFileSync('glslc', args, { stdio: 'inherit' });
+    execFileSync(glslc, args, { stdio: 'inherit' });
     next[v.name] = { input: h, spv: createHash('sha256').update(fs.readFileSync(out)).digest('hex') };
     console.log(`${v.name}.spv  ${fs.statSync(out).size} bytes`);
   }

@@ -22,7 +22,7 @@ export function benchCommand(): Command {
     .option('-n, --tokens <n>', 'tokens to generate', positive, 128)
     .option('--ctx <n>', 'context length (default: prompt + tokens + 1)', positive)
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
-    .option('--profile', 'GPU time per kernel of one decode step (timestamp queries)')
+    .option('--profile', "GPU time per kernel of one decode step and of the prompt's last prefill batch (timestamp queries)")
     .option('--json', 'print the report as JSON')
     .action((given: string | undefined, flags: BenchFlags) => {
       const model = modelOrBundled(given);

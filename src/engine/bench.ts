@@ -6,7 +6,8 @@
  * copy rate / bytes read per token: the report gives tok/s, the GB/s that implies and its share of
  * the copy rate. Prompt token ids are drawn at random from a fixed seed (speed does not depend on
  * them); decode is greedy, then again with sampling as `unicorn run` samples by default. With
- * `profile`, GPU timestamps after every dispatch give one decode step's time per kernel.
+ * `profile`, GPU timestamps after every dispatch give one decode step's time per kernel, and one
+ * prefill batch's (the last of the prompt).
  */
 import { UnicornError } from './errors.js';
 import { openRunner } from './generate/runner.js';
@@ -57,7 +58,32 @@ export interface BenchResult {
     readonly sampledTokensPerSecond: number;
   };
   /** One greedy decode step, per kernel (with `profile`). */
-  readonly step?: { readonly dispatches: number; readonly gpuMs: number; readonly kernels: readonly KernelTime[] };
+  readonly step?: StepProfile;
+  /** The prompt's last prefill batch, per kernel (with `profile`). */
+  readonly prefillStep?: StepProfile & { readonly tokens: number };
+}
+
+export interface StepProfile {
+  readonly dispatches: number;
+  readonly gpuMs: number;
+  readonly kernels: readonly KernelTime[];
+}
+
+/** Per-dispatch times summed per kernel, the largest first. */
+function profileOf(steps: readonly { label: string; us: number }[]): StepProfile {
+  const byKernel = new Map<string, { us: number; n: number }>();
+  for (const st of steps) {
+    const e = byKernel.get(st.label) ?? { us: 0, n: 0 };
+    e.us += st.us;
+    e.n++;
+    byKernel.set(st.label, e);
+  }
+  const total = steps.reduce((a, st) => a + st.us, 0);
+  return {
+    dispatches: steps.length,
+    gpuMs: total / 1000,
+    kernels: [...byKernel].sort((a, b) => b[1].us - a[1].us).map(([kernel, e]) => ({ kernel, count: e.n, totalUs: e.us, share: e.us / total })),
+  };
 }
 
 export const SAMPLED = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, repeatLastN: 64, seed: 1 } as const;
@@ -106,19 +132,13 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
     new Session(runner.backend).generate(prompt.slice(0, Math.min(8, prompt.length)), { maxTokens: 2, sampling: GREEDY, eosIds: [] });
     o.onStage?.(`prefill ${o.promptTokens} tokens, decode ${o.genTokens}`);
     const t = new Session(runner.backend).generate(prompt, { maxTokens: o.genTokens, sampling: GREEDY, eosIds: [] }).timings;
-    const steps = o.profile === true && runner.device !== null ? (runner.backend as GpuBackend).lastProfile() : [];
+    const gpu = o.profile === true && runner.device !== null ? (runner.backend as GpuBackend) : null;
+    const steps = gpu?.lastProfile() ?? [];
+    const prefillSteps = gpu?.lastPrefillProfile() ?? { tokens: 0, steps: [] };
     o.onStage?.('decode with sampling');
     const s = new Session(runner.backend).generate(prompt, { maxTokens: o.genTokens, sampling: SAMPLED, eosIds: [] }).timings;
     const decodeTps = t.decodeSteps / t.decodeSeconds;
     const roofline = (copyGBs * 1e9) / bytesPerToken;
-    const byKernel = new Map<string, { us: number; n: number }>();
-    for (const st of steps) {
-      const e = byKernel.get(st.label) ?? { us: 0, n: 0 };
-      e.us += st.us;
-      e.n++;
-      byKernel.set(st.label, e);
-    }
-    const total = steps.reduce((a, st) => a + st.us, 0);
     return {
       model: dir,
       architecture: spec.architecture,
@@ -140,15 +160,8 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
         ofRoofline: decodeTps / roofline,
         sampledTokensPerSecond: s.decodeSteps / s.decodeSeconds,
       },
-      ...(steps.length === 0
-        ? {}
-        : {
-            step: {
-              dispatches: steps.length,
-              gpuMs: total / 1000,
-              kernels: [...byKernel].sort((a, b) => b[1].us - a[1].us).map(([kernel, e]) => ({ kernel, count: e.n, totalUs: e.us, share: e.us / total })),
-            },
-          }),
+      ...(steps.length === 0 ? {} : { step: profileOf(steps) }),
+      ...(prefillSteps.steps.length === 0 ? {} : { prefillStep: { tokens: prefillSteps.tokens, ...profileOf(prefillSteps.steps) } }),
     };
   } finally {
     runner.close();
@@ -168,17 +181,27 @@ export function renderBench(r: BenchResult): string {
     `decode    ${r.decode.tokens} tokens after the first: ${n(r.decode.tokensPerSecond, 1)} tok/s greedy = ${rate(r.decode.weightGBs)} GB/s of weights, ${n(100 * r.decode.ofRoofline)}% of the roofline`,
     `          ${n(r.decode.sampledTokensPerSecond, 1)} tok/s sampling (temperature ${SAMPLED.temperature}, top-k ${SAMPLED.topK}, top-p ${SAMPLED.topP}, min-p ${SAMPLED.minP})`,
   ];
+  const table = (p: StepProfile) => {
+    lines.push('kernel                     count   total µs   share   µs each');
+    for (const k of p.kernels) {
+      lines.push(
+        `${k.kernel.padEnd(25)} ${String(k.count).padStart(6)} ${k.totalUs.toFixed(0).padStart(10)} ${(100 * k.share).toFixed(1).padStart(6)}% ${(k.totalUs / k.count).toFixed(1).padStart(9)}`,
+      );
+    }
+  };
+  if (r.prefillStep !== undefined) {
+    lines.push(
+      '',
+      `the prompt's last prefill batch on the GPU: ${r.prefillStep.tokens} tokens, ${r.prefillStep.dispatches} dispatches, ${r.prefillStep.gpuMs.toFixed(2)} ms`,
+    );
+    table(r.prefillStep);
+  }
   if (r.step !== undefined) {
     lines.push(
       '',
       `one decode step on the GPU: ${r.step.dispatches} dispatches, ${r.step.gpuMs.toFixed(2)} ms (host-measured ${(1000 / r.decode.tokensPerSecond).toFixed(2)} ms)`,
     );
-    lines.push('kernel                     count   total µs   share   µs each');
-    for (const k of r.step.kernels) {
-      lines.push(
-        `${k.kernel.padEnd(25)} ${String(k.count).padStart(6)} ${k.totalUs.toFixed(0).padStart(10)} ${(100 * k.share).toFixed(1).padStart(6)}% ${(k.totalUs / k.count).toFixed(1).padStart(9)}`,
-      );
-    }
+    table(r.step);
   }
   return lines.join('\n');
 }

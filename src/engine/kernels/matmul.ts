@@ -1,47 +1,157 @@
 /**
  * Matrix x matrix (prefill): Y[tokens, rows] = X[tokens, cols] W[rows, cols]^T, W in any weight
- * format (weight-formats.ts), dequantized tile by tile in shared memory (the table's matmul kernel,
- * a variant per format and tiling). Same row-range splitting as matrix x vector for weights beyond
- * maxStorageBufferRange.
+ * format (weight-formats.ts). Three kernels, one per kind of device:
+ * - `coop` (matmul_coop.comp): cooperative matrices (VK_KHR_cooperative_matrix: tensor cores, WMMA,
+ *   XMX), f16 x f16 products accumulated in f32, tiles of W dequantized into shared memory; where the
+ *   device reports an f16 -> f32 shape and the matrix's rows are a multiple of 8 values long;
+ * - `tiled` (matmul.comp): a shared-memory tile of 64 x 32 outputs in f32, on other GPUs;
+ * - `direct` (matmul.comp with DIRECT): no shared memory and no barriers, for CPU drivers.
+ * UNICORN_MATMUL=coop|tiled|direct picks one (coop only where the device has it); UNICORN_MATMUL_TILE
+ * = `bm,bn,wm,wn` sets the cooperative kernel's tiles (benchmarks). Same row-range splitting as matrix
+ * x vector for weights beyond maxStorageBufferRange.
  */
+import { UnicornError } from '../errors.js';
 import type { Commands } from '../vulkan/commands.js';
-import type { Device } from '../vulkan/device.js';
+import type { CoopMatShape, Device, DeviceInfo } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { type KernelOf, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { KERNELS } from './table.js';
 import { isGrouped } from './weight-formats.js';
 
-const BM = 64;
-const BN = 32;
+export type MatMulKind = 'coop' | 'tiled' | 'direct';
+
+/** The cooperative kernel's shape and tiles (the spec constants of matmul_coop.comp). */
+export interface CoopTiles {
+  /** The device's cooperative-matrix shape, C[tm x tn] += A[tm x tk] B[tk x tn]. */
+  readonly tm: number;
+  readonly tn: number;
+  readonly tk: number;
+  /** A workgroup's tile (weight rows x tokens) and each subgroup's part of it. */
+  readonly bm: number;
+  readonly bn: number;
+  readonly wm: number;
+  readonly wn: number;
+  /** The subgroup size it runs at; the workgroup is (bm / wm) * (bn / wn) subgroups. */
+  readonly sg: number;
+}
+
+/** matmul_coop.comp's chunk of k and its shared row stride in halves. */
+const BK = 32;
+const LDS = BK + 8;
+
+/** The f16 x f16 -> f32 shape the kernel uses: 16 x 16 x 16 where there is one, else the largest that fits a chunk of k. */
+export function coopShape(shapes: readonly CoopMatShape[]): CoopMatShape | undefined {
+  const usable = shapes.filter((s) => s.a === 'f16' && s.b === 'f16' && s.c === 'f32' && s.result === 'f32' && BK % s.k === 0 && s.m <= 32 && s.n <= 32);
+  return usable.find((s) => s.m === 16 && s.n === 16 && s.k === 16) ?? [...usable].sort((a, b) => b.m * b.n * b.k - a.m * a.n * a.k)[0];
+}
+
+/** Why a set of tiles cannot run on a device, or undefined when it can. */
+export function coopTilesProblem(t: CoopTiles, info: DeviceInfo): string | undefined {
+  if (t.wm % t.tm !== 0 || t.wn % t.tn !== 0) return `a subgroup's part ${t.wm} x ${t.wn} is not a whole number of ${t.tm} x ${t.tn} matrices`;
+  if (t.bm % t.wm !== 0 || t.bn % t.wn !== 0) return `the tile ${t.bm} x ${t.bn} is not a whole number of ${t.wm} x ${t.wn} parts`;
+  const invocations = (t.bm / t.wm) * (t.bn / t.wn) * t.sg;
+  if (invocations > info.maxComputeWorkGroupInvocations) return `${invocations} invocations exceed the device's ${info.maxComputeWorkGroupInvocations}`;
+  const shared = (t.bm + t.bn) * LDS * 2 + (t.bm / t.wm) * (t.bn / t.wn) * t.tm * t.tn * 4;
+  if (shared > info.maxComputeSharedMemorySize) return `${shared} bytes of shared memory exceed the device's ${info.maxComputeSharedMemorySize}`;
+  return undefined;
+}
+
+/**
+ * The cooperative kernel's tiles on a device, or null where it has no usable shape. Tiles: 128 rows x
+ * 64 tokens in parts of 32 x 32 with the 16 x 16 shapes (NVIDIA, AMD, Intel), 32 x 32 in parts of 16 x
+ * 16 with smaller ones (lavapipe's 8 x 8); UNICORN_MATMUL_TILE overrides.
+ */
+export function coopTiles(info: DeviceInfo, forced = process.env['UNICORN_MATMUL_TILE']): CoopTiles | null {
+  const shape = info.cooperativeMatrix ? coopShape(info.coopMatShapes) : undefined;
+  if (shape === undefined) return null;
+  const big = shape.m >= 16 && shape.n >= 16;
+  let [bm, bn, wm, wn] = big ? [128, 64, 32, 32] : [4 * shape.m, 4 * shape.n, 2 * shape.m, 2 * shape.n];
+  if (forced !== undefined && forced !== '') {
+    const v = forced.split(',').map(Number);
+    if (v.length !== 4 || !v.every((n) => Number.isInteger(n) && n > 0)) {
+      throw new UnicornError(`UNICORN_MATMUL_TILE='${forced}' is not bm,bn,wm,wn (four positive integers, e.g. 128,64,32,32)`);
+    }
+    [bm, bn, wm, wn] = v as [number, number, number, number];
+  }
+  const tiles = { tm: shape.m, tn: shape.n, tk: shape.k, bm: bm!, bn: bn!, wm: wm!, wn: wn!, sg: info.subgroupSize };
+  const problem = coopTilesProblem(tiles, info);
+  if (problem !== undefined) {
+    if (forced !== undefined && forced !== '') throw new UnicornError(`UNICORN_MATMUL_TILE='${forced}' does not fit ${info.name}: ${problem}`);
+    return null;
+  }
+  return tiles;
+}
+
+/** The kernel a device gets by default, or the one UNICORN_MATMUL asks for (refused where it cannot run). */
+export function matmulKind(info: DeviceInfo, forced = process.env['UNICORN_MATMUL']): MatMulKind {
+  const coop = coopTiles(info) !== null;
+  if (forced !== undefined && forced !== '') {
+    if (forced !== 'coop' && forced !== 'tiled' && forced !== 'direct') throw new UnicornError(`UNICORN_MATMUL='${forced}' is not coop, tiled or direct`);
+    if (forced === 'coop' && !coop) {
+      throw new UnicornError(`UNICORN_MATMUL=coop: ${info.name} has no usable cooperative matrices (VK_KHR_cooperative_matrix with an f16 x f16 -> f32 shape)`);
+    }
+    return forced;
+  }
+  // CPU drivers pay for every barrier by stepping through every invocation (lavapipe: a 4-token prefill
+  // of the bundled model 1.25 s tiled -> a few ms direct), cooperative or not.
+  if (info.type === 'cpu') return 'direct';
+  return coop ? 'coop' : 'tiled';
+}
 
 export class MatMul {
   private dummy: GpuBuffer | undefined;
-  /**
-   * The DIRECT variant (no shared memory, no barriers: one invocation per row and 8 tokens), for CPU
-   * drivers, where the tiled kernel's barriers cost more than its arithmetic saves (lavapipe: a
-   * 4-token prefill of the bundled model 1.25 s -> a few ms); the tiled one elsewhere.
-   */
-  readonly direct: boolean;
+  readonly kind: MatMulKind;
+  /** The cooperative kernel's tiles (kind coop). */
+  readonly tiles: CoopTiles | null;
 
   constructor(
     readonly device: Device,
     private readonly alloc: Allocator,
-    opts: { direct?: boolean } = {},
+    opts: { kind?: MatMulKind } = {},
   ) {
-    this.direct = opts.direct ?? device.info.type === 'cpu';
+    this.kind = opts.kind ?? matmulKind(device.info);
+    this.tiles = this.kind === 'coop' ? coopTiles(device.info) : null;
+    if (this.kind === 'coop' && this.tiles === null) throw new Error(`MatMul: ${device.info.name} has no cooperative matrices`);
   }
 
-  private kernel(m: GpuMatrix): KernelOf<typeof KERNELS.matmul> {
-    return kernelFor(this.device, KERNELS.matmul, { tiling: this.direct ? 'direct' : 'tiled', format: m.format }, { group: isGrouped(m.format) ? m.group : 0 });
+  /** Whether the cooperative kernel takes this matrix (its rows a multiple of 8 values). */
+  private coop(m: GpuMatrix): boolean {
+    return this.tiles !== null && m.cols % 8 === 0;
+  }
+
+  /** Which kernel a matrix gets. */
+  kindFor(m: GpuMatrix): MatMulKind {
+    return this.kind === 'coop' && !this.coop(m) ? 'tiled' : this.kind;
   }
 
   /** Records Y = X W^T for `tokens` rows of X. */
   record(cmds: Commands, m: GpuMatrix, x: GpuBuffer, y: GpuBuffer, tokens: number, opts: { maxRange?: number } = {}): void {
-    const kernel = this.kernel(m);
+    const kind = this.kindFor(m);
+    const group = isGrouped(m.format) ? m.group : 0;
+    let kernel: KernelOf<typeof KERNELS.matmul> | KernelOf<typeof KERNELS.matmul_coop>;
+    let tokenTile: number;
+    let rowTile: number;
+    if (kind === 'coop') {
+      const t = this.tiles!;
+      const workgroup = (t.bm / t.wm) * (t.bn / t.wn) * t.sg;
+      const subgroupSize = this.device.info.subgroupSizes !== null ? t.sg : undefined;
+      kernel = kernelFor(
+        this.device,
+        KERNELS.matmul_coop,
+        { format: m.format },
+        { workgroup, ...t, group },
+        subgroupSize === undefined ? {} : { subgroupSize },
+      );
+      [rowTile, tokenTile] = [t.bm, t.bn];
+    } else {
+      kernel = kernelFor(this.device, KERNELS.matmul, { tiling: kind, format: m.format }, { group });
+      [rowTile, tokenTile] = [64, 32];
+    }
     this.dummy ??= this.alloc.alloc(16, 'matmul params placeholder');
     const maxY = this.device.info.maxComputeWorkGroupCount[1]!;
-    if (Math.ceil(tokens / BN) > maxY) throw new RangeError(`matmul: ${tokens} tokens in one dispatch exceed the device's grid; split the batch`);
+    if (kind !== 'direct' && Math.ceil(tokens / tokenTile) > maxY)
+      throw new RangeError(`matmul: ${tokens} tokens in one dispatch exceed the device's grid; split the batch`);
     for (const r of rowRanges(m, Math.min(opts.maxRange ?? Infinity, this.device.info.maxStorageBufferRange))) {
       const set = kernel.bind({
         w: { buffer: r.w, offset: r.wOffset, size: r.wBytes },
@@ -49,9 +159,10 @@ export class MatMul {
         x: { buffer: x, size: tokens * m.cols * 4 },
         y,
       });
-      const groups: [number, number] = this.direct
-        ? grid(Math.ceil((r.rows * Math.ceil(tokens / 8)) / 64), this.device.info.maxComputeWorkGroupCount[0]!)
-        : [Math.ceil(r.rows / BM), Math.ceil(tokens / BN)];
+      const groups: [number, number] =
+        kind === 'direct'
+          ? grid(Math.ceil((r.rows * Math.ceil(tokens / 8)) / 64), this.device.info.maxComputeWorkGroupCount[0]!)
+          : [Math.ceil(r.rows / rowTile), Math.ceil(tokens / tokenTile)];
       cmds.dispatch(kernel, set, kernel.push({ rows: r.rows, cols: m.cols, tokens, yOffset: r.start, yStride: m.rows }), groups);
     }
   }

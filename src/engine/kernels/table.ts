@@ -19,6 +19,11 @@ import { EMBEDDING_FORMATS, INT8_FORMATS, WEIGHT_FORMATS, WEIGHT_FORMAT_NAMES } 
 
 /** glslc flags of every variant. */
 export const SHADER_FLAGS = ['-O', '--target-env=vulkan1.2'] as const;
+/**
+ * The compiler every variant is built with (the first line of `glslc --version`): shaderc 2025.2, the
+ * first Debian's glslc with GL_KHR_cooperative_matrix (Debian 13's; scripts/glslc.sh fetches it).
+ */
+export const SHADER_COMPILER = 'shaderc 2025.2';
 
 /** A push-constant field: 4 bytes, a u32 or an f32 (written as its bits). */
 export type PushType = 'u32' | 'f32';
@@ -89,6 +94,15 @@ export const KERNELS = {
     bindings: ['w', 'params', 'x', 'y'],
     push: { rows: 'u32', cols: 'u32', tokens: 'u32', yOffset: 'u32', yStride: 'u32' },
     spec: ['group'],
+  }),
+  /** Y = X W^T (prefill) on cooperative matrices (f16 x f16 -> f32), per weight format; tile shapes as spec constants. */
+  matmul_coop: kernel({
+    source: 'matmul_coop.comp',
+    axes: { format: WEIGHT_FORMAT_NAMES },
+    variant: ({ format }) => ({ name: `matmul_coop_${format}`, defines: on(WEIGHT_FORMATS[format].define) }),
+    bindings: ['w', 'params', 'x', 'y'],
+    push: { rows: 'u32', cols: 'u32', tokens: 'u32', yOffset: 'u32', yStride: 'u32' },
+    spec: ['workgroup', 'tm', 'tn', 'tk', 'bm', 'bn', 'wm', 'wn', 'group', 'sg'],
   }),
   /** x [cols] -> int8 activations per block of 32, both byte orders (shaders/quant_act.glsl). */
   quantize_x: kernel({
@@ -177,6 +191,15 @@ export const KERNELS = {
     bindings: ['src', 'dst'],
     push: { n: 'u32' },
     spec: ['workgroup'],
+  }),
+  /** The compute baselines of bench/matmul.ts: f32 FMA chains, or cooperative-matrix products. */
+  peak: kernel({
+    source: 'peak.comp',
+    axes: { unit: ['fma', 'coop'] },
+    variant: ({ unit }) => ({ name: `peak_${unit}`, defines: on(unit.toUpperCase()) }),
+    bindings: ['o'],
+    push: { iterations: 'u32', seed: 'f32' },
+    spec: ['workgroup', 'tm', 'tn', 'tk'],
   }),
   /** Each invocation's view of its subgroup (kernels/subgroups.ts). */
   subgroup_probe: kernel({

@@ -194,6 +194,13 @@ export class GpuBackend implements Backend {
     return this.lastCmds?.profile() ?? [];
   }
 
+  private prefillProfile: { tokens: number; steps: { label: string; us: number }[] } = { tokens: 0, steps: [] };
+
+  /** Per-dispatch GPU times of the last step of more than one token (with the profile option). */
+  lastPrefillProfile(): { tokens: number; steps: { label: string; us: number }[] } {
+    return this.prefillProfile;
+  }
+
   // ---- Lowering: each fused step (fuse.ts) becomes its dispatches, then a barrier. ----
 
   private matrix(name: string): GpuMatrix {
@@ -441,6 +448,7 @@ export class GpuBackend implements Backend {
       this.record({ cmds: this.stepCmds, tokens: ids.length, output });
       this.stepCmds.submitAndWait();
       this.lastCmds = this.stepCmds;
+      if (this.opts.profile === true) this.prefillProfile = { tokens: ids.length, steps: this.stepCmds.profile() };
     }
     return this.collect(output);
   }

@@ -4,6 +4,9 @@
  * sizes are chosen from DeviceInfo once, at start-up.
  */
 import {
+  CooperativeMatrixFeatures,
+  CooperativeMatrixProperties,
+  GetCooperativeMatrixProperties,
   DriverProperties,
   IntegerDotProductFeatures,
   Maintenance3Properties,
@@ -19,6 +22,7 @@ import {
   create,
   koffi,
   vk,
+  vulkanLibrary,
   type Handle,
 } from './ffi.js';
 import { VALIDATION_LAYER, installMessenger, validationAvailable, validationRequested } from './validation.js';
@@ -39,6 +43,17 @@ export interface MemoryTypeInfo {
   readonly hostVisible: boolean;
   readonly hostCoherent: boolean;
   readonly hostCached: boolean;
+}
+
+/** One cooperative-matrix shape: C[m x n] (+)= A[m x k] B[k x n], with the component types of each. */
+export interface CoopMatShape {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly a: (typeof VK.COMPONENT_TYPE)[number];
+  readonly b: (typeof VK.COMPONENT_TYPE)[number];
+  readonly c: (typeof VK.COMPONENT_TYPE)[number];
+  readonly result: (typeof VK.COMPONENT_TYPE)[number];
 }
 
 export interface DeviceInfo {
@@ -63,7 +78,13 @@ export interface DeviceInfo {
   readonly shaderInt8: boolean;
   readonly storage8Bit: boolean;
   readonly storage16Bit: boolean;
+  /**
+   * VK_KHR_cooperative_matrix usable for unicorn's kernels: the extension with its feature, the Vulkan
+   * memory model with device scope and fp16 arithmetic (enabled when present; UNICORN_NO_COOPMAT=1 turns it off).
+   */
   readonly cooperativeMatrix: boolean;
+  /** The subgroup-scope shapes the device reports (empty without cooperativeMatrix). */
+  readonly coopMatShapes: readonly CoopMatShape[];
   /** VK_KHR_shader_integer_dot_product (packed 4 x 8-bit dot products), enabled when present. */
   readonly integerDotProduct: boolean;
   readonly memoryBudgetExt: boolean;
@@ -211,9 +232,17 @@ function describe(pd: Handle, index: number): DeviceInfo {
   const fdot = koffi.alloc(IntegerDotProductFeatures, 1);
   const fsize = koffi.alloc(SubgroupSizeControlFeatures, 1);
   const dotExt = exts.has('VK_KHR_shader_integer_dot_product');
+  const coopExt = exts.has('VK_KHR_cooperative_matrix');
+  const fcoop = koffi.alloc(CooperativeMatrixFeatures, 1);
+  koffi.encode(fcoop, CooperativeMatrixFeatures, {
+    sType: VK.ST_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
+    pNext: null,
+    cooperativeMatrix: 0,
+    cooperativeMatrixRobustBufferAccess: 0,
+  });
   koffi.encode(fsize, SubgroupSizeControlFeatures, {
     sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES,
-    pNext: null,
+    pNext: coopExt ? fcoop : null,
     subgroupSizeControl: 0,
     computeFullSubgroups: 0,
   });
@@ -222,14 +251,22 @@ function describe(pd: Handle, index: number): DeviceInfo {
     pNext: sizeExt ? fsize : null,
     shaderIntegerDotProduct: 0,
   });
-  koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: dotExt ? fdot : sizeExt ? fsize : null });
+  koffi.encode(f12, Vulkan12Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, pNext: dotExt ? fdot : fsize });
   koffi.encode(f11, Vulkan11Features, { sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, pNext: f12 });
   api.vkGetPhysicalDeviceFeatures2(pd, { sType: VK.ST_PHYSICAL_DEVICE_FEATURES_2, pNext: f11, features: new Array(55).fill(0) });
   const feat11 = koffi.decode(f11, Vulkan11Features) as Record<string, number>;
   const feat12 = koffi.decode(f12, Vulkan12Features) as Record<string, number>;
   const featDot = koffi.decode(fdot, IntegerDotProductFeatures) as { shaderIntegerDotProduct: number };
   const featSize = koffi.decode(fsize, SubgroupSizeControlFeatures) as { subgroupSizeControl: number; computeFullSubgroups: number };
-  for (const a of [f11, f12, fdot, fsize]) koffi.free(a);
+  const featCoop = koffi.decode(fcoop, CooperativeMatrixFeatures) as { cooperativeMatrix: number };
+  for (const a of [f11, f12, fdot, fsize, fcoop]) koffi.free(a);
+  const cooperativeMatrix =
+    coopExt &&
+    featCoop.cooperativeMatrix === 1 &&
+    feat12['vulkanMemoryModel'] === 1 &&
+    feat12['vulkanMemoryModelDeviceScope'] === 1 &&
+    feat12['shaderFloat16'] === 1 &&
+    process.env['UNICORN_NO_COOPMAT'] !== '1';
   const sizeControl =
     sizeExt && featSize.subgroupSizeControl === 1 && (sizes.requiredSubgroupSizeStages & VK.SHADER_STAGE_COMPUTE) !== 0 && sizes.minSubgroupSize > 0;
 
@@ -279,7 +316,8 @@ function describe(pd: Handle, index: number): DeviceInfo {
     shaderInt8: feat12['shaderInt8'] === 1,
     storage8Bit: feat12['storageBuffer8BitAccess'] === 1,
     storage16Bit: feat11['storageBuffer16BitAccess'] === 1,
-    cooperativeMatrix: exts.has('VK_KHR_cooperative_matrix'),
+    cooperativeMatrix,
+    coopMatShapes: cooperativeMatrix ? coopMatShapes(pd) : [],
     integerDotProduct: dotExt && featDot.shaderIntegerDotProduct === 1 && process.env['UNICORN_NO_INTEGER_DOT'] !== '1',
     memoryBudgetExt: budgetExt,
     maxStorageBufferRange: limits['maxStorageBufferRange'] as number,
@@ -308,6 +346,52 @@ function describe(pd: Handle, index: number): DeviceInfo {
     })),
     computeQueueFamily,
   });
+}
+
+/** The subgroup-scope cooperative-matrix shapes of a device with VK_KHR_cooperative_matrix. */
+function coopMatShapes(pd: Handle): CoopMatShape[] {
+  const getProc = vulkanLibrary().func('void *vkGetInstanceProcAddr(void *instance, const char *name)');
+  const fn = getProc(vulkanInstance(), 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR') as bigint | null;
+  if (fn === null || fn === 0n) return [];
+  const count: [number] = [0];
+  check(koffi.call(fn, GetCooperativeMatrixProperties, pd, count, null) as number, 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR');
+  const n = count[0];
+  const size = koffi.sizeof(CooperativeMatrixProperties);
+  const buf = Buffer.alloc(n * size);
+  for (let i = 0; i < n; i++) {
+    const one = Buffer.alloc(size);
+    koffi.encode(one, CooperativeMatrixProperties, {
+      sType: VK.ST_COOPERATIVE_MATRIX_PROPERTIES_KHR,
+      pNext: null,
+      MSize: 0,
+      NSize: 0,
+      KSize: 0,
+      AType: 0,
+      BType: 0,
+      CType: 0,
+      ResultType: 0,
+      saturatingAccumulation: 0,
+      scope: 0,
+    });
+    one.copy(buf, i * size);
+  }
+  check(koffi.call(fn, GetCooperativeMatrixProperties, pd, count, buf) as number, 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR', [5]);
+  const type = (t: number) => VK.COMPONENT_TYPE[t] ?? 'u64';
+  const out: CoopMatShape[] = [];
+  for (let i = 0; i < count[0]; i++) {
+    const p = koffi.decode(buf.subarray(i * size), CooperativeMatrixProperties) as Record<string, number>;
+    if (p['scope'] !== VK.SCOPE_SUBGROUP_KHR || p['saturatingAccumulation'] === 1) continue;
+    out.push({
+      m: p['MSize']!,
+      n: p['NSize']!,
+      k: p['KSize']!,
+      a: type(p['AType']!),
+      b: type(p['BType']!),
+      c: type(p['CType']!),
+      result: type(p['ResultType']!),
+    });
+  }
+  return out;
 }
 
 /** The device limits UNICORN_DEVICE_LIMITS may lower. */
@@ -384,21 +468,39 @@ export class Device {
     const extensions = [
       ...(info.integerDotProduct ? ['VK_KHR_shader_integer_dot_product'] : []),
       ...(info.subgroupSizes !== null ? ['VK_EXT_subgroup_size_control'] : []),
+      ...(info.cooperativeMatrix ? ['VK_KHR_cooperative_matrix'] : []),
     ];
+    // Cooperative matrices (the prefill matmul): the feature, the Vulkan memory model (glslang's SPIR-V
+    // for barrier() names device scope) and fp16 arithmetic.
+    const coop = koffi.alloc(CooperativeMatrixFeatures, 1);
+    koffi.encode(coop, CooperativeMatrixFeatures, {
+      sType: VK.ST_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
+      pNext: null,
+      cooperativeMatrix: 1,
+      cooperativeMatrixRobustBufferAccess: 0,
+    });
+    const f12 = koffi.alloc(Vulkan12Features, 1);
+    koffi.encode(f12, Vulkan12Features, {
+      sType: VK.ST_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+      pNext: coop,
+      shaderFloat16: 1,
+      vulkanMemoryModel: 1,
+      vulkanMemoryModelDeviceScope: 1,
+    });
     const size = koffi.alloc(SubgroupSizeControlFeatures, 1);
     koffi.encode(size, SubgroupSizeControlFeatures, {
       sType: VK.ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES,
-      pNext: null,
+      pNext: info.cooperativeMatrix ? f12 : null,
       subgroupSizeControl: 1,
       computeFullSubgroups: info.subgroupSizes?.fullSubgroups === true ? 1 : 0,
     });
     const dot = koffi.alloc(IntegerDotProductFeatures, 1);
     koffi.encode(dot, IntegerDotProductFeatures, {
       sType: VK.ST_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES,
-      pNext: info.subgroupSizes !== null ? size : null,
+      pNext: info.subgroupSizes !== null ? size : info.cooperativeMatrix ? f12 : null,
       shaderIntegerDotProduct: 1,
     });
-    const chain = info.integerDotProduct ? dot : info.subgroupSizes !== null ? size : null;
+    const chain = info.integerDotProduct ? dot : info.subgroupSizes !== null ? size : info.cooperativeMatrix ? f12 : null;
     this.handle = create('vkCreateDevice', (out) =>
       api.vkCreateDevice(
         physical,
@@ -427,8 +529,7 @@ export class Device {
         out,
       ),
     );
-    koffi.free(dot);
-    koffi.free(size);
+    for (const a of [dot, size, coop, f12]) koffi.free(a);
     const q: [Handle | null] = [null];
     api.vkGetDeviceQueue(this.handle, info.computeQueueFamily, 0, q);
     this.queue = q[0]!;

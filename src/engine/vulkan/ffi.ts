@@ -95,6 +95,11 @@ export const VK = {
   ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES: 1000225000,
   ST_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO: 1000225001,
   ST_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES: 1000225002,
+  ST_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR: 1000506000,
+  ST_COOPERATIVE_MATRIX_PROPERTIES_KHR: 1000506001,
+  /** VkComponentTypeKHR, by value. */
+  COMPONENT_TYPE: ['f16', 'f32', 'f64', 's8', 's16', 's32', 's64', 'u8', 'u16', 'u32', 'u64'] as const,
+  SCOPE_SUBGROUP_KHR: 3,
   PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS: 0x2,
   QUEUE_COMPUTE_BIT: 0x2,
   QUEUE_TRANSFER_BIT: 0x4,
@@ -403,6 +408,29 @@ export const IntegerDotProductFeatures = koffi.struct('VkPhysicalDeviceShaderInt
   pNext: ptr,
   shaderIntegerDotProduct: vkBool,
 });
+export const CooperativeMatrixFeatures = koffi.struct('VkPhysicalDeviceCooperativeMatrixFeaturesKHR', {
+  sType: 'int',
+  pNext: ptr,
+  cooperativeMatrix: vkBool,
+  cooperativeMatrixRobustBufferAccess: vkBool,
+});
+export const CooperativeMatrixProperties = koffi.struct('VkCooperativeMatrixPropertiesKHR', {
+  sType: 'int',
+  pNext: ptr,
+  MSize: u32,
+  NSize: u32,
+  KSize: u32,
+  AType: 'int',
+  BType: 'int',
+  CType: 'int',
+  ResultType: 'int',
+  saturatingAccumulation: vkBool,
+  scope: 'int',
+});
+/** An instance-level function of VK_KHR_cooperative_matrix, called through vkGetInstanceProcAddr. */
+export const GetCooperativeMatrixProperties = koffi.proto(
+  'int vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR(void *pd, _Inout_ uint32_t *count, void *props)',
+);
 export const PhysicalDeviceFeatures2 = koffi.struct('VkPhysicalDeviceFeatures2', { sType: 'int', pNext: ptr, features: koffi.array(vkBool, 55) });
 export const MemoryType = koffi.struct('VkMemoryType', { propertyFlags: u32, heapIndex: u32 });
 export const MemoryHeap = koffi.struct('VkMemoryHeap', { size: u64, flags: u32 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
-import { MatMul } from '../../../src/engine/kernels/matmul.js';
+import { MatMul, type MatMulKind, coopTiles, matmulKind } from '../../../src/engine/kernels/matmul.js';
 import { CPU_TILING, MatVec, defaultTiling, matrixBuffers, quantizedView, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import type { WeightFormat } from '../../../src/engine/kernels/weight-formats.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
@@ -308,6 +308,7 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
     );
     const yb = gpu.alloc.alloc(tokens * rows * 4, 'y');
     const xb = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(x.buffer), 'x');
+    const f16 = (opts.kernel ?? mm).kindFor(m) === 'coop';
     gpu.cmds.begin();
     (opts.kernel ?? mm).record(gpu.cmds, m, xb, yb, tokens, opts.maxRange === undefined ? {} : { maxRange: opts.maxRange });
     gpu.cmds.submitAndWait();
@@ -318,26 +319,58 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
       const want = matvecRef(p.exact, xt, rows, cols);
       const absSum = matvecRef(p.exact.map(Math.abs), xt.map(Math.abs), rows, cols);
       for (let r = 0; r < rows; r++) {
-        const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + 1e-30;
+        // f32 sums; the cooperative kernel rounds W and x to f16 first (2^-11 each, and f16's subnormal step).
+        const tol = 4 * Math.sqrt(cols) * 2 ** -23 * absSum[r]! + (f16 ? 2 ** -10 * absSum[r]! + cols * 2 ** -24 : 0) + 1e-30;
         assert.ok(Math.abs(got[t * rows + r]! - want[r]!) <= tol, `${format} token ${t} row ${r}: got ${got[t * rows + r]}, want ${want[r]}`);
       }
     }
   }
-  // Both variants on every device: tiled through shared memory (GPUs) and direct (CPU drivers).
-  const variants = [new MatMul(gpu.device, gpu.alloc, { direct: false }), new MatMul(gpu.device, gpu.alloc, { direct: true })];
+  // Every kernel the device can run: tiled through shared memory (GPUs), direct (CPU drivers) and,
+  // where the device has cooperative matrices, the cooperative one (f16 products: a looser tolerance).
+  const coop = coopTiles(gpu.device.info);
+  const kinds: MatMulKind[] = ['tiled', 'direct', ...(coop !== null ? (['coop'] as const) : [])];
+  const variants = kinds.map((kind) => new MatMul(gpu.device, gpu.alloc, { kind }));
   for (const format of ['f32', 'f16', 'bf16', 'q8', 'q4'] as const) {
-    test(`${format}: partial tiles in every dimension (tiled and direct)`, () => {
+    test(`${format}: partial tiles in every dimension (${kinds.join(', ')})`, () => {
       for (const kernel of variants) runMM(format, 70, format === 'q4' ? 128 : 96, 37, { kernel });
     });
   }
-  test('q4 groups of 32 and 128; row ranges past the storage-buffer range (tiled and direct)', () => {
+  test(`q4 groups of 32 and 128; row ranges past the storage-buffer range (${kinds.join(', ')})`, () => {
     for (const kernel of variants) {
       runMM('q4', 64, 256, 5, { group: 32, kernel });
       runMM('q4', 64, 256, 5, { group: 128, kernel });
       runMM('bf16', 200, 128, 9, { maxRange: 64 * 256, kernel });
     }
   });
-  test('the direct variant is the default on CPU drivers only', () => {
-    assert.equal(mm.direct, gpu.device.info.type === 'cpu');
+  test(
+    'the cooperative kernel at model shapes: whole and partial tiles, long rows, one token, a row not a multiple of 8',
+    { skip: coop === null && `${gpu.device.info.name} has no cooperative matrices` },
+    () => {
+      const kernel = new MatMul(gpu.device, gpu.alloc, { kind: 'coop' });
+      const t = coop!;
+      runMM('q4', 2 * t.bm, 512, 2 * t.bn, { kernel }); // whole tiles only
+      runMM('q8', t.bm + 3, 1024, t.bn + 1, { kernel });
+      runMM('bf16', 96, 96, 1, { kernel });
+      runMM('f16', 3 * t.bm - 1, 160, 3, { kernel });
+      runMM('f32', 40, 36, 5, { kernel }); // cols % 8 != 0: the tiled kernel
+      assert.equal(kernel.kindFor({ cols: 36 } as never), 'tiled');
+    },
+  );
+  test('the direct kernel is the default on CPU drivers, the cooperative one on GPUs that have it', () => {
+    assert.equal(matmulKind(gpu.device.info, ''), gpu.device.info.type === 'cpu' ? 'direct' : coop !== null ? 'coop' : 'tiled');
+    assert.equal(mm.kind, matmulKind(gpu.device.info));
+  });
+  test('UNICORN_MATMUL and UNICORN_MATMUL_TILE are checked', () => {
+    assert.throws(() => matmulKind(gpu.device.info, 'fast'), /not coop, tiled or direct/);
+    if (coop === null) assert.throws(() => matmulKind(gpu.device.info, 'coop'), /no usable cooperative matrices/);
+    const info = {
+      ...gpu.device.info,
+      cooperativeMatrix: true,
+      coopMatShapes: [{ m: 16, n: 16, k: 16, a: 'f16', b: 'f16', c: 'f32', result: 'f32' }],
+    } as const;
+    assert.deepEqual(coopTiles(info, '128,64,32,32'), { tm: 16, tn: 16, tk: 16, bm: 128, bn: 64, wm: 32, wn: 32, sg: info.subgroupSize });
+    assert.throws(() => coopTiles(info, '128,64'), /four positive integers/);
+    assert.throws(() => coopTiles(info, '128,64,24,32'), /not a whole number of 16 x 16/);
+    assert.throws(() => coopTiles({ ...info, maxComputeWorkGroupInvocations: 64 }, '128,128,16,16'), /invocations exceed/);
   });
 });
