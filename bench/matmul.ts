@@ -77,15 +77,19 @@ const shapes: [string, number, number][] = quick
       ['gate/up', 14336, 4096],
       ['down', 4096, 14336],
     ];
-const kinds: MatMulKind[] = tiles !== null ? ['coop', 'tiled'] : ['tiled'];
+const kinds: MatMulKind[] = (arg('kinds')?.split(',') as MatMulKind[] | undefined) ?? (tiles !== null ? ['coop', 'tiled'] : ['tiled']);
+const onlyShapes = arg('shapes')?.split(',');
+const onlyFormats = arg('formats')?.split(',');
 const kernels = new Map(kinds.map((k) => [k, new MatMul(device, alloc, { kind: k })]));
 console.log('\nshape     rows x cols    tokens  format  ' + kinds.map((k) => `${k.padStart(8)} ms  TFLOPS  of peak`).join('  '));
 for (const tokens of tokenCounts) {
   for (const [label, rows, cols] of shapes) {
+    if (onlyShapes !== undefined && !onlyShapes.includes(label)) continue;
     const x = alloc.alloc(tokens * cols * 4, 'x');
     fill(x, 'float32');
     const y = alloc.alloc(tokens * rows * 4, 'y');
     for (const format of ['q4', 'q8', 'bf16'] as WeightFormat[]) {
+      if (onlyFormats !== undefined && !onlyFormats.includes(format)) continue;
       const w = alloc.alloc(rows * matrixRowBytes(format, cols), 'w');
       fill(w, format === 'bf16' ? 'half' : 'bytes');
       const pb = rows * paramsRowBytes(format, cols, 64);

@@ -3,13 +3,15 @@
 // (VK_KHR_cooperative_matrix): f16 x f16 products accumulated in f32. A workgroup computes BM rows x BN
 // tokens, stepping over k in chunks of BK: W's chunk is dequantized (any of matmul.comp's formats) and
 // X's converted to f16 into shared memory, and each subgroup multiplies its WM x WN part of the tile as
-// (WM / TM) x (WN / TN) accumulators of the device's TM x TN x TK shape. While one chunk is multiplied,
-// the next is already read from memory into registers. Needs cols % 8 == 0 (matmul.ts checks).
+// (WM / TM) x (WN / TN) accumulators of the device's TM x TN x TK shape (matmul.ts chooses WN = TN:
+// on NVIDIA's driver every WN > TN measured 3x slower). While one chunk is multiplied, the next is
+// already read from memory into registers. Needs cols % 8 == 0 (matmul.ts checks).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;  // (BM / WM) * (BN / WN) subgroups
@@ -23,8 +25,11 @@ layout(constant_id = 7) const uint WN = 32;
 layout(constant_id = 8) const uint GROUP = 64;  // INT4's group size
 layout(constant_id = 9) const uint SG = 32;  // the subgroup size the pipeline runs at
 
-const uint BK = 32;
-const uint LDS = BK + 8;  // shared row stride in halves: 80 bytes, a multiple of 16 as coopMatLoad wants
+// The chunk of k and the shared row stride, literals: NVIDIA's driver measured faster with the stride a
+// constant it sees before specialization (H200: 49 -> 61 TFLOPS at one tile), and 32 faster than 64.
+#define BK 32u
+
+#define LDS 20u  // shared row stride in pairs of halves (BK / 2 + 4): 80 bytes, a multiple of 16 as coopMatLoad wants
 const uint CM = WM / TM;
 const uint CN = WN / TN;
 const uint WG = (BM / WM) * (BN / WN) * SG;
@@ -40,8 +45,8 @@ layout(std430, binding = 1) readonly buffer Params { uint params[]; };
 layout(std430, binding = 2) readonly buffer Input { vec4 x[]; };
 layout(std430, binding = 3) writeonly buffer Output { float y[]; };
 
-shared float16_t Ws[BM * LDS];
-shared float16_t Xs[BN * LDS];
+shared f16vec2 Ws[BM * LDS];
+shared f16vec2 Xs[BN * LDS];
 shared float Cs[(BM / WM) * (BN / WN) * TM * TN];  // one accumulator per subgroup on its way out
 
 // Eight consecutive weights of a row from col (a multiple of 8), as floats.
@@ -80,14 +85,14 @@ vec4 wlo[W_LOADS], whi[W_LOADS], xv[X_LOADS];
 
 void fetch(uint row0, uint tok0, uint k0) {
   const uint lid = gl_LocalInvocationID.x;
-  for (uint j = 0; j < W_LOADS; j++) {
+  [[unroll]] for (uint j = 0; j < W_LOADS; j++) {
     const uint i = lid + j * WG;  // chunk of 8: row i / (BK / 8), columns (i % (BK / 8)) * 8 ..
     const uint r = i / (BK / 8), c = (i % (BK / 8)) * 8u;
     wlo[j] = vec4(0.0);
     whi[j] = vec4(0.0);
     if (r < BM && row0 + r < pc.rows && k0 + c < pc.cols) wval8(row0 + r, k0 + c, wlo[j], whi[j]);
   }
-  for (uint j = 0; j < X_LOADS; j++) {
+  [[unroll]] for (uint j = 0; j < X_LOADS; j++) {
     const uint i = lid + j * WG;
     const uint t = i / (BK / 4), c = (i % (BK / 4)) * 4u;
     xv[j] = vec4(0.0);
@@ -97,21 +102,20 @@ void fetch(uint row0, uint tok0, uint k0) {
 
 void stash() {
   const uint lid = gl_LocalInvocationID.x;
-  for (uint j = 0; j < W_LOADS; j++) {
+  [[unroll]] for (uint j = 0; j < W_LOADS; j++) {
     const uint i = lid + j * WG;
     const uint r = i / (BK / 8), c = (i % (BK / 8)) * 8u;
     if (r < BM) {
-      const uint o = r * LDS + c;
-      Ws[o] = float16_t(wlo[j].x); Ws[o + 1u] = float16_t(wlo[j].y); Ws[o + 2u] = float16_t(wlo[j].z); Ws[o + 3u] = float16_t(wlo[j].w);
-      Ws[o + 4u] = float16_t(whi[j].x); Ws[o + 5u] = float16_t(whi[j].y); Ws[o + 6u] = float16_t(whi[j].z); Ws[o + 7u] = float16_t(whi[j].w);
+      const uint o = r * LDS + c / 2u;
+      Ws[o] = f16vec2(wlo[j].xy); Ws[o + 1u] = f16vec2(wlo[j].zw); Ws[o + 2u] = f16vec2(whi[j].xy); Ws[o + 3u] = f16vec2(whi[j].zw);
     }
   }
-  for (uint j = 0; j < X_LOADS; j++) {
+  [[unroll]] for (uint j = 0; j < X_LOADS; j++) {
     const uint i = lid + j * WG;
     const uint t = i / (BK / 4), c = (i % (BK / 4)) * 4u;
     if (t < BN) {
-      const uint o = t * LDS + c;
-      Xs[o] = float16_t(xv[j].x); Xs[o + 1u] = float16_t(xv[j].y); Xs[o + 2u] = float16_t(xv[j].z); Xs[o + 3u] = float16_t(xv[j].w);
+      const uint o = t * LDS + c / 2u;
+      Xs[o] = f16vec2(xv[j].xy); Xs[o + 1u] = f16vec2(xv[j].zw);
     }
   }
 }
@@ -124,9 +128,9 @@ void main() {
   const uint wt = (sg / (BM / WM)) * WN;
 
   coopmat<float, gl_ScopeSubgroup, TM, TN, gl_MatrixUseAccumulator> acc[CM * CN];
-  for (uint i = 0; i < CM * CN; i++) acc[i] = coopmat<float, gl_ScopeSubgroup, TM, TN, gl_MatrixUseAccumulator>(0.0);
+  [[unroll]] for (uint i = 0; i < CM * CN; i++) acc[i] = coopmat<float, gl_ScopeSubgroup, TM, TN, gl_MatrixUseAccumulator>(0.0);
   coopmat<float16_t, gl_ScopeSubgroup, TM, TK, gl_MatrixUseA> a[CM];
-  coopmat<float16_t, gl_ScopeSubgroup, TK, TN, gl_MatrixUseB> b;
+  coopmat<float16_t, gl_ScopeSubgroup, TK, TN, gl_MatrixUseB> b[CN];
 
   fetch(row0, tok0, 0u);
   for (uint k0 = 0; k0 < pc.cols; k0 += BK) {
@@ -134,20 +138,21 @@ void main() {
     stash();
     barrier();
     if (k0 + BK < pc.cols) fetch(row0, tok0, k0 + BK);  // the next chunk's reads overlap this one's products
-    for (uint kk = 0; kk < BK; kk += TK) {
-      for (uint i = 0; i < CM; i++) coopMatLoad(a[i], Ws, (wr + i * TM) * LDS + kk, LDS, gl_CooperativeMatrixLayoutRowMajor);
-      for (uint j = 0; j < CN; j++) {
-        // B[k][t] = X[t][k]: X's rows in shared memory are B's columns.
-        coopMatLoad(b, Xs, (wt + j * TN) * LDS + kk, LDS, gl_CooperativeMatrixLayoutColumnMajor);
-        for (uint i = 0; i < CM; i++) acc[i * CN + j] = coopMatMulAdd(a[i], b, acc[i * CN + j]);
+    // Offsets and strides in the arrays' own elements, pairs of halves.
+    [[unroll]] for (uint kk = 0; kk < BK; kk += TK) {
+      [[unroll]] for (uint i = 0; i < CM; i++) coopMatLoad(a[i], Ws, (wr + i * TM) * LDS + kk / 2u, LDS, gl_CooperativeMatrixLayoutRowMajor);
+      // B[k][t] = X[t][k]: X's rows in shared memory are B's columns.
+      [[unroll]] for (uint j = 0; j < CN; j++) coopMatLoad(b[j], Xs, (wt + j * TN) * LDS + kk / 2u, LDS, gl_CooperativeMatrixLayoutColumnMajor);
+      [[unroll]] for (uint i = 0; i < CM; i++) {
+        [[unroll]] for (uint j = 0; j < CN; j++) acc[i * CN + j] = coopMatMulAdd(a[i], b[j], acc[i * CN + j]);
       }
     }
   }
 
   // Out through shared memory, one accumulator at a time: C[r][t] goes to Y[t][yOffset + r].
   const uint cs = sg * TM * TN;
-  for (uint i = 0; i < CM; i++) {
-    for (uint j = 0; j < CN; j++) {
+  [[unroll]] for (uint i = 0; i < CM; i++) {
+    [[unroll]] for (uint j = 0; j < CN; j++) {
       coopMatStore(acc[i * CN + j], Cs, cs, TM, gl_CooperativeMatrixLayoutColumnMajor);
       subgroupBarrier();
       for (uint e = gl_SubgroupInvocationID; e < TM * TN; e += SG) {

@@ -16,6 +16,7 @@ import { GREEDY } from './generate/sampler.js';
 import { Session } from './generate/session.js';
 import type { GpuBackend } from './models/gpu-backend.js';
 import { describeSubgroups } from './kernels/subgroups.js';
+import { describeMatMul } from './kernels/matmul.js';
 import { deviceCopyRate } from './vulkan/bandwidth.js';
 import { Device } from './vulkan/device.js';
 import { Allocator } from './vulkan/memory.js';
@@ -44,6 +45,8 @@ export interface BenchResult {
   readonly device: string;
   /** The subgroup size each kernel family runs at (kernels/subgroups.ts). */
   readonly subgroups: string;
+  /** The prefill matrix x matrix kernel (kernels/matmul.ts). */
+  readonly matmul: string;
   /** Bytes a decode step reads: every projection, the output head, the norms (one embedding row). */
   readonly bytesPerToken: number;
   /** Copy by a compute shader between device-local buffers, GB/s (read + write). */
@@ -96,9 +99,11 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   let copyGBs: number;
   let device: string;
   let subgroups: string;
+  let matmul: string;
   try {
     device = probe.info.name;
     subgroups = describeSubgroups(probe.info);
+    matmul = describeMatMul(probe.info);
     copyGBs = deviceCopyRate(probe, new Allocator(probe));
   } finally {
     probe.destroy();
@@ -144,6 +149,7 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
       architecture: spec.architecture,
       device,
       subgroups,
+      matmul,
       bytesPerToken,
       copyGBs,
       rooflineTokensPerSecond: roofline,
@@ -177,6 +183,7 @@ export function renderBench(r: BenchResult): string {
     `model     ${r.model}: ${r.architecture}, ${gb(r.bytesPerToken)} read per decode token`,
     `device    ${r.device}: copy by compute shader ${rate(r.copyGBs)} GB/s -> roofline ${n(r.rooflineTokensPerSecond)} tok/s`,
     `subgroups ${r.subgroups}`,
+    `matmul    ${r.matmul}`,
     `prefill   ${r.prefill.tokens} tokens in ${n(r.prefill.seconds * 1000)} ms: ${n(r.prefill.tokensPerSecond)} tok/s (time to first token ${n(r.prefill.timeToFirstTokenMs)} ms)`,
     `decode    ${r.decode.tokens} tokens after the first: ${n(r.decode.tokensPerSecond, 1)} tok/s greedy = ${rate(r.decode.weightGBs)} GB/s of weights, ${n(100 * r.decode.ofRoofline)}% of the roofline`,
     `          ${n(r.decode.sampledTokensPerSecond, 1)} tok/s sampling (temperature ${SAMPLED.temperature}, top-k ${SAMPLED.topK}, top-p ${SAMPLED.topP}, min-p ${SAMPLED.minP})`,

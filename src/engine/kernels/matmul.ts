@@ -36,9 +36,8 @@ export interface CoopTiles {
   readonly sg: number;
 }
 
-/** matmul_coop.comp's chunk of k and its shared row stride in halves. */
+/** matmul_coop.comp's chunk of k (its shapes' k divide it). */
 const BK = 32;
-const LDS = BK + 8;
 
 /** The f16 x f16 -> f32 shape the kernel uses: 16 x 16 x 16 where there is one, else the largest that fits a chunk of k. */
 export function coopShape(shapes: readonly CoopMatShape[]): CoopMatShape | undefined {
@@ -52,25 +51,28 @@ export function coopTilesProblem(t: CoopTiles, info: DeviceInfo): string | undef
   if (t.bm % t.wm !== 0 || t.bn % t.wn !== 0) return `the tile ${t.bm} x ${t.bn} is not a whole number of ${t.wm} x ${t.wn} parts`;
   const invocations = (t.bm / t.wm) * (t.bn / t.wn) * t.sg;
   if (invocations > info.maxComputeWorkGroupInvocations) return `${invocations} invocations exceed the device's ${info.maxComputeWorkGroupInvocations}`;
-  const shared = (t.bm + t.bn) * LDS * 2 + (t.bm / t.wm) * (t.bn / t.wn) * t.tm * t.tn * 4;
+  // Shared memory: W's and X's chunks in f16, rows padded by 8 halves; an accumulator per subgroup.
+  const shared = (t.bm + t.bn) * (BK + 8) * 2 + (t.bm / t.wm) * (t.bn / t.wn) * t.tm * t.tn * 4;
   if (shared > info.maxComputeSharedMemorySize) return `${shared} bytes of shared memory exceed the device's ${info.maxComputeSharedMemorySize}`;
   return undefined;
 }
 
 /**
  * The cooperative kernel's tiles on a device, or null where it has no usable shape. Tiles: 128 rows x
- * 64 tokens in parts of 32 x 32 with the 16 x 16 shapes (NVIDIA, AMD, Intel), 32 x 32 in parts of 16 x
- * 16 with smaller ones (lavapipe's 8 x 8); UNICORN_MATMUL_TILE overrides.
+ * 128 tokens in parts of 64 rows x one matrix of tokens with the 16 x 16 shapes (the best of 20 tilings
+ * on the H200: 116 TFLOPS on INT4 at 14336 x 4096 x 512 tokens against 34 for 128 x 64 in parts of
+ * 32 x 32; every part wider than one matrix was ~3x slower there), 4 x 4 matrices in parts of 2 x 1 with
+ * smaller ones (lavapipe's 8 x 8); UNICORN_MATMUL_TILE overrides. Not measured on AMD or Intel.
  */
 export function coopTiles(info: DeviceInfo, forced = process.env['UNICORN_MATMUL_TILE']): CoopTiles | null {
   const shape = info.cooperativeMatrix ? coopShape(info.coopMatShapes) : undefined;
   if (shape === undefined) return null;
   const big = shape.m >= 16 && shape.n >= 16;
-  let [bm, bn, wm, wn] = big ? [128, 64, 32, 32] : [4 * shape.m, 4 * shape.n, 2 * shape.m, 2 * shape.n];
+  let [bm, bn, wm, wn] = big ? [128, 128, 64, shape.n] : [4 * shape.m, 4 * shape.n, 2 * shape.m, shape.n];
   if (forced !== undefined && forced !== '') {
     const v = forced.split(',').map(Number);
     if (v.length !== 4 || !v.every((n) => Number.isInteger(n) && n > 0)) {
-      throw new UnicornError(`UNICORN_MATMUL_TILE='${forced}' is not bm,bn,wm,wn (four positive integers, e.g. 128,64,32,32)`);
+      throw new UnicornError(`UNICORN_MATMUL_TILE='${forced}' is not bm,bn,wm,wn (four positive integers, e.g. 128,128,64,16)`);
     }
     [bm, bn, wm, wn] = v as [number, number, number, number];
   }
@@ -97,6 +99,14 @@ export function matmulKind(info: DeviceInfo, forced = process.env['UNICORN_MATMU
   // of the bundled model 1.25 s tiled -> a few ms direct), cooperative or not.
   if (info.type === 'cpu') return 'direct';
   return coop ? 'coop' : 'tiled';
+}
+
+/** The prefill kernel a device gets, in words (unicorn bench). */
+export function describeMatMul(info: DeviceInfo): string {
+  const kind = matmulKind(info);
+  if (kind !== 'coop') return `${kind}${kind === 'direct' ? ' (a CPU driver)' : info.cooperativeMatrix ? '' : ' (no cooperative matrices)'}`;
+  const t = coopTiles(info)!;
+  return `cooperative matrices ${t.tm}x${t.tn}x${t.tk} f16 -> f32, tiles of ${t.bm} rows x ${t.bn} tokens, ${t.wm} x ${t.wn} per subgroup`;
 }
 
 export class MatMul {

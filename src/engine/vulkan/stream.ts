@@ -33,7 +33,9 @@ export class TensorStreamer {
     chunkBytes = 64 << 20,
     private readonly forceStaging = false,
   ) {
-    this.chunkBytes = Math.min(chunkBytes, device.info.maxMemoryAllocationSize);
+    // Rounded down to 256 bytes: the allocator rounds a size up to its alignment, and an allocation
+    // limit that is not a multiple of it (UNICORN_DEVICE_LIMITS in tests) must still fit.
+    this.chunkBytes = Math.max(256, Math.floor(Math.min(chunkBytes, device.info.maxMemoryAllocationSize) / 256) * 256);
     this.staging = [0, 1].map((i) => alloc.alloc(this.chunkBytes, `staging ${i}`, 'host'));
     this.cmds = [new Commands(device), new Commands(device)];
   }

@@ -369,6 +369,16 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
       coopMatShapes: [{ m: 16, n: 16, k: 16, a: 'f16', b: 'f16', c: 'f32', result: 'f32' }],
     } as const;
     assert.deepEqual(coopTiles(info, '128,64,32,32'), { tm: 16, tn: 16, tk: 16, bm: 128, bn: 64, wm: 32, wn: 32, sg: info.subgroupSize });
+    assert.deepEqual(coopTiles({ ...info, maxComputeSharedMemorySize: 49152, maxComputeWorkGroupInvocations: 1024 }), {
+      tm: 16,
+      tn: 16,
+      tk: 16,
+      bm: 128,
+      bn: 128,
+      wm: 64,
+      wn: 16,
+      sg: info.subgroupSize,
+    });
     assert.throws(() => coopTiles(info, '128,64'), /four positive integers/);
     assert.throws(() => coopTiles(info, '128,64,24,32'), /not a whole number of 16 x 16/);
     assert.throws(() => coopTiles({ ...info, maxComputeWorkGroupInvocations: 64 }, '128,128,16,16'), /invocations exceed/);

@@ -17,6 +17,7 @@ import { OUTPUT_MARKER, QuantizeError, quantizeModel } from '../../../src/engine
 import { qualityReport } from '../../../src/engine/quant/quality.js';
 import { quantizeQ4, quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import { modelFixture, scratchDir } from '../../support/paths.js';
+import { matmulKind } from '../../../src/engine/kernels/matmul.js';
 
 const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
@@ -136,7 +137,9 @@ describe('unicorn quantize (engine)', () => {
       const a = gpu.backend.probe(ids, 0).logits;
       const b = cpu.backend.probe(ids, 0).logits;
       const c = compareLogits(b, a, 512);
-      if (scheme === 'int8') assert.ok(c.maxDiff < 0.05 && c.top1 === 1, `int8: ${JSON.stringify(c)}`);
+      // INT8's prefill is exact up to f32 sums, or to f16 products on cooperative matrices (matmul.ts).
+      const int8Diff = matmulKind(gpu.device!.info) === 'coop' ? 0.15 : 0.05;
+      if (scheme === 'int8') assert.ok(c.maxDiff < int8Diff && c.top1 === 1, `int8: ${JSON.stringify(c)}`);
       else assert.ok(c.meanKl < 0.05 && c.top1 >= 0.8, `int4: ${JSON.stringify(c)}`);
       // Decode steps (the recorded step: norms that also write int8 activations, INT8 and INT4 on the
       // integer-dot path) against the CPU's, token by token after the same prompt.
