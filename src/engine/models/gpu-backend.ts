@@ -13,7 +13,7 @@ import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { download } from '../vulkan/transfer.js';
-import { ConfigError, UnsupportedShapeError } from '../errors.js';
+import { ConfigError, UnicornError, UnsupportedShapeError } from '../errors.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
 import type { Act } from './forward.js';
@@ -70,6 +70,17 @@ export function checkShapes(spec: ModelSpec, weights: GpuWeights, device: Device
   }
 }
 
+/**
+ * Tokens per prefill batch unless the caller asks: UNICORN_BATCH (a positive integer), else 256. The
+ * batch never changes the result beyond f16 rounding (forward.test.ts prefills in batches of 5).
+ */
+export function prefillBatch(env = process.env['UNICORN_BATCH']): number {
+  if (env === undefined || env === '') return 256;
+  const n = Number(env);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UnicornError(`UNICORN_BATCH='${env}' is not a positive number of tokens`);
+  return n;
+}
+
 export class GpuBackend implements Backend {
   readonly spec: ModelSpec;
   readonly ctx: number;
@@ -115,7 +126,7 @@ export class GpuBackend implements Backend {
     // Every activation buffer of a batch is bound whole: a batch stays within one storage-buffer range.
     const maxRange = Math.min(device.info.maxStorageBufferRange, device.info.maxMemoryAllocationSize);
     const widest = 4 * Math.max(spec.hiddenSize, spec.numHeads * spec.headDim, spec.intermediateSize);
-    this.batch = Math.max(1, Math.min(opts.batch ?? 256, opts.ctx, Math.floor(maxRange / widest)));
+    this.batch = Math.max(1, Math.min(opts.batch ?? prefillBatch(), opts.ctx, Math.floor(maxRange / widest)));
     this.name = device.info.name;
     this.mv = new MatVec(device, alloc, opts.integerDot === false ? { integerDot: false } : {});
     this.fusion = opts.fusion ?? fusionEnabled();
