@@ -216,7 +216,7 @@ function vulkanChecks(s: Snapshot): Check[] {
   const need = [chosen.subgroupArithmetic ? null : 'subgroup arithmetic', chosen.storage16Bit ? null : '16-bit storage'].filter((x) => x !== null);
   const nice = [
     chosen.integerDotProduct ? null : 'integer dot product (INT4 runs on the slower float path)',
-    chosen.cooperativeMatrix ? null : 'cooperative matrix (not used yet)',
+    chosen.cooperativeMatrix ? null : 'cooperative matrix (prefill falls back to the shared-memory matmul, several times slower)',
     chosen.shaderFloat16 ? null : 'fp16 arithmetic',
   ].filter((x) => x !== null);
   out.push({
