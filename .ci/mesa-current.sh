@@ -34,6 +34,10 @@ if [ ! -e "$root/.ready" ]; then
   mv "$root.tmp" "$root"
 fi
 
+# One session in the root at a time: a second one's cleanup would unmount the first one's /proc and /dev.
+exec 9>"$root.lock"
+flock 9
+
 # The checkout at its own path inside the root, with /proc, /dev (ptys for the tmux test) and /sys.
 mnt=$root$repo
 mkdir -p "$mnt"

@@ -123,6 +123,10 @@ void stash() {
 void main() {
   const uint row0 = gl_WorkGroupID.x * BM;
   const uint tok0 = gl_WorkGroupID.y * BN;
+  // The tile's layout needs exactly the subgroups it was made for (a driver that runs another subgroup
+  // size than the one asked for would index past the tile): none is written otherwise, and matmul.ts's
+  // check of the kernel on each device sees it and takes the tiled kernel.
+  if (gl_NumSubgroups != (BM / WM) * (BN / WN) || gl_SubgroupSize != SG) return;
   const uint sg = gl_SubgroupID;
   const uint wr = (sg % (BM / WM)) * WM;  // the subgroup's part: rows wr .., tokens wt .. of the tile
   const uint wt = (sg / (BM / WM)) * WN;

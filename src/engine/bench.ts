@@ -16,7 +16,6 @@ import { GREEDY } from './generate/sampler.js';
 import { Session } from './generate/session.js';
 import type { GpuBackend } from './models/gpu-backend.js';
 import { describeSubgroups } from './kernels/subgroups.js';
-import { describeMatMul } from './kernels/matmul.js';
 import { deviceCopyRate } from './vulkan/bandwidth.js';
 import { Device } from './vulkan/device.js';
 import { Allocator } from './vulkan/memory.js';
@@ -99,11 +98,9 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   let copyGBs: number;
   let device: string;
   let subgroups: string;
-  let matmul: string;
   try {
     device = probe.info.name;
     subgroups = describeSubgroups(probe.info);
-    matmul = describeMatMul(probe.info);
     copyGBs = deviceCopyRate(probe, new Allocator(probe));
   } finally {
     probe.destroy();
@@ -124,6 +121,7 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   const runner = openRunner(dir, { text: false, profile: o.profile === true, ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ctx: o.ctx ?? need });
   try {
     const spec = runner.model.spec;
+    const matmul = runner.device === null ? 'the CPU reference' : (runner.backend as GpuBackend).prefillKernel();
     let bytesPerToken = 0;
     for (const [name, t] of runner.model.bound.tensors)
       bytesPerToken += name === 'embed_tokens.weight' ? (spec.tieWordEmbeddings ? t.byteLength : 0) : t.byteLength;

@@ -11,11 +11,12 @@
  * x vector for weights beyond maxStorageBufferRange.
  */
 import { UnicornError } from '../errors.js';
-import type { Commands } from '../vulkan/commands.js';
+import { Commands } from '../vulkan/commands.js';
 import type { CoopMatShape, Device, DeviceInfo } from '../vulkan/device.js';
 import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
+import { download, uploadNew } from '../vulkan/transfer.js';
 import { type KernelOf, grid, kernelFor } from '../vulkan/pipeline.js';
-import { type GpuMatrix, rowRanges } from './matvec.js';
+import { type GpuMatrix, rowRanges, singleMatrix } from './matvec.js';
 import { KERNELS } from './table.js';
 import { isGrouped } from './weight-formats.js';
 
@@ -101,12 +102,51 @@ export function matmulKind(info: DeviceInfo, forced = process.env['UNICORN_MATMU
   return coop ? 'coop' : 'tiled';
 }
 
-/** The prefill kernel a device gets, in words (unicorn bench). */
-export function describeMatMul(info: DeviceInfo): string {
-  const kind = matmulKind(info);
-  if (kind !== 'coop') return `${kind}${kind === 'direct' ? ' (a CPU driver)' : info.cooperativeMatrix ? '' : ' (no cooperative matrices)'}`;
-  const t = coopTiles(info)!;
-  return `cooperative matrices ${t.tm}x${t.tn}x${t.tk} f16 -> f32, tiles of ${t.bm} rows x ${t.bn} tokens, ${t.wm} x ${t.wn} per subgroup`;
+/** Devices whose cooperative kernel was checked, and what the check found (undefined: right). */
+const coopChecked = new WeakMap<Device, { problem: string | undefined }>();
+
+/**
+ * Why the cooperative kernel computes wrong on this device, or undefined when it is right: checked once
+ * per device on a product of small integers (exact in f16 and f32) over two tiles in each direction,
+ * partial ones included, against the CPU. A driver may lay out subgroups or cooperative matrices other
+ * than the kernel expects (a subgroup size it does not honour; AMD and Intel are not measured here).
+ */
+export function coopProblem(device: Device, alloc: Allocator, tiles?: CoopTiles): string | undefined {
+  const seen = tiles === undefined ? coopChecked.get(device) : undefined;
+  if (seen !== undefined) return seen.problem;
+  const t = tiles ?? coopTiles(device.info);
+  if (t === null) return 'no cooperative matrices';
+  const [rows, cols, tokens] = [t.bm + 3, 64, t.bn + 5];
+  const small = (i: number) => ((i * 7919) % 5) - 2;
+  const w = Float32Array.from({ length: rows * cols }, (_, i) => small(i));
+  const x = Float32Array.from({ length: tokens * cols }, (_, i) => small(i * 3 + 1));
+  const cmds = new Commands(device);
+  const wb = uploadNew(alloc, cmds, new Uint8Array(w.buffer), 'cooperative check weights');
+  const xb = uploadNew(alloc, cmds, new Uint8Array(x.buffer), 'cooperative check x');
+  const yb = uploadNew(alloc, cmds, new Uint8Array(new Float32Array(rows * tokens).fill(Number.NaN).buffer), 'cooperative check y');
+  let problem: string | undefined;
+  try {
+    const m = singleMatrix('f32', rows, cols, 64, wb, null);
+    cmds.begin();
+    new MatMul(device, alloc, { kind: 'coop', checked: true, tiles: t }).record(cmds, m, xb, yb, tokens);
+    cmds.submitAndWait();
+    const got = new Float32Array(rows * tokens);
+    download(alloc, cmds, yb, new Uint8Array(got.buffer));
+    for (let tk = 0; tk < tokens && problem === undefined; tk++) {
+      for (let r = 0; r < rows; r++) {
+        let want = 0;
+        for (let k = 0; k < cols; k++) want += w[r * cols + k]! * x[tk * cols + k]!;
+        if (got[tk * rows + r] !== want) {
+          problem = `token ${tk}, row ${r}: ${got[tk * rows + r]} instead of ${want}`;
+          break;
+        }
+      }
+    }
+  } finally {
+    for (const b of [wb, xb, yb]) alloc.free(b);
+  }
+  if (tiles === undefined) coopChecked.set(device, { problem });
+  return problem;
 }
 
 export class MatMul {
@@ -114,15 +154,40 @@ export class MatMul {
   readonly kind: MatMulKind;
   /** The cooperative kernel's tiles (kind coop). */
   readonly tiles: CoopTiles | null;
+  /** Why the device's default kernel, coop, was set aside for tiled (its check failed); undefined otherwise. */
+  readonly fallback: string | undefined;
 
   constructor(
     readonly device: Device,
     private readonly alloc: Allocator,
-    opts: { kind?: MatMulKind } = {},
+    opts: { kind?: MatMulKind; checked?: boolean; tiles?: CoopTiles } = {},
   ) {
-    this.kind = opts.kind ?? matmulKind(device.info);
-    this.tiles = this.kind === 'coop' ? coopTiles(device.info) : null;
+    let kind = opts.kind ?? matmulKind(device.info);
+    if (kind === 'coop' && opts.checked !== true) {
+      // A wrong cooperative kernel is never used: asked for by name it is an error, by default the tiled one runs.
+      const problem = coopProblem(device, alloc);
+      if (problem !== undefined) {
+        if (opts.kind === 'coop' || process.env['UNICORN_MATMUL'] === 'coop') {
+          throw new UnicornError(`the cooperative-matrix matmul computes wrong on ${device.info.name} (${problem})`, {
+            hint: 'leave UNICORN_MATMUL unset (the tiled kernel runs), and please report this device and driver (`unicorn doctor`)',
+          });
+        }
+        this.fallback = problem;
+        kind = 'tiled';
+      }
+    }
+    this.kind = kind;
+    this.tiles = this.kind === 'coop' ? (opts.tiles ?? coopTiles(device.info)) : null;
     if (this.kind === 'coop' && this.tiles === null) throw new Error(`MatMul: ${device.info.name} has no cooperative matrices`);
+  }
+
+  /** The kernel in words (unicorn bench). */
+  describe(): string {
+    const info = this.device.info;
+    if (this.fallback !== undefined) return `tiled (the cooperative-matrix kernel failed its check on this device: ${this.fallback})`;
+    if (this.kind !== 'coop') return `${this.kind}${this.kind === 'direct' ? ' (a CPU driver)' : info.cooperativeMatrix ? '' : ' (no cooperative matrices)'}`;
+    const t = this.tiles!;
+    return `cooperative matrices ${t.tm}x${t.tn}x${t.tk} f16 -> f32, tiles of ${t.bm} rows x ${t.bn} tokens, ${t.wm} x ${t.wn} per subgroup`;
   }
 
   /** Whether the cooperative kernel takes this matrix (its rows a multiple of 8 values). */
@@ -145,7 +210,8 @@ export class MatMul {
     if (kind === 'coop') {
       const t = this.tiles!;
       const workgroup = (t.bm / t.wm) * (t.bn / t.wn) * t.sg;
-      const subgroupSize = this.device.info.subgroupSizes !== null ? t.sg : undefined;
+      const sizes = this.device.info.subgroupSizes;
+      const subgroupSize = sizes !== null && t.sg >= sizes.min && t.sg <= sizes.max ? t.sg : undefined;
       kernel = kernelFor(
         this.device,
         KERNELS.matmul_coop,

@@ -203,6 +203,11 @@ export class GpuBackend implements Backend {
     return c;
   }
 
+  /** The prefill matmul kernel in words (unicorn bench). */
+  prefillKernel(): string {
+    return this.mm.describe();
+  }
+
   /** Per-dispatch GPU times of the last step (with the profile option). */
   lastProfile(): { label: string; us: number }[] {
     return this.lastCmds?.profile() ?? [];

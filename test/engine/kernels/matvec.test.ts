@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { bf16ToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../../src/engine/formats/dtypes.js';
-import { MatMul, type MatMulKind, coopTiles, matmulKind } from '../../../src/engine/kernels/matmul.js';
+import { MatMul, type MatMulKind, coopProblem, coopTiles, matmulKind } from '../../../src/engine/kernels/matmul.js';
 import { CPU_TILING, MatVec, defaultTiling, matrixBuffers, quantizedView, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import type { WeightFormat } from '../../../src/engine/kernels/weight-formats.js';
 import { gatedRef } from '../../../src/engine/kernels/reference.js';
@@ -360,6 +360,16 @@ describe(`matrix x matrix (prefill) on ${gpu.device.info.name}`, () => {
     assert.equal(matmulKind(gpu.device.info, ''), gpu.device.info.type === 'cpu' ? 'direct' : coop !== null ? 'coop' : 'tiled');
     assert.equal(mm.kind, matmulKind(gpu.device.info));
   });
+  test(
+    'the cooperative kernel is checked once per device, and a layout it was not made for is caught',
+    { skip: coop === null && `${gpu.device.info.name} has no cooperative matrices` },
+    () => {
+      assert.equal(coopProblem(gpu.device, gpu.alloc), undefined);
+      assert.equal(new MatMul(gpu.device, gpu.alloc, { kind: 'coop' }).fallback, undefined);
+      // Tiles made for twice the subgroup size the pipeline runs at: the kernel writes nothing, the check says so.
+      assert.match(coopProblem(gpu.device, gpu.alloc, { ...coop!, sg: 2 * coop!.sg }) ?? '', /NaN instead of/);
+    },
+  );
   test('UNICORN_MATMUL and UNICORN_MATMUL_TILE are checked', () => {
     assert.throws(() => matmulKind(gpu.device.info, 'fast'), /not coop, tiled or direct/);
     if (coop === null) assert.throws(() => matmulKind(gpu.device.info, 'coop'), /no usable cooperative matrices/);
