@@ -45,15 +45,18 @@ export interface MemoryTypeInfo {
   readonly hostCached: boolean;
 }
 
+/** A component type of VK_KHR_cooperative_matrix; 'other' for one unicorn does not name (bf16, fp8 from later extensions). */
+export type CoopMatType = (typeof VK.COMPONENT_TYPE)[number] | 'other';
+
 /** One cooperative-matrix shape: C[m x n] (+)= A[m x k] B[k x n], with the component types of each. */
 export interface CoopMatShape {
   readonly m: number;
   readonly n: number;
   readonly k: number;
-  readonly a: (typeof VK.COMPONENT_TYPE)[number];
-  readonly b: (typeof VK.COMPONENT_TYPE)[number];
-  readonly c: (typeof VK.COMPONENT_TYPE)[number];
-  readonly result: (typeof VK.COMPONENT_TYPE)[number];
+  readonly a: CoopMatType;
+  readonly b: CoopMatType;
+  readonly c: CoopMatType;
+  readonly result: CoopMatType;
 }
 
 export interface DeviceInfo {
@@ -376,7 +379,7 @@ function coopMatShapes(pd: Handle): CoopMatShape[] {
     one.copy(buf, i * size);
   }
   check(koffi.call(fn, GetCooperativeMatrixProperties, pd, count, buf) as number, 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR', [5]);
-  const type = (t: number) => VK.COMPONENT_TYPE[t] ?? 'u64';
+  const type = (t: number): CoopMatType => VK.COMPONENT_TYPE[t] ?? 'other';
   const out: CoopMatShape[] = [];
   for (let i = 0; i < count[0]; i++) {
     const p = koffi.decode(buf.subarray(i * size), CooperativeMatrixProperties) as Record<string, number>;
