@@ -16,6 +16,7 @@
  * vkCmdCopyBuffer is shown beside it.
  */
 import { MatMul } from '../src/engine/kernels/matmul.js';
+import { fillRandom } from './fill.js';
 import { type GpuMatrix, MatVec, type QuantizedX, matrixBuffers, singleMatrix } from '../src/engine/kernels/matvec.js';
 import { KERNELS } from '../src/engine/kernels/table.js';
 import { type WeightFormat, WEIGHT_FORMAT_NAMES, matrixRowBytes, paramsRowBytes, takesInt8 } from '../src/engine/kernels/weight-formats.js';
@@ -23,7 +24,6 @@ import { Ops } from '../src/engine/kernels/ops.js';
 import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
-import { upload } from '../src/engine/vulkan/transfer.js';
 import { kernelFor } from '../src/engine/vulkan/pipeline.js';
 import { copyBandwidth, timeBest as timeBestIn } from '../src/engine/vulkan/bandwidth.js';
 
@@ -33,20 +33,7 @@ const cmds = new Commands(device);
 const mv = new MatVec(device, alloc);
 const quick = process.argv.includes('--quick');
 
-/** Fills a buffer with pseudo-random words; floats get exponents in a normal range. */
-function fill(buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes'): void {
-  const chunk = 16 << 20;
-  const words = new Uint32Array(chunk / 4);
-  let a = 12345;
-  for (let off = 0; off < buf.size; off += chunk) {
-    const n = Math.min(chunk, buf.size - off);
-    for (let i = 0; i < n / 4; i++) {
-      a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-      words[i] = kind === 'float32' ? (a & 0x807fffff) | 0x3c000000 : kind === 'half' ? (a & 0x83ff83ff) | 0x34003400 : a;
-    }
-    upload(alloc, cmds, buf, new Uint8Array(words.buffer, 0, n), off);
-  }
-}
+const fill = (buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes') => fillRandom(alloc, cmds, buf, kind);
 
 const timeBest = (record: (rep: number) => void, reps: number, tries: number, chained = true) => timeBestIn(cmds, record, reps, tries, chained);
 

@@ -10,6 +10,7 @@
  * 4096, down 4096 x 14336); each timed as the best of several submits of a few back-to-back dispatches.
  */
 import { MatMul, type MatMulKind, coopTiles } from '../src/engine/kernels/matmul.js';
+import { fillRandom } from './fill.js';
 import { type GpuMatrix, singleMatrix } from '../src/engine/kernels/matvec.js';
 import { KERNELS } from '../src/engine/kernels/table.js';
 import { type WeightFormat, matrixRowBytes, paramsRowBytes } from '../src/engine/kernels/weight-formats.js';
@@ -18,7 +19,6 @@ import { Commands } from '../src/engine/vulkan/commands.js';
 import { Device } from '../src/engine/vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
 import { kernelFor } from '../src/engine/vulkan/pipeline.js';
-import { upload } from '../src/engine/vulkan/transfer.js';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const device = Device.open(arg('gpu'));
@@ -28,20 +28,7 @@ const quick = process.argv.includes('--quick');
 const tokenCounts = (arg('tokens') ?? (quick ? '64' : '256,512')).split(',').map(Number);
 const timeBest = (record: (rep: number) => void, reps: number, tries: number) => timeBestIn(cmds, record, reps, tries, false);
 
-/** Fills a buffer with pseudo-random words; floats get exponents in a normal range. */
-function fill(buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes'): void {
-  const chunk = 16 << 20;
-  const words = new Uint32Array(chunk / 4);
-  let a = 12345;
-  for (let off = 0; off < buf.size; off += chunk) {
-    const n = Math.min(chunk, buf.size - off);
-    for (let i = 0; i < n / 4; i++) {
-      a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-      words[i] = kind === 'float32' ? (a & 0x807fffff) | 0x3c000000 : kind === 'half' ? (a & 0x83ff83ff) | 0x34003400 : a;
-    }
-    upload(alloc, cmds, buf, new Uint8Array(words.buffer, 0, n), off);
-  }
-}
+const fill = (buf: GpuBuffer, kind: 'float32' | 'half' | 'bytes') => fillRandom(alloc, cmds, buf, kind);
 
 /** TFLOPS of peak.comp: f32 FMA chains, or cooperative-matrix products of the device's shape. */
 function peak(unit: 'fma' | 'coop'): number {

@@ -4,8 +4,8 @@
 # logits against transformers' (cooperative and tiled kernels; a batch of 1024 against the default).
 #   source scripts/device/setup.sh && bash scripts/device/batch-probe.sh
 set -uo pipefail
-log=$OUT/batch.log
-step() { local name=$1; shift; local t0=$SECONDS; echo "== $(date +%T) $name: $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$log"; }
+log=${OUT:-/tmp}/batch.log
+source "$(dirname "$0")/steps.sh"
 src=/dev/shm/l8
 step make python3 -u scripts/device/real_size.py make --config test/fixtures/configs/llama3.1-8b-published.json --out $src
 step quantize-int4 node bin/unicorn quantize $src /tmp/l8-int4 --scheme int4 --no-eval

@@ -15,14 +15,7 @@ config=$1 src=$2
 shift 2
 log=${OUT:-/tmp}/big-model.log
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-step() {
-  local name=$1
-  shift
-  local t0=$SECONDS
-  echo "== $(date +%T) $name: $*" | tee -a "$log"
-  "$@" 2>&1 | tee -a "$log"
-  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$log"
-}
+source "$(dirname "$0")/steps.sh"
 if [ "${UNICORN_BIG_SKIP_MAKE:-0}" != 1 ]; then
   step make python3 -u scripts/device/real_size.py make --config "$config" --out "$src"
 fi

@@ -9,14 +9,7 @@
 #   source scripts/device/setup.sh && bash scripts/device/prefill.sh
 set -uo pipefail
 log=${OUT:-/tmp}/prefill.log
-step() {
-  local name=$1
-  shift
-  local t0=$SECONDS
-  echo "== $(date +%T) $name: $*" | tee -a "$log"
-  "$@" 2>&1 | tee -a "$log"
-  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$log"
-}
+source "$(dirname "$0")/steps.sh"
 peer() { # llama.cpp on a GGUF of the same shape: nlc_bench <type> <prompt>...
   local q=$1
   shift
