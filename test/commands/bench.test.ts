@@ -41,6 +41,7 @@ test("bench: the text report, and sizes beyond the model's positions refused wit
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^model {5}.*LlamaForCausalLM, [\d.]+ MB read per decode token$/m);
   assert.match(r.stdout, /-> roofline [\d,]+ tok\/s/);
+  assert.match(r.stdout, /^matmul {4}(direct \(a CPU driver\)|cooperative matrices \d+x\d+x\d+ f16 -> f32, .*|tiled.*)$/m);
   assert.match(r.stdout, /^decode {4}3 tokens after the first: [\d,.]+ tok\/s greedy = [\d,.]+ GB\/s of weights, \d+% of the roofline$/m);
   const bad = unicorn([modelFixture('llama'), '-p', '2000', '-n', '8']);
   assert.equal(bad.status, 1);

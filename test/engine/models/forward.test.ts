@@ -17,7 +17,7 @@ import { GREEDY } from '../../../src/engine/generate/sampler.js';
 import { ContextFullError, Session } from '../../../src/engine/generate/session.js';
 import type { Backend } from '../../../src/engine/models/backend.js';
 import { CpuBackend } from '../../../src/engine/models/cpu-backend.js';
-import { GpuBackend } from '../../../src/engine/models/gpu-backend.js';
+import { GpuBackend, prefillBatch } from '../../../src/engine/models/gpu-backend.js';
 import { openModel } from '../../../src/engine/models/model-dir.js';
 import { loadWeights } from '../../../src/engine/models/weights.js';
 import { openGpu } from '../../support/gpu.js';
@@ -84,6 +84,12 @@ describe(`forward pass against transformers on ${gpu.device.info.name}`, () => {
         close();
       }
     }
+  });
+  test('UNICORN_BATCH sets the prefill batch (512 unless set), and is checked', () => {
+    assert.equal(prefillBatch(undefined), 512);
+    assert.equal(prefillBatch(''), 512);
+    assert.equal(prefillBatch('7'), 7);
+    for (const bad of ['0', '-3', '2.5', 'many', '1e400']) assert.throws(() => prefillBatch(bad), /UNICORN_BATCH='.*' is not a positive number of tokens/, bad);
   });
 });
 
