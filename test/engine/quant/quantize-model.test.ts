@@ -155,7 +155,9 @@ describe('unicorn quantize (engine)', () => {
       const d = compareLogits(cb, ga, 512);
       // INT8: only the activations' rounding differs (64-wide rows of a random model); INT4 as the prefill above.
       if (scheme === 'int8') assert.ok(d.meanKl < 0.01 && d.top1 === 1, `int8 decode: ${JSON.stringify(d)}`);
-      else assert.ok(d.meanKl < 0.05 && d.top1 >= 0.8, `int4 decode: ${JSON.stringify(d)}`);
+      // With the cooperative matmul the prompt's k and v come from f16 products too (this random model's
+      // logits are wide: lavapipe's 8x8 shapes measured a mean KL of 0.075 here, the H200's under 0.05).
+      else assert.ok(d.meanKl < (matmulKind(gpu.device!.info) === 'coop' ? 0.1 : 0.05) && d.top1 >= 0.8, `int4 decode: ${JSON.stringify(d)}`);
       gpu.close();
       cpu.close();
     }
