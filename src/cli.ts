@@ -7,6 +7,7 @@ import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
+import { listCommand } from './commands/list.js';
 import { pullCommand } from './commands/pull.js';
 import { psCommand, residentCommand, stopCommand } from './commands/resident.js';
 import { runCommand } from './commands/run.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .option('--debug', 'print stack traces for errors')
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(pullCommand());
+  program.addCommand(listCommand());
   program.addCommand(inspectCommand());
   program.addCommand(runCommand());
   program.addCommand(chatCommand());

@@ -15,7 +15,7 @@ function summary(r: PullResult, name: string): string {
   const how =
     r.cachedFiles === r.files.length
       ? 'already in the cache'
-      : `${formatBytes(r.downloadedBytes)} downloaded${r.cachedFiles > 0 ? `, ${r.cachedFiles} files already cached` : ''}`;
+      : `${formatBytes(r.downloadedBytes)} downloaded${r.cachedFiles > 0 ? `, ${r.cachedFiles} file${r.cachedFiles === 1 ? '' : 's'} already cached` : ''}`;
   return `${name}: ${r.files.length} files, ${formatBytes(bytes)} at ${short} (${how})\n  ${r.dir}\n  run it: unicorn run ${name} "your prompt"\n`;
 }
 

@@ -333,6 +333,8 @@ export async function pullModel(ref: RepoRef, o: PullOptions): Promise<PullResul
   } catch (e) {
     throw writeFailure(path.join(folder, 'blobs'), e);
   }
+  // What the cache held before this run (config.json and the index come first, below).
+  const cachedBefore = new Set(rev.files.filter((f) => fileSize(blobPath(folder, f.etag)) === f.size).map((f) => f.file));
   const abort = new AbortController();
   const signal = o.signal === undefined ? abort.signal : AbortSignal.any([o.signal, abort.signal]);
   const d: Downloader = { ref, folder, commit: rev.commit, o: { ...o, signal }, downloaded: 0 };
@@ -395,7 +397,7 @@ export async function pullModel(ref: RepoRef, o: PullOptions): Promise<PullResul
     dir: snapshotDir(folder, rev.commit),
     files: chosen,
     downloadedBytes: d.downloaded,
-    cachedFiles: chosen.length - toFetch.length,
+    cachedFiles: chosen.filter((f) => cachedBefore.has(f.file)).length,
     offline: false,
   };
 }
