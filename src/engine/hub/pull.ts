@@ -219,8 +219,61 @@ async function attempt(d: Downloader, f: RemoteFile, partial: string): Promise<v
   }
 }
 
+const heldLocks = new Set<string>();
+let lockHook = false;
+
+/**
+ * Takes the download lock of one blob: `.locks/models--org--name/<etag>.unicorn.lock` (beside the
+ * locks huggingface_hub takes), created exclusively and holding this process's id. A lock whose
+ * process is gone is stale and taken over; a live one means another pull is downloading the file.
+ */
+function takeLock(d: Downloader, f: RemoteFile): string {
+  const dir = path.join(path.dirname(d.folder), '.locks', path.basename(d.folder));
+  const lock = path.join(dir, `${f.etag}.unicorn.lock`);
+  if (!lockHook) {
+    process.on('exit', () => {
+      for (const l of heldLocks) fs.rmSync(l, { force: true });
+    });
+    lockHook = true;
+  }
+  for (let i = 0; i < 2; i++) {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      heldLocks.add(lock);
+      return lock;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw writeFailure(lock, e);
+    }
+    const pid = Number(fs.readFileSync(lock, 'utf8'));
+    let alive = false;
+    try {
+      alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && (process.kill(pid, 0), true);
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (alive)
+      throw new PullError(`${f.file} is being downloaded by another process (pid ${pid}, lock ${lock})`, {
+        hint: `wait for it to finish, or stop it, then run \`unicorn pull ${refText(d.ref)}\` again`,
+      });
+    fs.rmSync(lock, { force: true });
+  }
+  throw new PullError(`${f.file}: could not take the download lock ${lock}`, { hint: 'run the pull again' });
+}
+
 /** Downloads one file into blobs/<etag>, resuming and verifying; returns whether it came over the network. */
 async function fetchFile(d: Downloader, f: RemoteFile): Promise<boolean> {
+  if (fileSize(blobPath(d.folder, f.etag)) === f.size) return false;
+  const lock = takeLock(d, f);
+  try {
+    return await fetchLocked(d, f);
+  } finally {
+    fs.rmSync(lock, { force: true });
+    heldLocks.delete(lock);
+  }
+}
+
+async function fetchLocked(d: Downloader, f: RemoteFile): Promise<boolean> {
   const blob = blobPath(d.folder, f.etag);
   if (fileSize(blob) === f.size) return false;
   const partial = incompletePath(d.folder, f.etag);

@@ -312,4 +312,18 @@ describe('pullModel against a local Hub', () => {
     );
     assert.equal(hub.log.length, start);
   });
+
+  test('a file another live process is downloading is refused (its lock); a stale lock is taken over', async () => {
+    const cache = scratchDir('hub-lock');
+    const body = repos.get('test-org/qwen')!.files.get('model.safetensors')!;
+    const locks = path.join(cache, '.locks', 'models--test-org--qwen');
+    fs.mkdirSync(locks, { recursive: true });
+    const lock = path.join(locks, `${sha256(body)}.unicorn.lock`);
+    fs.writeFileSync(lock, String(process.ppid));
+    await assert.rejects(pullModel(parseRepoRef('test-org/qwen'), options(cache)), /model\.safetensors is being downloaded by another process \(pid \d+/);
+    // A process id that is not running: the lock is stale.
+    fs.writeFileSync(lock, '2147483646');
+    await pullModel(parseRepoRef('test-org/qwen'), options(cache));
+    assert.deepEqual(fs.readdirSync(locks), [], 'every lock is released');
+  });
 });
