@@ -103,7 +103,7 @@ describe('unicorn pull', () => {
     }
     const offline = await unicorn(['pull', 'test-org/llama'], { ...env, HF_HUB_OFFLINE: '1' });
     assert.equal(offline.code, 1);
-    assert.match(offline.err, /^unicorn: HF_HUB_OFFLINE is set, and test-org\/llama is not a path, and not in the Hugging Face cache/);
+    assert.match(offline.err, /^unicorn: HF_HUB_OFFLINE is set, and test-org\/llama is not in the Hugging Face cache/);
     assert.ok(!hub.log.some((l) => l.path.includes('test-org/llama')), 'offline asks nothing');
   });
 

@@ -26,6 +26,8 @@ export interface Faults {
   drop?: Map<string, { after: number; times: number }>;
   /** Stop sending (without closing) after this many bytes. */
   stall?: Map<string, number>;
+  /** Close the connection before any reply, for the next `times` requests of the file. */
+  hangUp?: Map<string, number>;
   /** Serve the file with one byte flipped. */
   corrupt?: Set<string>;
   /** Send this ETag instead of the right one. */
@@ -63,6 +65,12 @@ function listen(server: http.Server): Promise<string> {
 
 /** Sends `body` (with Range), applying the faults for `file`. */
 function sendBytes(req: http.IncomingMessage, res: http.ServerResponse, file: string, body: Buffer, etag: string, faults: Faults): void {
+  const hangUps = faults.hangUp?.get(file) ?? 0;
+  if (hangUps > 0) {
+    faults.hangUp!.set(file, hangUps - 1);
+    req.socket.destroy();
+    return;
+  }
   let data = body;
   if (faults.corrupt?.has(file) === true && data.byteLength > 0) {
     data = Buffer.from(data);
@@ -104,7 +112,8 @@ function error(res: http.ServerResponse, status: number, code: string, message: 
   res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': code, 'x-error-message': message }).end(JSON.stringify({ error: message }));
 }
 
-export async function startHub(repos: Map<string, HubRepo>, faults: Faults = {}): Promise<HubServer> {
+/** `renames`: old name -> new name, answered with a relative 307 as the Hub does for a renamed repo. */
+export async function startHub(repos: Map<string, HubRepo>, faults: Faults = {}, renames = new Map<string, string>()): Promise<HubServer> {
   const log: Logged[] = [];
   const blobs = new Map<string, { file: string; body: Buffer }>();
   for (const r of repos.values()) for (const [file, body] of r.files) if (isLfs(file)) blobs.set(sha256(body), { file, body });
@@ -130,6 +139,11 @@ export async function startHub(repos: Map<string, HubRepo>, faults: Faults = {})
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     const repoId = decodeURIComponent((info ?? resolve)?.[1] ?? '');
     const repo = repos.get(repoId);
+    const renamed = renames.get(repoId);
+    if (renamed !== undefined) {
+      res.writeHead(307, { location: (req.url ?? '').replace(`/${repoId}/`, `/${renamed}/`) }).end();
+      return;
+    }
     if (repo === undefined) return error(res, authorized ? 404 : 401, 'RepoNotFound', 'Repository not found');
     const rev = decodeURIComponent((info ?? resolve)![2]!);
     if (rev !== repo.commit && rev !== 'main' && !(repo.refs ?? []).includes(rev)) return error(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`);

@@ -30,7 +30,10 @@ export interface HubRequest {
 
 export interface HubResponse {
   readonly res: http.IncomingMessage;
-  /** The headers of the first response, the Hub's own (X-Linked-Etag, X-Repo-Commit), before any redirect. */
+  /**
+   * The headers of the endpoint's own last response (X-Linked-Etag, X-Repo-Commit): after the relative
+   * redirects it makes itself (a renamed repo), before the redirect to another host (the CDN).
+   */
   readonly first: http.IncomingHttpHeaders;
   readonly url: string;
 }
@@ -77,7 +80,7 @@ export async function hubRequest(start: string, o: HubRequest = {}): Promise<Hub
         cause: e,
       });
     }
-    first ??= res.headers;
+    if (url.origin === origin) first = res.headers;
     const status = res.statusCode ?? 0;
     const location = res.headers.location;
     if ([301, 302, 303, 307, 308].includes(status) && location !== undefined) {
@@ -86,7 +89,7 @@ export async function hubRequest(start: string, o: HubRequest = {}): Promise<Hub
       url = new URL(location, url);
       continue;
     }
-    return { res, first, url: url.toString() };
+    return { res, first: first ?? res.headers, url: url.toString() };
   }
 }
 

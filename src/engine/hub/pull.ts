@@ -283,7 +283,9 @@ async function fetchLocked(d: Downloader, f: RemoteFile): Promise<boolean> {
       await attempt(d, f, partial);
       break;
     } catch (e) {
-      if (!(e instanceof Dropped && i < retries)) {
+      // A dropped connection, or one that failed to open, is resumed; anything else (an HTTP error, a full disk) is not.
+      const resumable = e instanceof Dropped || (e instanceof HubNetworkError && d.o.signal?.aborted !== true);
+      if (!(resumable && i < retries)) {
         if (e instanceof Dropped || e instanceof HubNetworkError) {
           const kept = fileSize(partial) ?? 0;
           throw new PullError(`${f.file}: ${e instanceof Dropped ? e.message : e.message} (${kept} of ${f.size} bytes kept in ${partial})`, {
@@ -298,7 +300,7 @@ async function fetchLocked(d: Downloader, f: RemoteFile): Promise<boolean> {
         if (typeof code === 'string' && !(e instanceof UnicornError) && code !== 'ABORT_ERR') throw writeFailure(partial, e);
         throw e;
       }
-      d.o.onEvent?.({ kind: 'retry', file: f.file, why: e.message, attempt: i + 1 });
+      d.o.onEvent?.({ kind: 'retry', file: f.file, why: (e as Error).message, attempt: i + 1 });
       await new Promise((r) => setTimeout(r, (d.o.retryDelayMs ?? 1000) * (i + 1)));
     }
   }
@@ -368,7 +370,8 @@ export async function pullModel(ref: RepoRef, o: PullOptions): Promise<PullResul
     try {
       snap = findSnapshot(o.cacheDir, ref);
     } catch (e) {
-      throw new UnicornError(`HF_HUB_OFFLINE is set, and ${e instanceof Error ? e.message : String(e)}`, {
+      const why = fs.existsSync(folder) ? (e instanceof Error ? e.message : String(e)) : `${refText(ref)} is not in the Hugging Face cache (${o.cacheDir})`;
+      throw new UnicornError(`HF_HUB_OFFLINE is set, and ${why}`, {
         hint: `unset HF_HUB_OFFLINE to download it with \`unicorn pull ${refText(ref)}\``,
       });
     }

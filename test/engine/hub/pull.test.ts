@@ -64,7 +64,7 @@ const repos = new Map<string, HubRepo>([
 
 let hub: HubServer;
 before(async () => {
-  hub = await startHub(repos);
+  hub = await startHub(repos, {}, new Map([['old-org/qwen', 'test-org/qwen']]));
 });
 after(() => hub.close());
 
@@ -308,7 +308,7 @@ describe('pullModel against a local Hub', () => {
     assert.equal(r.commit, commitOf('qwen'));
     await assert.rejects(
       pullModel(parseRepoRef('test-org/sharded'), options(cache, { offline: true })),
-      /HF_HUB_OFFLINE is set, and test-org\/sharded is not a path, and not in the Hugging Face cache/,
+      /HF_HUB_OFFLINE is set, and test-org\/sharded is not in the Hugging Face cache/,
     );
     assert.equal(hub.log.length, start);
   });
@@ -325,5 +325,30 @@ describe('pullModel against a local Hub', () => {
     fs.writeFileSync(lock, '2147483646');
     await pullModel(parseRepoRef('test-org/qwen'), options(cache));
     assert.deepEqual(fs.readdirSync(locks), [], 'every lock is released');
+  });
+
+  test('a renamed repo: the relative redirects are followed with the token, and the ETag read after them', async () => {
+    const cache = scratchDir('hub-renamed');
+    const start = hub.log.length;
+    const r = await pullModel(parseRepoRef('old-org/qwen'), options(cache, { token: TOKEN }));
+    assert.equal(r.commit, commitOf('qwen'));
+    const hubSide = hub.log.slice(start).filter((l) => l.server === 'hub');
+    assert.ok(hubSide.some((l) => l.path.startsWith('/test-org/qwen/resolve/')));
+    assert.ok(hubSide.every((l) => l.authorization === `Bearer ${TOKEN}`));
+    assert.ok(fs.existsSync(path.join(repoFolder(cache, 'old-org/qwen'), 'snapshots', commitOf('qwen'), 'model.safetensors')));
+  });
+
+  test('a request that gets no reply at all (the server hung up) is retried like a dropped body', async () => {
+    const cache = scratchDir('hub-hangup');
+    hub.faults.hangUp = new Map([['model.safetensors', 1]]);
+    const events: PullEvent[] = [];
+    try {
+      await pullModel(parseRepoRef('test-org/qwen'), options(cache, { onEvent: (e) => events.push(e) }));
+    } finally {
+      hub.faults.hangUp = undefined;
+    }
+    const retries = events.filter((e) => e.kind === 'retry');
+    assert.equal(retries.length, 1);
+    assert.match(retries[0]!.kind === 'retry' ? retries[0]!.why : '', /could not reach http:\/\/127\.0\.0\.1:\d+: the connection was reset/);
   });
 });
