@@ -168,6 +168,11 @@ async function attempt(d: Downloader, f: RemoteFile, partial: string): Promise<v
   const status = res.statusCode ?? 0;
   if (status === 416 && from === f.size) {
     res.resume();
+  } else if (status === 416) {
+    // The partial file does not fit the file the server has: start it over.
+    res.resume();
+    fs.truncateSync(partial, 0);
+    throw new Dropped(`the server refused to resume ${f.file} at byte ${from}`);
   } else if (status !== 200 && status !== 206) {
     throw await hubStatusError(res, context(d.ref, d.o, f.file));
   }
@@ -245,7 +250,12 @@ function takeLock(d: Downloader, f: RemoteFile): string {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw writeFailure(lock, e);
     }
-    const pid = Number(fs.readFileSync(lock, 'utf8'));
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(lock, 'utf8'));
+    } catch {
+      continue; // released in the meantime
+    }
     let alive = false;
     try {
       alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && (process.kill(pid, 0), true);
@@ -426,7 +436,8 @@ export async function pullModel(ref: RepoRef, o: PullOptions): Promise<PullResul
       },
     );
   // Free space, against the sizes the Hub reports (partial files count for what they already hold).
-  const toFetch = chosen.filter((f) => fileSize(blobPath(folder, f.etag)) !== f.size);
+  // Each blob once: two files with the same bytes share one (and one lock).
+  const toFetch = [...new Map(chosen.filter((f) => fileSize(blobPath(folder, f.etag)) !== f.size).map((f) => [f.etag, f])).values()];
   const need = toFetch.reduce((a, f) => a + f.size - Math.min(f.size, fileSize(incompletePath(folder, f.etag)) ?? 0), 0);
   const free = (o.freeBytes ?? freeBytesAt)(path.join(folder, 'blobs'));
   if (need > free)

@@ -60,6 +60,10 @@ const repos = new Map<string, HubRepo>([
   ['test-org/corrupt', { files: fixtureFiles('qwen2'), commit: commitOf('corrupt') }],
   ['test-org/etag', { files: fixtureFiles('qwen2'), commit: commitOf('etag') }],
   ['test-org/resume', { files: fixtureFiles('gemma3-text'), commit: commitOf('resume') }],
+  [
+    'test-org/dupes',
+    { files: new Map([...fixtureFiles('llama'), ['added_tokens.json', fixtureFiles('llama').get('generation_config.json')!]]), commit: commitOf('dupes') },
+  ],
 ]);
 
 let hub: HubServer;
@@ -350,5 +354,15 @@ describe('pullModel against a local Hub', () => {
     const retries = events.filter((e) => e.kind === 'retry');
     assert.equal(retries.length, 1);
     assert.match(retries[0]!.kind === 'retry' ? retries[0]!.why : '', /could not reach http:\/\/127\.0\.0\.1:\d+: the connection was reset/);
+  });
+
+  test('two files with the same bytes share one blob, downloaded once', async () => {
+    const cache = scratchDir('hub-dupes');
+    const start = hub.log.length;
+    const r = await pullModel(parseRepoRef('test-org/dupes'), options(cache));
+    const snap = path.join(repoFolder(cache, 'test-org/dupes'), 'snapshots', r.commit);
+    assert.equal(fs.readlinkSync(path.join(snap, 'added_tokens.json')), fs.readlinkSync(path.join(snap, 'generation_config.json')));
+    const gets = hub.log.slice(start).filter((l) => /\/(added_tokens|generation_config)\.json$/.test(l.path));
+    assert.equal(gets.length, 1);
   });
 });
