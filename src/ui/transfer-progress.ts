@@ -44,8 +44,11 @@ export class TransferProgress {
   readonly onEvent = (e: PullEvent): void => {
     const now = performance.now();
     if (e.kind === 'resolved') {
+      // The total counts what is left to fetch now (config.json and the index came before it).
       this.total = e.bytes;
       this.files = e.toFetch;
+      this.done = 0;
+      this.filesDone = 0;
     } else if (e.kind === 'start') {
       const prev = this.active.get(e.file);
       this.active.set(e.file, { size: e.size, done: e.from, from: prev?.from ?? e.from, t0: prev?.t0 ?? now });

@@ -13,10 +13,16 @@ describe('the download progress display', () => {
   test('a line per file in flight and a total, with bytes, MB/s and ETA, redrawn in place; cleared at the end', () => {
     const { writes, stream } = fakeStream();
     const p = new TransferProgress(stream, true);
+    // config.json comes before the total is known; the total then counts only what is left.
+    p.onEvent({ kind: 'start', file: 'config.json', size: 100, from: 0 });
+    p.onEvent({ kind: 'progress', file: 'config.json', done: 100, size: 100 });
+    p.onEvent({ kind: 'done', file: 'config.json', size: 100 });
     p.onEvent({ kind: 'resolved', commit: 'c'.repeat(40), files: [FILE], toFetch: 1, bytes: 10_000_000 });
     p.onEvent({ kind: 'start', file: FILE.file, size: FILE.size, from: 0 });
+    p.onEvent({ kind: 'progress', file: FILE.file, done: 10_000_000, size: FILE.size });
     p.onEvent({ kind: 'done', file: FILE.file, size: FILE.size });
     const text = writes.join('');
+    assert.match(text, /total \(1 of 1 files\) {2}10\.0 MB \/ 10\.0 MB/);
     assert.match(text, / {2}model\.safetensors {2}0 B \/ 10\.0 MB · 0\.0 MB\/s · ETA -\n/);
     assert.match(text, /total \(0 of 1 files\) {2}0 B \/ 10\.0 MB/);
     assert.match(text, /\x1b\[2F\x1b\[J/, 'the two lines drawn are redrawn in place');
