@@ -31,7 +31,7 @@ export function serveCommand(): Command {
     .description('OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health) on a model')
     .argument(
       '[model]',
-      'model directory or Hub model name (org/name[@rev], from the cache) (a resident one, from unicorn load --keep, is used without loading it again); none: the bundled kjv-tiny',
+      'model directory or cached Hub model name (org/name[@rev]) (a resident one, from unicorn load --keep, is used without loading it again); none: the bundled kjv-tiny',
     )
     .option('--host <address>', 'address to listen on (0.0.0.0: every interface; then set --api-key)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free one)', count, 8080)
