@@ -7,6 +7,8 @@ import { doctorCommand } from './commands/doctor.js';
 import { inspectCommand } from './commands/inspect.js';
 import { loadCommand } from './commands/load.js';
 import { quantizeCommand } from './commands/quantize.js';
+import { listCommand } from './commands/list.js';
+import { pullCommand } from './commands/pull.js';
 import { psCommand, residentCommand, stopCommand } from './commands/resident.js';
 import { runCommand } from './commands/run.js';
 import { serveCommand } from './commands/serve.js';
@@ -22,6 +24,8 @@ export function buildProgram(): Command {
     .version(pkg.version, '-v, --version')
     .option('--debug', 'print stack traces for errors')
     .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(pullCommand());
+  program.addCommand(listCommand());
   program.addCommand(inspectCommand());
   program.addCommand(runCommand());
   program.addCommand(chatCommand());

@@ -17,7 +17,7 @@ interface BenchFlags {
 export function benchCommand(): Command {
   return new Command('bench')
     .description('prefill and decode tok/s on the GPU, against the bandwidth roofline (copy rate / bytes per token) measured in the same run')
-    .argument('[model]', 'model directory; none: the bundled kjv-tiny')
+    .argument('[model]', 'model directory or cached Hub model name (org/name[@rev]); none: the bundled kjv-tiny')
     .option('-p, --prompt <n>', 'prompt tokens (random ids)', positive, 512)
     .option('-n, --tokens <n>', 'tokens to generate', positive, 128)
     .option('--ctx <n>', 'context length (default: prompt + tokens + 1)', positive)

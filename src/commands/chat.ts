@@ -63,7 +63,7 @@ async function plain(chat: Chat): Promise<void> {
 export function chatCommand(): Command {
   return samplingOptions(new Command('chat'))
     .description('chat with a model in the terminal (line by line when piped)')
-    .argument('[model]', 'model directory (with tokenizer.json and a chat template); none: the bundled kjv-tiny')
+    .argument('[model]', 'model directory (with tokenizer.json and a chat template) or a cached Hub model name (org/name[@rev]); none: the bundled kjv-tiny')
     .option('-n, --max-tokens <n>', 'most tokens per reply', positive, 1024)
     .option('--system <text>', 'system message')
     .option('--ctx <n>', "context length in tokens (default: 4096 or the model's maximum)", positive)

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { positive } from '../ui/args.js';
 import { UnicornError } from '../engine/errors.js';
 import { type InspectReport, inspectTarget } from '../engine/inspect.js';
+import { resolveModelArg } from '../engine/hub/model-arg.js';
 import { kvCacheBytes } from '../engine/models/memory.js';
 import { type ModelPlan, describeStep, modelPlan } from '../engine/plan.js';
 import type { ModelSpec, Rope } from '../engine/models/spec.js';
@@ -134,7 +135,7 @@ function toJson(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): 
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description("show a checkpoint's architecture, tensors, dtypes and memory plan (reads headers only)")
-    .argument('<model>', 'model directory (config.json + safetensors) or a .safetensors file')
+    .argument('<model>', 'model directory (config.json + safetensors), a .safetensors file, or a Hub model name (org/name[@rev]) in the cache')
     .option('--tensors', 'list every tensor')
     .option('--filter <regex>', 'only tensors whose name matches (implies --tensors)')
     .option('--ctx <n>', 'context length for the KV cache estimate', positive, 4096)
@@ -143,7 +144,8 @@ export function inspectCommand(): Command {
     .option('--gpu <index|name>', 'which GPU, with --plan (default: $UNICORN_GPU, else the best one)')
     .option('--json', 'print JSON for scripts')
     .action(
-      (model: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }, cmd: Command) => {
+      (given: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }, cmd: Command) => {
+        const model = resolveModelArg(given);
         if (o.plan === true) {
           // The context only sizes the KV cache here: the model's own default unless --ctx was given.
           const ctxGiven = cmd.getOptionValueSource('ctx') === 'cli';

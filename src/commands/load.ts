@@ -4,19 +4,21 @@ import { Command } from 'commander';
 import { positive } from '../ui/args.js';
 import { UnicornError } from '../engine/errors.js';
 import { loadModel } from '../engine/load-report.js';
+import { resolveModelArg } from '../engine/hub/model-arg.js';
 import { formatBytes, table } from '../ui/format.js';
 import { startResident } from './resident.js';
 
 export function loadCommand(): Command {
   return new Command('load')
     .description('load a model into GPU memory: placement per heap, GB/s against the file read rate, read-back check')
-    .argument('<model>', 'model directory')
+    .argument('<model>', 'model directory, or a Hub model name (org/name[@rev]) in the cache')
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .option('--ctx <n>', 'context length the KV cache is planned for (fit check)', positive)
     .option('--verify <n>', 'tensors read back and compared with the files', positive, 12)
     .option('--keep', 'leave the model resident in a background server that run and chat attach to (unicorn ps, unicorn stop)')
     .option('--json', 'print the report as JSON')
-    .action(async (target: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean; keep?: boolean }) => {
+    .action(async (given: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean; keep?: boolean }) => {
+      const target = resolveModelArg(given);
       if (o.keep === true) {
         const spinner = startSpinner(`starting a resident server for ${target}`, { json: o.json === true });
         try {

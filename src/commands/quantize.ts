@@ -1,4 +1,5 @@
 /** `unicorn quantize <model dir> <out dir> --scheme int8|int4|mixed`: a smaller copy of a model, with a quality report. */
+import { resolveModelArg } from '../engine/hub/model-arg.js';
 import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command, Option } from 'commander';
 import { positive } from '../ui/args.js';
@@ -34,7 +35,7 @@ function gpuPresent(): boolean {
 export function quantizeCommand(): Command {
   return new Command('quantize')
     .description('write an INT8 / INT4 / mixed copy of a model, with a quality report (KL, top-1) against the original')
-    .argument('<model>', 'source model directory (bf16, f16 or f32 safetensors)')
+    .argument('<model>', 'source model directory (bf16, f16 or f32 safetensors), or a Hub model name (org/name[@rev]) in the cache')
     .argument('<out>', 'output directory (must not exist unless --force)')
     .addOption(
       new Option('--scheme <scheme>', 'int8: every projection INT8 per row; int4: INT4 grouped; mixed: attention INT8, MLP INT4, embedding INT8')
@@ -49,7 +50,8 @@ export function quantizeCommand(): Command {
     .option('--shard-size <GB>', 'shard size in GB (default 4)', positive)
     .option('--gpu <index|name>', 'GPU for the quality report')
     .option('--json', 'print the report as JSON')
-    .action(async (src: string, out: string, flags: Flags) => {
+    .action(async (given: string, out: string, flags: Flags) => {
+      const src = resolveModelArg(given);
       const spinner = startSpinner(`planning ${src}`, { json: flags.json === true });
       const t0 = performance.now();
       const evaluate = flags.eval ?? gpuPresent();

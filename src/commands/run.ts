@@ -26,7 +26,7 @@ interface RunFlags extends SamplingFlags {
 export function runCommand(): Command {
   return samplingOptions(new Command('run'))
     .description('generate a continuation of a prompt (streamed to stdout; timings on stderr)')
-    .argument('[model]', 'model directory (config.json, *.safetensors, tokenizer.json); none: the bundled kjv-tiny')
+    .argument('[model]', 'model directory (config.json, *.safetensors, tokenizer.json) or a cached Hub model name (org/name[@rev]); none: the bundled kjv-tiny')
     .argument('[prompt]', 'the prompt; "-" or none reads it from stdin')
     .option('-n, --max-tokens <n>', 'most tokens to generate', count, 256)
     .option('--chat', "wrap the prompt in the model's chat template as a user turn")

@@ -29,7 +29,10 @@ const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.m
 export function serveCommand(): Command {
   return new Command('serve')
     .description('OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health) on a model')
-    .argument('[model]', 'model directory (a resident one, from unicorn load --keep, is used without loading it again); none: the bundled kjv-tiny')
+    .argument(
+      '[model]',
+      'model directory or cached Hub model name (org/name[@rev]) (a resident one, from unicorn load --keep, is used without loading it again); none: the bundled kjv-tiny',
+    )
     .option('--host <address>', 'address to listen on (0.0.0.0: every interface; then set --api-key)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free one)', count, 8080)
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 (default: $UNICORN_API_KEY)')

@@ -261,10 +261,11 @@ function chatTemplateOf(files: ConfigFiles): string | null {
 
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHITECTURES);
 
-/** Derives the ModelSpec from parsed config files. Pure. */
-export function parseModelSpec(files: ConfigFiles): ModelSpec {
-  const source = files.source ?? 'config.json';
-  const top = files.config;
+/**
+ * The family a config.json belongs to, from its `architectures` (else its `model_type`) alone; an
+ * architecture unicorn does not run is refused with the list of those it does.
+ */
+export function architectureOf(top: unknown, source = 'config.json'): { family: Family; multimodal: boolean; archName: string | undefined; modelType: string | undefined } {
   if (!isObject(top)) throw new ConfigError(`${source}: is not a JSON object`);
   const archs = Array.isArray(top['architectures']) ? (top['architectures'] as unknown[]) : [];
   const archName = archs.find((a): a is string => typeof a === 'string' && Object.hasOwn(ARCHITECTURES, a));
@@ -274,7 +275,15 @@ export function parseModelSpec(files: ConfigFiles): ModelSpec {
     const said = [archs.length > 0 ? `architectures ${JSON.stringify(archs)}` : '', modelType !== undefined ? `model_type "${modelType}"` : ''].filter(Boolean).join(', ');
     throw new ConfigError(`${source}: unknown architecture (${said || 'no architectures or model_type given'}); unicorn runs ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
-  const { family, multimodal } = known;
+  return { ...known, archName, modelType };
+}
+
+/** Derives the ModelSpec from parsed config files. Pure. */
+export function parseModelSpec(files: ConfigFiles): ModelSpec {
+  const source = files.source ?? 'config.json';
+  const top = files.config;
+  const { family, multimodal, archName, modelType } = architectureOf(top, source);
+  if (!isObject(top)) throw new ConfigError(`${source}: is not a JSON object`);
   let cfg: Json = top;
   if (multimodal) {
     const tc = top['text_config'];
