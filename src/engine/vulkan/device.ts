@@ -269,6 +269,7 @@ function describe(pd: Handle, index: number): DeviceInfo {
     feat12['vulkanMemoryModel'] === 1 &&
     feat12['vulkanMemoryModelDeviceScope'] === 1 &&
     feat12['shaderFloat16'] === 1 &&
+    !coopCrashes(driver.driverName, subgroup.subgroupSize) &&
     process.env['UNICORN_NO_COOPMAT'] !== '1';
   const sizeControl =
     sizeExt && featSize.subgroupSizeControl === 1 && (sizes.requiredSubgroupSizeStages & VK.SHADER_STAGE_COMPUTE) !== 0 && sizes.minSubgroupSize > 0;
@@ -349,6 +350,16 @@ function describe(pd: Handle, index: number): DeviceInfo {
     })),
     computeQueueFamily,
   });
+}
+
+/**
+ * A driver known to advertise cooperative matrices it cannot compile: Mesa 26.1's lavapipe reports them
+ * at subgroups of 16 (LP_NATIVE_VECTOR_WIDTH=512) too, and segfaults creating any pipeline that uses
+ * them there (shaders/peak.comp's COOP variant, a loop of coopMatMulAdd, is enough; at 8 it is right).
+ * Only its subgroups of 8 are used.
+ */
+export function coopCrashes(driverName: string, subgroupSize: number): boolean {
+  return driverName === 'llvmpipe' && subgroupSize !== 8;
 }
 
 /** The subgroup-scope cooperative-matrix shapes of a device with VK_KHR_cooperative_matrix. */
