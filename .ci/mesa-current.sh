@@ -16,11 +16,7 @@ packages='mesa-vulkan-drivers libvulkan1 vulkan-validationlayers tmux'
 name=trixie-$(printf '%s' "v1 $packages" | sha256sum | cut -c1-12)
 root=$cache/$name
 
-# The Debian mirror apt already uses here (deb822 or one-line sources), else deb.debian.org.
-mirror=$( (grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-  grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break }}') |
-  grep -E '/debian/?$' | head -n 1 || true)
-mirror=${mirror:-http://deb.debian.org/debian}
+source "$repo/scripts/debian-mirror.sh"
 
 if [ ! -e "$root/.ready" ]; then
   command -v debootstrap >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null; }

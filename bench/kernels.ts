@@ -315,16 +315,7 @@ if (process.argv.includes('--probe')) {
 if (process.argv.includes('--unroll')) {
   console.log('\ntiling x unroll sweep (share of the copy rate; R rows x T threads per tile, U blocks per thread per iteration):');
   const configs: { rows: number; threads: number; unroll: number }[] = [];
-  for (const [rows, threads] of [
-    [1, 32],
-    [2, 32],
-    [4, 32],
-    [1, 64],
-    [2, 64],
-    [4, 64],
-    [1, 128],
-    [2, 128],
-  ] as const) {
+  for (const [rows, threads] of tilings) {
     for (const unroll of [1, 2, 4]) configs.push({ rows, threads, unroll });
   }
   const kinds: { label: string; format: WeightFormat; dot: boolean }[] = [

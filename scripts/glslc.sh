@@ -35,11 +35,7 @@ if [ -x "$tools/glslc" ] && probe "$tools/glslc"; then echo "$tools/glslc"; exit
 
 command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 || {
   echo "glslc.sh: no $want here, and without apt-get and dpkg it cannot fetch one; install glslc from shaderc 2025.2 and set UNICORN_GLSLC to it" >&2; exit 1; }
-# The Debian mirror apt already uses (deb822 or one-line sources), else deb.debian.org.
-mirror=$( (grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-  grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break }}') |
-  grep -E '/debian/?$' | head -n 1 || true)
-mirror=${mirror:-http://deb.debian.org/debian}
+source "$repo/scripts/debian-mirror.sh"
 echo "glslc.sh: fetching glslc (shaderc 2025.2) from Debian 13 at $mirror into .tools/glslc (once)" >&2
 tmp=$tools.tmp
 rm -rf "$tmp" && mkdir -p "$tmp/apt/lists/partial" "$tmp/apt/cache/archives/partial" "$tmp/debs" "$tmp/root"

@@ -22,7 +22,6 @@ import {
   create,
   koffi,
   vk,
-  vulkanLibrary,
   type Handle,
 } from './ffi.js';
 import { VALIDATION_LAYER, installMessenger, validationAvailable, validationRequested } from './validation.js';
@@ -364,8 +363,7 @@ export function coopCrashes(driverName: string, subgroupSize: number): boolean {
 
 /** The subgroup-scope cooperative-matrix shapes of a device with VK_KHR_cooperative_matrix. */
 function coopMatShapes(pd: Handle): CoopMatShape[] {
-  const getProc = vulkanLibrary().func('void *vkGetInstanceProcAddr(void *instance, const char *name)');
-  const fn = getProc(vulkanInstance(), 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR') as bigint | null;
+  const fn = vk().vkGetInstanceProcAddr(vulkanInstance(), 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR') as bigint | null;
   if (fn === null || fn === 0n) return [];
   const count: [number] = [0];
   check(koffi.call(fn, GetCooperativeMatrixProperties, pd, count, null) as number, 'vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR');

@@ -619,6 +619,7 @@ export function vulkanLibrary(): ReturnType<Koffi['load']> {
 
 const PROTOTYPES = {
   vkEnumerateInstanceVersion: 'int vkEnumerateInstanceVersion(_Out_ uint32_t *v)',
+  vkGetInstanceProcAddr: 'void *vkGetInstanceProcAddr(void *instance, const char *name)',
   vkCreateInstance: 'int vkCreateInstance(const VkInstanceCreateInfo *ci, void *alloc, _Out_ void **out)',
   vkDestroyInstance: 'void vkDestroyInstance(void *instance, void *alloc)',
   vkEnumeratePhysicalDevices: 'int vkEnumeratePhysicalDevices(void *instance, _Inout_ uint32_t *count, _Out_ void **devices)',

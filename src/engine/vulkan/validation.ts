@@ -3,7 +3,7 @@
  * vulkan-validationlayers). Messages of warning or error severity are collected; the tests fail on any
  * error. Off by default: it slows every Vulkan call.
  */
-import { check, koffi, vulkanLibrary, type Handle } from './ffi.js';
+import { check, koffi, vk, vulkanLibrary, type Handle } from './ffi.js';
 
 export const VALIDATION_LAYER = 'VK_LAYER_KHRONOS_validation';
 const SEVERITY_WARNING = 0x100;
@@ -78,8 +78,7 @@ export function validationAvailable(): boolean {
 
 /** Installs the messenger on an instance created with the layer and VK_EXT_debug_utils. */
 export function installMessenger(instance: Handle): Handle {
-  const getProc = vulkanLibrary().func('void *vkGetInstanceProcAddr(void *instance, const char *name)');
-  const fn = getProc(instance, 'vkCreateDebugUtilsMessengerEXT') as bigint | null;
+  const fn = vk().vkGetInstanceProcAddr(instance, 'vkCreateDebugUtilsMessengerEXT') as bigint | null;
   if (fn === null || fn === 0n) throw new Error('vkCreateDebugUtilsMessengerEXT is missing');
   registered = koffi.register((severity: number, _types: number, ptr: unknown) => {
     // Pointer parameters of callbacks arrive undecoded.
