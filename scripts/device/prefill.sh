@@ -10,14 +10,6 @@
 set -uo pipefail
 log=${OUT:-/tmp}/prefill.log
 source "$(dirname "$0")/steps.sh"
-peer() { # llama.cpp on a GGUF of the same shape: nlc_bench <type> <prompt>...
-  local q=$1
-  shift
-  [ -d /tmp/peer ] || { mkdir -p /tmp/peer && tar -C /tmp/peer -xJf .device/peer/peer.tar.xz && cp .device/peer/*.mjs /tmp/peer/; }
-  step "gguf-$q" python3 .device/peer/gguf_llama.py --out /tmp/l8-$q.gguf --type $q --vocab 128256 --ctx 131072
-  for p in "$@"; do step "llama.cpp-$q-pp$p" sh -c "cd /tmp/peer && node nlc_bench.mjs /tmp/l8-$q.gguf vulkan 16 $p"; done
-  rm -f /tmp/l8-$q.gguf
-}
 src=/dev/shm/l8
 step make python3 -u scripts/device/real_size.py make --config test/fixtures/configs/llama3.1-8b-published.json --out $src
 step quantize-int4 node bin/unicorn quantize $src /tmp/l8-int4 --scheme int4 --no-eval

@@ -46,6 +46,8 @@ export interface BenchResult {
   readonly subgroups: string;
   /** The prefill matrix x matrix kernel (kernels/matmul.ts). */
   readonly matmul: string;
+  /** The prefill attention kernel (kernels/attention-coop.ts). */
+  readonly attention: string;
   /** Bytes a decode step reads: every projection, the output head, the norms (one embedding row). */
   readonly bytesPerToken: number;
   /** Copy by a compute shader between device-local buffers, GB/s (read + write). */
@@ -122,6 +124,7 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
   try {
     const spec = runner.model.spec;
     const matmul = runner.device === null ? 'the CPU reference' : (runner.backend as GpuBackend).prefillKernel();
+    const attention = runner.device === null ? 'the CPU reference' : (runner.backend as GpuBackend).prefillAttention();
     let bytesPerToken = 0;
     for (const [name, t] of runner.model.bound.tensors)
       bytesPerToken += name === 'embed_tokens.weight' ? (spec.tieWordEmbeddings ? t.byteLength : 0) : t.byteLength;
@@ -148,6 +151,7 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
       device,
       subgroups,
       matmul,
+      attention,
       bytesPerToken,
       copyGBs,
       rooflineTokensPerSecond: roofline,
@@ -182,6 +186,7 @@ export function renderBench(r: BenchResult): string {
     `device    ${r.device}: copy by compute shader ${rate(r.copyGBs)} GB/s -> roofline ${n(r.rooflineTokensPerSecond)} tok/s`,
     `subgroups ${r.subgroups}`,
     `matmul    ${r.matmul}`,
+    `attention ${r.attention}`,
     `prefill   ${r.prefill.tokens} tokens in ${n(r.prefill.seconds * 1000)} ms: ${n(r.prefill.tokensPerSecond)} tok/s (time to first token ${n(r.prefill.timeToFirstTokenMs)} ms)`,
     `decode    ${r.decode.tokens} tokens after the first: ${n(r.decode.tokensPerSecond, 1)} tok/s greedy = ${rate(r.decode.weightGBs)} GB/s of weights, ${n(100 * r.decode.ofRoofline)}% of the roofline`,
     `          ${n(r.decode.sampledTokensPerSecond, 1)} tok/s sampling (temperature ${SAMPLED.temperature}, top-k ${SAMPLED.topK}, top-p ${SAMPLED.topP}, min-p ${SAMPLED.minP})`,

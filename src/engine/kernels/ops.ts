@@ -42,6 +42,16 @@ export function attentionSplits(visible: number): number {
   return Math.max(1, Math.min(32, Math.ceil(visible / 64)));
 }
 
+/** Refuses a shape the attention kernels cannot run: a ring too small for the batch (a race), a head_dim past 256 or odd. */
+export function checkAttentionShape(s: AttentionShape): void {
+  if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
+    throw new RangeError(
+      `attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`,
+    );
+  }
+  if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);
+}
+
 export class Ops {
   /** The subgroup size each family of these kernels runs at (kernels/subgroups.ts). */
   readonly subgroups: Record<KernelFamily, SubgroupChoice>;
@@ -219,12 +229,7 @@ export class Ops {
     part?: GpuBuffer,
     quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer },
   ): boolean {
-    if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
-      throw new RangeError(
-        `attention: ${s.tokens} queries with a window of ${s.window} need ${s.window + s.tokens - 1} cache slots, the ring has ${s.capacity}; prefill in chunks of at most ${s.capacity - s.window + 1}`,
-      );
-    }
-    if (s.headDim > 256 || s.headDim % 2 !== 0) throw new RangeError(`attention: head_dim ${s.headDim} must be even and at most 256`);
+    checkAttentionShape(s);
     const splits = s.splits ?? 1;
     const rows = s.tokens * s.heads;
     if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4))

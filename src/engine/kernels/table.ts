@@ -141,6 +141,13 @@ export const KERNELS = {
     push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32', splits: 'u32' },
     spec: ['workgroup', 'maxD', 'sgSize'],
   }),
+  /** Flash attention for a prompt batch on cooperative matrices (f16 x f16 -> f32); tiles as spec constants. */
+  attention_coop: kernel({
+    source: 'attention_coop.comp',
+    bindings: ['q', 'kc', 'vc', 'pos', 'o'],
+    push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32' },
+    spec: ['workgroup', 'tm', 'tn', 'tk', 'nsg', 'bc', 'hd', 'sg', 'prefetch', 'qsplit'],
+  }),
   /** Attention's splits combined (flash-decoding), with int8 output. */
   attention_combine: kernel({
     source: 'attention_combine.comp',

@@ -4,6 +4,7 @@
  * decode step is recorded once per output kind and replayed, its per-token values (token id,
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
+import { FlashAttention } from '../kernels/attention-coop.js';
 import { MatMul } from '../kernels/matmul.js';
 import { MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
 import { WEIGHT_FORMATS, isGrouped, takesInt8 } from '../kernels/weight-formats.js';
@@ -93,6 +94,7 @@ export class GpuBackend implements Backend {
   private readonly mv: MatVec;
   private readonly mm: MatMul;
   private readonly ops: Ops;
+  private readonly flash: FlashAttention;
   /** Whether some projection takes int8 activations (INT8 or INT4 weights on an integer-dot device). */
   private readonly quantizedInputs: boolean;
   private readonly act: Record<Act, GpuBuffer>;
@@ -135,6 +137,7 @@ export class GpuBackend implements Backend {
     this.fusion = opts.fusion ?? fusionEnabled();
     this.mm = new MatMul(device, alloc);
     this.ops = new Ops(device);
+    this.flash = new FlashAttention(device, alloc);
     this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => takesInt8(m.format));
     const B = this.batch;
     const q = spec.numHeads * spec.headDim;
@@ -206,6 +209,11 @@ export class GpuBackend implements Backend {
   /** The prefill matmul kernel in words (unicorn bench). */
   prefillKernel(): string {
     return this.mm.describe();
+  }
+
+  /** The prefill attention kernel in words (unicorn bench). */
+  prefillAttention(): string {
+    return this.flash.describe(this.spec.headDim);
   }
 
   /** Per-dispatch GPU times of the last step (with the profile option). */
@@ -339,12 +347,15 @@ export class GpuBackend implements Backend {
       case 'attention': {
         const c = this.caches[step.layer]!;
         const quant = step.int8 === true ? this.mv.scratch(s.numHeads * s.headDim) : undefined;
-        this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], {
+        const shape = {
           tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity, positions: this.ctx,
           window: s.layers[step.layer]!.window ?? 0, scale: s.queryPreAttnScalar ** -0.5, softcap: s.attnLogitSoftcap ?? 0,
           // One token: split its positions over workgroups.
           splits: tokens === 1 ? this.splits(step.layer) : 1,
-        }, this.attnPart, quant);
+        };
+        // A prompt batch: flash attention on cooperative matrices where the device has them.
+        if (this.flash.tilesFor(shape) !== null) this.flash.record(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape);
+        else this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape, this.attnPart, quant);
         break;
       }
       case 'logits': {

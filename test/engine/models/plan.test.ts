@@ -2,8 +2,8 @@
  * The GPU work each fixture's passes lower to, held fixed: every dispatch (kernel, specialization and
  * push constants, grid, buffer ranges by label), barrier and copy of a decode step (for each output
  * the sampler asks for) and of a 24-token prefill, against the plans recorded in test/fixtures/plans/
- * for this kind of device (lavapipe at subgroups of 4, 8 and 16, and with UNICORN_MATMUL=coop on Mesa
- * 26.1 at 8: the devices CI runs). A refactor of
+ * for this kind of device (lavapipe at subgroups of 4, 8 and 16, and with UNICORN_MATMUL=coop
+ * UNICORN_ATTENTION=coop on Mesa 26.1 at 8: the devices CI runs). A refactor of
  * how the forward pass becomes dispatches must leave them identical, or say why and record them
  * again: `UNICORN_WRITE_PLANS=1 node --test dist/test/engine/models/plan.test.js` (the same GPU work
  * runs at the same speed).
@@ -20,13 +20,16 @@ import { openGpu } from '../../support/gpu.js';
 import { FIXTURES, MODEL_FIXTURES, modelFixture, scratchDir } from '../../support/paths.js';
 import { quantizeModel } from '../../../src/engine/quant/quantize-model.js';
 import { matmulKind } from '../../../src/engine/kernels/matmul.js';
+import { attentionKind } from '../../../src/engine/kernels/attention-coop.js';
 
 const gpu = openGpu();
 after(() => gpu.device.destroy());
 const info = gpu.device.info;
-// The matmul kernel is in the name where it is not the device's default (UNICORN_MATMUL=coop on lavapipe).
+// The prefill kernels are in the name where they are not the device's default (UNICORN_MATMUL=coop and
+// UNICORN_ATTENTION=coop on lavapipe).
 const matmul = matmulKind(info) === matmulKind(info, '') ? '' : `-matmul_${matmulKind(info)}`;
-const signature = `${info.driverName}-${info.type}-subgroup${info.subgroupSize}${info.integerDotProduct ? '-idot' : ''}${matmul}`.replace(/[^A-Za-z0-9-]+/g, '_');
+const attention = attentionKind(info) === attentionKind(info, '') ? '' : `-attention_${attentionKind(info)}`;
+const signature = `${info.driverName}-${info.type}-subgroup${info.subgroupSize}${info.integerDotProduct ? '-idot' : ''}${matmul}${attention}`.replace(/[^A-Za-z0-9-]+/g, '_');
 const file = path.join(FIXTURES, 'plans', `${signature}.json`);
 const write = process.env['UNICORN_WRITE_PLANS'] === '1';
 const recorded = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, Record<string, string[]>>) : undefined;
