@@ -57,7 +57,11 @@ const uint WG = NSG * SG;
 const uint ST = HD / 2u + 4u;  // shared row stride of Q, K and V in pairs of halves (16 bytes of padding)
 const uint PST = BC + 8u;  // P's row stride in halves
 const float THRESHOLD = 8.0;
-const float NEG_INF = -1.0 / 0.0;
+// No infinities anywhere: Vulkan leaves Inf and NaN arithmetic to the implementation unless the device
+// reports shaderSignedZeroInfNanPreserveFloat32 (and the shader asks for it). The reference starts at
+// LOWEST, far below any score; a masked score is LOWEST too and never passes it; what it yields before a
+// row sees its first position is nothing (P = 0 for masked scores, O and the sums stay 0).
+const float LOWEST = -1e30;
 
 shared f16vec2 kv[2u * BC * ST];  // K's BC rows, then V's
 shared f16vec2 qs[BR * ST];
@@ -177,7 +181,7 @@ void main() {
   const uint E = TM * BC / SG;
   float m[TM];  // the per-row reference, the same in every lane
   float l[TM];  // the lane's share of each row's sum
-  [[unroll]] for (uint r = 0; r < TM; r++) { m[r] = NEG_INF; l[r] = 0.0; }
+  [[unroll]] for (uint r = 0; r < TM; r++) { m[r] = LOWEST; l[r] = 0.0; }
   const uint sbase = sg * TM * BC;
   const uint pbase = sg * TM * PST;
   const uint rbase = sg * TM;
@@ -217,7 +221,7 @@ void main() {
       float s = ss[sbase + r * BC + col];
       if (pc.softcap > 0.0) s = pc.softcap * tanh(clamp(s / pc.softcap, -10.0, 10.0));
       const uint p = j0 + col;
-      s = p >= rowFirst[rbase + r] && p <= rowLast[rbase + r] ? s : NEG_INF;
+      s = p >= rowFirst[rbase + r] && p <= rowLast[rbase + r] ? s : LOWEST;
       sv[i] = s;
       move = move || s > m[r] + THRESHOLD;
     }
@@ -230,11 +234,11 @@ void main() {
     [[unroll]] for (uint i = 0; i < NSG; i++) rescale = rescale || moves[i] != 0u;
     if (rescale) {
       float mx[TM];
-      [[unroll]] for (uint r = 0; r < TM; r++) mx[r] = NEG_INF;
+      [[unroll]] for (uint r = 0; r < TM; r++) mx[r] = LOWEST;
       [[unroll]] for (uint i = 0; i < E; i++) mx[(i * SG) / BC] = max(mx[(i * SG) / BC], sv[i]);
       [[unroll]] for (uint r = 0; r < TM; r++) {
         const float mNew = max(m[r], subgroupMax(mx[r]));
-        const float alpha = m[r] == NEG_INF ? 0.0 : exp(m[r] - mNew);
+        const float alpha = exp(max(m[r] - mNew, -80.0));  // from LOWEST: 1.8e-35 times the zeros so far
         m[r] = mNew;
         l[r] *= alpha;
         if (lane == 0u) rowScale[rbase + r] = alpha;
@@ -253,7 +257,8 @@ void main() {
     // P = exp(S - m) in f16, and the lane's row sums.
     [[unroll]] for (uint i = 0; i < E; i++) {
       const uint r = (i * SG) / BC, col = (i * SG) % BC + lane;
-      const float p = sv[i] == NEG_INF ? 0.0 : exp(sv[i] - m[r]);
+      // A score seen is at most m + THRESHOLD here (a row's first one moved m to it).
+      const float p = sv[i] > LOWEST ? exp(sv[i] - m[r]) : 0.0;
       l[r] += p;
       ps[pbase + r * PST + col] = float16_t(p);
     }
