@@ -47,7 +47,8 @@ export function flashShared(t: FlashTiles, headDim: number): number {
 /** Why a tiling cannot run at a head_dim on a device, or undefined when it can. */
 export function flashTilesProblem(t: FlashTiles, headDim: number, info: DeviceInfo): string | undefined {
   if (headDim % t.tk !== 0 || headDim % t.tn !== 0 || headDim % 8 !== 0) return `head_dim ${headDim} is not a multiple of ${Math.max(t.tk, t.tn, 8)}`;
-  if (t.bc % t.sg !== 0 || t.bc % t.tn !== 0 || t.bc % t.tk !== 0) return `${t.bc} keys a step are not a multiple of the subgroup (${t.sg}) and the matrix shape`;
+  if (t.bc % t.sg !== 0 || t.bc % t.tn !== 0 || t.bc % t.tk !== 0)
+    return `${t.bc} keys a step are not a multiple of the subgroup (${t.sg}) and the matrix shape`;
   if ((t.tm * t.bc) % t.sg !== 0) return `a ${t.tm} x ${t.bc} tile does not divide into subgroups of ${t.sg}`;
   if (t.nsg * t.sg > info.maxComputeWorkGroupInvocations) return `${t.nsg * t.sg} invocations exceed the device's ${info.maxComputeWorkGroupInvocations}`;
   const shared = flashShared(t, headDim);
@@ -70,7 +71,13 @@ export function flashTiles(info: DeviceInfo, headDim: number, forced = process.e
     if ((v.length !== 2 && v.length !== 4) || !v.every((n) => Number.isInteger(n) && n >= 0) || v[0] === 0 || v[1] === 0 || v.slice(2).some((n) => n > 1)) {
       throw new UnicornError(`UNICORN_ATTENTION_TILE='${forced}' is not nsg,bc or nsg,bc,prefetch,split (e.g. 4,32 or 2,32,0,1)`);
     }
-    const t = { ...base, nsg: v[0]!, bc: v[1]!, prefetch: v.length === 4 ? v[2] === 1 : prefetchFits(v[0]!, v[1]!, info.subgroupSize, headDim), split: v[3] === 1 };
+    const t = {
+      ...base,
+      nsg: v[0]!,
+      bc: v[1]!,
+      prefetch: v.length === 4 ? v[2] === 1 : prefetchFits(v[0]!, v[1]!, info.subgroupSize, headDim),
+      split: v[3] === 1,
+    };
     const problem = flashTilesProblem(t, headDim, info);
     if (problem !== undefined) throw new UnicornError(`UNICORN_ATTENTION_TILE='${forced}' does not fit ${info.name} at head_dim ${headDim}: ${problem}`);
     return t;
@@ -100,7 +107,9 @@ export function attentionKind(info: DeviceInfo, forced = process.env['UNICORN_AT
   if (forced !== undefined && forced !== '') {
     if (forced !== 'coop' && forced !== 'plain') throw new UnicornError(`UNICORN_ATTENTION='${forced}' is not coop or plain`);
     if (forced === 'coop' && !coop) {
-      throw new UnicornError(`UNICORN_ATTENTION=coop: ${info.name} has no usable cooperative matrices (VK_KHR_cooperative_matrix with an f16 x f16 -> f32 shape)`);
+      throw new UnicornError(
+        `UNICORN_ATTENTION=coop: ${info.name} has no usable cooperative matrices (VK_KHR_cooperative_matrix with an f16 x f16 -> f32 shape)`,
+      );
     }
     return forced;
   }
@@ -198,7 +207,8 @@ export class FlashAttention {
 
   /** The kernel a prompt batch gets at a head_dim, in words (unicorn bench); runs the check if it has not run. */
   describe(headDim: number): string {
-    if (this.kind !== 'coop') return `plain${this.device.info.type === 'cpu' ? ' (a CPU driver)' : this.device.info.cooperativeMatrix ? '' : ' (no cooperative matrices)'}`;
+    if (this.kind !== 'coop')
+      return `plain${this.device.info.type === 'cpu' ? ' (a CPU driver)' : this.device.info.cooperativeMatrix ? '' : ' (no cooperative matrices)'}`;
     const t = this.tilesFor({ tokens: 2, heads: 1, kvHeads: 1, headDim, capacity: 2, window: 0, scale: 1, softcap: 0 });
     const failed = this.fallbacks.get(headDim);
     if (failed !== undefined) return `plain (the cooperative-matrix attention failed its check on this device: ${failed})`;

@@ -103,7 +103,10 @@ function check(c: Case, seed: number): void {
   let worst = 0;
   for (let i = 0; i < out.length; i++) {
     const err = Math.abs(out[i]! - want[i]!) / (3e-3 * Math.abs(want[i]!) + 1e-3);
-    if (!(err <= 1)) assert.fail(`token ${Math.floor(i / (heads * d))}, head ${Math.floor(i / d) % heads}, dim ${i % d}: ${out[i]} instead of ${want[i]} (plain kernel: ${plain[i]})`);
+    if (!(err <= 1))
+      assert.fail(
+        `token ${Math.floor(i / (heads * d))}, head ${Math.floor(i / d) % heads}, dim ${i % d}: ${out[i]} instead of ${want[i]} (plain kernel: ${plain[i]})`,
+      );
     worst = Math.max(worst, err);
   }
   assert.ok(worst > 0, 'the comparison compares something');
