@@ -158,10 +158,12 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
     cmds.submitAndWait();
     const got = new Float32Array(q.length);
     download(alloc, cmds, bufs[4], new Uint8Array(got.buffer));
-    // The reference reads the cache with the same ring; q rounded to f16 as the kernel rounds it (after scaling).
-    const want = attentionRef(q, kFull, vFull, positions, { heads, kvHeads, d, capacity, window, scale: shape.scale, softcap: shape.softcap });
+    // The reference reads the cache with the same ring, q rounded to f16 after scaling as the kernel
+    // rounds it (unless in two parts); what is left is P's f16 rounding, about 5e-4 a term.
+    const q16 = t.split ? q : Float32Array.from(q, (x) => roundF16(Float32Array.of(x * shape.scale))[0]! / shape.scale);
+    const want = attentionRef(q16, kFull, vFull, positions, { heads, kvHeads, d, capacity, window, scale: shape.scale, softcap: shape.softcap });
     for (let i = 0; i < got.length; i++) {
-      if (!(Math.abs(got[i]! - want[i]!) <= 0.02 + 0.02 * Math.abs(want[i]!))) {
+      if (!(Math.abs(got[i]! - want[i]!) <= 2e-3 + 5e-3 * Math.abs(want[i]!))) {
         problem = `token ${Math.floor(i / (heads * d))}, head ${Math.floor(i / d) % heads}, dim ${i % d}: ${got[i]} instead of ${want[i]!.toFixed(4)}`;
         break;
       }
