@@ -8,6 +8,8 @@ import { Device, validationEnabled } from '../../src/engine/vulkan/device.js';
 import { takeValidationMessages } from '../../src/engine/vulkan/validation.js';
 import { Allocator } from '../../src/engine/vulkan/memory.js';
 import { Commands } from '../../src/engine/vulkan/commands.js';
+import type { GpuBuffer } from '../../src/engine/vulkan/memory.js';
+import { download, uploadNew } from '../../src/engine/vulkan/transfer.js';
 
 export interface Gpu {
   device: Device;
@@ -28,6 +30,30 @@ export function openGpu(): Gpu {
   });
   // Device memory unmapped, as on a discrete GPU: uploads and read-backs take the staging paths.
   return { device, alloc: new Allocator(device, { mapDeviceMemory: false }), cmds: new Commands(device) };
+}
+
+/** A typed array's bytes. */
+export const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/**
+ * A test file's moves on its device: put an array into a new buffer, read floats or u32s back, and
+ * `run` (record, submit, wait; inputs must be uploaded before: an upload may itself use gpu.cmds).
+ */
+export function gpuIo(gpu: Gpu) {
+  const read = <T extends Float32Array | Uint32Array>(b: GpuBuffer, out: T): T => {
+    download(gpu.alloc, gpu.cmds, b, bytesOf(out));
+    return out;
+  };
+  return {
+    put: (a: ArrayBufferView, label = 'input') => uploadNew(gpu.alloc, gpu.cmds, bytesOf(a), label),
+    getF32: (b: GpuBuffer, n: number) => read(b, new Float32Array(n)),
+    getU32: (b: GpuBuffer, n: number) => read(b, new Uint32Array(n)),
+    run: (record: () => void) => {
+      gpu.cmds.begin();
+      record();
+      gpu.cmds.submitAndWait();
+    },
+  };
 }
 
 /** Deterministic pseudo-random floats in [-1, 1). */

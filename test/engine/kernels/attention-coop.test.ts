@@ -3,9 +3,7 @@ import { after, describe, test } from 'node:test';
 import { FlashAttention, type FlashTiles, attentionKind, flashProblem, flashShared, flashTiles } from '../../../src/engine/kernels/attention-coop.js';
 import { Ops } from '../../../src/engine/kernels/ops.js';
 import { attentionRef, roundF16 } from '../../../src/engine/kernels/reference.js';
-import type { GpuBuffer } from '../../../src/engine/vulkan/memory.js';
-import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
-import { openGpu, randomFloats } from '../../support/gpu.js';
+import { gpuIo, openGpu, randomFloats } from '../../support/gpu.js';
 
 const gpu = openGpu();
 after(() => gpu.device.destroy());
@@ -14,18 +12,7 @@ const info = gpu.device.info;
 const coop = flashTiles(info, 64);
 const none = coop === null && `${info.name} has no cooperative matrices`;
 
-const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-const put = (a: ArrayBufferView, label = 'input') => uploadNew(gpu.alloc, gpu.cmds, bytes(a), label);
-const getF32 = (b: GpuBuffer, n: number) => {
-  const out = new Float32Array(n);
-  download(gpu.alloc, gpu.cmds, b, bytes(out));
-  return out;
-};
-const run = (record: () => void) => {
-  gpu.cmds.begin();
-  record();
-  gpu.cmds.submitAndWait();
-};
+const { put, getF32, run } = gpuIo(gpu);
 
 interface Case {
   n: number;

@@ -7,32 +7,15 @@ import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16, topkR
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
 import { quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import type { GpuBuffer } from '../../../src/engine/vulkan/memory.js';
-import { download, uploadNew } from '../../../src/engine/vulkan/transfer.js';
-import { openGpu, randomFloats } from '../../support/gpu.js';
+import { bytesOf, gpuIo, openGpu, randomFloats } from '../../support/gpu.js';
 import { assertQuantizedAs } from '../../support/activations.js';
 
 const gpu = openGpu();
 after(() => gpu.device.destroy());
 const ops = new Ops(gpu.device);
 
-const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-const put = (a: ArrayBufferView, label = 'input') => uploadNew(gpu.alloc, gpu.cmds, bytes(a), label);
-const getF32 = (b: GpuBuffer, n: number) => {
-  const out = new Float32Array(n);
-  download(gpu.alloc, gpu.cmds, b, bytes(out));
-  return out;
-};
-const getU32 = (b: GpuBuffer, n: number) => {
-  const out = new Uint32Array(n);
-  download(gpu.alloc, gpu.cmds, b, bytes(out));
-  return out;
-};
-/** Records and runs; inputs must be uploaded before (an upload may itself use gpu.cmds). */
-const run = (record: () => void) => {
-  gpu.cmds.begin();
-  record();
-  gpu.cmds.submitAndWait();
-};
+const bytes = bytesOf;
+const { put, getF32, getU32, run } = gpuIo(gpu);
 
 function close(got: Float32Array, want: Float32Array, rel: number, abs: number, what: string): void {
   assert.equal(got.length, want.length);
