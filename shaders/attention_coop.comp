@@ -155,19 +155,17 @@ void main() {
   // Q, scaled, as f16 rows into shared memory.
   for (uint e = tid; e < BR * HD / 4u; e += WG) {
     const uint r = e / (HD / 4u), c = e % (HD / 4u);
-    {
-      vec4 v = vec4(0.0);
-      if (row0 + r < rows) {
-        const uint R = row0 + r;
-        v = q[((R / group) * pc.heads + kvh * group + R % group) * (HD / 4u) + c] * pc.scale;
-      }
-      const f16vec2 a = f16vec2(v.xy), b = f16vec2(v.zw);
-      qs[r * ST + c * 2u] = a;
-      qs[r * ST + c * 2u + 1u] = b;
-      if (QSPLIT != 0u) {
-        ql[r * ST + c * 2u] = f16vec2(v.xy - vec2(a));
-        ql[r * ST + c * 2u + 1u] = f16vec2(v.zw - vec2(b));
-      }
+    vec4 v = vec4(0.0);
+    if (row0 + r < rows) {
+      const uint R = row0 + r;
+      v = q[((R / group) * pc.heads + kvh * group + R % group) * (HD / 4u) + c] * pc.scale;
+    }
+    const f16vec2 a = f16vec2(v.xy), b = f16vec2(v.zw);
+    qs[r * ST + c * 2u] = a;
+    qs[r * ST + c * 2u + 1u] = b;
+    if (QSPLIT != 0u) {
+      ql[r * ST + c * 2u] = f16vec2(v.xy - vec2(a));
+      ql[r * ST + c * 2u + 1u] = f16vec2(v.zw - vec2(b));
     }
   }
 

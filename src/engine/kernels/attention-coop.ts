@@ -180,6 +180,8 @@ export class FlashAttention {
   /** Why the device's default, coop, was set aside at a head_dim (its check failed). */
   private readonly fallbacks = new Map<number, string>();
   private readonly forced: FlashTiles | undefined;
+  /** Asked for by name (option or UNICORN_ATTENTION): a failed check is an error, not a fallback. */
+  private readonly required: boolean;
 
   constructor(
     readonly device: Device,
@@ -188,6 +190,7 @@ export class FlashAttention {
   ) {
     this.kind = opts.kind ?? attentionKind(device.info);
     this.forced = opts.tiles;
+    this.required = opts.kind === 'coop' || process.env['UNICORN_ATTENTION'] === 'coop';
   }
 
   /** The tiling a shape gets, or null where the plain kernel runs (one token, another kind, a head_dim it does not take, a failed check). */
@@ -198,7 +201,7 @@ export class FlashAttention {
     if (this.opts.checked === true) return t;
     const problem = flashProblem(this.device, this.alloc, t, s.headDim);
     if (problem === undefined) return t;
-    if (this.opts.kind === 'coop' || process.env['UNICORN_ATTENTION'] === 'coop') {
+    if (this.required) {
       throw new UnicornError(`the cooperative-matrix attention computes wrong on ${this.device.info.name} at head_dim ${s.headDim} (${problem})`, {
         hint: 'leave UNICORN_ATTENTION unset (the plain kernel runs), and please report this device and driver (`unicorn doctor`)',
       });
@@ -218,10 +221,18 @@ export class FlashAttention {
     return `flash attention on cooperative matrices ${t.tm}x${t.tn}x${t.tk}, ${t.nsg * t.tm} query rows x ${t.bc} keys a step${t.prefetch ? '' : ' (no prefetch)'}${t.split ? ', Q in two f16 parts' : ''}`;
   }
 
-  /** Records o = attention(q) over the cache for a shape tilesFor takes. */
-  record(cmds: Commands, q: GpuBuffer, kCache: GpuBuffer, vCache: GpuBuffer, positions: GpuBuffer, o: GpuBuffer, s: AttentionShape): void {
+  /** Records o = attention(q) over the cache for a shape tilesFor takes (with its tiling, where the caller has it). */
+  record(
+    cmds: Commands,
+    q: GpuBuffer,
+    kCache: GpuBuffer,
+    vCache: GpuBuffer,
+    positions: GpuBuffer,
+    o: GpuBuffer,
+    s: AttentionShape,
+    t: FlashTiles | null = this.tilesFor(s),
+  ): void {
     checkAttentionShape(s);
-    const t = this.tilesFor(s);
     if (t === null) throw new Error(`FlashAttention: no tiling for ${s.tokens} tokens at head_dim ${s.headDim} here`);
     const sizes = this.device.info.subgroupSizes;
     const subgroupSize = sizes !== null && t.sg >= sizes.min && t.sg <= sizes.max ? t.sg : undefined;

@@ -354,7 +354,8 @@ export class GpuBackend implements Backend {
           splits: tokens === 1 ? this.splits(step.layer) : 1,
         };
         // A prompt batch: flash attention on cooperative matrices where the device has them.
-        if (this.flash.tilesFor(shape) !== null) this.flash.record(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape);
+        const flash = this.flash.tilesFor(shape);
+        if (flash !== null) this.flash.record(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape, flash);
         else this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape, this.attnPart, quant);
         break;
       }
