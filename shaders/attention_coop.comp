@@ -31,14 +31,15 @@ layout(constant_id = 3) const uint TK = 16;
 layout(constant_id = 4) const uint NSG = 4;  // subgroups: TM query rows each
 layout(constant_id = 5) const uint BC = 32;  // keys per step
 layout(constant_id = 6) const uint HD = 128;  // head_dim
-// The subgroup size the pipeline runs at. (Q's matrices held in registers for the whole walk, loaded
-// once from shared memory, computed zeros on NVIDIA's driver 580; read from shared memory at every step
-// they are right there, and that is what runs everywhere.)
+// The subgroup size the pipeline runs at. (Q's matrices are read from shared memory at every step; held
+// in registers for the whole walk they computed zeros on NVIDIA's driver 580, but that was while the
+// shared arrays there were misaligned, see below: not tried since.)
 layout(constant_id = 7) const uint SG = 32;
 // 1: the next step's keys and values are read into registers while this step multiplies (LOADS uvec4s
 // of each per invocation); 0: read straight into shared memory at the step's start (fewer registers).
 layout(constant_id = 8) const uint PREFETCH = 1;
-// 1: Q as two f16 parts, hi + lo (S = hi K^T + lo K^T: about f32's precision for twice S's products).
+// 1: Q and P as two f16 parts each, hi + lo (S = hi K^T + lo K^T, O += hi V + lo V): about f32's
+// precision for twice the products.
 layout(constant_id = 9) const uint QSPLIT = 0;
 
 layout(push_constant) uniform Push {
@@ -63,20 +64,23 @@ const float THRESHOLD = 8.0;
 // row sees its first position is nothing (P = 0 for masked scores, O and the sums stay 0).
 const float LOWEST = -1e30;
 
+// Every shared array is a whole number of 16 bytes. NVIDIA's driver 580 places them back to back without
+// rounding up, and cooperative-matrix loads and stores from an array that does not start on 16 bytes
+// compute wrong there (a 4-byte `ql` or 8-byte `moves` put every tiling's S off; lavapipe is fine).
 shared f16vec2 kv[2u * BC * ST];  // K's BC rows, then V's
 shared f16vec2 qs[BR * ST];
-shared f16vec2 ql[QSPLIT * BR * ST + 1u - QSPLIT];  // Q's lo parts (QSPLIT is 0 or 1)
+shared f16vec2 ql[QSPLIT * BR * ST + 4u * (1u - QSPLIT)];  // Q's lo parts (QSPLIT is 0 or 1)
 shared float ss[BR * BC];  // each subgroup's S (TM x BC), then its O on the way through
 shared float16_t ps[BR * PST];  // each subgroup's P
+shared float16_t pl[QSPLIT * BR * PST + 8u * (1u - QSPLIT)];  // its lo parts (QSPLIT)
 shared uint rowFirst[BR];  // the positions each row sees: [rowFirst, rowLast]
 shared uint rowLast[BR];
 shared float rowScale[BR];  // per row: the rescale factor, then 1 / the sum
-shared uint moves[NSG];  // per subgroup: whether a score passed its row's reference by more than THRESHOLD
+shared uint moves[(NSG + 3u) / 4u * 4u];  // per subgroup: whether a score passed its row's reference by more than THRESHOLD
 
 // What each invocation reads of one step, 8 halves at a time of keys and of values: into registers
 // (LOADS of each, PREFETCH) or straight into shared memory.
-// (Arithmetic, not a select: PREFETCH is 0 or 1. A specialization-constant select sized this array
-// wrong on NVIDIA's driver 580: every tiling computed wrong with it.)
+// (PREFETCH is 0 or 1: one register of each without it.)
 const uint LOADS = PREFETCH * ((BC * HD / 8u + WG - 1u) / WG) + 1u - PREFETCH;
 uvec4 kr[LOADS], vr[LOADS];
 
@@ -163,9 +167,20 @@ void main() {
     const f16vec2 a = f16vec2(v.xy), b = f16vec2(v.zw);
     qs[r * ST + c * 2u] = a;
     qs[r * ST + c * 2u + 1u] = b;
-    if (QSPLIT != 0u) {
-      ql[r * ST + c * 2u] = f16vec2(v.xy - vec2(a));
-      ql[r * ST + c * 2u + 1u] = f16vec2(v.zw - vec2(b));
+  }
+  // Q's lo parts: Q - hi, with hi read back from shared memory. (Computed from f16vec2(v) in registers,
+  // the compilers, Mesa's and NVIDIA's, fold vec2(f16vec2(v)) back to v and the lo parts to 0.)
+  if (QSPLIT != 0u) {
+    barrier();
+    for (uint e = tid; e < BR * HD / 4u; e += WG) {
+      const uint r = e / (HD / 4u), c = e % (HD / 4u);
+      vec4 v = vec4(0.0);
+      if (row0 + r < rows) {
+        const uint R = row0 + r;
+        v = q[((R / group) * pc.heads + kvh * group + R % group) * (HD / 4u) + c] * pc.scale;
+      }
+      ql[r * ST + c * 2u] = f16vec2(v.xy - vec2(qs[r * ST + c * 2u]));
+      ql[r * ST + c * 2u + 1u] = f16vec2(v.zw - vec2(qs[r * ST + c * 2u + 1u]));
     }
   }
 
@@ -252,13 +267,23 @@ void main() {
       }
     }
 
-    // P = exp(S - m) in f16, and the lane's row sums.
+    // P = exp(S - m) in f16, and the lane's row sums (of P before rounding: on the H200 the 8B's KL was
+    // 4.3e-4 with the sums of the rounded P, 3.6e-4 with these).
     [[unroll]] for (uint i = 0; i < E; i++) {
       const uint r = (i * SG) / BC, col = (i * SG) % BC + lane;
       // A score seen is at most m + THRESHOLD here (a row's first one moved m to it).
-      const float p = sv[i] > LOWEST ? exp(sv[i] - m[r]) : 0.0;
-      l[r] += p;
-      ps[pbase + r * PST + col] = float16_t(p);
+      sv[i] = sv[i] > LOWEST ? exp(sv[i] - m[r]) : 0.0;
+      l[r] += sv[i];
+      ps[pbase + r * PST + col] = float16_t(sv[i]);
+    }
+    // In two parts, the lo parts P - hi, hi read back after a workgroup barrier: computed from
+    // float16_t(p) in registers, the compilers (Mesa's, NVIDIA's) fold float(float16_t(p)) back to p.
+    if (QSPLIT != 0u) {
+      barrier();
+      [[unroll]] for (uint i = 0; i < E; i++) {
+        const uint r = (i * SG) / BC, col = (i * SG) % BC + lane;
+        pl[pbase + r * PST + col] = float16_t(sv[i] - float(ps[pbase + r * PST + col]));
+      }
     }
     subgroupBarrier();
 
@@ -268,6 +293,13 @@ void main() {
       [[unroll]] for (uint j = 0; j < HD / TN; j++) {
         coopMatLoad(vm, kv, (BC + k * TK) * ST + j * TN / 2u, ST, gl_CooperativeMatrixLayoutRowMajor);
         oacc[j] = coopMatMulAdd(pm, vm, oacc[j]);
+      }
+      if (QSPLIT != 0u) {
+        coopMatLoad(pm, pl, pbase + k * TK, PST, gl_CooperativeMatrixLayoutRowMajor);
+        [[unroll]] for (uint j = 0; j < HD / TN; j++) {
+          coopMatLoad(vm, kv, (BC + k * TK) * ST + j * TN / 2u, ST, gl_CooperativeMatrixLayoutRowMajor);
+          oacc[j] = coopMatMulAdd(pm, vm, oacc[j]);
+        }
       }
     }
   }

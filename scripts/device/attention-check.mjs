@@ -13,6 +13,8 @@ for (const d of [64, 128, 256]) {
     [1, 32, 0, 0],
     [2, 32, 0, 1],
     [4, 32, 0, 1],
+    [2, 32, 1, 1],
+    [1, 32, 1, 1],
   ]) {
     const t = { ...base, nsg, bc, prefetch: prefetch === 1, split: split === 1 };
     let r;
