@@ -96,8 +96,10 @@ function sendBytes(req: http.IncomingMessage, res: http.ServerResponse, file: st
   const drop = faults.drop?.get(file);
   if (drop !== undefined && drop.times > 0) {
     drop.times--;
-    // A clean FIN after the bytes (an RST would let the client's kernel discard what it had not read yet).
-    res.write(part.subarray(0, Math.max(0, drop.after - start)), () => res.socket?.end());
+    // A clean FIN after the bytes (an RST would let the client's kernel discard what it had not read yet),
+    // and not at once: a client whose stream errors drops the chunks it had not taken yet, so a busy
+    // client (CI with other work on its two cores) read none of them and resumed from 0.
+    res.write(part.subarray(0, Math.max(0, drop.after - start)), () => setTimeout(() => res.socket?.end(), 300));
     return;
   }
   const stall = faults.stall?.get(file);

@@ -11,6 +11,7 @@ import { type Binding, type Kernel, grid, kernelFor } from '../vulkan/pipeline.j
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
 import { KERNELS } from './table.js';
+import { UnicornError } from '../errors.js';
 import { isEmbeddingFormat } from './weight-formats.js';
 import type { Activation } from '../models/spec.js';
 
@@ -56,9 +57,20 @@ export class Ops {
   /** The subgroup size each family of these kernels runs at (kernels/subgroups.ts). */
   readonly subgroups: Record<KernelFamily, SubgroupChoice>;
 
+  /**
+   * Decode attention's kernel: one workgroup per query head (attention.comp), or the query heads of a kv
+   * head folded into one (attention_decode.comp) with UNICORN_DECODE_ATTENTION=folded. Folded is right on
+   * lavapipe at subgroups of 4, 8 and 16 but not yet measured on a GPU (bench/attention.ts measures
+   * both): it becomes the default when it has been.
+   */
+  private readonly decodeKind: 'folded' | 'per-head';
+
   constructor(readonly device: Device) {
     checkSubgroupLayout(device);
     this.subgroups = subgroupPlan(device.info);
+    const kind = process.env['UNICORN_DECODE_ATTENTION'] ?? '';
+    if (kind !== '' && kind !== 'folded' && kind !== 'per-head') throw new UnicornError(`UNICORN_DECODE_ATTENTION='${kind}' is not folded or per-head`);
+    this.decodeKind = kind === 'folded' ? 'folded' : 'per-head';
   }
 
   /** The spec fields that make a family's kernel run at its subgroup size. */
@@ -234,15 +246,25 @@ export class Ops {
     const rows = s.tokens * s.heads;
     if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4))
       throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
-    // At most 16 subgroups a workgroup (attention.comp's shared arrays), 128 invocations.
     const sg = this.subgroups.attention.size;
-    const k = kernelFor(
-      this.device,
-      KERNELS.attention,
-      {},
-      { workgroup: Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), maxD: 256, sgSize: sg },
-      this.sized('attention'),
-    );
+    const folded = this.decodeSubgroups(s);
+    const k =
+      folded > 0
+        ? kernelFor(
+            this.device,
+            KERNELS.attention_decode,
+            {},
+            { workgroup: folded * sg, sg, hd: s.headDim, g: s.heads / s.kvHeads, nsg: folded },
+            this.sized('attention'),
+          )
+        : // At most 16 subgroups a workgroup (attention.comp's shared arrays), 128 invocations.
+          kernelFor(
+            this.device,
+            KERNELS.attention,
+            {},
+            { workgroup: Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), maxD: 256, sgSize: sg },
+            this.sized('attention'),
+          );
     const push = {
       tokens: s.tokens,
       heads: s.heads,
@@ -254,13 +276,32 @@ export class Ops {
       softcap: s.softcap,
       splits,
     };
-    this.dispatch(cmds, k, { q, kc: kCache, vc: vCache, pos: positions, o, part: part ?? o }, push, rows * splits);
+    this.dispatch(cmds, k, { q, kc: kCache, vc: vCache, pos: positions, o, part: part ?? o }, push, (folded > 0 ? s.tokens * s.kvHeads : rows) * splits);
     if (splits === 1) return false;
     cmds.barrier();
     const qz = quant !== undefined && s.headDim % 32 === 0 ? quant : undefined;
     const c = kernelFor(this.device, KERNELS.attention_combine, {}, { workgroup: Math.min(128, s.headDim), quant: qz !== undefined });
     this.dispatch(cmds, c, { part: part!, o, xq8: qz?.q8 ?? o, xq4: qz?.q4 ?? o, xs: qz?.s ?? o }, { rows, headDim: s.headDim, splits }, rows);
     return qz !== undefined;
+  }
+
+  /**
+   * Subgroups a workgroup of the folded decode kernel (attention_decode.comp: the query heads of a kv
+   * head together, each key and value row read once for them) takes for a shape, or 0 where
+   * attention.comp runs: prompt batches, a head_dim that is not a multiple of 8, a group of more than
+   * 16 heads, shared memory that does not fit, or the per-head kind (the default for now).
+   */
+  decodeSubgroups(s: AttentionShape): number {
+    if (s.tokens !== 1 || this.decodeKind === 'per-head' || s.headDim % 8 !== 0) return 0;
+    const g = s.heads / s.kvHeads;
+    if (!Number.isInteger(g) || g > 16) return 0;
+    const sg = this.subgroups.attention.size;
+    const up16 = (n: number) => Math.ceil(n / 16) * 16;
+    for (const nsg of [4, 2, 1]) {
+      const shared = g * s.headDim * 4 + up16(nsg * sg * g * 4) + 2 * up16(nsg * g * 4) + nsg * g * s.headDim * 4;
+      if (nsg * sg <= this.device.info.maxComputeWorkGroupInvocations && shared <= this.device.info.maxComputeSharedMemorySize) return nsg;
+    }
+    return 0;
   }
 
   /** out[outIndex] = index of the largest of x's first n values. */

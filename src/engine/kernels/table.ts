@@ -141,6 +141,13 @@ export const KERNELS = {
     push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32', splits: 'u32' },
     spec: ['workgroup', 'maxD', 'sgSize'],
   }),
+  /** Decode attention with the query heads of a kv head folded into one workgroup (each key and value row read once for them). */
+  attention_decode: kernel({
+    source: 'attention_decode.comp',
+    bindings: ['q', 'kc', 'vc', 'pos', 'o', 'part'],
+    push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32', splits: 'u32' },
+    spec: ['workgroup', 'sg', 'hd', 'g', 'nsg'],
+  }),
   /** Flash attention for a prompt batch on cooperative matrices (f16 x f16 -> f32); tiles as spec constants. */
   attention_coop: kernel({
     source: 'attention_coop.comp',

@@ -271,13 +271,31 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
      * ring): a ring cache must give the same answers as a full one.
      */
     const mv = new MatVec(gpu.device, gpu.alloc);
+    process.env['UNICORN_DECODE_ATTENTION'] = 'folded';
+    const folded = new Ops(gpu.device);
+    delete process.env['UNICORN_DECODE_ATTENTION'];
     /** With `quant`, decode steps split over workgroups also write o as int8 activations, checked against quantize_x. */
     function check(
       n: number,
       chunk: number,
-      o: { capacity: number; window: number; softcap: number; splits?: number; d?: number; quant?: boolean },
+      o: {
+        capacity: number;
+        window: number;
+        softcap: number;
+        splits?: number;
+        d?: number;
+        quant?: boolean;
+        /** Query heads and kv heads (4 over 2 unless given). */
+        heads?: number;
+        kvHeads?: number;
+        /** The kernels to run (`ops`: decode folds the heads of a kv head into one workgroup). */
+        with?: Ops;
+      },
       seed: number,
     ): void {
+      const heads = o.heads ?? 4;
+      const kvHeads = o.kvHeads ?? 2;
+      const kernels = o.with ?? ops;
       const d = o.d ?? 32;
       const splits = o.splits ?? 1;
       const part = gpu.alloc.alloc(chunk * heads * splits * (d + 2) * 4, 'attention partials');
@@ -301,17 +319,9 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         run(() => {
           ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, kCache, vCache, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity });
           gpu.cmds.barrier();
-          quantized = ops.attention(
-            gpu.cmds,
-            qb,
-            kCache,
-            vCache,
-            pb,
-            ob,
-            { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits },
-            part,
-            quant,
-          );
+          const shape = { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits };
+          if (c === 1 && kernels === folded && d % 8 === 0) assert.ok(folded.decodeSubgroups(shape) > 0, 'decode takes the folded kernel');
+          quantized = kernels.attention(gpu.cmds, qb, kCache, vCache, pb, ob, shape, part, quant);
         });
         assert.equal(quantized, quant !== undefined && splits > 1, 'int8 output written exactly when asked and the combine pass runs');
         if (quantized) assertQuantizedAs(gpu, mv, quant!, ob, c * heads * d, `attention output at position ${s}`);
@@ -340,15 +350,40 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     test('prefill: causal, a 300-token prompt in one pass (several chunks of 128 positions per query)', () => {
       check(300, 300, { capacity: 300, window: 0, softcap: 0 }, 1);
     });
-    test('decode: one token at a time after a prompt', () => check(40, 1, { capacity: 64, window: 0, softcap: 0 }, 2));
+    test('decode: one token at a time after a prompt', () => {
+      check(40, 1, { capacity: 64, window: 0, softcap: 0 }, 2);
+      check(40, 1, { capacity: 64, window: 0, softcap: 0, with: folded }, 2);
+    });
     test('sliding window of 8 over a ring of 16 slots, prefilled in chunks of 9, with softcapping', () => {
       check(40, 9, { capacity: 16, window: 8, softcap: 50 }, 3);
     });
     test('decode split over workgroups (flash-decoding): 3 and 32 splits, some seeing no position yet; head_dim 256; int8 output for the o projection', () => {
-      check(40, 1, { capacity: 64, window: 0, softcap: 0, splits: 3, quant: true }, 4);
-      check(70, 1, { capacity: 24, window: 20, softcap: 30, splits: 32 }, 5);
-      check(20, 1, { capacity: 32, window: 0, softcap: 0, splits: 5, d: 256, quant: true }, 6);
+      for (const with_ of [ops, folded]) {
+        check(40, 1, { capacity: 64, window: 0, softcap: 0, splits: 3, quant: true, with: with_ }, 4);
+        check(70, 1, { capacity: 24, window: 20, softcap: 30, splits: 32, with: with_ }, 5);
+        check(20, 1, { capacity: 32, window: 0, softcap: 0, splits: 5, d: 256, quant: true, with: with_ }, 6);
+      }
       check(12, 12, { capacity: 12, window: 0, softcap: 0, d: 256 }, 7);
+    });
+    test('decode with the heads of a kv head folded into one workgroup, and one workgroup per head: groups of 1, 7 and 8, head_dim 64 and 128, contexts of many tiles', () => {
+      const decode = { tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 };
+      assert.equal(ops.decodeSubgroups(decode), 0, 'per head by default');
+      assert.ok(folded.decodeSubgroups(decode) > 0);
+      assert.equal(folded.decodeSubgroups({ ...decode, tokens: 2 }), 0, 'a prompt batch');
+      assert.equal(folded.decodeSubgroups({ ...decode, headDim: 36 }), 0, 'head_dim 36');
+      for (const with_ of [folded, ops]) {
+        check(150, 1, { capacity: 160, window: 0, softcap: 0, splits: 2, heads: 7, kvHeads: 1, d: 64, with: with_ }, 8);
+        check(130, 1, { capacity: 64, window: 50, softcap: 20, splits: 1, heads: 8, kvHeads: 1, d: 128, with: with_ }, 9);
+        check(90, 1, { capacity: 96, window: 0, softcap: 0, splits: 4, heads: 3, kvHeads: 3, d: 64, quant: true, with: with_ }, 10);
+      }
+      assert.throws(() => {
+        process.env['UNICORN_DECODE_ATTENTION'] = 'fast';
+        try {
+          new Ops(gpu.device);
+        } finally {
+          delete process.env['UNICORN_DECODE_ATTENTION'];
+        }
+      }, /is not folded or per-head/);
     });
     test('a ring too small for the chunk is refused, not raced', () => {
       const d = 32;

@@ -1,6 +1,6 @@
 /**
- * The cooperative-matrix shaders' shared arrays are each a whole number of 16 bytes at every tiling the
- * engine picks. NVIDIA's driver 580 places shared arrays back to back without rounding their sizes up,
+ * The cooperative-matrix shaders' shared arrays (and decode attention's) are each a whole number of 16
+ * bytes at every tiling the engine picks. NVIDIA's driver 580 places shared arrays back to back without rounding their sizes up,
  * and cooperative-matrix loads and stores from an array that does not start on 16 bytes computed wrong
  * there (flash attention's 4-byte unused `ql` put every tiling off); lavapipe computes right either way,
  * so only this reading of the source catches it here. Sizes are evaluated from the shader's own
@@ -17,7 +17,7 @@ import { KERNELS } from '../../../src/engine/kernels/table.js';
 import type { DeviceInfo } from '../../../src/engine/vulkan/device.js';
 
 const shaders = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'shaders');
-const BYTES: Record<string, number> = { f16vec2: 4, float16_t: 2, float: 4, uint: 4, int: 4, vec4: 16, uvec4: 16, f16vec4: 8 };
+const BYTES: Record<string, number> = { vec2: 8, f16vec2: 4, float16_t: 2, float: 4, uint: 4, int: 4, vec4: 16, uvec4: 16, f16vec4: 8 };
 
 /** Integer arithmetic over + - * / % and parentheses, as GLSL's uint does it. */
 function evaluate(expr: string, names: Map<string, number>): number {
@@ -144,6 +144,24 @@ test('the cooperative matmul: every shared array a whole number of 16 bytes at e
     }
   }
   assert.ok(checked >= 15, `${checked} arrays checked`);
+});
+
+test('decode attention with folded heads: every shared array a whole number of 16 bytes', () => {
+  let checked = 0;
+  for (const sg of [4, 8, 16, 32, 64]) {
+    for (const hd of [64, 128, 256]) {
+      for (const g of [1, 2, 3, 4, 7, 8]) {
+        for (const nsg of [1, 2, 4]) {
+          const values = { workgroup: nsg * sg, sg, hd, g, nsg };
+          for (const [name, bytes] of sharedSizes(KERNELS.attention_decode.source, KERNELS.attention_decode.spec, values)) {
+            assert.equal(bytes % 16, 0, `${name}: ${bytes} bytes at ${JSON.stringify(values)}`);
+            checked++;
+          }
+        }
+      }
+    }
+  }
+  assert.ok(checked > 1000, `${checked} arrays checked`);
 });
 
 test('the evaluator: GLSL integer arithmetic', () => {

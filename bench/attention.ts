@@ -1,0 +1,109 @@
+/**
+ * npm run bench:attention — decode attention (one token over the f16 KV cache) in µs per layer and in
+ * GB/s of keys and values read, as a share of a device-local copy measured in the same run: the kernel
+ * with the query heads of a kv head folded into one workgroup (attention_decode.comp,
+ * UNICORN_DECODE_ATTENTION=folded) and one workgroup per query head (attention.comp, the default), each with the split
+ * count the engine uses (attentionSplits) and more. A benchmark, not a test: run it on a GPU.
+ *
+ * Chained dispatches (a barrier after each, as in a decode step), the split results folded by the
+ * combine pass included; the measurement rotates over copies of the cache that together exceed 256 MiB,
+ * so each dispatch reads its keys and values from memory, as a decode step does when the other layers'
+ * caches have passed through the last-level cache since.
+ *   node dist/bench/attention.js [--quick] [--contexts=1024,4096,...] [--shapes=8b,4b,27b]
+ */
+import { Ops, attentionSplits } from '../src/engine/kernels/ops.js';
+import { Commands } from '../src/engine/vulkan/commands.js';
+import { Device } from '../src/engine/vulkan/device.js';
+import { Allocator, type GpuBuffer } from '../src/engine/vulkan/memory.js';
+import { copyBandwidth, timeBest } from '../src/engine/vulkan/bandwidth.js';
+import { fillRandom } from './fill.js';
+
+const quick = process.argv.includes('--quick');
+const contexts = (process.argv.find((a) => a.startsWith('--contexts='))?.slice(11) ?? (quick ? '256,1024' : '1024,4096,16384,32768,131072'))
+  .split(',')
+  .map(Number);
+const device = Device.open(process.argv.find((a) => a.startsWith('--gpu='))?.slice(6));
+const alloc = new Allocator(device, { blockSize: 1 << 30 });
+const cmds = new Commands(device);
+process.env['UNICORN_DECODE_ATTENTION'] = 'folded';
+const folded = new Ops(device);
+process.env['UNICORN_DECODE_ATTENTION'] = 'per-head';
+const perHead = new Ops(device);
+delete process.env['UNICORN_DECODE_ATTENTION'];
+const COLD_BYTES = quick ? 0 : 256 << 20;
+
+const baseline = copyBandwidth(device, alloc, quick ? 64 << 20 : 1 << 30, quick ? 2 : 10);
+console.log(`device: ${device.info.name} (${device.info.driverName} ${device.info.driverInfo}), subgroup ${device.info.subgroupSize}`);
+console.log(`baseline, copy by compute shader: ${baseline.shader.toFixed(0)} GB/s (read + write)`);
+
+const shapes = [
+  { name: 'Llama 3.1 8B', heads: 32, kvHeads: 8, headDim: 128 },
+  { name: 'Gemma 3 4B', heads: 8, kvHeads: 4, headDim: 256 },
+  { name: 'Gemma 3 27B', heads: 32, kvHeads: 16, headDim: 128 },
+];
+const only = process.argv
+  .find((a) => a.startsWith('--shapes='))
+  ?.slice(9)
+  .split(',');
+for (const sh of shapes.filter((x) => only === undefined || only.some((o) => x.name.toLowerCase().includes(o.toLowerCase())))) {
+  console.log(`\n${sh.name}: ${sh.heads} heads over ${sh.kvHeads}, head_dim ${sh.headDim}`);
+  console.log('context   kernel     splits   µs a layer   GB/s of K+V   of the copy rate');
+  const q = alloc.alloc(sh.heads * sh.headDim * 4, 'q');
+  const o = alloc.alloc(sh.heads * sh.headDim * 4, 'o');
+  const pos = alloc.alloc(4, 'position');
+  fillRandom(alloc, cmds, q, 'float32');
+  for (const ctx of contexts) {
+    const cacheBytes = sh.kvHeads * ctx * sh.headDim * 2;
+    if (cacheBytes > device.info.maxStorageBufferRange || 2 * cacheBytes > device.info.maxMemoryAllocationSize * 8) continue;
+    const copies = Math.max(1, Math.ceil(COLD_BYTES / (2 * cacheBytes)));
+    const caches: { k: GpuBuffer; v: GpuBuffer }[] = [];
+    for (let i = 0; i < copies; i++) {
+      const k = alloc.alloc(cacheBytes, 'k cache');
+      const v = alloc.alloc(cacheBytes, 'v cache');
+      if (i === 0) {
+        fillRandom(alloc, cmds, k, 'half');
+        fillRandom(alloc, cmds, v, 'half');
+      } else {
+        cmds.begin();
+        cmds.copy(caches[0]!.k, k, cacheBytes).copy(caches[0]!.v, v, cacheBytes);
+        cmds.submitAndWait();
+      }
+      caches.push({ k, v });
+    }
+    cmds.begin();
+    cmds.fill(pos, ctx - 1);
+    cmds.submitAndWait();
+    const base = attentionSplits(ctx);
+    const part = alloc.alloc(sh.heads * base * 4 * (sh.headDim + 2) * 4, 'partials');
+    const shape = { tokens: 1, heads: sh.heads, kvHeads: sh.kvHeads, headDim: sh.headDim, capacity: ctx, window: 0, scale: 0.08, softcap: 0 };
+    const reps = quick ? 2 : Math.max(8, Math.min(200, Math.round(4e9 / (2 * cacheBytes))));
+    for (const [name, ops, splits] of [
+      ['per head', perHead, base],
+      ['folded', folded, base],
+      ['folded', folded, 2 * base],
+      ['folded', folded, 4 * base],
+    ] as const) {
+      const s = timeBest(
+        cmds,
+        (rep) => {
+          const c = caches[rep % copies]!;
+          ops.attention(cmds, q, c.k, c.v, pos, o, { ...shape, splits }, part);
+        },
+        reps,
+        quick ? 1 : 5,
+      );
+      const us = (s / reps) * 1e6;
+      const gbs = (2 * cacheBytes) / (s / reps) / 1e9;
+      console.log(
+        `${String(ctx).padStart(7)}   ${name.padEnd(9)}  ${String(splits).padStart(6)}   ${us.toFixed(1).padStart(10)}   ${gbs.toFixed(0).padStart(11)}   ${((100 * gbs) / baseline.shader).toFixed(0).padStart(6)}%`,
+      );
+    }
+    alloc.free(part);
+    for (const c of caches) {
+      alloc.free(c.k);
+      alloc.free(c.v);
+    }
+  }
+  for (const b of [q, o, pos]) alloc.free(b);
+}
+device.destroy();
