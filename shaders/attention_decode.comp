@@ -52,6 +52,8 @@ void main() {
   const uint t = tk / pc.kvHeads;
   const uint kvh = tk % pc.kvHeads;
   const uint h0 = kvh * G;  // the group's first query head
+  // The layout needs the subgroups it was made for (ops.ts takes this kernel only where the size is fixed or required).
+  if (gl_NumSubgroups != NSG || gl_SubgroupSize != SG) return;
   const uint sg = gl_SubgroupID;
   const uint lane = gl_SubgroupInvocationID;
 

@@ -289,10 +289,15 @@ export class Ops {
    * Subgroups a workgroup of the folded decode kernel (attention_decode.comp: the query heads of a kv
    * head together, each key and value row read once for them) takes for a shape, or 0 where
    * attention.comp runs: prompt batches, a head_dim that is not a multiple of 8, a group of more than
-   * 16 heads, shared memory that does not fit, or the per-head kind (the default for now).
+   * 16 heads, shared memory that does not fit, a subgroup size the driver may choose, or the per-head
+   * kind (the default for now).
    */
   decodeSubgroups(s: AttentionShape): number {
     if (s.tokens !== 1 || this.decodeKind === 'per-head' || s.headDim % 8 !== 0) return 0;
+    // Its layout needs the subgroup size it is built for: required, or a device without size control (Mesa 26.1's
+    // lavapipe, which reports one size, ran another: the kernel's guard left the output unwritten).
+    const sizes = this.device.info.subgroupSizes;
+    if (!this.subgroups.attention.required && sizes !== null) return 0;
     const g = s.heads / s.kvHeads;
     if (!Number.isInteger(g) || g > 16) return 0;
     const sg = this.subgroups.attention.size;

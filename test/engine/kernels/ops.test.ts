@@ -3,6 +3,7 @@ import { after, describe, test } from 'node:test';
 import { f32ArrayToBf16, f32ArrayToF16, bf16ToF32, f16ToF32 } from '../../../src/engine/formats/dtypes.js';
 import { MatVec, type MatrixPart, singleMatrix } from '../../../src/engine/kernels/matvec.js';
 import { Ops, sortTopK } from '../../../src/engine/kernels/ops.js';
+import { subgroupPlan } from '../../../src/engine/kernels/subgroups.js';
 import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16, topkRef } from '../../../src/engine/kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
 import { quantizeQ8 } from '../../../src/engine/quant/quantize.js';
@@ -320,7 +321,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
           ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, kCache, vCache, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity });
           gpu.cmds.barrier();
           const shape = { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits };
-          if (c === 1 && kernels === folded && d % 8 === 0) assert.ok(folded.decodeSubgroups(shape) > 0, 'decode takes the folded kernel');
+          if (c === 1 && kernels === folded && d % 8 === 0 && folded.decodeSubgroups({ ...shape, headDim: 64 }) > 0)
+            assert.ok(folded.decodeSubgroups(shape) > 0, 'decode takes the folded kernel');
           quantized = kernels.attention(gpu.cmds, qb, kCache, vCache, pb, ob, shape, part, quant);
         });
         assert.equal(quantized, quant !== undefined && splits > 1, 'int8 output written exactly when asked and the combine pass runs');
@@ -368,7 +370,10 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     test('decode with the heads of a kv head folded into one workgroup, and one workgroup per head: groups of 1, 7 and 8, head_dim 64 and 128, contexts of many tiles', () => {
       const decode = { tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 };
       assert.equal(ops.decodeSubgroups(decode), 0, 'per head by default');
-      assert.ok(folded.decodeSubgroups(decode) > 0);
+      // Taken only where the subgroup size is fixed or required (Mesa 26.1's lavapipe lets the driver choose).
+      const sizes = gpu.device.info.subgroupSizes;
+      const fixed = sizes === null || subgroupPlan(gpu.device.info).attention.required;
+      assert.equal(folded.decodeSubgroups(decode) > 0, fixed);
       assert.equal(folded.decodeSubgroups({ ...decode, tokens: 2 }), 0, 'a prompt batch');
       assert.equal(folded.decodeSubgroups({ ...decode, headDim: 36 }), 0, 'head_dim 36');
       for (const with_ of [folded, ops]) {

@@ -22,12 +22,13 @@ const BYTES: Record<string, number> = { vec2: 8, f16vec2: 4, float16_t: 2, float
 /** Integer arithmetic over + - * / % and parentheses, as GLSL's uint does it. */
 function evaluate(expr: string, names: Map<string, number>): number {
   const tokens = expr.match(/\d+u?|[A-Za-z_]\w*|[-+*/%()]/g) ?? [];
+  if (tokens.join('') !== expr.replace(/\s+/g, '')) throw new Error(`'${expr}' has what this evaluator does not read`);
   let i = 0;
   const atom = (): number => {
     const t = tokens[i++];
     if (t === '(') {
       const v = sum();
-      i++;
+      if (tokens[i++] !== ')') throw new Error(`unbalanced '${expr}'`);
       return v;
     }
     if (t === undefined) throw new Error(`unexpected end of '${expr}'`);
@@ -50,7 +51,9 @@ function evaluate(expr: string, names: Map<string, number>): number {
     while (tokens[i] === '+' || tokens[i] === '-') v = tokens[i++] === '+' ? v + product() : v - product();
     return v;
   };
-  return sum();
+  const v = sum();
+  if (i !== tokens.length) throw new Error(`'${expr}' read only in part`);
+  return v;
 }
 
 /** Each shared array's size in bytes, for one set of specialization constants (by the table's names). */
@@ -78,6 +81,8 @@ function sharedSizes(file: string, spec: readonly string[], values: Record<strin
       sizes.set(m[2]!, bytes! * evaluate(m[3]!, names));
     }
   }
+  const declared = (fs.readFileSync(path.join(shaders, file), 'utf8').match(/^shared /gm) ?? []).length;
+  assert.equal(sizes.size, declared, `${file}: ${sizes.size} of its ${declared} shared declarations read`);
   return sizes;
 }
 
@@ -169,4 +174,7 @@ test('the evaluator: GLSL integer arithmetic', () => {
   assert.equal(evaluate('(A + 3u) / 4u * 4u', names), 8);
   assert.equal(evaluate('A * 2u - 1u + A % 4u', names), 16);
   assert.throws(() => evaluate('B + 1', names), /unknown name B/);
+  assert.throws(() => evaluate('A != 0u ? 256u : 1u', names), /does not read/);
+  assert.throws(() => evaluate('(A + 1u', names), /unbalanced/);
+  assert.throws(() => evaluate('A 1u', names), /read only in part/);
 });
