@@ -77,7 +77,11 @@ void main() {
   }
   const uint pbase = sg * SG * G;
 
-  for (uint j0 = lo + sg * SG; j0 < hi; j0 += NSG * SG) {
+  // Every subgroup takes the same number of rounds (a subgroup past the end adds nothing): Mesa 26.1's
+  // lavapipe computed wrong where the subgroups of a workgroup looped different counts around their
+  // subgroup barriers.
+  for (uint r0 = lo; r0 < hi; r0 += NSG * SG) {
+    const uint j0 = r0 + sg * SG;
     // Scores: this lane's position, its key row against every head's Q.
     const uint j = j0 + lane;
     float s[G];
@@ -106,7 +110,7 @@ void main() {
     subgroupBarrier();
 
     // Values: every position of the tile, the lanes over the dims.
-    const uint n = min(SG, hi - j0);
+    const uint n = j0 < hi ? min(SG, hi - j0) : 0u;
     for (uint i = 0; i < n; i++) {
       const uint row = (kvh * pc.capacity + (j0 + i) % pc.capacity) * (HD / 2u);
       [[unroll]] for (uint k = 0; k < PAIRS; k++) {

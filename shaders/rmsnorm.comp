@@ -17,6 +17,11 @@ layout(constant_id = 1) const uint ADD = 0;
 layout(constant_id = 2) const uint QUANT = 0;
 layout(constant_id = 3) const uint MAXN = 1;  // QUANT: the row, staged in shared memory
 layout(constant_id = 4) const uint NEXT = 0;
+// Values of the row each invocation holds in registers (the host makes PER x the workgroup cover the
+// row; a longer one goes through the loops after). Every read of the row, its weights and the residual
+// is issued at once, before any arithmetic: a decode step's norm is one workgroup, and with the reads
+// one loop iteration after another it waited on memory 8 times in a row (9.8 µs on the H200).
+layout(constant_id = 5) const uint PER = 1;
 layout(push_constant) uniform Push { uint rows; uint n; float eps; float offset; } pc;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { float w[]; };
@@ -40,13 +45,35 @@ void main() {
   if (subgroupElect()) partial[gl_SubgroupID] = ss; \
   barrier(); \
   for (uint i = 0; i < gl_NumSubgroups; i++) total += partial[i];
+  const uint lid = gl_LocalInvocationID.x;
+  const uint WG = gl_WorkGroupSize.x;
+  float xv[PER], wv[PER], yv[PER], w2v[PER];
+  [[unroll]] for (uint j = 0; j < PER; j++) {
+    const uint i = lid + j * WG;
+    const bool in_ = i < pc.n;
+    xv[j] = in_ ? x[base + i] : 0.0;
+    wv[j] = in_ ? w[i] : 0.0;
+    yv[j] = in_ && ADD != 0u ? y[base + i] : 0.0;
+    w2v[j] = in_ && NEXT != 0u ? w2[i] : 0.0;
+  }
   float ss = 0.0;
-  for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x) ss += x[base + i] * x[base + i];
+  [[unroll]] for (uint j = 0; j < PER; j++) ss += xv[j] * xv[j];
+  for (uint i = lid + PER * WG; i < pc.n; i += WG) ss += x[base + i] * x[base + i];
   float total = 0.0;
   ROW_SUM(ss, total)
   const float inv = inversesqrt(total / float(pc.n) + pc.eps);
+  // y may alias x: every x value this invocation needs was read above or is read just before its own y is written.
   float ss2 = 0.0;
-  for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x) {
+  [[unroll]] for (uint j = 0; j < PER; j++) {
+    const uint i = lid + j * WG;
+    yv[j] += xv[j] * inv * (pc.offset + wv[j]);
+    if (i < pc.n) {
+      y[base + i] = yv[j];
+      if (NEXT != 0u) ss2 += yv[j] * yv[j];
+      else if (QUANT != 0u) row[i] = yv[j];
+    }
+  }
+  for (uint i = lid + PER * WG; i < pc.n; i += WG) {
     const float v = (ADD != 0u ? y[base + i] : 0.0) + x[base + i] * inv * (pc.offset + w[i]);
     y[base + i] = v;
     if (NEXT != 0u) ss2 += v * v;
@@ -58,7 +85,15 @@ void main() {
     float total2 = 0.0;
     ROW_SUM(ss2, total2)
     const float inv2 = inversesqrt(total2 / float(pc.n) + pc.eps);
-    for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x) {
+    [[unroll]] for (uint j = 0; j < PER; j++) {
+      const uint i = lid + j * WG;
+      if (i < pc.n) {
+        const float v = yv[j] * inv2 * (pc.offset + w2v[j]);
+        outp[base + i] = v;
+        if (QUANT != 0u) row[i] = v;
+      }
+    }
+    for (uint i = lid + PER * WG; i < pc.n; i += WG) {
       const float v = y[base + i] * inv2 * (pc.offset + w2[i]);
       outp[base + i] = v;
       if (QUANT != 0u) row[i] = v;

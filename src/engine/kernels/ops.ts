@@ -4,9 +4,12 @@
  * Kernels are created once per device and looked up by variant; descriptor sets are made when a
  * step is recorded, so a recorded decode step replays without touching them.
  */
-import type { Commands } from '../vulkan/commands.js';
+import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
-import type { GpuBuffer } from '../vulkan/memory.js';
+import { Allocator, type GpuBuffer } from '../vulkan/memory.js';
+import { download, upload, uploadNew } from '../vulkan/transfer.js';
+import { f32ToF16 } from '../formats/dtypes.js';
+import { attentionRef, roundF16 } from './reference.js';
 import { type Binding, type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
@@ -38,9 +41,19 @@ export interface AttentionShape {
   readonly splits?: number;
 }
 
-/** Positions per split that keep a decode step's attention busy: a split per 64 visible positions, at most 32. */
+/** Positions per split that keep a decode step's attention busy: a split per 64 visible positions, at most 32 (one workgroup per query head, attention.comp). */
 export function attentionSplits(visible: number): number {
   return Math.max(1, Math.min(32, Math.ceil(visible / 64)));
+}
+
+/**
+ * Splits for the folded kernel (a workgroup per kv head and split): at least 256 workgroups where
+ * there are 128 positions a split for them, and at most 1024 positions a split. Measured on the H200
+ * (`npm run bench:attention`, 2026-12-02): Llama 3.1 8B (8 kv heads) best at 32 splits from 4k to 32k
+ * positions and 128 at 128k; Gemma 3 4B (4 kv heads) at 32 at 4k, 64 at 16k and 32k, 128 at 128k.
+ */
+export function foldedSplits(visible: number, kvHeads: number): number {
+  return Math.max(1, Math.min(Math.ceil(visible / 128), Math.max(Math.ceil(256 / kvHeads), Math.ceil(visible / 1024))));
 }
 
 /** Refuses a shape the attention kernels cannot run: a ring too small for the batch (a race), a head_dim past 256 or odd. */
@@ -58,19 +71,35 @@ export class Ops {
   readonly subgroups: Record<KernelFamily, SubgroupChoice>;
 
   /**
-   * Decode attention's kernel: one workgroup per query head (attention.comp), or the query heads of a kv
-   * head folded into one (attention_decode.comp) with UNICORN_DECODE_ATTENTION=folded. Folded is right on
-   * lavapipe at subgroups of 4, 8 and 16 but not yet measured on a GPU (bench/attention.ts measures
-   * both): it becomes the default when it has been.
+   * Decode attention's kernel: the query heads of a kv head folded into one workgroup
+   * (attention_decode.comp), where its check passes on the device and its layout fits the shape; else
+   * one workgroup per query head (attention.comp). On the H200 folded took 32.8 µs a layer against 73.5
+   * at 4k positions (Llama 3.1 8B), 167 against 492 at 32k (`npm run bench:attention`).
+   * UNICORN_DECODE_ATTENTION=per-head keeps the per-head kernel (to compare).
    */
   private readonly decodeKind: 'folded' | 'per-head';
 
-  constructor(readonly device: Device) {
+  /** Whether the folded kernel computed right on this device, by group, head_dim and subgroups (checked once, at first use). */
+  private readonly foldedChecks = new Map<string, string | undefined>();
+  /** Set while the folded kernel's check records it (the check itself takes the kernel it checks). */
+  private checking = false;
+
+  /** alloc: for the folded kernel's once-per-device check (a small allocator of its own without). */
+  constructor(
+    readonly device: Device,
+    private readonly alloc?: Allocator,
+  ) {
     checkSubgroupLayout(device);
     this.subgroups = subgroupPlan(device.info);
     const kind = process.env['UNICORN_DECODE_ATTENTION'] ?? '';
     if (kind !== '' && kind !== 'folded' && kind !== 'per-head') throw new UnicornError(`UNICORN_DECODE_ATTENTION='${kind}' is not folded or per-head`);
-    this.decodeKind = kind === 'folded' ? 'folded' : 'per-head';
+    this.decodeKind = kind === 'per-head' ? 'per-head' : 'folded';
+  }
+
+  /** Splits of a decode step's attention that sees up to `visible` positions, for the kernel the device takes at this shape. */
+  decodeSplits(visible: number, s: { heads: number; kvHeads: number; headDim: number }): number {
+    const folded = this.decodeSubgroups({ tokens: 1, ...s, capacity: visible, window: 0, scale: 1, softcap: 0 }) > 0;
+    return folded ? foldedSplits(visible, s.kvHeads) : attentionSplits(visible);
   }
 
   /** The spec fields that make a family's kernel run at its subgroup size. */
@@ -125,7 +154,15 @@ export class Ops {
       this.device,
       KERNELS.rmsnorm,
       {},
-      { workgroup: width, add, quant: quant !== undefined, maxn: quant === undefined ? 1 : n, next: next !== undefined },
+      // Each invocation holds up to 16 values of the row in registers (all its reads issued at once).
+      {
+        workgroup: width,
+        add,
+        quant: quant !== undefined,
+        maxn: quant === undefined ? 1 : n,
+        next: next !== undefined,
+        per: Math.min(16, Math.ceil(n / width)),
+      },
       this.sized('norm'),
     );
     const q = quant ?? { q8: x, q4: x, s: x };
@@ -255,7 +292,7 @@ export class Ops {
             KERNELS.attention_decode,
             {},
             { workgroup: folded * sg, sg, hd: s.headDim, g: s.heads / s.kvHeads, nsg: folded },
-            this.sized('attention'),
+            this.foldedSized() ?? {},
           )
         : // At most 16 subgroups a workgroup (attention.comp's shared arrays), 128 invocations.
           kernelFor(
@@ -289,15 +326,84 @@ export class Ops {
    * Subgroups a workgroup of the folded decode kernel (attention_decode.comp: the query heads of a kv
    * head together, each key and value row read once for them) takes for a shape, or 0 where
    * attention.comp runs: prompt batches, a head_dim that is not a multiple of 8, a group of more than
-   * 16 heads, shared memory that does not fit, a subgroup size the driver may choose, or the per-head
+   * 16 heads, shared memory that does not fit, a subgroup size the device cannot require, or the per-head
    * kind (the default for now).
    */
   decodeSubgroups(s: AttentionShape): number {
+    const nsg = this.foldedLayout(s);
+    if (nsg === 0 || this.checking) return nsg;
+    return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg) === undefined ? nsg : 0;
+  }
+
+  /** Why the folded kernel was set aside on this device at a shape (its check failed), or undefined where it runs or was not asked for. */
+  foldedRefusal(s: AttentionShape): string | undefined {
+    const nsg = this.foldedLayout(s);
+    return nsg === 0 ? undefined : this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg);
+  }
+
+  /**
+   * Why the folded kernel computes wrong on this device for a group of g heads at a head_dim, or
+   * undefined when it is right: run once against the CPU reference on two decode steps of two kv
+   * heads: the first position (one subgroup sees it, the others nothing) and a later one over a ring
+   * that has wrapped, with a window, softcapping and 2 splits folded by the combine pass.
+   */
+  private foldedProblem(g: number, d: number, nsg: number): string | undefined {
+    const key = `${g},${d},${nsg}`;
+    if (this.foldedChecks.has(key)) return this.foldedChecks.get(key);
+    const alloc = this.alloc ?? (this.ownAlloc ??= new Allocator(this.device, { blockSize: 1 << 22 }));
+    const [kvHeads, heads, capacity] = [2, 2 * g, 72];
+    const rnd = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed * 78.233) * 2);
+    const q = rnd(heads * d, 1);
+    const k = roundF16(rnd(kvHeads * capacity * d, 2));
+    const v = roundF16(rnd(kvHeads * capacity * d, 3));
+    const half = (x: Float32Array) => new Uint8Array(Uint16Array.from(x, (e) => f32ToF16(e)).buffer);
+    const cmds = new Commands(this.device);
+    const bufs = [
+      uploadNew(alloc, cmds, new Uint8Array(q.buffer), 'decode check q'),
+      uploadNew(alloc, cmds, half(k), 'decode check k'),
+      uploadNew(alloc, cmds, half(v), 'decode check v'),
+      uploadNew(alloc, cmds, new Uint8Array(8), 'decode check position'),
+      uploadNew(alloc, cmds, new Uint8Array(q.length * 4), 'decode check o'),
+      uploadNew(alloc, cmds, new Uint8Array(heads * 2 * (d + 2) * 4), 'decode check parts'),
+    ] as const;
+    let problem: string | undefined;
+    try {
+      this.checking = true;
+      for (const c of [
+        { position: 0, window: 0, softcap: 0, splits: 1 },
+        { position: 100, window: 64, softcap: 4, splits: 2 },
+      ]) {
+        const shape: AttentionShape = { tokens: 1, heads, kvHeads, headDim: d, capacity, window: c.window, scale: 0.3, softcap: c.softcap, splits: c.splits };
+        upload(alloc, cmds, bufs[3], new Uint8Array(Uint32Array.of(c.position).buffer));
+        upload(alloc, cmds, bufs[4], new Uint8Array(new Float32Array(q.length).fill(Number.NaN).buffer));
+        cmds.begin();
+        this.attention(cmds, bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], shape, bufs[5]);
+        cmds.submitAndWait();
+        const got = new Float32Array(q.length);
+        download(alloc, cmds, bufs[4], new Uint8Array(got.buffer));
+        const want = attentionRef(q, k, v, [c.position], { heads, kvHeads, d, capacity, window: c.window, scale: 0.3, softcap: c.softcap });
+        const i = got.findIndex((x, i) => !(Math.abs(x - want[i]!) <= 1e-4 + 1e-4 * Math.abs(want[i]!)));
+        if (i >= 0) {
+          problem = `at position ${c.position}, head ${Math.floor(i / d)}, dim ${i % d}: ${got[i]} instead of ${want[i]!.toFixed(4)}`;
+          break;
+        }
+      }
+    } finally {
+      this.checking = false;
+      for (const b of bufs) alloc.free(b);
+    }
+    this.foldedChecks.set(key, problem);
+    return problem;
+  }
+
+  private ownAlloc: Allocator | undefined;
+
+  /** The folded kernel's subgroups a workgroup for a shape by its layout alone (decodeSubgroups, before the device's check). */
+  private foldedLayout(s: AttentionShape): number {
     if (s.tokens !== 1 || this.decodeKind === 'per-head' || s.headDim % 8 !== 0) return 0;
     // Its layout needs the subgroup size it is built for: required, or a device without size control (Mesa 26.1's
     // lavapipe, which reports one size, ran another: the kernel's guard left the output unwritten).
-    const sizes = this.device.info.subgroupSizes;
-    if (!this.subgroups.attention.required && sizes !== null) return 0;
+    if (this.foldedSized() === null) return 0;
     const g = s.heads / s.kvHeads;
     if (!Number.isInteger(g) || g > 16) return 0;
     const sg = this.subgroups.attention.size;
@@ -307,6 +413,19 @@ export class Ops {
       if (nsg * sg <= this.device.info.maxComputeWorkGroupInvocations && shared <= this.device.info.maxComputeSharedMemorySize) return nsg;
     }
     return 0;
+  }
+
+  /**
+   * The folded kernel's layout needs the subgroup size it is built for: where the device has size
+   * control, the pipeline requires it (Mesa 26.1's lavapipe, asked for nothing, ran another size than
+   * the one it reports, and the kernel's guard left the output unwritten); without size control the
+   * driver's one size. null where the family's size is not one the device can require.
+   */
+  private foldedSized(): { subgroupSize?: number } | null {
+    const sizes = this.device.info.subgroupSizes;
+    const sg = this.subgroups.attention.size;
+    if (sizes === null) return {};
+    return sg >= sizes.min && sg <= sizes.max ? { subgroupSize: sg } : null;
   }
 
   /** out[outIndex] = index of the largest of x's first n values. */

@@ -125,7 +125,7 @@ export const KERNELS = {
     source: 'rmsnorm.comp',
     bindings: ['x', 'w', 'y', 'xq8', 'xq4', 'xs', 'w2', 'outp'],
     push: { rows: 'u32', n: 'u32', eps: 'f32', offset: 'f32' },
-    spec: ['workgroup', 'add', 'quant', 'maxn', 'next'],
+    spec: ['workgroup', 'add', 'quant', 'maxn', 'next', 'per'],
   }),
   /** RoPE of q and k (each head RMS-normed first with NORM), k and v into the f16 caches. */
   rope_store: kernel({

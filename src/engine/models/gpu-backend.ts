@@ -8,7 +8,7 @@ import { FlashAttention } from '../kernels/attention-coop.js';
 import { MatMul } from '../kernels/matmul.js';
 import { MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
 import { WEIGHT_FORMATS, isGrouped, takesInt8 } from '../kernels/weight-formats.js';
-import { Ops, attentionSplits, sortTopK } from '../kernels/ops.js';
+import { Ops, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
@@ -136,7 +136,7 @@ export class GpuBackend implements Backend {
     this.mv = new MatVec(device, alloc, opts.integerDot === false ? { integerDot: false } : {});
     this.fusion = opts.fusion ?? fusionEnabled();
     this.mm = new MatMul(device, alloc);
-    this.ops = new Ops(device);
+    this.ops = new Ops(device, alloc);
     this.flash = new FlashAttention(device, alloc);
     this.quantizedInputs = this.mv.integerDot && [...weights.matrices.values()].some((m) => takesInt8(m.format));
     const B = this.batch;
@@ -193,7 +193,8 @@ export class GpuBackend implements Backend {
 
   /** Decode attention's split count for a layer (flash-decoding; the recording serves every later position). */
   private splits(layer: number): number {
-    return attentionSplits(Math.min(this.ctx, this.spec.layers[layer]!.window ?? this.ctx));
+    const sp = this.spec;
+    return this.ops.decodeSplits(Math.min(this.ctx, sp.layers[layer]!.window ?? this.ctx), { heads: sp.numHeads, kvHeads: sp.numKvHeads, headDim: sp.headDim });
   }
 
   private maxSplits(): number {
