@@ -17,24 +17,40 @@ layout(std430, binding = 3) writeonly buffer XQ4 { uint xq4[]; };
 layout(std430, binding = 4) writeonly buffer XS { vec2 xs[]; };
 #include "quant_act.glsl"
 shared float head[QUANT != 0u ? 256 : 1];
+const uint CH = 8u;  // splits read at once
 
 void main() {
   const uint th = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   if (th >= pc.rows) return;
   const uint stride = pc.headDim + 2u;
   const uint base = th * pc.splits * stride;
+  // Every read in chunks of CH splits issued together before they are used (a split at a time, each
+  // invocation waited on memory once per split, three times over). The (m, l) reads are the same for
+  // every invocation: one broadcast each.
   float M = -1.0 / 0.0;
-  for (uint s = 0; s < pc.splits; s++) M = max(M, part[base + s * stride + pc.headDim]);
-  float L = 0.0;
-  for (uint s = 0; s < pc.splits; s++) {
-    const float ms = part[base + s * stride + pc.headDim];
-    if (ms != -1.0 / 0.0) L += part[base + s * stride + pc.headDim + 1u] * exp(ms - M);
+  for (uint s0 = 0; s0 < pc.splits; s0 += CH) {
+    float mc[CH];
+    [[unroll]] for (uint u = 0; u < CH; u++) mc[u] = s0 + u < pc.splits ? part[base + (s0 + u) * stride + pc.headDim] : -1.0 / 0.0;
+    [[unroll]] for (uint u = 0; u < CH; u++) M = max(M, mc[u]);
   }
   for (uint i = gl_LocalInvocationID.x; i < pc.headDim; i += gl_WorkGroupSize.x) {
-    float a = 0.0;
-    for (uint s = 0; s < pc.splits; s++) {
-      const float ms = part[base + s * stride + pc.headDim];
-      if (ms != -1.0 / 0.0) a += part[base + s * stride + i] * exp(ms - M);
+    float a = 0.0, L = 0.0;
+    for (uint s0 = 0; s0 < pc.splits; s0 += CH) {
+      float mc[CH], lc[CH], ac[CH];
+      [[unroll]] for (uint u = 0; u < CH; u++) {
+        const bool in_ = s0 + u < pc.splits;
+        const uint at = base + (s0 + u) * stride;
+        mc[u] = in_ ? part[at + pc.headDim] : -1.0 / 0.0;
+        lc[u] = in_ ? part[at + pc.headDim + 1u] : 0.0;
+        ac[u] = in_ ? part[at + i] : 0.0;
+      }
+      [[unroll]] for (uint u = 0; u < CH; u++) {
+        if (mc[u] != -1.0 / 0.0) {
+          const float f = exp(mc[u] - M);
+          L += lc[u] * f;
+          a += ac[u] * f;
+        }
+      }
     }
     o[th * pc.headDim + i] = a / L;
     if (QUANT != 0u) head[i] = a / L;

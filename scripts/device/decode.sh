@@ -2,10 +2,12 @@
 # Decode on the device machine, beside llama.cpp in the same run: the kernels' tests on the GPU; decode
 # attention per layer (npm run bench:attention, both kernels and split counts); Llama 3.1 8B shapes in
 # int4, decode after prompts of 512 / 4k / 16k / 32k tokens (profiled per kernel at 512 and 4k; the
-# per-head attention kernel at 4k beside the default); llama.cpp Q4_0 at the same prompts. Most
-# important first: a call that runs out of time still has them in $OUT/decode.log.
+# per-head attention kernel at 4k beside the default); llama.cpp Q4_0 at the same prompts (`8b`).
+# Gemma 3 4B mixed after 512 (profiled; per head beside it) and 4k (`gemma`; llama.cpp's GGUF writer
+# here makes Llama-architecture files only). Most important first: a call that runs out of time still
+# has them in $OUT/decode.log.
 #
-#   source scripts/device/setup.sh && bash scripts/device/decode.sh
+#   source scripts/device/setup.sh && bash scripts/device/decode.sh 8b|gemma|all
 set -uo pipefail
 log=${OUT:-/tmp}/decode.log
 source "$(dirname "$0")/steps.sh"
@@ -17,6 +19,19 @@ peer_tg() {
   [ -f /tmp/l8-$q.gguf ] || step "gguf-$q" python3 .device/peer/gguf_llama.py --out /tmp/l8-$q.gguf --type $q --vocab 128256 --ctx 131072
   for p in "$@"; do step "llama.cpp-$q-tg$n-after-$p" sh -c "cd /tmp/peer && node nlc_bench.mjs /tmp/l8-$q.gguf vulkan $n $p"; done
 }
+what=${1:-all}
+[ "$what" = all ] && { bash "$0" 8b; bash "$0" gemma; exit; }
+if [ "$what" = gemma ]; then
+  src=/dev/shm/g4
+  step make-gemma python3 -u scripts/device/real_size.py make --config test/fixtures/configs/gemma3-4b-published.json --out $src --no-reference
+  step quantize-mixed node bin/unicorn quantize $src /tmp/g4-mixed --scheme mixed --no-eval
+  rm -rf $src
+  step gemma-mixed-512 node bin/unicorn bench /tmp/g4-mixed -p 512 -n 128 --profile
+  UNICORN_DECODE_ATTENTION=per-head step gemma-mixed-512-per-head node bin/unicorn bench /tmp/g4-mixed -p 512 -n 128
+  step gemma-mixed-4096 node bin/unicorn bench /tmp/g4-mixed -p 4096 -n 64
+  rm -rf /tmp/g4-mixed
+  exit
+fi
 step tests node --test dist/test/engine/kernels/ops.test.js
 step attention node dist/bench/attention.js --shapes=8b,4b
 src=/dev/shm/l8

@@ -31,7 +31,9 @@ test('bench --json --profile on a fixture: prefill and decode counts, the roofli
   );
   assert.ok(Math.abs(step.kernels.reduce((a, k) => a + k.share, 0) - 1) < 1e-9);
   const names = step.kernels.map((k) => k.kernel);
-  for (const k of ['matvec_bf16', 'attention', 'rmsnorm', 'argmax']) assert.ok(names.includes(k), `${k} in ${names.join(', ')}`);
+  for (const k of ['matvec_bf16', 'rmsnorm', 'argmax']) assert.ok(names.includes(k), `${k} in ${names.join(', ')}`);
+  // Decode attention: the heads of a kv head folded into one workgroup where the device's check passes (lavapipe's does), else per head.
+  assert.ok(names.includes('attention_decode') || names.includes('attention'), `attention in ${names.join(', ')}`);
   // A layer's projections: q, k, v, o, gate+up (fused), down; plus the output head.
   assert.equal(step.kernels.find((k) => k.kernel === 'matvec_bf16')!.count, 6 * m.spec.numLayers + 1);
 });

@@ -85,10 +85,21 @@ export class Ops {
   private checking = false;
 
   /** alloc: for the folded kernel's once-per-device check (a small allocator of its own without). */
+  /**
+   * The fewest positions a decode attention layer holds (its cache's slots) for the folded kernel: below
+   * it the per-head kernel runs, whose more workgroups measured faster there (H200, `npm run
+   * bench:attention` at 1k positions: 23.3 against 26.0 µs a layer on Llama 3.1 8B, 25.2 against 27.5 on
+   * Gemma 3 4B; in Gemma 3 4B's decode step at a 640-token context, 20.2 µs per head against 25.3 folded).
+   */
+  private readonly foldedFrom: number;
+
+  /** alloc: for the folded kernel's once-per-device check (a small allocator of its own without). opts.foldedFrom: see the field (tests and benchmarks set it). */
   constructor(
     readonly device: Device,
     private readonly alloc?: Allocator,
+    opts: { foldedFrom?: number } = {},
   ) {
+    this.foldedFrom = opts.foldedFrom ?? 2048;
     checkSubgroupLayout(device);
     this.subgroups = subgroupPlan(device.info);
     const kind = process.env['UNICORN_DECODE_ATTENTION'] ?? '';
@@ -332,12 +343,14 @@ export class Ops {
   decodeSubgroups(s: AttentionShape): number {
     const nsg = this.foldedLayout(s);
     if (nsg === 0 || this.checking) return nsg;
+    if ((s.window > 0 ? Math.min(s.window, s.capacity) : s.capacity) < this.foldedFrom) return 0;
     return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg) === undefined ? nsg : 0;
   }
 
   /** Why the folded kernel was set aside on this device at a shape (its check failed), or undefined where it runs or was not asked for. */
   foldedRefusal(s: AttentionShape): string | undefined {
     const nsg = this.foldedLayout(s);
+    if ((s.window > 0 ? Math.min(s.window, s.capacity) : s.capacity) < this.foldedFrom) return `fewer than ${this.foldedFrom} positions`;
     return nsg === 0 ? undefined : this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg);
   }
 

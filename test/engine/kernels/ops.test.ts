@@ -274,8 +274,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     process.env['UNICORN_DECODE_ATTENTION'] = 'per-head';
     const perHead = new Ops(gpu.device);
     delete process.env['UNICORN_DECODE_ATTENTION'];
-    /** The default: decode folds the heads of a kv head into one workgroup where the device's check passes. */
-    const folded = ops;
+    /** Decode folds the heads of a kv head into one workgroup where the device's check passes (by default from 2,048 positions; here at any). */
+    const folded = new Ops(gpu.device, undefined, { foldedFrom: 1 });
     /** Whether this device takes the folded kernel at all (its check passed). */
     const foldedRuns = folded.decodeSubgroups({ tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 }) > 0;
     /** With `quant`, decode steps split over workgroups also write o as int8 activations, checked against quantize_x. */
@@ -372,6 +372,11 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     test('decode with the heads of a kv head folded into one workgroup, and one workgroup per head: groups of 1, 7 and 8, head_dim 64 and 128, contexts of many tiles', () => {
       const decode = { tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 };
       assert.equal(perHead.decodeSubgroups(decode), 0, 'per head when asked');
+      assert.equal(ops.decodeSubgroups(decode), 0, 'per head by default where the layer holds fewer than 2,048 positions');
+      if (folded.decodeSubgroups(decode) > 0) {
+        assert.ok(ops.decodeSubgroups({ ...decode, capacity: 2048 }) > 0, 'folded by default from 2,048 positions');
+        assert.equal(ops.decodeSubgroups({ ...decode, capacity: 4096, window: 1024 }), 0, 'a sliding layer of 1,024 positions per head');
+      }
       // Taken where its once-per-device check passes: on lavapipe (Mesa 22.3 and 26.1, every subgroup
       // size CI runs) it does; the check found the kernel wrong on Mesa 26.1 while its subgroups looped
       // different counts (the first position seen by one subgroup only).
