@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, UnicornError } from '../errors.js';
 import { writeFailure } from '../formats/atomic.js';
+import { type ServerLock, acquireLock } from '../server/lock.js';
 import { runnableFamily } from '../models/architectures.js';
 import { SUPPORTED_ARCHITECTURES } from '../models/spec.js';
 import { blobPath, findSnapshot, incompletePath, linkSnapshotFile, repoFolder, snapshotDir, writeRef } from './cache.js';
@@ -224,51 +225,29 @@ async function attempt(d: Downloader, f: RemoteFile, partial: string): Promise<v
   }
 }
 
-const heldLocks = new Set<string>();
-let lockHook = false;
-
 /**
  * Takes the download lock of one blob: `.locks/models--org--name/<etag>.unicorn.lock` (beside the
- * locks huggingface_hub takes), created exclusively and holding this process's id. A lock whose
- * process is gone is stale and taken over; a live one means another pull is downloading the file.
+ * locks huggingface_hub takes), the server's lock (server/lock.ts: made with a link, naming this
+ * process and its start time, so a reused pid is not taken for the holder). A lock whose process is
+ * gone is stale and taken over; a live one means another pull is downloading the file.
  */
-function takeLock(d: Downloader, f: RemoteFile): string {
+function takeLock(d: Downloader, f: RemoteFile): ServerLock {
   const dir = path.join(path.dirname(d.folder), '.locks', path.basename(d.folder));
   const lock = path.join(dir, `${f.etag}.unicorn.lock`);
-  if (!lockHook) {
-    process.on('exit', () => {
-      for (const l of heldLocks) fs.rmSync(l, { force: true });
+  let got: ReturnType<typeof acquireLock>;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    got = acquireLock(lock);
+  } catch (e) {
+    throw writeFailure(lock, e instanceof UnicornError && e.cause !== undefined ? e.cause : e);
+  }
+  if ('holder' in got) {
+    const who = got.holder.pid === process.pid ? 'this process already' : `another process (pid ${got.holder.pid}, lock ${lock})`;
+    throw new PullError(`${f.file} is being downloaded by ${who}`, {
+      hint: `wait for it to finish, or stop it, then run \`unicorn pull ${refText(d.ref)}\` again`,
     });
-    lockHook = true;
   }
-  for (let i = 0; i < 2; i++) {
-    try {
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      heldLocks.add(lock);
-      return lock;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw writeFailure(lock, e);
-    }
-    let pid: number;
-    try {
-      pid = Number(fs.readFileSync(lock, 'utf8'));
-    } catch {
-      continue; // released in the meantime
-    }
-    let alive = false;
-    try {
-      alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && (process.kill(pid, 0), true);
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (alive)
-      throw new PullError(`${f.file} is being downloaded by another process (pid ${pid}, lock ${lock})`, {
-        hint: `wait for it to finish, or stop it, then run \`unicorn pull ${refText(d.ref)}\` again`,
-      });
-    fs.rmSync(lock, { force: true });
-  }
-  throw new PullError(`${f.file}: could not take the download lock ${lock}`, { hint: 'run the pull again' });
+  return got;
 }
 
 /** Downloads one file into blobs/<etag>, resuming and verifying; returns whether it came over the network. */
@@ -278,8 +257,7 @@ async function fetchFile(d: Downloader, f: RemoteFile): Promise<boolean> {
   try {
     return await fetchLocked(d, f);
   } finally {
-    fs.rmSync(lock, { force: true });
-    heldLocks.delete(lock);
+    lock.release();
   }
 }
 

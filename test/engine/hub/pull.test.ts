@@ -323,9 +323,15 @@ describe('pullModel against a local Hub', () => {
     const locks = path.join(cache, '.locks', 'models--test-org--qwen');
     fs.mkdirSync(locks, { recursive: true });
     const lock = path.join(locks, `${sha256(body)}.unicorn.lock`);
-    fs.writeFileSync(lock, String(process.ppid));
+    // The lock as another live process's pull leaves it (server/lock.ts's record: its pid and start time).
+    fs.writeFileSync(lock, JSON.stringify({ pid: process.ppid, start: null }));
     await assert.rejects(pullModel(parseRepoRef('test-org/qwen'), options(cache)), /model\.safetensors is being downloaded by another process \(pid \d+/);
-    // A process id that is not running: the lock is stale.
+    // A process id that is not running: the lock is stale; so is a file that is not a lock record.
+    fs.writeFileSync(lock, JSON.stringify({ pid: 2147483646, start: null }));
+    await pullModel(parseRepoRef('test-org/qwen'), options(cache));
+    assert.deepEqual(fs.readdirSync(locks), [], 'every lock is released');
+    fs.rmSync(path.join(cache, 'models--test-org--qwen'), { recursive: true, force: true });
+    fs.mkdirSync(locks, { recursive: true });
     fs.writeFileSync(lock, '2147483646');
     await pullModel(parseRepoRef('test-org/qwen'), options(cache));
     assert.deepEqual(fs.readdirSync(locks), [], 'every lock is released');
