@@ -72,9 +72,10 @@ export class Ops {
 
   /**
    * Decode attention's kernel: the query heads of a kv head folded into one workgroup
-   * (attention_decode.comp), where its check passes on the device and its layout fits the shape; else
-   * one workgroup per query head (attention.comp). On the H200 folded took 32.8 µs a layer against 73.5
-   * at 4k positions (Llama 3.1 8B), 167 against 492 at 32k (`npm run bench:attention`).
+   * (attention_decode.comp), where a layer holds at least foldedFrom positions, its check passes on the
+   * device and its layout fits the shape; else one workgroup per query head (attention.comp). On the
+   * H200 folded took 30.3 µs a layer against 71.8 at 4k positions (Llama 3.1 8B), 169 against 500 at 32k
+   * (`npm run bench:attention`).
    * UNICORN_DECODE_ATTENTION=per-head keeps the per-head kernel (to compare).
    */
   private readonly decodeKind: 'folded' | 'per-head';
@@ -84,7 +85,6 @@ export class Ops {
   /** Set while the folded kernel's check records it (the check itself takes the kernel it checks). */
   private checking = false;
 
-  /** alloc: for the folded kernel's once-per-device check (a small allocator of its own without). */
   /**
    * The fewest positions a decode attention layer holds (its cache's slots) for the folded kernel: below
    * it the per-head kernel runs, whose more workgroups measured faster there (H200, `npm run
@@ -337,8 +337,8 @@ export class Ops {
    * Subgroups a workgroup of the folded decode kernel (attention_decode.comp: the query heads of a kv
    * head together, each key and value row read once for them) takes for a shape, or 0 where
    * attention.comp runs: prompt batches, a head_dim that is not a multiple of 8, a group of more than
-   * 16 heads, shared memory that does not fit, a subgroup size the device cannot require, or the per-head
-   * kind (the default for now).
+   * 16 heads, shared memory that does not fit, a subgroup size the device cannot require, a layer of
+   * fewer than foldedFrom positions, a device where its check failed, or the per-head kind asked for.
    */
   decodeSubgroups(s: AttentionShape): number {
     const nsg = this.foldedLayout(s);
@@ -414,8 +414,7 @@ export class Ops {
   /** The folded kernel's subgroups a workgroup for a shape by its layout alone (decodeSubgroups, before the device's check). */
   private foldedLayout(s: AttentionShape): number {
     if (s.tokens !== 1 || this.decodeKind === 'per-head' || s.headDim % 8 !== 0) return 0;
-    // Its layout needs the subgroup size it is built for: required, or a device without size control (Mesa 26.1's
-    // lavapipe, which reports one size, ran another: the kernel's guard left the output unwritten).
+    // Its layout needs the subgroup size it is built for: required, or a device without size control.
     if (this.foldedSized() === null) return 0;
     const g = s.heads / s.kvHeads;
     if (!Number.isInteger(g) || g > 16) return 0;
@@ -429,9 +428,8 @@ export class Ops {
   }
 
   /**
-   * The folded kernel's layout needs the subgroup size it is built for: where the device has size
-   * control, the pipeline requires it (Mesa 26.1's lavapipe, asked for nothing, ran another size than
-   * the one it reports, and the kernel's guard left the output unwritten); without size control the
+   * The folded kernel's layout needs the subgroup size it is built for (its guard leaves the output
+   * unwritten at another): where the device has size control, the pipeline requires it; without, the
    * driver's one size. null where the family's size is not one the device can require.
    */
   private foldedSized(): { subgroupSize?: number } | null {
