@@ -15,9 +15,8 @@ import { kernelFor } from '../vulkan/pipeline.js';
 import { download, uploadNew } from '../vulkan/transfer.js';
 import { coopShape } from './matmul.js';
 import { type AttentionShape, checkAttentionShape } from './ops.js';
-import { attentionRef, roundF16 } from './reference.js';
+import { attentionRef, checkValues, f16Bytes, roundF16 } from './reference.js';
 import { KERNELS } from './table.js';
-import { f32ToF16 } from '../formats/dtypes.js';
 
 export type AttentionKind = 'coop' | 'plain';
 
@@ -137,18 +136,16 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
   const window = tokens + 2;
   const capacity = window + tokens - 1;
   const start = capacity + 3; // positions start .. start + tokens - 1: the ring of `capacity` slots has wrapped
-  const rnd = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed * 78.233) * 2);
-  const q = rnd(tokens * heads * d, 1);
+  const q = checkValues(tokens * heads * d, 1);
   // The cache as rope_store leaves it: position p in slot p % capacity, [kvHeads, capacity, d] f16.
-  const kFull = roundF16(rnd(kvHeads * capacity * d, 2));
-  const vFull = roundF16(rnd(kvHeads * capacity * d, 3));
+  const kFull = roundF16(checkValues(kvHeads * capacity * d, 2));
+  const vFull = roundF16(checkValues(kvHeads * capacity * d, 3));
   const positions = Array.from({ length: tokens }, (_, i) => start + i);
   const cmds = new Commands(device);
-  const half = (x: Float32Array) => new Uint8Array(Uint16Array.from(x, (v) => f32ToF16(v)).buffer);
   const bufs = [
     uploadNew(alloc, cmds, new Uint8Array(q.buffer), 'attention check q'),
-    uploadNew(alloc, cmds, half(kFull), 'attention check k'),
-    uploadNew(alloc, cmds, half(vFull), 'attention check v'),
+    uploadNew(alloc, cmds, f16Bytes(kFull), 'attention check k'),
+    uploadNew(alloc, cmds, f16Bytes(vFull), 'attention check v'),
     uploadNew(alloc, cmds, new Uint8Array(Uint32Array.from(positions).buffer), 'attention check positions'),
     uploadNew(alloc, cmds, new Uint8Array(new Float32Array(q.length).fill(Number.NaN).buffer), 'attention check o'),
   ] as const;

@@ -8,8 +8,7 @@ import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../vulkan/memory.js';
 import { download, upload, uploadNew } from '../vulkan/transfer.js';
-import { f32ToF16 } from '../formats/dtypes.js';
-import { attentionRef, roundF16 } from './reference.js';
+import { attentionRef, checkValues, f16Bytes, roundF16 } from './reference.js';
 import { type Binding, type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
@@ -19,6 +18,9 @@ import { isEmbeddingFormat } from './weight-formats.js';
 import type { Activation } from '../models/spec.js';
 
 const WG = 256;
+
+/** What each device's check of the folded decode kernel found, by group, head_dim and subgroups (undefined: right). */
+const foldedChecked = new WeakMap<Device, Map<string, string | undefined>>();
 
 export interface AttentionShape {
   readonly tokens: number;
@@ -56,6 +58,11 @@ export function foldedSplits(visible: number, kvHeads: number): number {
   return Math.max(1, Math.min(Math.ceil(visible / 128), Math.max(Math.ceil(256 / kvHeads), Math.ceil(visible / 1024))));
 }
 
+/** Positions a layer's cache holds for a query: its window's where it has one, else its slots. */
+function heldPositions(s: AttentionShape): number {
+  return s.window > 0 ? Math.min(s.window, s.capacity) : s.capacity;
+}
+
 /** Refuses a shape the attention kernels cannot run: a ring too small for the batch (a race), a head_dim past 256 or odd. */
 export function checkAttentionShape(s: AttentionShape): void {
   if (s.window > 0 && s.capacity < (s.positions ?? Infinity) && s.capacity < s.window + s.tokens - 1) {
@@ -80,8 +87,6 @@ export class Ops {
    */
   private readonly decodeKind: 'folded' | 'per-head';
 
-  /** Whether the folded kernel computed right on this device, by group, head_dim and subgroups (checked once, at first use). */
-  private readonly foldedChecks = new Map<string, string | undefined>();
   /** Set while the folded kernel's check records it (the check itself takes the kernel it checks). */
   private checking = false;
 
@@ -343,15 +348,16 @@ export class Ops {
   decodeSubgroups(s: AttentionShape): number {
     const nsg = this.foldedLayout(s);
     if (nsg === 0 || this.checking) return nsg;
-    if ((s.window > 0 ? Math.min(s.window, s.capacity) : s.capacity) < this.foldedFrom) return 0;
+    if (heldPositions(s) < this.foldedFrom) return 0;
     return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg) === undefined ? nsg : 0;
   }
 
-  /** Why the folded kernel was set aside on this device at a shape (its check failed), or undefined where it runs or was not asked for. */
+  /** Why the folded kernel was set aside at a shape its layout fits (a layer of fewer than foldedFrom positions, or its check failed on this device), or undefined where it runs or does not fit. */
   foldedRefusal(s: AttentionShape): string | undefined {
     const nsg = this.foldedLayout(s);
-    if ((s.window > 0 ? Math.min(s.window, s.capacity) : s.capacity) < this.foldedFrom) return `fewer than ${this.foldedFrom} positions`;
-    return nsg === 0 ? undefined : this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg);
+    if (nsg === 0) return undefined;
+    if (heldPositions(s) < this.foldedFrom) return `fewer than ${this.foldedFrom} positions`;
+    return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg);
   }
 
   /**
@@ -362,19 +368,19 @@ export class Ops {
    */
   private foldedProblem(g: number, d: number, nsg: number): string | undefined {
     const key = `${g},${d},${nsg}`;
-    if (this.foldedChecks.has(key)) return this.foldedChecks.get(key);
+    let seen = foldedChecked.get(this.device);
+    if (seen === undefined) foldedChecked.set(this.device, (seen = new Map()));
+    if (seen.has(key)) return seen.get(key);
     const alloc = this.alloc ?? (this.ownAlloc ??= new Allocator(this.device, { blockSize: 1 << 22 }));
     const [kvHeads, heads, capacity] = [2, 2 * g, 72];
-    const rnd = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed * 78.233) * 2);
-    const q = rnd(heads * d, 1);
-    const k = roundF16(rnd(kvHeads * capacity * d, 2));
-    const v = roundF16(rnd(kvHeads * capacity * d, 3));
-    const half = (x: Float32Array) => new Uint8Array(Uint16Array.from(x, (e) => f32ToF16(e)).buffer);
+    const q = checkValues(heads * d, 1);
+    const k = roundF16(checkValues(kvHeads * capacity * d, 2));
+    const v = roundF16(checkValues(kvHeads * capacity * d, 3));
     const cmds = new Commands(this.device);
     const bufs = [
       uploadNew(alloc, cmds, new Uint8Array(q.buffer), 'decode check q'),
-      uploadNew(alloc, cmds, half(k), 'decode check k'),
-      uploadNew(alloc, cmds, half(v), 'decode check v'),
+      uploadNew(alloc, cmds, f16Bytes(k), 'decode check k'),
+      uploadNew(alloc, cmds, f16Bytes(v), 'decode check v'),
       uploadNew(alloc, cmds, new Uint8Array(8), 'decode check position'),
       uploadNew(alloc, cmds, new Uint8Array(q.length * 4), 'decode check o'),
       uploadNew(alloc, cmds, new Uint8Array(heads * 2 * (d + 2) * 4), 'decode check parts'),
@@ -405,7 +411,7 @@ export class Ops {
       this.checking = false;
       for (const b of bufs) alloc.free(b);
     }
-    this.foldedChecks.set(key, problem);
+    seen.set(key, problem);
     return problem;
   }
 

@@ -93,6 +93,16 @@ export function roundF16(x: Float32Array): Float32Array {
   return Float32Array.from(x, (v) => f16ToF32(f32ToF16(v)));
 }
 
+/** Deterministic values in [-2, 2] for the once-per-device kernel checks (seeded, no generator state). */
+export function checkValues(n: number, seed: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed * 78.233) * 2);
+}
+
+/** f32 values as the bytes of an f16 buffer (what the KV cache holds). */
+export function f16Bytes(x: Float32Array): Uint8Array {
+  return new Uint8Array(Uint16Array.from(x, (v) => f32ToF16(v)).buffer);
+}
+
 /** Index of the largest value, the first on ties (torch.argmax). */
 export function argmaxRef(x: ArrayLike<number>): number {
   let best = 0;
