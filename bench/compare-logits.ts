@@ -1,5 +1,5 @@
 /**
- * node dist/bench/compare-logits.js <model dir> [--device=cpu] [--reference=<dir>] [--decode]: unicorn's
+ * node dist/bench/compare-logits.js <model dir> [--device=cpu] [--reference=<dir>] [--decode] [--kv-cache=f16|q8]: unicorn's
  * next-token distributions against the reference.safetensors that scripts/device/real_size.py
  * (transformers, CUDA) wrote beside the checkpoint (or in --reference, for a quantized copy of it):
  * mean and max KL(transformers || unicorn), top-1 agreement, largest logit difference. The prompt
@@ -20,13 +20,15 @@ if (dir !== undefined) {
   const ids = Array.from(new Int32Array(idsBytes.buffer, idsBytes.byteOffset, idsBytes.byteLength / 4));
   const want = decodeFloats('F32', ref.readAll('logits'));
   const t0 = performance.now();
-  const runner = openRunner(dir, { device: process.argv.includes('--device=cpu') ? 'cpu' : 'gpu', ctx: 256, batch: 128, text: false });
+  const kv = process.argv.find((a) => a.startsWith('--kv-cache='))?.slice(11) ?? 'f16';
+  if (kv !== 'f16' && kv !== 'q8') throw new Error(`--kv-cache=${kv}: f16 or q8`);
+  const runner = openRunner(dir, { device: process.argv.includes('--device=cpu') ? 'cpu' : 'gpu', ctx: 256, batch: 128, text: false, kvCache: kv });
   const loadS = (performance.now() - t0) / 1000;
   const t1 = performance.now();
   const probe = runner.backend.probe(ids, 0);
   const fwdS = (performance.now() - t1) / 1000;
   const c = compareLogits(want, probe.logits, runner.model.spec.vocabSize);
-  console.log(`${dir}: ${runner.model.spec.architecture}, ${ids.length}-token prompt, on ${runner.backend.name}`);
+  console.log(`${dir}: ${runner.model.spec.architecture}, ${ids.length}-token prompt, on ${runner.backend.name}, KV cache ${kv}`);
   console.log(
     `  load ${(runner.loadedBytes / 1e9).toFixed(2)} GB in ${loadS.toFixed(1)} s (${(runner.loadedBytes / 1e9 / loadS).toFixed(2)} GB/s); forward ${fwdS.toFixed(2)} s`,
   );

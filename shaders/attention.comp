@@ -1,5 +1,6 @@
 #version 450
-// Attention of queries [tokens, heads, d] over an f16 KV cache [kvHeads, capacity, d]: GQA (kv head =
+// Attention of queries [tokens, heads, d] over the KV cache [kvHeads, capacity, d] (f16, or with KV_Q8
+// int8 in blocks of 32 with an f32 scale each, in ks / vs: rope_store.comp writes both): GQA (kv head =
 // head / (heads / kvHeads)), causal, optional sliding window (the last `window` positions, the
 // query's own included), optional logit softcapping, online softmax (memory constant in the context).
 //
@@ -26,11 +27,26 @@ layout(push_constant) uniform Push {
   uint splits;
 } pc;
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, binding = 1) readonly buffer K { uint kc[]; };  // f16 pairs
+layout(std430, binding = 1) readonly buffer K { uint kc[]; };  // f16 pairs (KV_Q8: 4 int8)
 layout(std430, binding = 2) readonly buffer V { uint vc[]; };
 layout(std430, binding = 3) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer Part { float part[]; };  // [tokens * heads * splits][d + 2]
+layout(std430, binding = 6) readonly buffer KS { float ks[]; };  // KV_Q8: [kvHeads, capacity, d / 32]
+layout(std430, binding = 7) readonly buffer VS { float vs[]; };
+
+// Dims 2p, 2p + 1 of cache row `row` (in rows of head_dim), of keys or values.
+#if KV_Q8
+vec2 q8Pair(uint word, uint p, float scale) {
+  const int w = int(word) << (16u - 16u * (p & 1u));  // the pair's two bytes at the top
+  return vec2(float(w << 8 >> 24), float(w >> 24)) * scale;
+}
+vec2 keyPair(uint row, uint p) { return q8Pair(kc[row * (pc.headDim / 4u) + p / 2u], p, ks[row * (pc.headDim / 32u) + p / 16u]); }
+vec2 valuePair(uint row, uint p) { return q8Pair(vc[row * (pc.headDim / 4u) + p / 2u], p, vs[row * (pc.headDim / 32u) + p / 16u]); }
+#else
+vec2 keyPair(uint row, uint p) { return unpackHalf2x16(kc[row * (pc.headDim / 2u) + p]); }
+vec2 valuePair(uint row, uint p) { return unpackHalf2x16(vc[row * (pc.headDim / 2u) + p]); }
+#endif
 
 // Pairs of dims per lane: at most MAX_D / 2 / SG_SIZE; loops over this constant bound are unrolled,
 // so the per-lane arrays stay in registers.
@@ -72,11 +88,11 @@ void main() {
   float m = -1.0 / 0.0;
   float l = 0.0;
   for (uint j = lo + gl_SubgroupID; j < hi; j += gl_NumSubgroups) {
-    const uint row = (kvh * pc.capacity + j % pc.capacity) * pairs;
+    const uint row = kvh * pc.capacity + j % pc.capacity;
     float s = 0.0;
     [[unroll]] for (uint k = 0; k < LANE_PAIRS; k++) {
       const uint p = lane + k * SG;
-      if (p < pairs) s += dot(qv[k], unpackHalf2x16(kc[row + p]));
+      if (p < pairs) s += dot(qv[k], keyPair(row, p));
     }
     s = subgroupAdd(s);
     if (pc.softcap > 0.0) s = pc.softcap * tanh(clamp(s / pc.softcap, -10.0, 10.0));
@@ -87,7 +103,7 @@ void main() {
     m = mNew;
     [[unroll]] for (uint k = 0; k < LANE_PAIRS; k++) {
       const uint p = lane + k * SG;
-      if (p < pairs) acc[k] = acc[k] * rescale + e * unpackHalf2x16(vc[row + p]);
+      if (p < pairs) acc[k] = acc[k] * rescale + e * valuePair(row, p);
     }
   }
 

@@ -1,6 +1,7 @@
 #version 450
 // Flash attention for a prompt batch on cooperative matrices (VK_KHR_cooperative_matrix, f16 x f16 ->
-// f32): queries [tokens, heads, HD] over the f16 KV cache [kvHeads, capacity, HD], with what
+// f32): queries [tokens, heads, HD] over the KV cache [kvHeads, capacity, HD] (f16; with KV_Q8 int8 in
+// blocks of 32, an f32 scale each in ks / vs, made f16 as it is read), with what
 // attention.comp computes (GQA, causal, sliding window, softcap) and no score matrix in memory.
 //
 // A workgroup takes BR = NSG * TM query rows of one kv head: row R is token R / G, head kvh * G + R % G
@@ -48,10 +49,27 @@ layout(push_constant) uniform Push {
   float scale; float softcap;  // softcap 0 = none
 } pc;
 layout(std430, binding = 0) readonly buffer Q { vec4 q[]; };
-layout(std430, binding = 1) readonly buffer K { uvec4 kc[]; };  // 8 halves
-layout(std430, binding = 2) readonly buffer V { uvec4 vc[]; };
+// 8 values of the cache: 8 halves, or 8 int8 (KV_Q8).
+#if KV_Q8
+#define KV8 uvec2
+#else
+#define KV8 uvec4
+#endif
+layout(std430, binding = 1) readonly buffer K { KV8 kc[]; };
+layout(std430, binding = 2) readonly buffer V { KV8 vc[]; };
 layout(std430, binding = 3) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
+layout(std430, binding = 5) readonly buffer KS { float ks[]; };  // KV_Q8: [kvHeads, capacity, HD / 32]
+layout(std430, binding = 6) readonly buffer VS { float vs[]; };
+
+#if KV_Q8
+// 8 int8 values times their block's scale, as 8 halves.
+uvec4 halves8(uvec2 w, float scale) {
+  const vec4 a = vec4(ivec4(uvec4(w.x) << uvec4(24u, 16u, 8u, 0u)) >> 24) * scale;
+  const vec4 b = vec4(ivec4(uvec4(w.y) << uvec4(24u, 16u, 8u, 0u)) >> 24) * scale;
+  return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(b.xy), packHalf2x16(b.zw));
+}
+#endif
 
 const uint BR = NSG * TM;
 const uint WG = NSG * SG;
@@ -90,9 +108,15 @@ void load8(uint kvh, uint j0, uint last, uint key, uint c, out uvec4 k, out uvec
   k = uvec4(0u);
   v = uvec4(0u);
   if (j0 + key <= last) {
+#if KV_Q8
+    const uint row = kvh * pc.capacity + (j0 + key) % pc.capacity;
+    k = halves8(kc[row * (HD / 8u) + c], ks[row * (HD / 32u) + c / 4u]);
+    v = halves8(vc[row * (HD / 8u) + c], vs[row * (HD / 32u) + c / 4u]);
+#else
     const uint row = (kvh * pc.capacity + (j0 + key) % pc.capacity) * (HD / 8u) + c;
     k = kc[row];
     v = vc[row];
+#endif
   }
 }
 

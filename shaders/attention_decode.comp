@@ -1,6 +1,6 @@
 #version 450
-// Decode attention (one query per head and token, typically one token) over the f16 KV cache
-// [kvHeads, capacity, HD], with the G = heads / kvHeads query heads that share a kv head folded into one
+// Decode attention (one query per head and token, typically one token) over the KV cache
+// [kvHeads, capacity, HD] (f16; with KV_Q8 int8 in blocks of 32, an f32 scale each in ks / vs), with the G = heads / kvHeads query heads that share a kv head folded into one
 // workgroup, so each key and value row is read once for all of them (attention.comp reads it once per
 // query head). GQA, causal, sliding window over the ring, softcap; f32 arithmetic (f16 K and V).
 //
@@ -29,11 +29,18 @@ layout(push_constant) uniform Push {
   uint splits;
 } pc;
 layout(std430, binding = 0) readonly buffer Q { vec4 q[]; };
-layout(std430, binding = 1) readonly buffer K { uvec4 kc[]; };  // 8 halves
-layout(std430, binding = 2) readonly buffer V { uint vc[]; };  // f16 pairs
+layout(std430, binding = 1) readonly buffer K { uvec4 kc[]; };  // 8 halves (KV_Q8: 16 int8)
+layout(std430, binding = 2) readonly buffer V { uint vc[]; };  // f16 pairs (KV_Q8: 4 int8)
 layout(std430, binding = 3) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer Part { float part[]; };  // [tokens * heads * splits][HD + 2]
+layout(std430, binding = 6) readonly buffer KS { float ks[]; };  // KV_Q8: [kvHeads, capacity, HD / 32]
+layout(std430, binding = 7) readonly buffer VS { float vs[]; };
+
+#if KV_Q8
+// The 4 signed bytes of a word, in order.
+vec4 bytes4(uint w) { return vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
+#endif
 
 const uint PAIRS = (HD / 2u + SG - 1u) / SG;  // pairs of dims per lane in the value phase
 const float LOWEST = -1e30;  // below every score; no infinities in the arithmetic
@@ -87,6 +94,25 @@ void main() {
     float s[G];
     [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
     if (j < hi) {
+#if KV_Q8
+      // 32 values (two words of 16) a block, each block's dot products times its scale.
+      const uint row = kvh * pc.capacity + j % pc.capacity;
+      for (uint b = 0; b < HD / 32u; b++) {
+        float d[G];
+        [[unroll]] for (uint g = 0; g < G; g++) d[g] = 0.0;
+        [[unroll]] for (uint h = 0; h < 2u; h++) {
+          const uint c = 2u * b + h;
+          const uvec4 k16 = kc[row * (HD / 16u) + c];
+          const vec4 k0 = bytes4(k16.x), k1 = bytes4(k16.y), k2 = bytes4(k16.z), k3 = bytes4(k16.w);
+          [[unroll]] for (uint g = 0; g < G; g++) {
+            const uint at = g * (HD / 4u) + 4u * c;
+            d[g] += dot(qs[at], k0) + dot(qs[at + 1u], k1) + dot(qs[at + 2u], k2) + dot(qs[at + 3u], k3);
+          }
+        }
+        const float scale = ks[row * (HD / 32u) + b];
+        [[unroll]] for (uint g = 0; g < G; g++) s[g] += d[g] * scale;
+      }
+#else
       const uint row = (kvh * pc.capacity + j % pc.capacity) * (HD / 8u);
       for (uint c = 0; c < HD / 8u; c++) {
         const uvec4 k8 = kc[row + c];
@@ -94,6 +120,7 @@ void main() {
         const vec4 ka = vec4(k0, k1), kb = vec4(k2, k3);
         [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * (HD / 4u) + 2u * c], ka) + dot(qs[g * (HD / 4u) + 2u * c + 1u], kb);
       }
+#endif
     }
     [[unroll]] for (uint g = 0; g < G; g++) {
       float x = s[g];
@@ -112,11 +139,18 @@ void main() {
     // Values: every position of the tile, the lanes over the dims.
     const uint n = j0 < hi ? min(SG, hi - j0) : 0u;
     for (uint i = 0; i < n; i++) {
-      const uint row = (kvh * pc.capacity + (j0 + i) % pc.capacity) * (HD / 2u);
+      const uint row = kvh * pc.capacity + (j0 + i) % pc.capacity;
       [[unroll]] for (uint k = 0; k < PAIRS; k++) {
         const uint pr = lane + k * SG;
         if (pr < HD / 2u) {
-          const vec2 v = unpackHalf2x16(vc[row + pr]);
+#if KV_Q8
+          // The pair's two bytes of its word, times its block's scale.
+          const uint word = vc[row * (HD / 4u) + pr / 2u];
+          const int w = int(word) << (16u - 16u * (pr & 1u));
+          const vec2 v = vec2(float(w << 8 >> 24), float(w >> 24)) * vs[row * (HD / 32u) + pr / 16u];
+#else
+          const vec2 v = unpackHalf2x16(vc[row * (HD / 2u) + pr]);
+#endif
           [[unroll]] for (uint g = 0; g < G; g++) acc[g][k] += ps[pbase + i * G + g] * v;
         }
       }

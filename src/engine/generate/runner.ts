@@ -9,6 +9,7 @@ import type { Backend } from '../models/backend.js';
 import { CpuBackend } from '../models/cpu-backend.js';
 import { GpuBackend } from '../models/gpu-backend.js';
 import { type ModelFiles, openModel } from '../models/model-dir.js';
+import { type KvCacheType, checkKvCache } from '../models/memory.js';
 import { type LoadProgress, loadWeights } from '../models/weights.js';
 import { TextCodec } from '../text/tokenizer.js';
 import { Commands } from '../vulkan/commands.js';
@@ -37,6 +38,8 @@ export interface RunnerOptions {
   readonly beforeWeights?: (codec: TextCodec | null, ctx: number, model: ModelFiles) => void;
   /** GPU timestamps per dispatch (benchmarks). */
   readonly profile?: boolean;
+  /** How the KV cache stores keys and values (models/memory.ts); default f16. */
+  readonly kvCache?: KvCacheType;
 }
 
 export interface Runner {
@@ -85,6 +88,12 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     model.checkpoint.close();
     throw new ConfigError(`--ctx ${ctx}: this model takes contexts of 1 to ${spec.maxPositionEmbeddings} tokens`);
   }
+  try {
+    checkKvCache(spec, opts.kvCache ?? 'f16');
+  } catch (e) {
+    model.checkpoint.close();
+    throw e;
+  }
   let codec: TextCodec | null = null;
   let device: Device | null = null;
   try {
@@ -95,20 +104,21 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     let close: () => void;
     let gpuBytes: () => number | null = () => null;
     if (opts.device === 'cpu') {
-      backend = new CpuBackend(model, { ctx, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
+      backend = new CpuBackend(model, { ctx, kvCache: opts.kvCache ?? 'f16', ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
       close = () => {
         backend.dispose();
         model.checkpoint.close();
       };
     } else {
       device = Device.open(opts.gpu);
-      checkFits(model, device.info, ctx);
+      checkFits(model, device.info, ctx, opts.kvCache ?? 'f16');
       const alloc = new Allocator(device);
       gpuBytes = () => [...alloc.usage.values()].reduce((a, u) => a + u.bytes, 0);
       const cmds = new Commands(device);
       const weights = loadWeights(model, alloc, cmds, opts.onLoad);
       backend = new GpuBackend(device, alloc, weights, spec, {
         ctx,
+        kvCache: opts.kvCache ?? 'f16',
         profile: opts.profile === true,
         ...(opts.batch === undefined ? {} : { batch: opts.batch }),
       });

@@ -14,8 +14,9 @@ import type { Allocator, GpuBuffer } from '../vulkan/memory.js';
 import { kernelFor } from '../vulkan/pipeline.js';
 import { download, uploadNew } from '../vulkan/transfer.js';
 import { coopShape } from './matmul.js';
-import { type AttentionShape, checkAttentionShape } from './ops.js';
-import { attentionRef, checkValues, f16Bytes, roundF16 } from './reference.js';
+import { type AttentionShape, type KvBuffers, checkAttentionShape, freeKv, kvBindings, uploadKv } from './ops.js';
+import { attentionRef, checkValues, roundF16, roundKv } from './reference.js';
+import type { KvCacheType } from '../models/memory.js';
 import { KERNELS } from './table.js';
 
 export type AttentionKind = 'coop' | 'plain';
@@ -126,8 +127,8 @@ const checked = new WeakMap<Device, Map<string, string | undefined>>();
  * window and softcapping, over a ring that wraps. A driver may run another subgroup size than asked or
  * lay out cooperative matrices as the kernel does not expect (AMD and Intel are not measured here).
  */
-export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, headDim: number): string | undefined {
-  const key = `${t.tm}x${t.tn}x${t.tk},${t.nsg},${t.bc},${t.sg},${t.prefetch},${t.split},${headDim}`;
+export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, headDim: number, type: KvCacheType = 'f16'): string | undefined {
+  const key = `${t.tm}x${t.tn}x${t.tk},${t.nsg},${t.bc},${t.sg},${t.prefetch},${t.split},${headDim},${type}`;
   let seen = checked.get(device);
   if (seen === undefined) checked.set(device, (seen = new Map()));
   if (seen.has(key)) return seen.get(key);
@@ -137,15 +138,15 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
   const capacity = window + tokens - 1;
   const start = capacity + 3; // positions start .. start + tokens - 1: the ring of `capacity` slots has wrapped
   const q = checkValues(tokens * heads * d, 1);
-  // The cache as rope_store leaves it: position p in slot p % capacity, [kvHeads, capacity, d] f16.
-  const kFull = roundF16(checkValues(kvHeads * capacity * d, 2));
-  const vFull = roundF16(checkValues(kvHeads * capacity * d, 3));
+  // The cache as rope_store leaves it: position p in slot p % capacity, [kvHeads, capacity, d] (q8 is
+  // made f16 as the kernel reads it: the reference reads q8's values rounded to f16).
+  const kFull = roundKv(checkValues(kvHeads * capacity * d, 2), type);
+  const vFull = roundKv(checkValues(kvHeads * capacity * d, 3), type);
   const positions = Array.from({ length: tokens }, (_, i) => start + i);
   const cmds = new Commands(device);
+  const cache = uploadKv(alloc, cmds, kFull, vFull, type, 'attention check');
   const bufs = [
     uploadNew(alloc, cmds, new Uint8Array(q.buffer), 'attention check q'),
-    uploadNew(alloc, cmds, f16Bytes(kFull), 'attention check k'),
-    uploadNew(alloc, cmds, f16Bytes(vFull), 'attention check v'),
     uploadNew(alloc, cmds, new Uint8Array(Uint32Array.from(positions).buffer), 'attention check positions'),
     uploadNew(alloc, cmds, new Uint8Array(new Float32Array(q.length).fill(Number.NaN).buffer), 'attention check o'),
   ] as const;
@@ -153,15 +154,15 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
   try {
     const shape = { tokens, heads, kvHeads, headDim: d, capacity, window, scale: 0.3, softcap: 4 };
     cmds.begin();
-    new FlashAttention(device, alloc, { kind: 'coop', checked: true, tiles: t }).record(cmds, bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], shape);
+    new FlashAttention(device, alloc, { kind: 'coop', checked: true, tiles: t }).record(cmds, bufs[0], cache, bufs[1], bufs[2], shape);
     cmds.submitAndWait();
     const got = new Float32Array(q.length);
-    download(alloc, cmds, bufs[4], new Uint8Array(got.buffer));
+    download(alloc, cmds, bufs[2], new Uint8Array(got.buffer));
     // The reference reads the cache with the same ring, q rounded to f16 after scaling as the kernel
     // rounds it (unless in two parts); what is left is P's f16 rounding, about 5e-4 a term (in two
     // parts: f32's, and the tolerance with it).
     const q16 = t.split ? q : Float32Array.from(q, (x) => roundF16(Float32Array.of(x * shape.scale))[0]! / shape.scale);
-    const want = attentionRef(q16, kFull, vFull, positions, { heads, kvHeads, d, capacity, window, scale: shape.scale, softcap: shape.softcap });
+    const want = attentionRef(q16, type === 'q8' ? roundF16(kFull) : kFull, type === 'q8' ? roundF16(vFull) : vFull, positions, { heads, kvHeads, d, capacity, window, scale: shape.scale, softcap: shape.softcap });
     for (let i = 0; i < got.length; i++) {
       if (!(Math.abs(got[i]! - want[i]!) <= (t.split ? 2e-5 + 2e-5 * Math.abs(want[i]!) : 2e-3 + 5e-3 * Math.abs(want[i]!)))) {
         problem = `token ${Math.floor(i / (heads * d))}, head ${Math.floor(i / d) % heads}, dim ${i % d}: ${got[i]} instead of ${want[i]!.toFixed(4)}`;
@@ -170,6 +171,7 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
     }
   } finally {
     for (const b of bufs) alloc.free(b);
+    freeKv(alloc, cache);
   }
   seen.set(key, problem);
   return problem;
@@ -177,8 +179,8 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
 
 export class FlashAttention {
   readonly kind: AttentionKind;
-  /** Why the device's default, coop, was set aside at a head_dim (its check failed). */
-  private readonly fallbacks = new Map<number, string>();
+  /** Why the device's default, coop, was set aside at a head_dim and cache type (`${headDim},${type}`: its check failed). */
+  private readonly fallbacks = new Map<string, string>();
   private readonly forced: FlashTiles | undefined;
   /** Asked for by name (option or UNICORN_ATTENTION): a failed check is an error, not a fallback. */
   private readonly required: boolean;
@@ -194,28 +196,28 @@ export class FlashAttention {
   }
 
   /** The tiling a shape gets, or null where the plain kernel runs (one token, another kind, a head_dim it does not take, a failed check). */
-  tilesFor(s: AttentionShape): FlashTiles | null {
+  tilesFor(s: AttentionShape, type: KvCacheType = 'f16'): FlashTiles | null {
     if (this.kind !== 'coop' || s.tokens < 2 || (s.splits ?? 1) !== 1) return null;
     const t = this.forced ?? flashTiles(this.device.info, s.headDim);
     if (t === null || flashTilesProblem(t, s.headDim, this.device.info) !== undefined) return null;
     if (this.opts.checked === true) return t;
-    const problem = flashProblem(this.device, this.alloc, t, s.headDim);
+    const problem = flashProblem(this.device, this.alloc, t, s.headDim, type);
     if (problem === undefined) return t;
     if (this.required) {
-      throw new UnicornError(`the cooperative-matrix attention computes wrong on ${this.device.info.name} at head_dim ${s.headDim} (${problem})`, {
+      throw new UnicornError(`the cooperative-matrix attention computes wrong on ${this.device.info.name} at head_dim ${s.headDim}${type === 'q8' ? ' over a q8 cache' : ''} (${problem})`, {
         hint: 'leave UNICORN_ATTENTION unset (the plain kernel runs), and please report this device and driver (`unicorn doctor`)',
       });
     }
-    this.fallbacks.set(s.headDim, problem);
+    this.fallbacks.set(`${s.headDim},${type}`, `${type === 'q8' ? 'over a q8 cache: ' : ''}${problem}`);
     return null;
   }
 
   /** The kernel a prompt batch gets at a head_dim, in words (unicorn bench); runs the check if it has not run. */
-  describe(headDim: number): string {
+  describe(headDim: number, type: KvCacheType = 'f16'): string {
     if (this.kind !== 'coop')
       return `plain${this.device.info.type === 'cpu' ? ' (a CPU driver)' : this.device.info.cooperativeMatrix ? '' : ' (no cooperative matrices)'}`;
-    const t = this.tilesFor({ tokens: 2, heads: 1, kvHeads: 1, headDim, capacity: 2, window: 0, scale: 1, softcap: 0 });
-    const failed = this.fallbacks.get(headDim);
+    const t = this.tilesFor({ tokens: 2, heads: 1, kvHeads: 1, headDim, capacity: 2, window: 0, scale: 1, softcap: 0 }, type);
+    const failed = this.fallbacks.get(`${headDim},${type}`);
     if (failed !== undefined) return `plain (the cooperative-matrix attention failed its check on this device: ${failed})`;
     if (t === null) return `plain (no cooperative-matrix tiling fits head_dim ${headDim})`;
     return `flash attention on cooperative matrices ${t.tm}x${t.tn}x${t.tk}, ${t.nsg * t.tm} query rows x ${t.bc} keys a step${t.prefetch ? '' : ' (no prefetch)'}${t.split ? ', Q and P in two f16 parts' : ''}`;
@@ -225,12 +227,11 @@ export class FlashAttention {
   record(
     cmds: Commands,
     q: GpuBuffer,
-    kCache: GpuBuffer,
-    vCache: GpuBuffer,
+    cache: KvBuffers,
     positions: GpuBuffer,
     o: GpuBuffer,
     s: AttentionShape,
-    t: FlashTiles | null = this.tilesFor(s),
+    t: FlashTiles | null = this.tilesFor(s, cache.type),
   ): void {
     checkAttentionShape(s);
     if (t === null) throw new Error(`FlashAttention: no tiling for ${s.tokens} tokens at head_dim ${s.headDim} here`);
@@ -239,7 +240,7 @@ export class FlashAttention {
     const k = kernelFor(
       this.device,
       KERNELS.attention_coop,
-      {},
+      { cache: cache.type },
       { workgroup: t.nsg * t.sg, tm: t.tm, tn: t.tn, tk: t.tk, nsg: t.nsg, bc: t.bc, hd: s.headDim, sg: t.sg, prefetch: t.prefetch, qsplit: t.split },
       subgroupSize === undefined ? {} : { subgroupSize },
     );
@@ -248,6 +249,6 @@ export class FlashAttention {
     if (blocks > this.device.info.maxComputeWorkGroupCount[0]! || s.kvHeads > this.device.info.maxComputeWorkGroupCount[1]!)
       throw new RangeError(`attention: ${s.tokens} tokens in one dispatch exceed the device's grid; split the batch`);
     const push = { tokens: s.tokens, heads: s.heads, kvHeads: s.kvHeads, capacity: s.capacity, window: s.window, scale: s.scale, softcap: s.softcap };
-    cmds.dispatch(k, k.bind({ q, kc: kCache, vc: vCache, pos: positions, o }), k.push(push), [blocks, s.kvHeads]);
+    cmds.dispatch(k, k.bind({ q, ...kvBindings(cache), pos: positions, o }), k.push(push), [blocks, s.kvHeads]);
   }
 }

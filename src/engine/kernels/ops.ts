@@ -8,7 +8,7 @@ import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
 import { Allocator, type GpuBuffer } from '../vulkan/memory.js';
 import { download, upload, uploadNew } from '../vulkan/transfer.js';
-import { attentionRef, checkValues, f16Bytes, roundF16 } from './reference.js';
+import { attentionRef, checkValues, f16Bytes, q8Encode, roundKv } from './reference.js';
 import { type Binding, type Kernel, grid, kernelFor } from '../vulkan/pipeline.js';
 import { type GpuMatrix, rowRanges } from './matvec.js';
 import { type KernelFamily, type SubgroupChoice, checkSubgroupLayout, subgroupPlan } from './subgroups.js';
@@ -16,11 +16,65 @@ import { KERNELS } from './table.js';
 import { UnicornError } from '../errors.js';
 import { isEmbeddingFormat } from './weight-formats.js';
 import type { Activation } from '../models/spec.js';
+import type { KvCacheType } from '../models/memory.js';
 
 const WG = 256;
 
+/** Refuses a cache type the head_dim does not take (q8 blocks are 32 values of a head's row). */
+function checkKvType(type: KvCacheType, headDim: number): void {
+  if (type === 'q8' && headDim % 32 !== 0) throw new RangeError(`a q8 KV cache needs head_dim a multiple of 32, not ${headDim}`);
+}
+
 /** What each device's check of the folded decode kernel found, by group, head_dim and subgroups (undefined: right). */
 const foldedChecked = new WeakMap<Device, Map<string, string | undefined>>();
+
+/**
+ * A layer's KV cache as the kernels bind it, [kvHeads, capacity, headDim] each of keys and values: f16,
+ * or q8 (int8 values, with ks / vs the f32 scale of each block of 32 values of a head's row).
+ */
+export interface KvBuffers {
+  readonly type: KvCacheType;
+  readonly k: GpuBuffer;
+  readonly v: GpuBuffer;
+  /** q8: the key and value blocks' scales; null for f16. */
+  readonly scales: { readonly k: GpuBuffer; readonly v: GpuBuffer } | null;
+}
+
+/** The bindings of a cache (an f16 cache binds its own buffers where the kernels declare the unused scales). */
+export function kvBindings(c: KvBuffers): { kc: GpuBuffer; vc: GpuBuffer; ks: GpuBuffer; vs: GpuBuffer } {
+  if ((c.type === 'q8') !== (c.scales !== null)) throw new RangeError(`a ${c.type} cache ${c.scales === null ? 'without' : 'with'} scales`);
+  return { kc: c.k, vc: c.v, ks: c.scales?.k ?? c.k, vs: c.scales?.v ?? c.v };
+}
+
+/** The bytes a cache of this type holds for rows of f32 values: the values, and the q8 blocks' scales. */
+export function kvEncode(x: Float32Array, type: KvCacheType): { values: Uint8Array; scales: Uint8Array | null } {
+  if (type === 'f16') return { values: f16Bytes(x), scales: null };
+  const e = q8Encode(x);
+  return { values: new Uint8Array(e.values.buffer), scales: new Uint8Array(e.scales.buffer) };
+}
+
+/** Keys and values ([kvHeads, capacity, headDim] f32) uploaded as a cache of this type holds them (checks and tests); free with freeKv. */
+export function uploadKv(alloc: Allocator, cmds: Commands, k: Float32Array, v: Float32Array, type: KvCacheType, label: string): KvBuffers {
+  const ek = kvEncode(k, type);
+  const ev = kvEncode(v, type);
+  return {
+    type,
+    k: uploadNew(alloc, cmds, ek.values, `${label} keys`),
+    v: uploadNew(alloc, cmds, ev.values, `${label} values`),
+    scales: ek.scales === null ? null : { k: uploadNew(alloc, cmds, ek.scales, `${label} key scales`), v: uploadNew(alloc, cmds, ev.scales!, `${label} value scales`) },
+  };
+}
+
+/** An empty cache of `rows` rows (kv heads x slots) of headDim values, of this type; free with freeKv. */
+export function allocKv(alloc: Allocator, type: KvCacheType, rows: number, headDim: number, label: string): KvBuffers {
+  const bytes = rows * (type === 'f16' ? 2 * headDim : headDim);
+  const scales = type === 'q8' ? { k: alloc.alloc(Math.max(16, rows * (headDim / 32) * 4), `${label} key scales`), v: alloc.alloc(Math.max(16, rows * (headDim / 32) * 4), `${label} value scales`) } : null;
+  return { type, k: alloc.alloc(Math.max(16, bytes), `${label} keys`), v: alloc.alloc(Math.max(16, bytes), `${label} values`), scales };
+}
+
+export function freeKv(alloc: Allocator, c: KvBuffers): void {
+  for (const b of [c.k, c.v, c.scales?.k, c.scales?.v]) if (b !== undefined) alloc.free(b);
+}
 
 export interface AttentionShape {
   readonly tokens: number;
@@ -91,10 +145,13 @@ export class Ops {
   private checking = false;
 
   /**
-   * The fewest positions a decode attention layer holds (its cache's slots) for the folded kernel: below
-   * it the per-head kernel runs, whose more workgroups measured faster there (H200, `npm run
-   * bench:attention` at 1k positions: 23.3 against 26.0 µs a layer on Llama 3.1 8B, 25.2 against 27.5 on
-   * Gemma 3 4B; in Gemma 3 4B's decode step at a 640-token context, 20.2 µs per head against 25.3 folded).
+   * The fewest positions a decode attention layer over an f16 cache holds (its cache's slots) for the
+   * folded kernel: below it the per-head kernel runs, whose more workgroups measured faster there (H200,
+   * `npm run bench:attention` at 1k positions: 23.3 against 26.0 µs a layer on Llama 3.1 8B, 25.2 against
+   * 27.5 on Gemma 3 4B; in Gemma 3 4B's decode step at a 640-token context, 20.2 µs per head against 25.3
+   * folded). Over a q8 cache the folded kernel runs at every length: per head, two lanes share each word
+   * and every pair reads its block's scale (1k positions: 35.2 µs per head against 27.0 folded on the 8B,
+   * 58.0 against 28.3 on Gemma 3 4B, 2026-12-02).
    */
   private readonly foldedFrom: number;
 
@@ -113,8 +170,8 @@ export class Ops {
   }
 
   /** Splits of a decode step's attention that sees up to `visible` positions, for the kernel the device takes at this shape. */
-  decodeSplits(visible: number, s: { heads: number; kvHeads: number; headDim: number }): number {
-    const folded = this.decodeSubgroups({ tokens: 1, ...s, capacity: visible, window: 0, scale: 1, softcap: 0 }) > 0;
+  decodeSplits(visible: number, s: { heads: number; kvHeads: number; headDim: number }, type: KvCacheType = 'f16'): number {
+    const folded = this.decodeSubgroups({ tokens: 1, ...s, capacity: visible, window: 0, scale: 1, softcap: 0 }, type) > 0;
     return folded ? foldedSplits(visible, s.kvHeads) : attentionSplits(visible);
   }
 
@@ -192,7 +249,7 @@ export class Ops {
 
   /**
    * Rotary embedding of q [tokens, heads, d] in place and of k [tokens, kvHeads, d], k and v stored
-   * into the f16 caches [kvHeads, capacity, d] at position % capacity, in one dispatch (table: the
+   * into the cache (f16, or q8 by blocks of 32 of a head's row) at position % capacity, in one dispatch (table: the
    * (cos, sin) rows of the tokens' positions). With `norm`, each head of q and k is first RMS-normed
    * with its weight (Gemma 3's q_norm / k_norm; q keeps the normed, rotated values). At most
    * `capacity` tokens at once: more would write one slot twice in the same dispatch (a race); a
@@ -205,8 +262,7 @@ export class Ops {
     v: GpuBuffer,
     table: GpuBuffer,
     positions: GpuBuffer,
-    kCache: GpuBuffer,
-    vCache: GpuBuffer,
+    cache: KvBuffers,
     s: { tokens: number; heads: number; kvHeads: number; headDim: number; capacity: number },
     norm?: { q: GpuBuffer; k: GpuBuffer; eps: number; offset: 0 | 1 },
   ): void {
@@ -214,7 +270,8 @@ export class Ops {
       throw new RangeError(`kv store: ${s.tokens} tokens at once overflow a cache of ${s.capacity} slots; store in chunks of at most ${s.capacity}`);
     if (s.headDim % 4 !== 0 || s.headDim / 4 > this.device.info.maxComputeWorkGroupInvocations)
       throw new RangeError(`rope_store: head_dim ${s.headDim} must be a multiple of 4, at most ${4 * this.device.info.maxComputeWorkGroupInvocations}`);
-    const kernel = kernelFor(this.device, KERNELS.rope_store, {}, { workgroup: s.headDim / 4, norm: norm !== undefined });
+    checkKvType(cache.type, s.headDim);
+    const kernel = kernelFor(this.device, KERNELS.rope_store, { cache: cache.type }, { workgroup: s.headDim / 4, norm: norm !== undefined });
     const push = {
       tokens: s.tokens,
       heads: s.heads,
@@ -227,7 +284,7 @@ export class Ops {
     this.dispatch(
       cmds,
       kernel,
-      { q, k, v, cs: table, pos: positions, kc: kCache, vc: vCache, qn: norm?.q ?? table, kn: norm?.k ?? table },
+      { q, k, v, cs: table, pos: positions, ...kvBindings(cache), qn: norm?.q ?? table, kn: norm?.k ?? table },
       push,
       s.tokens * (s.heads + 2 * s.kvHeads),
     );
@@ -286,8 +343,7 @@ export class Ops {
   attention(
     cmds: Commands,
     q: GpuBuffer,
-    kCache: GpuBuffer,
-    vCache: GpuBuffer,
+    cache: KvBuffers,
     positions: GpuBuffer,
     o: GpuBuffer,
     s: AttentionShape,
@@ -295,18 +351,19 @@ export class Ops {
     quant?: { q8: GpuBuffer; q4: GpuBuffer; s: GpuBuffer },
   ): boolean {
     checkAttentionShape(s);
+    checkKvType(cache.type, s.headDim);
     const splits = s.splits ?? 1;
     const rows = s.tokens * s.heads;
     if (splits > 1 && (part === undefined || part.size < rows * splits * (s.headDim + 2) * 4))
       throw new RangeError(`attention: ${splits} splits need a scratch buffer of ${rows * splits * (s.headDim + 2) * 4} bytes`);
     const sg = this.subgroups.attention.size;
-    const folded = this.decodeSubgroups(s);
+    const folded = this.decodeSubgroups(s, cache.type);
     const k =
       folded > 0
         ? kernelFor(
             this.device,
             KERNELS.attention_decode,
-            {},
+            { cache: cache.type },
             { workgroup: folded * sg, sg, hd: s.headDim, g: s.heads / s.kvHeads, nsg: folded },
             this.foldedSized() ?? {},
           )
@@ -314,7 +371,7 @@ export class Ops {
           kernelFor(
             this.device,
             KERNELS.attention,
-            {},
+            { cache: cache.type },
             { workgroup: Math.min(128, 16 * sg, this.device.info.maxComputeWorkGroupInvocations), maxD: 256, sgSize: sg },
             this.sized('attention'),
           );
@@ -329,7 +386,7 @@ export class Ops {
       softcap: s.softcap,
       splits,
     };
-    this.dispatch(cmds, k, { q, kc: kCache, vc: vCache, pos: positions, o, part: part ?? o }, push, (folded > 0 ? s.tokens * s.kvHeads : rows) * splits);
+    this.dispatch(cmds, k, { q, ...kvBindings(cache), pos: positions, o, part: part ?? o }, push, (folded > 0 ? s.tokens * s.kvHeads : rows) * splits);
     if (splits === 1) return false;
     cmds.barrier();
     const qz = quant !== undefined && s.headDim % 32 === 0 ? quant : undefined;
@@ -345,19 +402,19 @@ export class Ops {
    * 16 heads, shared memory that does not fit, a subgroup size the device cannot require, a layer of
    * fewer than foldedFrom positions, a device where its check failed, or the per-head kind asked for.
    */
-  decodeSubgroups(s: AttentionShape): number {
+  decodeSubgroups(s: AttentionShape, type: KvCacheType = 'f16'): number {
     const nsg = this.foldedLayout(s);
     if (nsg === 0 || this.checking) return nsg;
-    if (heldPositions(s) < this.foldedFrom) return 0;
-    return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg) === undefined ? nsg : 0;
+    if (type === 'f16' && heldPositions(s) < this.foldedFrom) return 0;
+    return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg, type) === undefined ? nsg : 0;
   }
 
   /** Why the folded kernel was set aside at a shape its layout fits (a layer of fewer than foldedFrom positions, or its check failed on this device), or undefined where it runs or does not fit. */
-  foldedRefusal(s: AttentionShape): string | undefined {
+  foldedRefusal(s: AttentionShape, type: KvCacheType = 'f16'): string | undefined {
     const nsg = this.foldedLayout(s);
     if (nsg === 0) return undefined;
-    if (heldPositions(s) < this.foldedFrom) return `fewer than ${this.foldedFrom} positions`;
-    return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg);
+    if (type === 'f16' && heldPositions(s) < this.foldedFrom) return `fewer than ${this.foldedFrom} positions`;
+    return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg, type);
   }
 
   /**
@@ -366,21 +423,20 @@ export class Ops {
    * heads: the first position (one subgroup sees it, the others nothing) and a later one over a ring
    * that has wrapped, with a window, softcapping and 2 splits folded by the combine pass.
    */
-  private foldedProblem(g: number, d: number, nsg: number): string | undefined {
-    const key = `${g},${d},${nsg}`;
+  private foldedProblem(g: number, d: number, nsg: number, type: KvCacheType): string | undefined {
+    const key = `${g},${d},${nsg},${type}`;
     let seen = foldedChecked.get(this.device);
     if (seen === undefined) foldedChecked.set(this.device, (seen = new Map()));
     if (seen.has(key)) return seen.get(key);
     const alloc = this.alloc ?? (this.ownAlloc ??= new Allocator(this.device, { blockSize: 1 << 22 }));
     const [kvHeads, heads, capacity] = [2, 2 * g, 72];
     const q = checkValues(heads * d, 1);
-    const k = roundF16(checkValues(kvHeads * capacity * d, 2));
-    const v = roundF16(checkValues(kvHeads * capacity * d, 3));
+    const k = roundKv(checkValues(kvHeads * capacity * d, 2), type);
+    const v = roundKv(checkValues(kvHeads * capacity * d, 3), type);
     const cmds = new Commands(this.device);
+    const cache = uploadKv(alloc, cmds, k, v, type, 'decode check');
     const bufs = [
       uploadNew(alloc, cmds, new Uint8Array(q.buffer), 'decode check q'),
-      uploadNew(alloc, cmds, f16Bytes(k), 'decode check k'),
-      uploadNew(alloc, cmds, f16Bytes(v), 'decode check v'),
       uploadNew(alloc, cmds, new Uint8Array(8), 'decode check position'),
       uploadNew(alloc, cmds, new Uint8Array(q.length * 4), 'decode check o'),
       uploadNew(alloc, cmds, new Uint8Array(heads * 2 * (d + 2) * 4), 'decode check parts'),
@@ -393,13 +449,13 @@ export class Ops {
         { position: 100, window: 64, softcap: 4, splits: 2 },
       ]) {
         const shape: AttentionShape = { tokens: 1, heads, kvHeads, headDim: d, capacity, window: c.window, scale: 0.3, softcap: c.softcap, splits: c.splits };
-        upload(alloc, cmds, bufs[3], new Uint8Array(Uint32Array.of(c.position).buffer));
-        upload(alloc, cmds, bufs[4], new Uint8Array(new Float32Array(q.length).fill(Number.NaN).buffer));
+        upload(alloc, cmds, bufs[1], new Uint8Array(Uint32Array.of(c.position).buffer));
+        upload(alloc, cmds, bufs[2], new Uint8Array(new Float32Array(q.length).fill(Number.NaN).buffer));
         cmds.begin();
-        this.attention(cmds, bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], shape, bufs[5]);
+        this.attention(cmds, bufs[0], cache, bufs[1], bufs[2], shape, bufs[3]);
         cmds.submitAndWait();
         const got = new Float32Array(q.length);
-        download(alloc, cmds, bufs[4], new Uint8Array(got.buffer));
+        download(alloc, cmds, bufs[2], new Uint8Array(got.buffer));
         const want = attentionRef(q, k, v, [c.position], { heads, kvHeads, d, capacity, window: c.window, scale: 0.3, softcap: c.softcap });
         const i = got.findIndex((x, i) => !(Math.abs(x - want[i]!) <= 1e-4 + 1e-4 * Math.abs(want[i]!)));
         if (i >= 0) {
@@ -410,6 +466,7 @@ export class Ops {
     } finally {
       this.checking = false;
       for (const b of bufs) alloc.free(b);
+      freeKv(alloc, cache);
     }
     seen.set(key, problem);
     return problem;

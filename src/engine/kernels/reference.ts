@@ -117,3 +117,33 @@ export function topkRef(x: ArrayLike<number>, k: number): { indices: number[]; v
     .slice(0, k);
   return { indices: order, values: order.map((i) => x[i]!) };
 }
+
+/**
+ * A q8 KV cache's encoding of rows (docs/formats.md "KV cache"): each block of 32 values (the blocks
+ * of a head's row; x.length a multiple of 32) as int8 q = round(x * 127 / amax) with one f32 scale
+ * amax / 127 (0 for a block of zeros), as rope_store.comp writes them.
+ */
+export function q8Encode(x: Float32Array): { values: Int8Array; scales: Float32Array } {
+  if (x.length % 32 !== 0) throw new RangeError(`q8: ${x.length} values are not whole blocks of 32`);
+  const values = new Int8Array(x.length);
+  const scales = new Float32Array(x.length / 32);
+  for (let b = 0; b < scales.length; b++) {
+    let amax = 0;
+    for (let i = b * 32; i < b * 32 + 32; i++) amax = Math.max(amax, Math.abs(x[i]!));
+    const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+    scales[b] = Math.fround(amax / 127);
+    for (let i = b * 32; i < b * 32 + 32; i++) values[i] = Math.max(-127, Math.min(127, Math.floor(Math.fround(x[i]! * inv) + 0.5)));
+  }
+  return { values, scales };
+}
+
+/** Values as a q8 cache holds them (q times its block's scale). */
+export function roundQ8(x: Float32Array): Float32Array {
+  const { values, scales } = q8Encode(x);
+  return Float32Array.from(values, (q, i) => Math.fround(q * scales[i >> 5]!));
+}
+
+/** Values as a cache of this type holds them. */
+export function roundKv(x: Float32Array, type: 'f16' | 'q8'): Float32Array {
+  return type === 'q8' ? roundQ8(x) : roundF16(x);
+}

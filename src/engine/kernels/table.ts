@@ -68,6 +68,13 @@ const MATVEC = {
   spec: ['workgroup', 'threads', 'group', 'rows', 'glu', 'bias', 'accumulate', 'unroll', 'quantOut'],
 } as const;
 
+/**
+ * The KV cache's storage (models/memory.ts KvCacheType): f16, or q8 (int8 in blocks of 32 with an f32
+ * scale a block, in the ks / vs buffers beside the cache; KV_Q8). The f16 variant keeps the kernel's name.
+ */
+const KV_AXES = { cache: ['f16', 'q8'] } as const;
+const kvVariant = (name: string, cache: 'f16' | 'q8'): Variant => (cache === 'f16' ? { name, defines: {} } : { name: `${name}_q8`, defines: on('KV_Q8') });
+
 export const KERNELS = {
   /** y = W x (decode) with float x, per weight format; fused gated MLP input, bias, residual add, int8 output. */
   matvec: kernel({
@@ -127,31 +134,39 @@ export const KERNELS = {
     push: { rows: 'u32', n: 'u32', eps: 'f32', offset: 'f32' },
     spec: ['workgroup', 'add', 'quant', 'maxn', 'next', 'per'],
   }),
-  /** RoPE of q and k (each head RMS-normed first with NORM), k and v into the f16 caches. */
+  /** RoPE of q and k (each head RMS-normed first with NORM), k and v into the caches, per cache type. */
   rope_store: kernel({
     source: 'rope_store.comp',
-    bindings: ['q', 'k', 'v', 'cs', 'pos', 'kc', 'vc', 'qn', 'kn'],
+    axes: KV_AXES,
+    variant: ({ cache }) => kvVariant('rope_store', cache),
+    bindings: ['q', 'k', 'v', 'cs', 'pos', 'kc', 'vc', 'qn', 'kn', 'ks', 'vs'],
     push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', capacity: 'u32', eps: 'f32', offset: 'f32' },
     spec: ['workgroup', 'norm'],
   }),
-  /** Attention over the f16 KV cache, causal, windowed, softcapped, split over workgroups. */
+  /** Attention over the KV cache, causal, windowed, softcapped, split over workgroups; per cache type. */
   attention: kernel({
     source: 'attention.comp',
-    bindings: ['q', 'kc', 'vc', 'pos', 'o', 'part'],
+    axes: KV_AXES,
+    variant: ({ cache }) => kvVariant('attention', cache),
+    bindings: ['q', 'kc', 'vc', 'pos', 'o', 'part', 'ks', 'vs'],
     push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32', splits: 'u32' },
     spec: ['workgroup', 'maxD', 'sgSize'],
   }),
   /** Decode attention with the query heads of a kv head folded into one workgroup (each key and value row read once for them). */
   attention_decode: kernel({
     source: 'attention_decode.comp',
-    bindings: ['q', 'kc', 'vc', 'pos', 'o', 'part'],
+    axes: KV_AXES,
+    variant: ({ cache }) => kvVariant('attention_decode', cache),
+    bindings: ['q', 'kc', 'vc', 'pos', 'o', 'part', 'ks', 'vs'],
     push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32', splits: 'u32' },
     spec: ['workgroup', 'sg', 'hd', 'g', 'nsg'],
   }),
-  /** Flash attention for a prompt batch on cooperative matrices (f16 x f16 -> f32); tiles as spec constants. */
+  /** Flash attention for a prompt batch on cooperative matrices (f16 x f16 -> f32); tiles as spec constants; per cache type. */
   attention_coop: kernel({
     source: 'attention_coop.comp',
-    bindings: ['q', 'kc', 'vc', 'pos', 'o'],
+    axes: KV_AXES,
+    variant: ({ cache }) => kvVariant('attention_coop', cache),
+    bindings: ['q', 'kc', 'vc', 'pos', 'o', 'ks', 'vs'],
     push: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', capacity: 'u32', window: 'u32', scale: 'f32', softcap: 'f32' },
     spec: ['workgroup', 'tm', 'tn', 'tk', 'nsg', 'bc', 'hd', 'sg', 'prefetch', 'qsplit'],
   }),

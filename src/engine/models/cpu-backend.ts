@@ -1,18 +1,18 @@
 /**
  * The TypeScript reference backend: the same Forward steps computed on the CPU from the kernels'
- * references (src/engine/kernels/reference.ts), with an f16 KV cache like the GPU's. It is what the
+ * references (src/engine/kernels/reference.ts), with a KV cache that rounds as the GPU's does (f16 or q8). It is what the
  * GPU is tested against and what `--device cpu` runs when asked; it is never a silent fallback.
  * Weights are decoded to f32 tensor by tensor as they are first used, so it suits small models.
  */
 import * as os from 'node:os';
 import { UnicornError } from '../errors.js';
-import { attentionRef, gatedRef, rmsnormRef, ropeRef, argmaxRef, topkRef } from '../kernels/reference.js';
+import { attentionRef, gatedRef, rmsnormRef, ropeRef, argmaxRef, roundF16, roundQ8, topkRef } from '../kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { formatInfo, valuesPerRow } from '../kernels/weight-formats.js';
-import { f16ToF32, f32ToF16 } from '../formats/dtypes.js';
 import { ARCHITECTURES } from './architectures.js';
 import { type Backend, type Output, type Probe, type StepResult, rewindLimit } from './backend.js';
 import { type Act, type Forward, forwardPass } from './forward.js';
+import { type KvCacheType, checkKvCache } from './memory.js';
 import type { ModelFiles } from './model-dir.js';
 import type { Activation, ModelSpec } from './spec.js';
 import { tensorFormat } from './tensors.js';
@@ -34,11 +34,15 @@ export class CpuBackend implements Backend, Forward {
   private readonly tensors = new Map<string, Float32Array>();
   private readonly act = new Map<Act, Float32Array>();
   private readonly caches: { k: Float32Array; v: Float32Array; capacity: number }[];
+  /** How the cache rounds what it stores (f16, or q8's blocks of a head's row). */
+  private readonly kvCache: KvCacheType;
   private readonly inv: Float32Array[];
   private cur: Batch | undefined;
   private logitsOut: Float32Array | undefined;
 
-  constructor(private readonly model: ModelFiles, opts: { ctx: number; batch?: number }) {
+  constructor(private readonly model: ModelFiles, opts: { ctx: number; batch?: number; kvCache?: KvCacheType }) {
+    this.kvCache = opts.kvCache ?? 'f16';
+    checkKvCache(model.spec, this.kvCache);
     const spec = model.spec;
     this.spec = spec;
     this.ctx = opts.ctx;
@@ -170,14 +174,14 @@ export class CpuBackend implements Backend, Forward {
     const v = this.get('v');
     const c = this.caches[layer]!;
     const d = s.headDim;
-    // Cache layout [kvHeads, capacity, d], values rounded to f16 as the GPU stores them.
+    // Cache layout [kvHeads, capacity, d], values rounded as the GPU stores them (f16, or q8 by blocks of a head's row).
+    const round = this.kvCache === 'q8' ? roundQ8 : roundF16;
     positions.forEach((p, t) => {
       const slot = p % c.capacity;
       for (let h = 0; h < s.numKvHeads; h++) {
-        for (let i = 0; i < d; i++) {
-          c.k[(h * c.capacity + slot) * d + i] = f16ToF32(f32ToF16(k[(t * s.numKvHeads + h) * d + i]!));
-          c.v[(h * c.capacity + slot) * d + i] = f16ToF32(f32ToF16(v[(t * s.numKvHeads + h) * d + i]!));
-        }
+        const at = (t * s.numKvHeads + h) * d;
+        c.k.set(round(k.subarray(at, at + d)), (h * c.capacity + slot) * d);
+        c.v.set(round(v.subarray(at, at + d)), (h * c.capacity + slot) * d);
       }
     });
   }

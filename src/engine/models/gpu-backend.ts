@@ -1,6 +1,6 @@
 /**
  * The Vulkan backend: the Forward steps recorded as kernels over GPU-resident weights, activations
- * and an f16 KV cache. A prompt batch is recorded and submitted as one command buffer; the one-token
+ * and a KV cache (f16, or q8: models/memory.ts). A prompt batch is recorded and submitted as one command buffer; the one-token
  * decode step is recorded once per output kind and replayed, its per-token values (token id,
  * position, rope angles) written into small host-visible buffers that the kernels read.
  */
@@ -8,7 +8,7 @@ import { FlashAttention } from '../kernels/attention-coop.js';
 import { MatMul } from '../kernels/matmul.js';
 import { MatVec, type GpuMatrix, type QuantizedX, quantizedView } from '../kernels/matvec.js';
 import { WEIGHT_FORMATS, isGrouped, takesInt8 } from '../kernels/weight-formats.js';
-import { Ops, sortTopK } from '../kernels/ops.js';
+import { type KvBuffers, Ops, allocKv, sortTopK } from '../kernels/ops.js';
 import { inverseFrequencies, ropeTable } from '../kernels/rope-table.js';
 import { Commands } from '../vulkan/commands.js';
 import type { Device } from '../vulkan/device.js';
@@ -21,6 +21,7 @@ import type { Act } from './forward.js';
 import { type FuseContext, type FusedStep, type Int8Input, fuse, fusionEnabled } from './fuse.js';
 import { recordPass } from './steps.js';
 import type { ModelSpec } from './spec.js';
+import { type KvCacheType, checkKvCache, kvRowBytes } from './memory.js';
 import type { GpuWeights } from './weights.js';
 
 export interface GpuBackendOptions {
@@ -36,11 +37,11 @@ export interface GpuBackendOptions {
   readonly integerDot?: boolean;
   /** false: no fusion (fuse.ts); default: on unless UNICORN_NO_FUSION=1. */
   readonly fusion?: boolean;
+  /** How the KV cache stores keys and values (models/memory.ts); default f16. */
+  readonly kvCache?: KvCacheType;
 }
 
-interface LayerCache {
-  readonly k: GpuBuffer;
-  readonly v: GpuBuffer;
+interface LayerCache extends KvBuffers {
   readonly capacity: number;
 }
 
@@ -91,6 +92,8 @@ export class GpuBackend implements Backend {
   readonly batch: number;
   readonly rewindLimit: number;
   readonly name: string;
+  /** How the KV cache stores keys and values. */
+  readonly kvCache: KvCacheType;
   private readonly mv: MatVec;
   private readonly mm: MatMul;
   private readonly ops: Ops;
@@ -128,6 +131,8 @@ export class GpuBackend implements Backend {
     checkShapes(spec, weights, device);
     this.spec = spec;
     this.ctx = opts.ctx;
+    this.kvCache = opts.kvCache ?? 'f16';
+    checkKvCache(spec, this.kvCache);
     // Every activation buffer of a batch is bound whole: a batch stays within one storage-buffer range.
     const maxRange = Math.min(device.info.maxStorageBufferRange, device.info.maxMemoryAllocationSize);
     const widest = 4 * Math.max(spec.hiddenSize, spec.numHeads * spec.headDim, spec.intermediateSize);
@@ -158,14 +163,17 @@ export class GpuBackend implements Backend {
       this.logitsBuf = a(spec.vocabSize, 'logits');
       this.caches = spec.layers.map((l) => {
         const capacity = l.window === null ? this.ctx : Math.min(this.ctx, l.window + B - 1);
-        const bytes = spec.numKvHeads * capacity * spec.headDim * 2;
-        const slot = spec.numKvHeads * spec.headDim * 2;
+        // f16: 2 bytes a value; q8: 1 byte a value, and an f32 scale a block of 32 in a buffer of its own.
+        const slot = spec.numKvHeads * (this.kvCache === 'f16' ? kvRowBytes(spec.headDim, 'f16') : spec.headDim);
+        const bytes = capacity * slot;
         if (bytes > maxRange) {
           throw new ConfigError(`--ctx ${this.ctx}: layer ${l.index}'s keys take ${bytes} bytes, more than this device binds in one buffer (${maxRange} bytes)`, {
             hint: `use --ctx ${Math.floor(maxRange / slot) - (l.window === null ? 0 : B - 1)} or less on ${device.info.name}`,
           });
         }
-        return { k: a(bytes / 4, `layer ${l.index} keys`), v: a(bytes / 4, `layer ${l.index} values`), capacity };
+        const c = allocKv(alloc, this.kvCache, spec.numKvHeads * capacity, spec.headDim, `layer ${l.index}`);
+        this.owned.push(c.k, c.v, ...(c.scales === null ? [] : [c.scales.k, c.scales.v]));
+        return { ...c, capacity };
       });
       const tk = Ops.topkScratchBytes(spec.vocabSize, GpuBackend.MAX_TOPK) / 4;
       this.topkScratch = { idx: a(tk, 'top-k candidates'), val: a(tk, 'top-k candidate values') };
@@ -194,7 +202,7 @@ export class GpuBackend implements Backend {
   /** Decode attention's split count for a layer (flash-decoding; the recording serves every later position). */
   private splits(layer: number): number {
     const sp = this.spec;
-    return this.ops.decodeSplits(Math.min(this.ctx, sp.layers[layer]!.window ?? this.ctx), { heads: sp.numHeads, kvHeads: sp.numKvHeads, headDim: sp.headDim });
+    return this.ops.decodeSplits(Math.min(this.ctx, sp.layers[layer]!.window ?? this.ctx), { heads: sp.numHeads, kvHeads: sp.numKvHeads, headDim: sp.headDim }, this.kvCache);
   }
 
   private maxSplits(): number {
@@ -214,7 +222,7 @@ export class GpuBackend implements Backend {
 
   /** The prefill attention kernel in words (unicorn bench). */
   prefillAttention(): string {
-    return this.flash.describe(this.spec.headDim);
+    return this.flash.describe(this.spec.headDim, this.kvCache);
   }
 
   /** Per-dispatch GPU times of the last step (with the profile option). */
@@ -298,7 +306,7 @@ export class GpuBackend implements Backend {
         const c = this.caches[step.layer]!;
         const table = this.ropeTables.get(this.layerRope[step.layer]!)!.buf;
         const norm = step.norms === undefined ? undefined : { q: this.vector(step.norms.q), k: this.vector(step.norms.k), eps, offset };
-        this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c.k, c.v, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity }, norm);
+        this.ops.ropeStore(cmds, this.act.q, this.act.k, this.act.v, table, this.positions, c, { tokens, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, capacity: c.capacity }, norm);
         break;
       }
       case 'linear': {
@@ -355,9 +363,9 @@ export class GpuBackend implements Backend {
           splits: tokens === 1 ? this.splits(step.layer) : 1,
         };
         // A prompt batch: flash attention on cooperative matrices where the device has them.
-        const flash = this.flash.tilesFor(shape);
-        if (flash !== null) this.flash.record(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape, flash);
-        else this.ops.attention(cmds, this.act.q, c.k, c.v, this.positions, this.act[step.dst], shape, this.attnPart, quant);
+        const flash = this.flash.tilesFor(shape, c.type);
+        if (flash !== null) this.flash.record(cmds, this.act.q, c, this.positions, this.act[step.dst], shape, flash);
+        else this.ops.attention(cmds, this.act.q, c, this.positions, this.act[step.dst], shape, this.attnPart, quant);
         break;
       }
       case 'logits': {

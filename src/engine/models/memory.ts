@@ -3,6 +3,7 @@
  * Pure arithmetic over the ModelSpec; `inspect` prints it and `doctor` compares it with the heaps.
  */
 import { type WeightFormat, matrixBytes } from '../quant/layouts.js';
+import { ConfigError } from '../errors.js';
 import type { ModelSpec } from './spec.js';
 import { expectedTensors } from './tensors.js';
 
@@ -54,11 +55,23 @@ export function parameterCount(spec: ModelSpec): number {
 }
 
 /**
- * KV cache bytes (f16 keys and values) for `ctx` positions. A sliding-window layer keeps only its
+ * How the KV cache stores keys and values: f16, or q8 (int8 in blocks of 32 values of a head's row,
+ * one f32 scale a block: 9 bits a value; docs/formats.md "KV cache").
+ */
+export type KvCacheType = 'f16' | 'q8';
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f16', 'q8'];
+
+/** Bytes one position of one kv head takes in keys (or in values) of a cache of this type. */
+export function kvRowBytes(headDim: number, kv: KvCacheType): number {
+  return kv === 'f16' ? 2 * headDim : headDim + (headDim / 32) * 4;
+}
+
+/**
+ * KV cache bytes (keys and values) for `ctx` positions. A sliding-window layer keeps only its
  * window of positions, so long contexts cost only the global layers.
  */
-export function kvCacheBytes(spec: ModelSpec, ctx: number): number {
-  const perPosition = 2 * spec.numKvHeads * spec.headDim * 2;
+export function kvCacheBytes(spec: ModelSpec, ctx: number, kv: KvCacheType = 'f16'): number {
+  const perPosition = 2 * spec.numKvHeads * kvRowBytes(spec.headDim, kv);
   let total = 0;
   for (const layer of spec.layers) total += perPosition * (layer.window === null ? ctx : Math.min(ctx, layer.window));
   return total;
@@ -71,10 +84,22 @@ export interface MemoryPlanRow {
   readonly total: number;
 }
 
-export function memoryPlan(spec: ModelSpec, ctx: number, group: number): MemoryPlanRow[] {
-  const kv = kvCacheBytes(spec, ctx);
+export function memoryPlan(spec: ModelSpec, ctx: number, group: number, kvType: KvCacheType = 'f16'): MemoryPlanRow[] {
+  const kv = kvCacheBytes(spec, ctx, kvType);
   return SCHEMES.map((scheme) => {
     const weights = weightBytes(spec, scheme, group);
     return { scheme, weights, kvCache: kv, total: weights + kv };
   });
+}
+
+/** Why a model's heads cannot take a cache type (q8 blocks are 32 values of a head's row), or undefined where they can. */
+export function kvCacheRefusal(spec: ModelSpec, kv: KvCacheType): string | undefined {
+  if (kv === 'q8' && spec.headDim % 32 !== 0) return `--kv-cache q8: this model's head_dim ${spec.headDim} is not a multiple of 32 (a q8 block is 32 values of one head)`;
+  return undefined;
+}
+
+/** Refuses a cache type a model's heads cannot take (kvCacheRefusal). */
+export function checkKvCache(spec: ModelSpec, kv: KvCacheType): void {
+  const refusal = kvCacheRefusal(spec, kv);
+  if (refusal !== undefined) throw new ConfigError(refusal, { hint: 'use --kv-cache f16' });
 }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { FlashAttention, type FlashTiles, attentionKind, flashProblem, flashShared, flashTiles } from '../../../src/engine/kernels/attention-coop.js';
-import { Ops } from '../../../src/engine/kernels/ops.js';
-import { attentionRef, roundF16 } from '../../../src/engine/kernels/reference.js';
+import { Ops, allocKv, freeKv } from '../../../src/engine/kernels/ops.js';
+import { attentionRef, roundF16, roundKv } from '../../../src/engine/kernels/reference.js';
+import type { KvCacheType } from '../../../src/engine/models/memory.js';
 import { gpuIo, openGpu, randomFloats } from '../../support/gpu.js';
 
 const gpu = openGpu();
@@ -30,6 +31,8 @@ interface Case {
   tiles?: FlashTiles;
   /** The reference takes Q as it is (not rounded to f16), and the tolerance is f32's: for Q and P in two f16 parts. */
   exactQ?: boolean;
+  /** The cache's type (f16 unless given); q8's values reach the kernel's shared memory as f16. */
+  kv?: KvCacheType;
 }
 
 /**
@@ -41,11 +44,14 @@ function check(c: Case, seed: number): void {
   const { n, chunk, d, heads, kvHeads } = c;
   const flash = new FlashAttention(gpu.device, gpu.alloc, { kind: 'coop', ...(c.tiles === undefined ? {} : { tiles: c.tiles }) });
   const scale = 1 / Math.sqrt(d);
-  const k = randomFloats(n * kvHeads * d, seed).map((x, i) => (c.growing === true ? x * (1 + Math.floor(i / (kvHeads * d)) / 8) : x));
-  const v = randomFloats(n * kvHeads * d, seed + 1);
+  // q8: keys and values that a q8 cache holds exactly (rope_store's quantization of them gives the same
+  // int8 the reference's does; of arbitrary values, one on a rounding edge may land a step apart on a GPU).
+  const exact = (x: Float32Array) => (c.kv === 'q8' ? roundKv(x, 'q8') : x);
+  const k = exact(randomFloats(n * kvHeads * d, seed).map((x, i) => (c.growing === true ? x * (1 + Math.floor(i / (kvHeads * d)) / 8) : x)));
+  const v = exact(randomFloats(n * kvHeads * d, seed + 1));
   const q = randomFloats(n * heads * d, seed + 2).map((x) => x * (c.qScale ?? 4));
-  const kCache = gpu.alloc.alloc(kvHeads * c.capacity * d * 2, 'k cache');
-  const vCache = gpu.alloc.alloc(kvHeads * c.capacity * d * 2, 'v cache');
+  const type = c.kv ?? 'f16';
+  const cache = allocKv(gpu.alloc, type, kvHeads * c.capacity, d, 'cache');
   const out = new Float32Array(q.length);
   const plain = new Float32Array(q.length);
   try {
@@ -59,23 +65,23 @@ function check(c: Case, seed: number): void {
       const pl = gpu.alloc.alloc(t * heads * d * 4, 'plain out');
       const shape = { tokens: t, heads, kvHeads, headDim: d, capacity: c.capacity, window: c.window, scale, softcap: c.softcap };
       run(() => {
-        ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, kCache, vCache, { tokens: t, heads, kvHeads, headDim: d, capacity: c.capacity });
+        ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, cache, { tokens: t, heads, kvHeads, headDim: d, capacity: c.capacity });
         gpu.cmds.barrier();
-        if (t > 1) flash.record(gpu.cmds, qb, kCache, vCache, pb, ob, shape);
-        else ops.attention(gpu.cmds, qb, kCache, vCache, pb, ob, shape);
-        ops.attention(gpu.cmds, qb, kCache, vCache, pb, pl, shape);
+        if (t > 1) flash.record(gpu.cmds, qb, cache, pb, ob, shape);
+        else ops.attention(gpu.cmds, qb, cache, pb, ob, shape);
+        ops.attention(gpu.cmds, qb, cache, pb, pl, shape);
       });
       out.set(getF32(ob, t * heads * d), s * heads * d);
       plain.set(getF32(pl, t * heads * d), s * heads * d);
       for (const b of [kb, vb, qb, pb, identity, ob, pl]) gpu.alloc.free(b);
     }
   } finally {
-    gpu.alloc.free(kCache);
-    gpu.alloc.free(vCache);
+    freeKv(gpu.alloc, cache);
   }
   const kc = new Float32Array(kvHeads * n * d);
   const vc = new Float32Array(kvHeads * n * d);
-  const [k16, v16] = [roundF16(k), roundF16(v)];
+  // As the kernel reads the cache: f16, or q8's values made f16.
+  const [k16, v16] = type === 'f16' ? [roundF16(k), roundF16(v)] : [roundF16(roundKv(k, 'q8')), roundF16(roundKv(v, 'q8'))];
   for (let p = 0; p < n; p++)
     for (let h = 0; h < kvHeads; h++)
       for (let i = 0; i < d; i++) {
@@ -129,6 +135,13 @@ describe('flash attention for prefill on cooperative matrices', { skip: none }, 
       const n = 2 * tiles.nsg * tiles.tm + 5;
       check({ ...base, n, chunk: n, capacity: n + 19, window: 20, softcap: 30, d, tiles }, d + tiles.nsg);
     }
+  });
+  test('over a q8 cache: chunked prefill with GQA, a sliding ring with softcapping, head_dim 128', () => {
+    check({ ...base, n: 70, chunk: 33, capacity: 80, d: 64, kv: 'q8' }, 21);
+    check({ ...base, n: 40, chunk: 9, capacity: 16, window: 8, softcap: 50, d: 64, kv: 'q8' }, 22);
+    const t = flashTiles(info, 128)!;
+    if (flashShared(t, 128) <= info.maxComputeSharedMemorySize) check({ ...base, n: 2 * t.nsg * t.tm + 5, chunk: 40, capacity: 200, d: 128, tiles: t, kv: 'q8' }, 23);
+    assert.equal(flashProblem(gpu.device, gpu.alloc, coop!, 64, 'q8'), undefined, 'its check passes over q8');
   });
   test('Q and P in two f16 parts: as precise as f32 (the reference rounds neither; 2e-5 of a value)', () => {
     check({ ...base, n: 40, chunk: 40, capacity: 40, d: 64, qScale: 10, tiles: { ...coop!, split: true }, exactQ: true }, 11);

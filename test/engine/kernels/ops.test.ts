@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { f32ArrayToBf16, f32ArrayToF16, bf16ToF32, f16ToF32 } from '../../../src/engine/formats/dtypes.js';
 import { MatVec, type MatrixPart, singleMatrix } from '../../../src/engine/kernels/matvec.js';
-import { Ops, sortTopK } from '../../../src/engine/kernels/ops.js';
-import { argmaxRef, attentionRef, gatedRef, rmsnormRef, ropeRef, roundF16, topkRef } from '../../../src/engine/kernels/reference.js';
+import { type KvBuffers, Ops, allocKv, freeKv, sortTopK } from '../../../src/engine/kernels/ops.js';
+import { argmaxRef, attentionRef, gatedRef, q8Encode, rmsnormRef, ropeRef, roundF16, roundKv, topkRef } from '../../../src/engine/kernels/reference.js';
+import type { KvCacheType } from '../../../src/engine/models/memory.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
 import { quantizeQ8 } from '../../../src/engine/quant/quantize.js';
 import type { GpuBuffer } from '../../../src/engine/vulkan/memory.js';
@@ -56,10 +57,11 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const x = randomFloats(tokens * heads * d, 3);
       // The rows of the table are the tokens' positions; the cache slots (one kv head) are 0..4.
       const [xb, tb, kv, slots] = [put(x), put(table), put(new Float32Array(tokens * d)), put(Uint32Array.from({ length: tokens }, (_, i) => i))];
-      const [kc, vc] = [gpu.alloc.alloc(tokens * d * 2, 'k cache'), gpu.alloc.alloc(tokens * d * 2, 'v cache')];
-      run(() => ops.ropeStore(gpu.cmds, xb, kv, kv, tb, slots, kc, vc, { tokens, heads, kvHeads: 1, headDim: d, capacity: tokens }));
+      const cache = allocKv(gpu.alloc, 'f16', tokens, d, 'cache');
+      run(() => ops.ropeStore(gpu.cmds, xb, kv, kv, tb, slots, cache, { tokens, heads, kvHeads: 1, headDim: d, capacity: tokens }));
       close(getF32(xb, x.length), ropeRef(x, table, tokens, heads, d), 1e-5, 1e-6, `rope ${rope.scaling.kind}`);
-      for (const b of [xb, tb, kv, slots, kc, vc]) gpu.alloc.free(b);
+      for (const b of [xb, tb, kv, slots]) gpu.alloc.free(b);
+      freeKv(gpu.alloc, cache);
     }
   });
 
@@ -111,12 +113,13 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
     assert.throws(() => ops.rmsnorm(gpu.cmds, xb, wb, yb, rows, n, 1e-6, 1, { next: { w: wb, out: xb } }), /follows an add/);
   });
 
-  for (const norm of [false, true]) {
-    test(`rope of q and k with the cache writes of k and v in one dispatch, over a ring${norm ? ', each head of q and k RMS-normed first (Gemma 3)' : ''}`, () => {
+  for (const [norm, type] of [[false, 'f16'], [true, 'f16'], [false, 'q8'], [true, 'q8']] as const) {
+    test(`rope of q and k with the cache writes of k and v in one dispatch, over a ring${norm ? ', each head of q and k RMS-normed first (Gemma 3)' : ''}, ${type} cache`, () => {
       const [tokens, heads, kvHeads, capacity] = [5, 4, 2, 4];
       // head_dim / 4 invocations a workgroup: 8 and 64, and 12 and 20, which are not multiples of a
       // subgroup of 8 (lavapipe in Mesa 22.3 miscounted those subgroups, test/engine/kernels/subgroups.test.ts).
-      for (const d of [32, 48, 80, 256]) {
+      // A q8 cache takes head_dim in multiples of 32 (its blocks).
+      for (const d of type === 'f16' ? [32, 48, 80, 256] : [32, 96, 256]) {
         const positions = [3, 4, 5, 6, 7]; // slots 3, 0, 1, 2, 3: a ring of 4 holding 5 tokens would race, so store 4
         const table = ropeTable(inverseFrequencies({ theta: 10_000, scaling: { kind: 'none' } }, d), positions.slice(0, 4));
         const q = randomFloats(4 * heads * d, 81);
@@ -124,31 +127,68 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         const v = randomFloats(4 * kvHeads * d, 83);
         const [qw, kw] = [randomFloats(d, 84), randomFloats(d, 85)];
         const [qb, kb, vb, tb, pb] = [put(q), put(k), put(v), put(table), put(Uint32Array.from(positions.slice(0, 4)))];
-        const kc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'k cache');
-        const vc = gpu.alloc.alloc(kvHeads * capacity * d * 2, 'v cache');
+        const cache = allocKv(gpu.alloc, type, kvHeads * capacity, d, 'cache');
         const n = norm ? { q: put(qw), k: put(kw), eps: 1e-6, offset: 1 as const } : undefined;
-        run(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens: 4, heads, kvHeads, headDim: d, capacity }, n));
+        run(() => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, cache, { tokens: 4, heads, kvHeads, headDim: d, capacity }, n));
         const qIn = norm ? rmsnormRef(q, qw, 4 * heads, d, 1e-6, 1) : q;
         const kIn = norm ? rmsnormRef(k, kw, 4 * kvHeads, d, 1e-6, 1) : k;
         close(getF32(qb, q.length), ropeRef(qIn, table, 4, heads, d), 1e-5, 1e-6, `rope q, head_dim ${d}`);
-        const kr = roundF16(ropeRef(kIn, table, 4, kvHeads, d));
-        const v16 = roundF16(v);
-        const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, (kvHeads * capacity * d) / 2).buffer), f16ToF32);
-        const [gotK, gotV] = [halves(kc), halves(vc)];
-        for (let t = 0; t < 4; t++)
-          for (let h = 0; h < kvHeads; h++)
-            for (let i = 0; i < d; i++) {
-              const at = (h * capacity + (positions[t]! % capacity)) * d + i;
-              assert.ok(Math.abs(gotK[at]! - kr[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(kr[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
-              assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
-            }
+        const kr = ropeRef(kIn, table, 4, kvHeads, d);
+        const values = kvHeads * capacity * d;
+        if (type === 'f16') {
+          const k16 = roundF16(kr);
+          const v16 = roundF16(v);
+          const halves = (b: GpuBuffer) => Float32Array.from(new Uint16Array(getU32(b, values / 2).buffer), f16ToF32);
+          const [gotK, gotV] = [halves(cache.k), halves(cache.v)];
+          for (let t = 0; t < 4; t++)
+            for (let h = 0; h < kvHeads; h++)
+              for (let i = 0; i < d; i++) {
+                const at = (h * capacity + (positions[t]! % capacity)) * d + i;
+                assert.ok(Math.abs(gotK[at]! - k16[(t * kvHeads + h) * d + i]!) <= 1e-3 * Math.abs(k16[(t * kvHeads + h) * d + i]!) + 1e-6, `k t${t} h${h} i${i}`);
+                assert.equal(gotV[at], v16[(t * kvHeads + h) * d + i], `v t${t} h${h} i${i}`);
+              }
+        } else {
+          // q8: each block of 32 of a head's row as q8Encode makes it: the scale to f32 rounding (the
+          // GPU divides as it likes), each int8 within 1 of the reference's (a value on a rounding edge).
+          const int8 = (b: GpuBuffer) => new Int8Array(getU32(b, values / 4).buffer);
+          const [gotK, gotV] = [int8(cache.k), int8(cache.v)];
+          const [gotKs, gotVs] = [getF32(cache.scales!.k, values / 32), getF32(cache.scales!.v, values / 32)];
+          for (const [name, want, got, gotS] of [['k', kr, gotK, gotKs], ['v', v, gotV, gotVs]] as const) {
+            const e = q8Encode(want);
+            for (let t = 0; t < 4; t++)
+              for (let h = 0; h < kvHeads; h++) {
+                const slot = h * capacity + (positions[t]! % capacity);
+                for (let b = 0; b < d / 32; b++) {
+                  const ws = e.scales[(t * kvHeads + h) * (d / 32) + b]!;
+                  assert.ok(Math.abs(gotS[slot * (d / 32) + b]! - ws) <= 1e-6 * ws, `${name} scale t${t} h${h} block ${b}: ${gotS[slot * (d / 32) + b]} vs ${ws}`);
+                }
+                for (let i = 0; i < d; i++) {
+                  const w = e.values[(t * kvHeads + h) * d + i]!;
+                  assert.ok(Math.abs(got[slot * d + i]! - w) <= 1, `${name} t${t} h${h} i${i}: ${got[slot * d + i]} vs ${w}`);
+                }
+              }
+          }
+        }
         assert.throws(
-          () => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, kc, vc, { tokens, heads, kvHeads, headDim: d, capacity }),
+          () => ops.ropeStore(gpu.cmds, qb, kb, vb, tb, pb, cache, { tokens, heads, kvHeads, headDim: d, capacity }),
           /overflow a cache of 4 slots/,
         );
+        freeKv(gpu.alloc, cache);
       }
     });
   }
+
+  test('a q8 cache refuses a head_dim that is not whole blocks of 32', () => {
+    const b = gpu.alloc.alloc(64, 'b');
+    const cache: KvBuffers = { type: 'q8', k: b, v: b, scales: { k: b, v: b } };
+    const shape = { tokens: 1, heads: 2, kvHeads: 1, headDim: 48, capacity: 4, window: 0, scale: 1, softcap: 0 };
+    gpu.cmds.begin();
+    assert.throws(() => ops.ropeStore(gpu.cmds, b, b, b, b, b, cache, shape), /q8 KV cache needs head_dim a multiple of 32, not 48/);
+    assert.throws(() => ops.attention(gpu.cmds, b, cache, b, b, shape), /q8 KV cache needs head_dim a multiple of 32, not 48/);
+    assert.throws(() => ops.attention(gpu.cmds, b, { ...cache, scales: null }, b, b, { ...shape, headDim: 64 }), /a q8 cache without scales/);
+    gpu.cmds.submitAndWait();
+    gpu.alloc.free(b);
+  });
 
   test('rope frequencies: linear divides by the factor; llama3 keeps high, divides low, blends the middle', () => {
     const base = inverseFrequencies({ theta: 500_000, scaling: { kind: 'none' } }, 16);
@@ -294,6 +334,8 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         kvHeads?: number;
         /** The kernels to run (`ops`: decode folds the heads of a kv head into one workgroup). */
         with?: Ops;
+        /** The cache's type (f16 unless given). */
+        kv?: KvCacheType;
       },
       seed: number,
     ): void {
@@ -304,11 +346,14 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const splits = o.splits ?? 1;
       const part = gpu.alloc.alloc(chunk * heads * splits * (d + 2) * 4, 'attention partials');
       const scale = 1 / Math.sqrt(24);
-      const k = randomFloats(n * kvHeads * d, seed);
-      const v = randomFloats(n * kvHeads * d, seed + 1);
+      // q8: keys and values a q8 cache holds exactly (stored, they give the int8 the reference's rounding
+      // does; of arbitrary values, one on a rounding edge may land a step apart on a GPU).
+      const exact = (x: Float32Array) => (o.kv === 'q8' ? roundKv(x, 'q8') : x);
+      const k = exact(randomFloats(n * kvHeads * d, seed));
+      const v = exact(randomFloats(n * kvHeads * d, seed + 1));
       const q = randomFloats(n * heads * d, seed + 2).map((x) => x * 4);
-      const kCache = gpu.alloc.alloc(kvHeads * o.capacity * d * 2, 'k cache');
-      const vCache = gpu.alloc.alloc(kvHeads * o.capacity * d * 2, 'v cache');
+      const type = o.kv ?? 'f16';
+      const cache = allocKv(gpu.alloc, type, kvHeads * o.capacity, d, 'cache');
       const out = new Float32Array(q.length);
       for (let s = 0; s < n; s += chunk) {
         const c = Math.min(chunk, n - s);
@@ -321,21 +366,22 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         const quant = o.quant === true ? mv.scratch(c * heads * d) : undefined;
         let quantized = false;
         run(() => {
-          ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, kCache, vCache, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity });
+          ops.ropeStore(gpu.cmds, qb, kb, vb, identity, pb, cache, { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity });
           gpu.cmds.barrier();
           const shape = { tokens: c, heads, kvHeads, headDim: d, capacity: o.capacity, window: o.window, scale, softcap: o.softcap, splits };
-          if (c === 1 && kernels === folded && d % 8 === 0 && foldedRuns) assert.ok(folded.decodeSubgroups(shape) > 0, 'decode takes the folded kernel');
-          quantized = kernels.attention(gpu.cmds, qb, kCache, vCache, pb, ob, shape, part, quant);
+          if (c === 1 && kernels === folded && d % 8 === 0 && foldedRuns) assert.ok(folded.decodeSubgroups(shape, type) > 0, 'decode takes the folded kernel');
+          quantized = kernels.attention(gpu.cmds, qb, cache, pb, ob, shape, part, quant);
         });
         assert.equal(quantized, quant !== undefined && splits > 1, 'int8 output written exactly when asked and the combine pass runs');
         if (quantized) assertQuantizedAs(gpu, mv, quant!, ob, c * heads * d, `attention output at position ${s}`);
         out.set(getF32(ob, c * heads * d), s * heads * d);
       }
-      // Reference: the whole sequence in a cache of n slots, [kvHeads, n, d], f16-rounded.
+      freeKv(gpu.alloc, cache);
+      // Reference: the whole sequence in a cache of n slots, [kvHeads, n, d], rounded as the cache holds it.
       const kc = new Float32Array(kvHeads * n * d);
       const vc = new Float32Array(kvHeads * n * d);
-      const k16 = roundF16(k);
-      const v16 = roundF16(v);
+      const k16 = roundKv(k, type);
+      const v16 = roundKv(v, type);
       for (let p = 0; p < n; p++)
         for (let h = 0; h < kvHeads; h++)
           for (let i = 0; i < d; i++) {
@@ -349,7 +395,7 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         Array.from({ length: n }, (_, i) => i),
         { heads, kvHeads, d, capacity: n, window: o.window, scale, softcap: o.softcap },
       );
-      close(out, want, 1e-4, 2e-5, 'attention');
+      close(out, want, 1e-4, 2e-5, `attention over a ${type} cache`);
     }
     test('prefill: causal, a 300-token prompt in one pass (several chunks of 128 positions per query)', () => {
       check(300, 300, { capacity: 300, window: 0, softcap: 0 }, 1);
@@ -373,6 +419,7 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
       const decode = { tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 };
       assert.equal(perHead.decodeSubgroups(decode), 0, 'per head when asked');
       assert.equal(ops.decodeSubgroups(decode), 0, 'per head by default where the layer holds fewer than 2,048 positions');
+      assert.equal(ops.decodeSubgroups(decode, 'q8') > 0, foldedRuns, 'over a q8 cache folded at every length (where it runs)');
       if (folded.decodeSubgroups(decode) > 0) {
         assert.ok(ops.decodeSubgroups({ ...decode, capacity: 2048 }) > 0, 'folded by default from 2,048 positions');
         assert.equal(ops.decodeSubgroups({ ...decode, capacity: 4096, window: 1024 }), 0, 'a sliding layer of 1,024 positions per head');
@@ -403,16 +450,27 @@ describe(`kernels on ${gpu.device.info.name}`, () => {
         }
       }, /is not folded or per-head/);
     });
+    test('over a q8 cache (int8 blocks of 32 with a scale each): prefill, decode per head and folded, a sliding ring, splits, head_dim 256', () => {
+      assert.ok(!foldedRuns || folded.decodeSubgroups({ tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 }, 'q8') > 0, `the folded kernel over q8 passes its check (${folded.foldedRefusal({ tokens: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 8, window: 0, scale: 1, softcap: 0 }, 'q8')})`);
+      check(70, 70, { capacity: 70, window: 0, softcap: 0, kv: 'q8' }, 11);
+      check(40, 9, { capacity: 16, window: 8, softcap: 50, kv: 'q8' }, 12);
+      for (const with_ of [perHead, folded]) {
+        check(40, 1, { capacity: 64, window: 0, softcap: 0, splits: 3, quant: true, with: with_, kv: 'q8' }, 13);
+        check(70, 1, { capacity: 24, window: 20, softcap: 30, splits: 32, with: with_, kv: 'q8' }, 14);
+        check(20, 1, { capacity: 32, window: 0, softcap: 0, splits: 5, d: 256, with: with_, kv: 'q8' }, 15);
+        check(130, 1, { capacity: 64, window: 50, softcap: 20, splits: 1, heads: 8, kvHeads: 1, d: 128, with: with_, kv: 'q8' }, 16);
+      }
+    });
     test('a ring too small for the chunk is refused, not raced', () => {
       const d = 32;
       const b = gpu.alloc.alloc(64, 'b');
       gpu.cmds.begin();
       assert.throws(
-        () => ops.attention(gpu.cmds, b, b, b, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }),
+        () => ops.attention(gpu.cmds, b, { type: 'f16', k: b, v: b, scales: null }, b, b, { tokens: 10, heads, kvHeads, headDim: d, capacity: 16, window: 8, scale: 1, softcap: 0 }),
         /need 17 cache slots, the ring has 16; prefill in chunks of at most 9/,
       );
       assert.throws(
-        () => ops.ropeStore(gpu.cmds, b, b, b, b, b, b, b, { tokens: 17, heads, kvHeads, headDim: d, capacity: 16 }),
+        () => ops.ropeStore(gpu.cmds, b, b, b, b, b, { type: 'f16', k: b, v: b, scales: null }, { tokens: 17, heads, kvHeads, headDim: d, capacity: 16 }),
         /overflow a cache of 16 slots/,
       );
       gpu.cmds.submitAndWait();

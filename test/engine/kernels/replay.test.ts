@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { MatVec, singleMatrix } from '../../../src/engine/kernels/matvec.js';
-import { Ops } from '../../../src/engine/kernels/ops.js';
+import { Ops, allocKv } from '../../../src/engine/kernels/ops.js';
 import { argmaxRef, ropeRef } from '../../../src/engine/kernels/reference.js';
 import { inverseFrequencies, ropeTable } from '../../../src/engine/kernels/rope-table.js';
 import { matvecRef } from '../../../src/engine/quant/quantize.js';
@@ -38,7 +38,7 @@ test('a recorded decode step replays with per-token values from mapped buffers',
   // rope_store rotates h in place as the one head of q (and stores a zero k and v in a cache slot).
   const zeros = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(hidden * 4), 'k and v');
   const slot = uploadNew(gpu.alloc, gpu.cmds, new Uint8Array(4), 'slot');
-  const [kc, vc] = [gpu.alloc.alloc(hidden * 2, 'k cache'), gpu.alloc.alloc(hidden * 2, 'v cache')];
+  const cache = allocKv(gpu.alloc, 'f16', 1, hidden, 'cache');
   const logits = gpu.alloc.alloc(vocab * 4, 'logits');
   const ops = new Ops(gpu.device);
   const mv = new MatVec(gpu.device, gpu.alloc);
@@ -46,7 +46,7 @@ test('a recorded decode step replays with per-token values from mapped buffers',
   gpu.cmds.begin({ reusable: true });
   ops.embed(gpu.cmds, singleMatrix('f32', vocab, hidden, 0, table, null), ids, h, 1, scale);
   gpu.cmds.barrier();
-  ops.ropeStore(gpu.cmds, h, zeros, zeros, cs, slot, kc, vc, { tokens: 1, heads: 1, kvHeads: 1, headDim: hidden, capacity: 1 });
+  ops.ropeStore(gpu.cmds, h, zeros, zeros, cs, slot, cache, { tokens: 1, heads: 1, kvHeads: 1, headDim: hidden, capacity: 1 });
   gpu.cmds.barrier();
   mv.record(gpu.cmds, singleMatrix('f32', vocab, hidden, 64, out, null), h, logits);
   gpu.cmds.barrier();
