@@ -3,12 +3,14 @@ import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command } from 'commander';
 import { benchModel, renderBench } from '../engine/bench.js';
 import { modelOrBundled } from '../engine/bundled.js';
-import { positive } from '../ui/args.js';
+import { kvCacheOption, positive } from '../ui/args.js';
+import type { KvCacheType } from '../engine/models/memory.js';
 
 interface BenchFlags {
   prompt: number;
   tokens: number;
   ctx?: number;
+  kvCache?: KvCacheType;
   gpu?: string;
   profile?: boolean;
   json?: boolean;
@@ -21,6 +23,7 @@ export function benchCommand(): Command {
     .option('-p, --prompt <n>', 'prompt tokens (random ids)', positive, 512)
     .option('-n, --tokens <n>', 'tokens to generate', positive, 128)
     .option('--ctx <n>', 'context length (default: prompt + tokens + 1)', positive)
+    .addOption(kvCacheOption())
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .option('--profile', "GPU time per kernel of one decode step and of the prompt's last prefill batch (timestamp queries)")
     .option('--json', 'print the report as JSON')
@@ -33,6 +36,7 @@ export function benchCommand(): Command {
           genTokens: flags.tokens,
           profile: flags.profile === true,
           ...(flags.ctx === undefined ? {} : { ctx: flags.ctx }),
+          ...(flags.kvCache === undefined ? {} : { kvCache: flags.kvCache }),
           ...(flags.gpu === undefined ? {} : { gpu: flags.gpu }),
           onStage: (what) => {
             spinner.text = what;

@@ -5,7 +5,7 @@
  */
 import * as readline from 'node:readline';
 import { Command, Option } from 'commander';
-import { positive } from '../ui/args.js';
+import { kvCacheOption, positive } from '../ui/args.js';
 import { render } from 'ink';
 import { createElement } from 'react';
 import { modelOrBundled } from '../engine/bundled.js';
@@ -13,6 +13,7 @@ import { UnicornError } from '../engine/errors.js';
 import { Chat, LocalReplier } from '../engine/generate/chat.js';
 import { ChatApp } from '../ui/chat-app.js';
 import { RemoteReplier } from '../engine/server/client.js';
+import type { KvCacheType } from '../engine/models/memory.js';
 import { modelDirOf } from '../engine/models/model-dir.js';
 import { escapeControl } from '../engine/text/escape.js';
 import { openModelSource } from '../ui/model-source.js';
@@ -22,6 +23,7 @@ interface ChatFlags extends SamplingFlags {
   maxTokens: number;
   system?: string;
   ctx?: number;
+  kvCache?: KvCacheType;
   gpu?: string;
   device: 'gpu' | 'cpu';
   plain?: boolean;
@@ -67,6 +69,7 @@ export function chatCommand(): Command {
     .option('-n, --max-tokens <n>', 'most tokens per reply', positive, 1024)
     .option('--system <text>', 'system message')
     .option('--ctx <n>', "context length in tokens (default: 4096 or the model's maximum)", positive)
+    .addOption(kvCacheOption())
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--plain', 'line-by-line mode even on a terminal')

@@ -1,10 +1,10 @@
 /** `unicorn inspect <model dir | file.safetensors>`: what a checkpoint holds and what it will need. */
 import { Command, Option } from 'commander';
-import { positive } from '../ui/args.js';
+import { kvCacheOption, positive } from '../ui/args.js';
 import { UnicornError } from '../engine/errors.js';
 import { type InspectReport, inspectTarget } from '../engine/inspect.js';
 import { resolveModelArg } from '../engine/hub/model-arg.js';
-import { kvCacheBytes } from '../engine/models/memory.js';
+import { type KvCacheType, kvCacheBytes } from '../engine/models/memory.js';
 import { type ModelPlan, describeStep, modelPlan } from '../engine/plan.js';
 import type { ModelSpec, Rope } from '../engine/models/spec.js';
 import { DEFAULT_INT4_GROUP, INT4_GROUPS } from '../engine/quant/layouts.js';
@@ -73,15 +73,24 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
   for (const [k, v] of kv) out.push(`${k.padEnd(w)}  ${escapeControl(v)}`);
   if (r.model !== undefined) {
     const m = r.model.memory;
+    // The KV cache both ways (--kv-cache f16, the default, and q8) side by side, where the heads take q8.
+    const q8 = m.rowsQ8;
+    const kvText = q8 === null ? `KV cache f16; no q8: ${(m.q8Refusal ?? '').replace(/^--kv-cache q8: /, '').replace(/ \(.*\)$/, '')}` : 'KV cache f16 and q8';
     out.push(
       '',
-      `memory at --ctx ${m.ctx} (KV cache f16${r.model.spec.slidingWindow !== null ? '; sliding layers keep only their window' : ''}; int4 groups of ${m.group})`,
+      `memory at --ctx ${m.ctx} (${kvText}${r.model.spec.slidingWindow !== null ? '; sliding layers keep only their window' : ''}; int4 groups of ${m.group})`,
     );
     out.push(
       table(
-        ['scheme', 'weights', 'kv cache', 'total'],
-        m.rows.map((row) => [row.scheme, formatBytes(row.weights), formatBytes(row.kvCache), formatBytes(row.total)]),
-        [false, true, true, true],
+        ['scheme', 'weights', 'kv cache f16', 'total f16', ...(q8 === null ? [] : ['kv cache q8', 'total q8'])],
+        m.rows.map((row, i) => [
+          row.scheme,
+          formatBytes(row.weights),
+          formatBytes(row.kvCache),
+          formatBytes(row.total),
+          ...(q8 === null ? [] : [formatBytes(q8[i]!.kvCache), formatBytes(q8[i]!.total)]),
+        ]),
+        [false, true, true, true, true, true],
       )
         .split('\n')
         .map((l) => `  ${l}`)
@@ -110,7 +119,7 @@ export function renderInspect(r: InspectReport, opts: { tensors: boolean; filter
 /** The plan as text: per pass, the totals, then layer 0's fused steps and the dispatches they lower to. */
 export function renderPlan(p: ModelPlan): string {
   const out = [
-    `plan of ${p.model} on ${p.device} (fusion ${p.fusion ? 'on; UNICORN_NO_FUSION=1 turns it off' : 'off (UNICORN_NO_FUSION=1)'}; recorded, not run)`,
+    `plan of ${p.model} on ${p.device} (fusion ${p.fusion ? 'on; UNICORN_NO_FUSION=1 turns it off' : 'off (UNICORN_NO_FUSION=1)'}; KV cache ${p.kvCache}; recorded, not run)`,
   ];
   for (const [what, pass] of [
     ['decode step (1 token, greedy)', p.decode],
@@ -127,7 +136,14 @@ function toJson(r: InspectReport, opts: { tensors: boolean; filter?: RegExp }): 
   const tensors = r.tensors.filter((t) => opts.filter === undefined || opts.filter.test(t.name));
   return {
     ...r,
-    model: r.model === undefined ? null : { ...r.model, kvCacheBytesPerToken: kvCacheBytes(r.model.spec, 1) },
+    model:
+      r.model === undefined
+        ? null
+        : {
+            ...r.model,
+            kvCacheBytesPerToken: kvCacheBytes(r.model.spec, 1),
+            kvCacheBytesPerTokenQ8: r.model.memory.rowsQ8 === null ? null : kvCacheBytes(r.model.spec, 1, 'q8'),
+          },
     tensors: opts.tensors || opts.filter !== undefined ? tensors : undefined,
   };
 }
@@ -142,14 +158,23 @@ export function inspectCommand(): Command {
     .addOption(new Option('--group <n>', 'INT4 group size for the estimates').choices(INT4_GROUPS.map(String)).default(String(DEFAULT_INT4_GROUP)))
     .option('--plan', "load the model onto the GPU and show one layer's fused steps and dispatches, for decode and prefill (recorded, not run)")
     .option('--gpu <index|name>', 'which GPU, with --plan (default: $UNICORN_GPU, else the best one)')
+    .addOption(kvCacheOption('with --plan, the KV cache the plan is recorded for (the memory plan shows both)'))
     .option('--json', 'print JSON for scripts')
     .action(
-      (given: string, o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string }, cmd: Command) => {
+      (
+        given: string,
+        o: { tensors?: boolean; filter?: string; ctx: number; group: string; json?: boolean; plan?: boolean; gpu?: string; kvCache?: KvCacheType },
+        cmd: Command,
+      ) => {
         const model = resolveModelArg(given);
         if (o.plan === true) {
           // The context only sizes the KV cache here: the model's own default unless --ctx was given.
           const ctxGiven = cmd.getOptionValueSource('ctx') === 'cli';
-          const plan = modelPlan(model, { ...(ctxGiven ? { ctx: o.ctx } : {}), ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
+          const plan = modelPlan(model, {
+            ...(ctxGiven ? { ctx: o.ctx } : {}),
+            ...(o.gpu === undefined ? {} : { gpu: o.gpu }),
+            ...(o.kvCache === undefined ? {} : { kvCache: o.kvCache }),
+          });
           process.stdout.write(o.json === true ? `${jsonForTerminal(plan, 2)}\n` : `${renderPlan(plan)}\n`);
           return;
         }

@@ -1,10 +1,12 @@
 /** `unicorn load <model>`: load a model into GPU memory and report placement, speed and a read-back check. */
 import { spinner as startSpinner } from '../ui/spinner.js';
 import { Command } from 'commander';
-import { positive } from '../ui/args.js';
+import { kvCacheOption, positive } from '../ui/args.js';
 import { UnicornError } from '../engine/errors.js';
 import { loadModel } from '../engine/load-report.js';
 import { resolveModelArg } from '../engine/hub/model-arg.js';
+import { type KvCacheType, checkKvCache } from '../engine/models/memory.js';
+import { modelDirOf, readModelSpec } from '../engine/models/model-dir.js';
 import { formatBytes, table } from '../ui/format.js';
 import { startResident } from './resident.js';
 
@@ -14,19 +16,27 @@ export function loadCommand(): Command {
     .argument('<model>', 'model directory, or a Hub model name (org/name[@rev]) in the cache')
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .option('--ctx <n>', 'context length the KV cache is planned for (fit check)', positive)
+    .addOption(kvCacheOption('how the KV cache stores keys and values (fit check; with --keep, the cache the resident server makes)'))
     .option('--verify <n>', 'tensors read back and compared with the files', positive, 12)
     .option('--keep', 'leave the model resident in a background server that run and chat attach to (unicorn ps, unicorn stop)')
     .option('--json', 'print the report as JSON')
-    .action(async (given: string, o: { gpu?: string; ctx?: number; verify: number; json?: boolean; keep?: boolean }) => {
+    .action(async (given: string, o: { gpu?: string; ctx?: number; kvCache?: KvCacheType; verify: number; json?: boolean; keep?: boolean }) => {
       const target = resolveModelArg(given);
+      // A cache type the model's heads cannot take is refused from its config, before a server starts or a weight loads.
+      if (o.kvCache !== undefined) checkKvCache(readModelSpec(modelDirOf(target)), o.kvCache);
       if (o.keep === true) {
         const spinner = startSpinner(`starting a resident server for ${target}`, { json: o.json === true });
         try {
-          const info = await startResident(target, { ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ...(o.ctx === undefined ? {} : { ctx: o.ctx }) }, (s) => {
+          const opts = {
+            ...(o.gpu === undefined ? {} : { gpu: o.gpu }),
+            ...(o.ctx === undefined ? {} : { ctx: o.ctx }),
+            ...(o.kvCache === undefined ? {} : { kvCache: o.kvCache }),
+          };
+          const info = await startResident(target, opts, (s) => {
             spinner.text = `loading ${target} in the resident server · ${s.toFixed(0)} s`;
           });
           spinner.succeed(
-            `${info.model}: resident in pid ${info.pid} on ${info.device}, ${formatBytes(info.bytes)} loaded in ${info.loadSeconds.toFixed(2)} s (${(info.bytes / 1e9 / info.loadSeconds).toFixed(2)} GB/s); run and chat use it; unicorn stop unloads it`,
+            `${info.model}: resident in pid ${info.pid} on ${info.device}, context ${info.ctx}, KV cache ${info.kvCache ?? 'f16'}: ${formatBytes(info.bytes)} loaded in ${info.loadSeconds.toFixed(2)} s (${(info.bytes / 1e9 / info.loadSeconds).toFixed(2)} GB/s); run and chat use it; unicorn stop unloads it`,
           );
           if (o.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
         } catch (e) {
@@ -42,6 +52,7 @@ export function loadCommand(): Command {
         report = loadModel(target, {
           ...(o.gpu === undefined ? {} : { gpu: o.gpu }),
           ...(o.ctx === undefined ? {} : { ctx: o.ctx }),
+          ...(o.kvCache === undefined ? {} : { kvCache: o.kvCache }),
           verifyTensors: o.verify,
           onProgress: (p) => {
             const s = (performance.now() - t0) / 1000;

@@ -8,6 +8,10 @@
  * and `load --keep` waits for that server instead; where it gets it, it renames the log to the
  * model's log name and loads. So concurrent `load --keep`s of one model load it once, and none
  * touches the log of the live server.
+ *
+ * What the server is loaded with (--ctx, --gpu, --kv-cache) goes to `__resident` as its own
+ * options; it reports the context and the KV cache type in its info (ServerInfo), which `ps`
+ * lists and `run` / `chat` / `serve` print when they attach.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,12 +20,14 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { UnicornError } from '../engine/errors.js';
 import { openRunner } from '../engine/generate/runner.js';
+import type { KvCacheType } from '../engine/models/memory.js';
 import { ResidentClient, listResident } from '../engine/server/client.js';
 import { lockHolder } from '../engine/server/lock.js';
 import type { ServerInfo } from '../engine/server/protocol.js';
 import { createExclusive, identity, identityOf, lockFor, logFor, realModelDir, sameFile, uniqueBeside, unlinkIfSame } from '../engine/server/runtime.js';
 import { AlreadyServedError, claimModel, serve } from '../engine/server/server.js';
 import { escapeControl } from '../engine/text/escape.js';
+import { kvCacheOption } from '../ui/args.js';
 import { formatBytes, table } from '../ui/format.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/unicorn', import.meta.url));
@@ -47,6 +53,22 @@ async function residentInfo(model: string): Promise<ServerInfo | null> {
   }
 }
 
+/** What `load --keep` passes on to the server it starts. */
+export interface ResidentOptions {
+  readonly ctx?: number;
+  readonly gpu?: string;
+  readonly kvCache?: KvCacheType;
+}
+
+/** `__resident`'s arguments after the model for these options (only those given). */
+export function residentArgs(opts: ResidentOptions): string[] {
+  return [
+    ...(opts.ctx === undefined ? [] : ['--ctx', String(opts.ctx)]),
+    ...(opts.gpu === undefined ? [] : ['--gpu', opts.gpu]),
+    ...(opts.kvCache === undefined ? [] : ['--kv-cache', opts.kvCache]),
+  ];
+}
+
 /** The last lines of a log, read through its descriptor (it may have been renamed), escaped for the terminal. */
 function logTail(fd: number): string {
   const size = fs.fstatSync(fd).size;
@@ -66,21 +88,13 @@ function logTail(fd: number): string {
  * Starts `__resident` for a model with its output in a fresh log; resolves with the server's info
  * once it answers, or 'busy' where another process had claimed the model.
  */
-async function spawnResident(model: string, opts: { ctx?: number; gpu?: string }, onWait: () => void): Promise<ServerInfo | 'busy'> {
+async function spawnResident(model: string, opts: ResidentOptions, onWait: () => void): Promise<ServerInfo | 'busy'> {
   const log = uniqueBeside(logFor(model), 'starting');
   const fd = createExclusive(log, true);
   const litter = () => fs.rmSync(log, { force: true }); // still under its first name: the server never claimed the model
   process.once('exit', litter); // Ctrl-C while waiting
   try {
-    const args = [
-      BIN,
-      '__resident',
-      model,
-      '--log',
-      log,
-      ...(opts.ctx === undefined ? [] : ['--ctx', String(opts.ctx)]),
-      ...(opts.gpu === undefined ? [] : ['--gpu', opts.gpu]),
-    ];
+    const args = [BIN, '__resident', model, '--log', log, ...residentArgs(opts)];
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd] });
     let exited: number | null = null;
     child.on('exit', (code, signal) => {
@@ -109,10 +123,11 @@ async function spawnResident(model: string, opts: { ctx?: number; gpu?: string }
 }
 
 /**
- * The server holding a model, started where there is none: one already running answers; one that
- * another process is loading (it holds the model's lock) is waited for; otherwise a new one starts.
+ * The server holding a model, started where there is none: one already running answers (as it was
+ * loaded: its info says its context and KV cache type); one that another process is loading (it
+ * holds the model's lock) is waited for; otherwise a new one starts.
  */
-export async function startResident(given: string, opts: { ctx?: number; gpu?: string }, onWait?: (s: number) => void): Promise<ServerInfo> {
+export async function startResident(given: string, opts: ResidentOptions, onWait?: (s: number) => void): Promise<ServerInfo> {
   const model = realModelDir(given);
   const t0 = Date.now();
   const wait = () => onWait?.((Date.now() - t0) / 1000);
@@ -160,8 +175,9 @@ export function residentCommand(): Command {
     .argument('<model>')
     .option('--ctx <n>', '', (v) => Number(v))
     .option('--gpu <id>')
+    .addOption(kvCacheOption())
     .option('--log <file>')
-    .action(async (given: string, o: { ctx?: number; gpu?: string; log?: string }) => {
+    .action(async (given: string, o: { ctx?: number; gpu?: string; kvCache?: KvCacheType; log?: string }) => {
       const model = realModelDir(given);
       let claim;
       try {
@@ -173,9 +189,15 @@ export function residentCommand(): Command {
         process.exit(BUSY);
       }
       if (o.log !== undefined) adoptLog(o.log, model);
-      const runner = openRunner(model, { text: false, ...(o.ctx === undefined ? {} : { ctx: o.ctx }), ...(o.gpu === undefined ? {} : { gpu: o.gpu }) });
+      const kvCache = o.kvCache ?? 'f16';
+      const runner = openRunner(model, {
+        text: false,
+        kvCache,
+        ...(o.ctx === undefined ? {} : { ctx: o.ctx }),
+        ...(o.gpu === undefined ? {} : { gpu: o.gpu }),
+      });
       try {
-        await serve(runner, { claim, onReady: (s) => process.stdout.write(`serving ${escapeControl(model)} on ${s} (pid ${process.pid})\n`) });
+        await serve(runner, { claim, kvCache, onReady: (s) => process.stdout.write(`serving ${escapeControl(model)} on ${s} (pid ${process.pid})\n`) });
       } finally {
         runner.close();
       }
@@ -205,13 +227,14 @@ export function psCommand(): Command {
       }
       console.log(
         table(
-          ['model', 'pid', 'device', 'GPU memory', 'context', 'loaded'],
+          ['model', 'pid', 'device', 'GPU memory', 'context', 'kv cache', 'loaded'],
           list.map((i) => [
             escapeControl(i.model),
             String(i.pid),
             escapeControl(i.device),
             i.gpuBytes === null ? '-' : formatBytes(i.gpuBytes),
             `${i.contextUsed} / ${i.ctx}`,
+            escapeControl(i.kvCache ?? 'f16'),
             i.loadedAt.replace('T', ' ').slice(0, 19),
           ]),
         ),

@@ -1,11 +1,12 @@
 /** `unicorn run <model> "<prompt>"`: one-shot generation, streamed to stdout; timings on stderr. */
 import { Command, Option } from 'commander';
-import { collect, count } from '../ui/args.js';
+import { collect, count, kvCacheOption } from '../ui/args.js';
 import { looksLikeModel, modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
 import { checkPromptLength } from '../engine/generate/session.js';
 import type { SamplingOptions } from '../engine/generate/sampler.js';
 import { type CompletionRequest, type CompletionResult, complete } from '../engine/generate/complete.js';
+import type { KvCacheType } from '../engine/models/memory.js';
 import { modelDirOf } from '../engine/models/model-dir.js';
 import { openModelSource } from '../ui/model-source.js';
 import { type SamplingFlags, checkRunFlags, resolveSampling, samplingOptions } from '../ui/sampling.js';
@@ -18,6 +19,7 @@ interface RunFlags extends SamplingFlags {
   stop?: string[];
   templateVar?: string[];
   ctx?: number;
+  kvCache?: KvCacheType;
   gpu?: string;
   device: 'gpu' | 'cpu';
   json?: boolean;
@@ -34,6 +36,7 @@ export function runCommand(): Command {
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
     .option('--template-var <name=value>', 'extra chat-template variable, e.g. enable_thinking=false (repeatable)', collect)
     .option('--ctx <n>', "context length in tokens (default: 4096 or the model's maximum)", count)
+    .addOption(kvCacheOption())
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path (slow; small models)').choices(['gpu', 'cpu']).default('gpu'))
     .option('--json', 'print one JSON object (text, tokens, timings) instead of streaming')

@@ -6,7 +6,8 @@ import { type ApiBackend, checkListen, isLoopbackHost, startApi } from '../engin
 import { localBackend, residentBackend } from '../engine/api/backends.js';
 import { modelOrBundled } from '../engine/bundled.js';
 import { UnicornError } from '../engine/errors.js';
-import { count, number, positive } from '../ui/args.js';
+import type { KvCacheType } from '../engine/models/memory.js';
+import { count, kvCacheOption, number, positive } from '../ui/args.js';
 import { openModelSource } from '../ui/model-source.js';
 
 interface ServeFlags {
@@ -15,6 +16,7 @@ interface ServeFlags {
   apiKey?: string;
   alias?: string;
   ctx?: number;
+  kvCache?: KvCacheType;
   gpu?: string;
   device: 'gpu' | 'cpu';
   maxBody: number;
@@ -38,6 +40,7 @@ export function serveCommand(): Command {
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 (default: $UNICORN_API_KEY)')
     .option('--alias <id>', 'model id clients use (default: the directory name)')
     .option('--ctx <n>', "context length in tokens when loading here (default: 4096 or the model's maximum)", positive)
+    .addOption(kvCacheOption('how the KV cache stores keys and values when loading here'))
     .option('--gpu <index|name>', 'which GPU (default: $UNICORN_GPU, else the best one)')
     .addOption(new Option('--device <kind>', 'gpu, or cpu for the TypeScript reference path').choices(['gpu', 'cpu']).default('gpu'))
     .option('--max-body <MB>', 'largest request body', number, 8)

@@ -11,6 +11,7 @@
  */
 import { UnicornError } from './errors.js';
 import { openRunner } from './generate/runner.js';
+import { type KvCacheType, checkKvCache, kvCacheBytes } from './models/memory.js';
 import { openModel } from './models/model-dir.js';
 import { GREEDY } from './generate/sampler.js';
 import { Session } from './generate/session.js';
@@ -26,6 +27,8 @@ export interface BenchOptions {
   /** Context length (default: enough for the prompt and the tokens, at least 1024 where the model allows). */
   readonly ctx?: number;
   readonly gpu?: string;
+  /** How the KV cache stores keys and values (default f16). */
+  readonly kvCache?: KvCacheType;
   readonly profile?: boolean;
   /** Called as each stage starts (a spinner's text). */
   readonly onStage?: (what: string) => void;
@@ -48,6 +51,12 @@ export interface BenchResult {
   readonly matmul: string;
   /** The prefill attention kernel (kernels/attention-coop.ts). */
   readonly attention: string;
+  /** How the KV cache stored keys and values in this run (--kv-cache). */
+  readonly kvCache: KvCacheType;
+  /** The KV cache's bytes at the run's context (models/memory.ts kvCacheBytes). */
+  readonly kvCacheBytes: number;
+  /** The run's context length (the KV cache is made for it). */
+  readonly ctx: number;
   /** Bytes a decode step reads: every projection, the output head, the norms (one embedding row). */
   readonly bytesPerToken: number;
   /** Copy by a compute shader between device-local buffers, GB/s (read + write). */
@@ -94,6 +103,22 @@ export const SAMPLED = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, rep
 
 export function benchModel(dir: string, o: BenchOptions): BenchResult {
   if (!(o.promptTokens >= 1) || !(o.genTokens >= 2)) throw new UnicornError('bench: the prompt needs 1 token or more and the generation 2 or more');
+  const kvCache = o.kvCache ?? 'f16';
+  // What the config refuses (sizes beyond the model's positions, a cache type its heads cannot
+  // take) is refused before anything is measured or loaded.
+  const need = o.promptTokens + o.genTokens + 1;
+  const m = openModel(dir);
+  m.checkpoint.close();
+  const maxPositions = m.spec.maxPositionEmbeddings;
+  if ((o.ctx ?? need) > maxPositions || (o.ctx !== undefined && o.ctx < need)) {
+    throw new UnicornError(
+      `bench: ${o.promptTokens} prompt + ${o.genTokens} generated tokens need a context of ${need}${o.ctx === undefined ? '' : ` (--ctx ${o.ctx})`}; this model takes up to ${maxPositions} positions`,
+      {
+        hint: 'use a shorter --prompt or --tokens',
+      },
+    );
+  }
+  checkKvCache(m.spec, kvCache);
   // The copy baseline first, on an empty GPU (with a model loaded, free memory and placement vary).
   o.onStage?.('measuring the copy rate');
   const probe = Device.open(o.gpu);
@@ -108,19 +133,8 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
     probe.destroy();
   }
   o.onStage?.(`loading ${dir}`);
-  const need = o.promptTokens + o.genTokens + 1;
-  const m = openModel(dir);
-  const maxPositions = m.spec.maxPositionEmbeddings;
-  m.checkpoint.close();
-  if ((o.ctx ?? need) > maxPositions || (o.ctx !== undefined && o.ctx < need)) {
-    throw new UnicornError(
-      `bench: ${o.promptTokens} prompt + ${o.genTokens} generated tokens need a context of ${need}${o.ctx === undefined ? '' : ` (--ctx ${o.ctx})`}; this model takes up to ${maxPositions} positions`,
-      {
-        hint: 'use a shorter --prompt or --tokens',
-      },
-    );
-  }
-  const runner = openRunner(dir, { text: false, profile: o.profile === true, ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ctx: o.ctx ?? need });
+  const ctx = o.ctx ?? need;
+  const runner = openRunner(dir, { text: false, kvCache, profile: o.profile === true, ...(o.gpu === undefined ? {} : { gpu: o.gpu }), ctx });
   try {
     const spec = runner.model.spec;
     const matmul = runner.device === null ? 'the CPU reference' : (runner.backend as GpuBackend).prefillKernel();
@@ -152,6 +166,9 @@ export function benchModel(dir: string, o: BenchOptions): BenchResult {
       subgroups,
       matmul,
       attention,
+      kvCache,
+      kvCacheBytes: kvCacheBytes(spec, ctx, kvCache),
+      ctx,
       bytesPerToken,
       copyGBs,
       rooflineTokensPerSecond: roofline,
@@ -187,6 +204,7 @@ export function renderBench(r: BenchResult): string {
     `subgroups ${r.subgroups}`,
     `matmul    ${r.matmul}`,
     `attention ${r.attention}`,
+    `kv cache  ${r.kvCache}${r.kvCache === 'q8' ? ' (int8, blocks of 32 with an f32 scale)' : ''}: ${gb(r.kvCacheBytes)} at context ${n(r.ctx)}`,
     `prefill   ${r.prefill.tokens} tokens in ${n(r.prefill.seconds * 1000)} ms: ${n(r.prefill.tokensPerSecond)} tok/s (time to first token ${n(r.prefill.timeToFirstTokenMs)} ms)`,
     `decode    ${r.decode.tokens} tokens after the first: ${n(r.decode.tokensPerSecond, 1)} tok/s greedy = ${rate(r.decode.weightGBs)} GB/s of weights, ${n(100 * r.decode.ofRoofline)}% of the roofline`,
     `          ${n(r.decode.sampledTokensPerSecond, 1)} tok/s sampling (temperature ${SAMPLED.temperature}, top-k ${SAMPLED.topK}, top-p ${SAMPLED.topP}, min-p ${SAMPLED.minP})`,

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint } from './formats/checkpoint.js';
 import type { DType } from './formats/dtypes.js';
-import { type MemoryPlanRow, memoryPlan, parameterCount } from './models/memory.js';
+import { type MemoryPlanRow, kvCacheRefusal, memoryPlan, parameterCount } from './models/memory.js';
 import { readModelSpec } from './models/model-dir.js';
 import type { ModelSpec } from './models/spec.js';
 import { type SkippedTensor, bindCheckpoint, classifyName } from './models/tensors.js';
@@ -31,7 +31,15 @@ export interface InspectReport {
     readonly spec: ModelSpec;
     readonly parameters: number;
     readonly skipped: readonly SkippedTensor[];
-    readonly memory: { readonly ctx: number; readonly group: number; readonly rows: readonly MemoryPlanRow[] };
+    readonly memory: {
+      readonly ctx: number;
+      readonly group: number;
+      /** Per scheme, with an f16 KV cache (the default). */
+      readonly rows: readonly MemoryPlanRow[];
+      /** Per scheme, with a q8 KV cache (--kv-cache q8); null where the model's heads do not take it (q8Refusal says why). */
+      readonly rowsQ8: readonly MemoryPlanRow[] | null;
+      readonly q8Refusal?: string;
+    };
   };
   readonly metadata: Readonly<Record<string, string>>;
   readonly tensors: readonly TensorRow[];
@@ -59,11 +67,18 @@ export function inspectTarget(target: string, opts: InspectOptions): InspectRepo
         formatByName.set(t.name, t.quant.kind === 'q8' ? 'q8' : `q4/${t.quant.group}`);
         formatByName.set(t.quant.params.name, t.quant.kind === 'q8' ? 'q8 scales' : `q4/${t.quant.group} params`);
       }
+      const q8Refusal = kvCacheRefusal(spec, 'q8');
       model = {
         spec,
         parameters: parameterCount(spec),
         skipped: bound.skipped,
-        memory: { ctx: opts.ctx, group: opts.group, rows: memoryPlan(spec, opts.ctx, opts.group) },
+        memory: {
+          ctx: opts.ctx,
+          group: opts.group,
+          rows: memoryPlan(spec, opts.ctx, opts.group),
+          rowsQ8: q8Refusal === undefined ? memoryPlan(spec, opts.ctx, opts.group, 'q8') : null,
+          ...(q8Refusal === undefined ? {} : { q8Refusal }),
+        },
       };
     }
     const tensors: TensorRow[] = [];

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { decodeFloats } from './formats/dtypes.js';
 import { checkFits } from './generate/fit.js';
 import { DEFAULT_CTX } from './generate/runner.js';
+import { type KvCacheType, checkKvCache } from './models/memory.js';
 import { type ModelFiles, openModel } from './models/model-dir.js';
 import { type GpuWeights, type LoadProgress, loadWeights, matrixSlices } from './models/weights.js';
 import type { SafetensorsFile } from './formats/safetensors.js';
@@ -104,12 +105,19 @@ function verify(model: ModelFiles, w: GpuWeights, alloc: Allocator, cmds: Comman
 
 export function loadModel(
   target: string,
-  opts: { gpu?: string; ctx?: number; verifyTensors?: number; onProgress?: (p: LoadProgress) => void } = {},
+  opts: { gpu?: string; ctx?: number; kvCache?: KvCacheType; verifyTensors?: number; onProgress?: (p: LoadProgress) => void } = {},
 ): LoadReport {
   const model = openModel(target);
+  const kvCache = opts.kvCache ?? 'f16';
+  try {
+    checkKvCache(model.spec, kvCache);
+  } catch (e) {
+    model.checkpoint.close();
+    throw e;
+  }
   const device = Device.open(opts.gpu);
   try {
-    checkFits(model, device.info, opts.ctx ?? Math.min(DEFAULT_CTX, model.spec.maxPositionEmbeddings));
+    checkFits(model, device.info, opts.ctx ?? Math.min(DEFAULT_CTX, model.spec.maxPositionEmbeddings), kvCache);
     const read = fileReadRate(model.checkpoint.files.map((f) => f.path));
     const alloc = new Allocator(device);
     const cmds = new Commands(device);

@@ -4,6 +4,7 @@
  * they lower to, for a decode step and for a prefill batch, with the totals of the whole pass.
  */
 import { openRunner } from './generate/runner.js';
+import type { KvCacheType } from './models/memory.js';
 import type { FusedStep } from './models/fuse.js';
 import { GpuBackend } from './models/gpu-backend.js';
 
@@ -20,6 +21,8 @@ export interface ModelPlan {
   readonly model: string;
   readonly device: string;
   readonly fusion: boolean;
+  /** The KV cache type the plan was recorded with. */
+  readonly kvCache: KvCacheType;
   readonly decode: PassPlan;
   readonly prefill: PassPlan;
 }
@@ -52,16 +55,18 @@ function passPlan(b: GpuBackend, tokens: number): PassPlan {
   };
 }
 
-export function modelPlan(target: string, opts: { gpu?: string; ctx?: number } = {}): ModelPlan {
+export function modelPlan(target: string, opts: { gpu?: string; ctx?: number; kvCache?: KvCacheType } = {}): ModelPlan {
+  const kvCache = opts.kvCache ?? 'f16';
   const runner = openRunner(target, {
     text: false,
+    kvCache,
     ...(opts.gpu === undefined ? {} : { gpu: opts.gpu }),
     ...(opts.ctx === undefined ? {} : { ctx: opts.ctx }),
   });
   try {
     const b = runner.backend;
     if (!(b instanceof GpuBackend)) throw new Error('modelPlan: not a GPU backend');
-    return { model: runner.model.dir, device: b.name, fusion: b.fusion, decode: passPlan(b, 1), prefill: passPlan(b, b.batch) };
+    return { model: runner.model.dir, device: b.name, fusion: b.fusion, kvCache, decode: passPlan(b, 1), prefill: passPlan(b, b.batch) };
   } finally {
     runner.close();
   }

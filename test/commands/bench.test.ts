@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import type { BenchResult } from '../../src/engine/bench.js';
+import { kvCacheBytes } from '../../src/engine/models/memory.js';
 import { openModel } from '../../src/engine/models/model-dir.js';
 import { BIN, modelFixture } from '../support/paths.js';
 
@@ -20,6 +21,9 @@ test('bench --json --profile on a fixture: prefill and decode counts, the roofli
   const weights = [...m.bound.tensors].reduce((a, [name, t]) => a + (name === 'embed_tokens.weight' && !m.spec.tieWordEmbeddings ? 0 : t.byteLength), 0);
   m.checkpoint.close();
   assert.equal(b.bytesPerToken, weights);
+  assert.equal(b.kvCache, 'f16', 'the default cache type, stated');
+  assert.equal(b.ctx, 16 + 8 + 1);
+  assert.equal(b.kvCacheBytes, kvCacheBytes(m.spec, b.ctx, 'f16'));
   assert.ok(b.copyGBs > 0);
   assert.ok(Math.abs(b.rooflineTokensPerSecond - (b.copyGBs * 1e9) / b.bytesPerToken) < 1e-6 * b.rooflineTokensPerSecond);
   assert.ok(Math.abs(b.decode.ofRoofline - b.decode.tokensPerSecond / b.rooflineTokensPerSecond) < 1e-9);
@@ -44,8 +48,25 @@ test("bench: the text report, and sizes beyond the model's positions refused wit
   assert.match(r.stdout, /^model {5}.*LlamaForCausalLM, [\d.]+ MB read per decode token$/m);
   assert.match(r.stdout, /-> roofline [\d,]+ tok\/s/);
   assert.match(r.stdout, /^matmul {4}(direct \(a CPU driver\)|cooperative matrices \d+x\d+x\d+ f16 -> f32, .*|tiled.*)$/m);
+  assert.match(r.stdout, /^attention .+\nkv cache  f16: [\d.]+ MB at context 13\nprefill /m, 'the KV cache type beside the attention kernel');
   assert.match(r.stdout, /^decode {4}3 tokens after the first: [\d,.]+ tok\/s greedy = [\d,.]+ GB\/s of weights, \d+% of the roofline$/m);
   const bad = unicorn([modelFixture('llama'), '-p', '2000', '-n', '8']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /need a context of 2009; this model takes up to 512 positions/);
+});
+
+test('bench --kv-cache q8 runs with the q8 cache and says so, in the report and its JSON', () => {
+  const model = modelFixture('gemma3-text'); // head_dim 32: takes q8
+  const j = unicorn([model, '-p', '8', '-n', '4', '--kv-cache', 'q8', '--json']);
+  assert.equal(j.status, 0, j.stderr);
+  const b = JSON.parse(j.stdout) as BenchResult;
+  assert.equal(b.kvCache, 'q8');
+  const m = openModel(model);
+  assert.equal(b.kvCacheBytes, kvCacheBytes(m.spec, 13, 'q8'));
+  assert.ok(b.kvCacheBytes < kvCacheBytes(m.spec, 13, 'f16'));
+  m.checkpoint.close();
+  assert.ok(b.decode.tokensPerSecond > 0);
+  const text = unicorn([model, '-p', '8', '-n', '4', '--kv-cache', 'q8']);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /^kv cache  q8 \(int8, blocks of 32 with an f32 scale\): [\d.]+ MB at context 13$/m);
 });

@@ -4,7 +4,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { modelNeeds } from '../../src/commands/doctor.js';
 import { type Check, runChecks } from '../../src/engine/doctor/checks.js';
+import { ConfigError } from '../../src/engine/errors.js';
+import { kvCacheBytes } from '../../src/engine/models/memory.js';
+import { readModelSpec } from '../../src/engine/models/model-dir.js';
 import type { Snapshot } from '../../src/engine/doctor/probe.js';
 import { BIN, FIXTURES, scratchDir } from '../support/paths.js';
 import { ryzenSnapshot } from '../support/ryzen-snapshot.js';
@@ -53,6 +57,31 @@ describe('doctor checks', () => {
     const fits = find(big, 'model fits');
     assert.equal(fits.status, 'FAIL');
     assert.match(fits.fix!, /unicorn quantize/);
+  });
+  test('--model counts the chosen KV cache type (--kv-cache), names it, and offers q8 where the cache is f16 and the heads take it', () => {
+    const dir = path.join(FIXTURES, 'models', 'gemma3-text'); // head_dim 32
+    const spec = readModelSpec(dir);
+    const ctx = spec.maxPositionEmbeddings;
+    const f16 = modelNeeds(dir, 4096, 'f16');
+    const q8 = modelNeeds(dir, 4096, 'q8');
+    assert.equal(f16.ctx, ctx, 'the context is capped at the model maximum');
+    assert.equal(f16.kvCache, kvCacheBytes(spec, ctx, 'f16'));
+    assert.equal(q8.kvCache, kvCacheBytes(spec, ctx, 'q8'));
+    assert.equal(modelNeeds(dir, 4096).kvCache, f16.kvCache, 'f16 by default');
+    assert.equal(f16.kvCacheQ8, q8.kvCache, 'the q8 figure to suggest');
+    assert.equal(q8.kvCacheQ8, undefined);
+    assert.match(find(runChecks(ryzenSnapshot('tuned'), q8), 'model fits').evidence, /KV cache q8 0\.0 GB at --ctx 256\)/);
+    const big = { dir: 'gemma-3-27b', weights: 54e9, ctx: 8192 };
+    const fix = (needs: Parameters<typeof runChecks>[1]) => find(runChecks(ryzenSnapshot('bios-defaults'), needs), 'model fits').fix!;
+    assert.match(fix({ ...big, kvCache: 1.11e9, kvType: 'f16', kvCacheQ8: 0.62e9 }), /--kv-cache q8 \(KV cache 0\.6 GB\)/);
+    assert.doesNotMatch(fix({ ...big, kvCache: 0.62e9, kvType: 'q8' }), /--kv-cache/);
+    // head_dim 16: q8 is refused as run would refuse it, and never offered.
+    const llama = path.join(FIXTURES, 'models', 'llama');
+    assert.throws(
+      () => modelNeeds(llama, 4096, 'q8'),
+      (e: unknown) => e instanceof ConfigError && /head_dim 16 is not a multiple of 32/.test(e.message),
+    );
+    assert.equal(modelNeeds(llama, 4096).kvCacheQ8, undefined);
   });
   test('the NVIDIA H100 machine (recorded on the device): all PASS, no APU or NPU facts', () => {
     const checks = runChecks(recorded('h100-nvidia.json'));

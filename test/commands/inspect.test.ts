@@ -5,7 +5,10 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { SafetensorsWriter } from '../../src/engine/formats/safetensors-writer.js';
 import { inspectTarget } from '../../src/engine/inspect.js';
+import { kvCacheBytes, memoryPlan } from '../../src/engine/models/memory.js';
+import { readModelSpec } from '../../src/engine/models/model-dir.js';
 import { parseModelSpec } from '../../src/engine/models/spec.js';
+import { formatBytes } from '../../src/ui/format.js';
 import { expectedTensors } from '../../src/engine/models/tensors.js';
 import { BIN, FIXTURES, MODEL_FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
 import { writeSparseCheckpoint } from '../support/sparse-checkpoint.js';
@@ -29,12 +32,41 @@ describe('unicorn inspect', () => {
       assert.equal(r.code, 0, r.err);
       assert.match(r.out, new RegExp(`architecture +${ARCH[name]}`));
       assert.match(r.out, /memory at --ctx 4096/);
-      assert.match(r.out, /\n {2}scheme +weights +kv cache +total\n {2}bf16 /, 'the memory table, one row a line');
+      // The KV cache both ways where the heads take q8 (head_dim a multiple of 32), f16 alone otherwise.
+      if (name === 'gemma3-text')
+        assert.match(r.out, /\n {2}scheme +weights +kv cache f16 +total f16 +kv cache q8 +total q8\n {2}bf16 /, 'the memory table, one row a line');
+      else assert.match(r.out, /\n {2}scheme +weights +kv cache f16 +total f16\n {2}bf16 /, 'the memory table, one row a line');
       assert.doesNotMatch(r.out, /\\n/, 'no escaped line breaks');
       if (name === 'gemma3-mm') assert.match(r.out, /vision tower skipped, 34 tensors, [\d.]+ KB never read/);
       else assert.doesNotMatch(r.out, /vision/);
     });
   }
+
+  test('the memory plan shows the KV cache as f16 and as q8, the same figures as --json and as the engine computes', () => {
+    const model = modelFixture('gemma3-text');
+    const spec = readModelSpec(model);
+    const j = JSON.parse(unicorn('inspect', model, '--json', '--ctx', '200').out);
+    assert.deepEqual(j.model.memory.rows, memoryPlan(spec, 200, 64), 'rows: f16, as before');
+    assert.deepEqual(j.model.memory.rowsQ8, memoryPlan(spec, 200, 64, 'q8'));
+    assert.equal(j.model.kvCacheBytesPerToken, kvCacheBytes(spec, 1));
+    assert.equal(j.model.kvCacheBytesPerTokenQ8, kvCacheBytes(spec, 1, 'q8'));
+    assert.ok(j.model.kvCacheBytesPerTokenQ8 < j.model.kvCacheBytesPerToken);
+    const text = unicorn('inspect', model, '--ctx', '200').out;
+    assert.match(text, /memory at --ctx 200 \(KV cache f16 and q8; /);
+    for (const [i, row] of memoryPlan(spec, 200, 64).entries()) {
+      const q8 = memoryPlan(spec, 200, 64, 'q8')[i]!;
+      const cells = [row.scheme, formatBytes(row.weights), formatBytes(row.kvCache), formatBytes(row.total), formatBytes(q8.kvCache), formatBytes(q8.total)];
+      assert.match(text, new RegExp(`\\n  ${cells.map((c) => c.replace('.', '\\.')).join(' +')}\\n`), row.scheme);
+    }
+    // head_dim 16: no q8, and why.
+    const llama = unicorn('inspect', modelFixture('llama'));
+    assert.match(llama.out, /KV cache f16; no q8: this model's head_dim 16 is not a multiple of 32/);
+    assert.doesNotMatch(llama.out, /kv cache q8/);
+    const lj = JSON.parse(unicorn('inspect', modelFixture('llama'), '--json').out);
+    assert.equal(lj.model.memory.rowsQ8, null);
+    assert.equal(lj.model.kvCacheBytesPerTokenQ8, null);
+    assert.match(lj.model.memory.q8Refusal, /head_dim 16/);
+  });
 
   test('--json carries the spec, the plan and the skipped tensors', () => {
     const r = unicorn('inspect', modelFixture('gemma3-mm'), '--json', '--ctx', '128');
@@ -134,6 +166,7 @@ describe('unicorn inspect --plan', () => {
     assert.equal(fused.status, 0, fused.stderr);
     assert.match(fused.stdout, /decode step \(1 token, greedy\): \d+ dispatches, \d+ barriers in the whole pass; layer 0:/);
     assert.match(fused.stdout, /prefill batch \(64 tokens\)/);
+    assert.match(fused.stdout, /; KV cache f16; recorded, not run\)/);
     assert.match(fused.stdout, /rope \+ cache store, q\/k head norms first \[head-norms-rope\]/);
     assert.match(fused.stdout, /\[add-norm\]/);
     assert.match(fused.stdout, /\n {4}rope_store spec /);
@@ -145,6 +178,9 @@ describe('unicorn inspect --plan', () => {
     assert.match(plain.stdout, /fusion off/);
     assert.doesNotMatch(plain.stdout, /\[add-norm\]|\[head-norms-rope\]/);
     const count = (s: string) => Number(/decode step \(1 token, greedy\): (\d+) dispatches/.exec(s)![1]);
+    const q8 = spawnSync(process.execPath, [BIN, 'inspect', '--plan', modelFixture('gemma3-text'), '--ctx', '64', '--kv-cache', 'q8'], { encoding: 'utf8' });
+    assert.equal(q8.status, 0, q8.stderr);
+    assert.match(q8.stdout, /; KV cache q8; recorded, not run\)/, 'the plan is recorded with the asked cache');
     assert.ok(count(plain.stdout) > count(fused.stdout));
   });
 });

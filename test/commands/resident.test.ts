@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { BIN, FIXTURES, modelFixture, scratchDir } from '../support/paths.js';
 import { alive, cli, keptPid, kill } from '../engine/server/harness.js';
+import { residentArgs } from '../../src/commands/resident.js';
 
 const runtime = scratchDir('runtime');
 const pids: (number | undefined)[] = [];
@@ -235,4 +236,44 @@ test('a server removes only the socket it made: one put in its place since is le
   } finally {
     await new Promise<void>((r) => other.close(() => r()));
   }
+});
+
+test('load --keep --kv-cache q8: the server is started with it, keeps it and reports it (load, ps, run and chat attaching); a differing --kv-cache or --ctx attaches, saying it is not applied', async (t) => {
+  t.after(cleanUp);
+  assert.deepEqual(residentArgs({}), []);
+  assert.deepEqual(residentArgs({ ctx: 64, gpu: '0', kvCache: 'q8' }), ['--ctx', '64', '--gpu', '0', '--kv-cache', 'q8']);
+  const q8model = modelFixture('gemma3-text'); // head_dim 32: takes q8
+  const keep = await cli(['load', q8model, '--keep', '--kv-cache', 'q8', '--ctx', '64', '--json'], { env });
+  pids.push(keptPid(keep));
+  assert.equal(keep.code, 0, keep.err);
+  const info = JSON.parse(keep.out);
+  assert.equal(info.kvCache, 'q8');
+  assert.equal(info.ctx, 64);
+  const ps = JSON.parse((await cli(['ps', '--json'], { env })).out) as { pid: number; kvCache: string }[];
+  assert.deepEqual(
+    ps.map((i) => [i.pid, i.kvCache]),
+    [[info.pid, 'q8']],
+  );
+  const table = (await cli(['ps'], { env })).out.split('\n');
+  assert.match(table[0]!, /context +kv cache +loaded/);
+  assert.match(table[1]!, / 0 \/ 64 +q8 +\d{4}-/);
+  // Another --kv-cache (or --ctx) than the resident's: the resident model answers, as it was loaded, and says what it has.
+  const run = await cli(['run', q8model, 'hi', '-n', '3', '--temp', '0', '--kv-cache', 'f16', '--ctx', '128'], { env });
+  assert.equal(run.code, 0, run.err);
+  assert.match(run.err, new RegExp(`using the resident .* \\(pid ${info.pid}, .*, context 64, KV cache q8\\); --ctx 128 and --kv-cache f16 not applied: \`unicorn stop\` it and load again`));
+  const chat = await cli(['chat', q8model, '--temp', '0', '-n', '3'], { env, input: 'hi\n' });
+  assert.equal(chat.code, 0, chat.err);
+  assert.match(chat.err, /context 64, KV cache q8\)\n/, 'nothing asked that differs: nothing said of it');
+  const again = await cli(['load', q8model, '--keep', '--json'], { env });
+  assert.equal(again.code, 0, again.err);
+  assert.deepEqual([JSON.parse(again.out).pid, JSON.parse(again.out).kvCache], [info.pid, 'q8'], 'the one server, its cache as loaded');
+  assert.equal((await cli(['stop'], { env })).code, 0);
+  // A model whose heads do not take q8: refused before any server starts.
+  const before = fs.readdirSync(path.join(runtime, 'unicorn')); // an earlier test's crash may have left a log
+  const bad = await cli(['load', model, '--keep', '--kv-cache', 'q8', '--json'], { env });
+  pids.push(keptPid(bad));
+  assert.equal(bad.code, 1, bad.err);
+  assert.match(bad.err, /--kv-cache q8: this model's head_dim 16 is not a multiple of 32/);
+  assert.doesNotMatch(bad.err, /exited while loading/, 'refused here, not by a server that failed');
+  assert.deepEqual(fs.readdirSync(path.join(runtime, 'unicorn')), before, 'no socket, lock or log made');
 });

@@ -5,6 +5,7 @@
 import { describeSubgroups } from '../kernels/subgroups.js';
 import { coopShape } from '../kernels/matmul.js';
 import type { DeviceInfo } from '../vulkan/device.js';
+import type { KvCacheType } from '../models/memory.js';
 import type { Snapshot } from './probe.js';
 
 export type Status = 'PASS' | 'WARN' | 'FAIL' | 'INFO';
@@ -22,6 +23,10 @@ export interface ModelNeeds {
   readonly dir: string;
   readonly weights: number;
   readonly kvCache: number;
+  /** The KV cache's type (--kv-cache); absent: f16. */
+  readonly kvType?: KvCacheType;
+  /** The KV cache's bytes as q8, where it is f16 and the model's heads take q8 (a way out to suggest). */
+  readonly kvCacheQ8?: number;
   readonly ctx: number;
 }
 
@@ -336,14 +341,14 @@ function apuChecks(s: Snapshot, model?: ModelNeeds): Check[] {
               section: 'apu memory',
               name: 'model fits',
               status: 'PASS',
-              evidence: `${model.dir}: ${GB(need)} (weights ${GB(model.weights)} + KV cache ${GB(model.kvCache)} at --ctx ${model.ctx}) in VRAM + GTT ${GB(c.vram + c.gtt)}`,
+              evidence: `${model.dir}: ${GB(need)} (weights ${GB(model.weights)} + KV cache ${model.kvType ?? 'f16'} ${GB(model.kvCache)} at --ctx ${model.ctx}) in VRAM + GTT ${GB(c.vram + c.gtt)}`,
             }
           : {
               section: 'apu memory',
               name: 'model fits',
               status: 'FAIL',
               evidence: `${model.dir}: ${GB(need)} needed, VRAM + GTT ${GB(c.vram + c.gtt)}`,
-              fix: 'a quantized copy (`unicorn quantize --scheme int4|mixed`), a shorter --ctx, or a larger carve-out / GTT (above)',
+              fix: `a quantized copy (\`unicorn quantize --scheme int4|mixed\`), ${model.kvCacheQ8 === undefined ? '' : `--kv-cache q8 (KV cache ${GB(model.kvCacheQ8)}), `}a shorter --ctx, or a larger carve-out / GTT (above)`,
             },
       );
     }

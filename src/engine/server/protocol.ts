@@ -6,6 +6,7 @@ import { UnicornError } from '../errors.js';
 import type { ChatMessage } from '../text/tokenizer.js';
 import type { TurnStats } from '../generate/chat.js';
 import type { CompletionRequest, CompletionResult } from '../generate/complete.js';
+import type { KvCacheType } from '../models/memory.js';
 import { type SamplingOptions, checkSampling } from '../generate/sampler.js';
 
 export type Request =
@@ -21,6 +22,8 @@ export interface ServerInfo {
   readonly pid: number;
   readonly device: string;
   readonly ctx: number;
+  /** How its KV cache stores keys and values (`load --keep --kv-cache`); absent from a server of an older unicorn: f16. */
+  readonly kvCache?: KvCacheType;
   readonly contextUsed: number;
   readonly gpuBytes: number | null;
   readonly loadedAt: string;
