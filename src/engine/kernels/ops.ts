@@ -403,7 +403,7 @@ export class Ops {
    * fewer than foldedFrom positions, a device where its check failed, or the per-head kind asked for.
    */
   decodeSubgroups(s: AttentionShape, type: KvCacheType = 'f16'): number {
-    const nsg = this.foldedLayout(s);
+    const nsg = this.foldedLayout(s, type);
     if (nsg === 0 || this.checking) return nsg;
     if (type === 'f16' && heldPositions(s) < this.foldedFrom) return 0;
     return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg, type) === undefined ? nsg : 0;
@@ -411,7 +411,7 @@ export class Ops {
 
   /** Why the folded kernel was set aside at a shape its layout fits (a layer of fewer than foldedFrom positions, or its check failed on this device), or undefined where it runs or does not fit. */
   foldedRefusal(s: AttentionShape, type: KvCacheType = 'f16'): string | undefined {
-    const nsg = this.foldedLayout(s);
+    const nsg = this.foldedLayout(s, type);
     if (nsg === 0) return undefined;
     if (type === 'f16' && heldPositions(s) < this.foldedFrom) return `fewer than ${this.foldedFrom} positions`;
     return this.foldedProblem(s.heads / s.kvHeads, s.headDim, nsg, type);
@@ -475,7 +475,7 @@ export class Ops {
   private ownAlloc: Allocator | undefined;
 
   /** The folded kernel's subgroups a workgroup for a shape by its layout alone (decodeSubgroups, before the device's check). */
-  private foldedLayout(s: AttentionShape): number {
+  private foldedLayout(s: AttentionShape, type: KvCacheType): number {
     if (s.tokens !== 1 || this.decodeKind === 'per-head' || s.headDim % 8 !== 0) return 0;
     // Its layout needs the subgroup size it is built for: required, or a device without size control.
     if (this.foldedSized() === null) return 0;
@@ -484,7 +484,8 @@ export class Ops {
     const sg = this.subgroups.attention.size;
     const up16 = (n: number) => Math.ceil(n / 16) * 16;
     for (const nsg of [4, 2, 1]) {
-      const shared = g * s.headDim * 4 + up16(nsg * sg * g * 4) + 2 * up16(nsg * g * 4) + nsg * g * s.headDim * 4;
+      // Q, P, the references and sums, the outputs; then each subgroup's 8 KiB of value rows (and q8's scales: 1 KiB).
+      const shared = g * s.headDim * 4 + up16(nsg * sg * g * 4) + 2 * up16(nsg * g * 4) + nsg * g * s.headDim * 4 + nsg * (8192 + (type === 'q8' ? 1024 : 0));
       if (nsg * sg <= this.device.info.maxComputeWorkGroupInvocations && shared <= this.device.info.maxComputeSharedMemorySize) return nsg;
     }
     return 0;
