@@ -189,15 +189,14 @@ export function residentCommand(): Command {
         process.exit(BUSY);
       }
       if (o.log !== undefined) adoptLog(o.log, model);
-      const kvCache = o.kvCache ?? 'f16';
       const runner = openRunner(model, {
         text: false,
-        kvCache,
+        ...(o.kvCache === undefined ? {} : { kvCache: o.kvCache }),
         ...(o.ctx === undefined ? {} : { ctx: o.ctx }),
         ...(o.gpu === undefined ? {} : { gpu: o.gpu }),
       });
       try {
-        await serve(runner, { claim, kvCache, onReady: (s) => process.stdout.write(`serving ${escapeControl(model)} on ${s} (pid ${process.pid})\n`) });
+        await serve(runner, { claim, onReady: (s) => process.stdout.write(`serving ${escapeControl(model)} on ${s} (pid ${process.pid})\n`) });
       } finally {
         runner.close();
       }

@@ -88,8 +88,9 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     model.checkpoint.close();
     throw new ConfigError(`--ctx ${ctx}: this model takes contexts of 1 to ${spec.maxPositionEmbeddings} tokens`);
   }
+  const kvCache = opts.kvCache ?? 'f16';
   try {
-    checkKvCache(spec, opts.kvCache ?? 'f16');
+    checkKvCache(spec, kvCache);
   } catch (e) {
     model.checkpoint.close();
     throw e;
@@ -104,21 +105,21 @@ export function openRunner(target: string, opts: RunnerOptions = {}): Runner {
     let close: () => void;
     let gpuBytes: () => number | null = () => null;
     if (opts.device === 'cpu') {
-      backend = new CpuBackend(model, { ctx, kvCache: opts.kvCache ?? 'f16', ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
+      backend = new CpuBackend(model, { ctx, kvCache, ...(opts.batch === undefined ? {} : { batch: opts.batch }) });
       close = () => {
         backend.dispose();
         model.checkpoint.close();
       };
     } else {
       device = Device.open(opts.gpu);
-      checkFits(model, device.info, ctx, opts.kvCache ?? 'f16');
+      checkFits(model, device.info, ctx, kvCache);
       const alloc = new Allocator(device);
       gpuBytes = () => [...alloc.usage.values()].reduce((a, u) => a + u.bytes, 0);
       const cmds = new Commands(device);
       const weights = loadWeights(model, alloc, cmds, opts.onLoad);
       backend = new GpuBackend(device, alloc, weights, spec, {
         ctx,
-        kvCache: opts.kvCache ?? 'f16',
+        kvCache,
         profile: opts.profile === true,
         ...(opts.batch === undefined ? {} : { batch: opts.batch }),
       });

@@ -162,7 +162,7 @@ export function flashProblem(device: Device, alloc: Allocator, t: FlashTiles, he
     // rounds it (unless in two parts); what is left is P's f16 rounding, about 5e-4 a term (in two
     // parts: f32's, and the tolerance with it).
     const q16 = t.split ? q : Float32Array.from(q, (x) => roundF16(Float32Array.of(x * shape.scale))[0]! / shape.scale);
-    const want = attentionRef(q16, type === 'q8' ? roundF16(kFull) : kFull, type === 'q8' ? roundF16(vFull) : vFull, positions, { heads, kvHeads, d, capacity, window, scale: shape.scale, softcap: shape.softcap });
+    const want = attentionRef(q16, roundF16(kFull), roundF16(vFull), positions, { heads, kvHeads, d, capacity, window, scale: shape.scale, softcap: shape.softcap });
     for (let i = 0; i < got.length; i++) {
       if (!(Math.abs(got[i]! - want[i]!) <= (t.split ? 2e-5 + 2e-5 * Math.abs(want[i]!) : 2e-3 + 5e-3 * Math.abs(want[i]!)))) {
         problem = `token ${Math.floor(i / (heads * d))}, head ${Math.floor(i / d) % heads}, dim ${i % d}: ${got[i]} instead of ${want[i]!.toFixed(4)}`;

@@ -16,13 +16,13 @@ import { KERNELS } from './table.js';
 import { UnicornError } from '../errors.js';
 import { isEmbeddingFormat } from './weight-formats.js';
 import type { Activation } from '../models/spec.js';
-import type { KvCacheType } from '../models/memory.js';
+import { type KvCacheType, kvValueBytes, takesKvCache } from '../models/memory.js';
 
 const WG = 256;
 
 /** Refuses a cache type the head_dim does not take (q8 blocks are 32 values of a head's row). */
 function checkKvType(type: KvCacheType, headDim: number): void {
-  if (type === 'q8' && headDim % 32 !== 0) throw new RangeError(`a q8 KV cache needs head_dim a multiple of 32, not ${headDim}`);
+  if (!takesKvCache(headDim, type)) throw new RangeError(`a q8 KV cache needs head_dim a multiple of 32, not ${headDim}`);
 }
 
 /** What each device's check of the folded decode kernel found, by group, head_dim and subgroups (undefined: right). */
@@ -67,7 +67,7 @@ export function uploadKv(alloc: Allocator, cmds: Commands, k: Float32Array, v: F
 
 /** An empty cache of `rows` rows (kv heads x slots) of headDim values, of this type; free with freeKv. */
 export function allocKv(alloc: Allocator, type: KvCacheType, rows: number, headDim: number, label: string): KvBuffers {
-  const bytes = rows * (type === 'f16' ? 2 * headDim : headDim);
+  const bytes = rows * kvValueBytes(headDim, type);
   const scales = type === 'q8' ? { k: alloc.alloc(Math.max(16, rows * (headDim / 32) * 4), `${label} key scales`), v: alloc.alloc(Math.max(16, rows * (headDim / 32) * 4), `${label} value scales`) } : null;
   return { type, k: alloc.alloc(Math.max(16, bytes), `${label} keys`), v: alloc.alloc(Math.max(16, bytes), `${label} values`), scales };
 }

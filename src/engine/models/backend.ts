@@ -2,6 +2,7 @@
  * What a session asks of a backend (GPU or CPU): run a batch of tokens through the model at given
  * positions, filling the KV cache, and hand back what the sampler needs from the last token.
  */
+import type { KvCacheType } from './memory.js';
 import type { ModelSpec } from './spec.js';
 
 export type Output =
@@ -48,6 +49,8 @@ export interface Backend {
   readonly rewindLimit: number;
   /** The largest k a step's top-k output takes (the sampler asks for the whole logits past it). */
   readonly maxTopK: number;
+  /** How its KV cache stores keys and values. */
+  readonly kvCache: KvCacheType;
   /** Runs ids at positions start, start + 1, ... (at most `batch` of them). */
   step(ids: readonly number[], start: number, output: Output): StepResult;
   /** A step that also returns every layer's hidden state and all logits (tests, quality reports). */

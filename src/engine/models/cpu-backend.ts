@@ -35,7 +35,7 @@ export class CpuBackend implements Backend, Forward {
   private readonly act = new Map<Act, Float32Array>();
   private readonly caches: { k: Float32Array; v: Float32Array; capacity: number }[];
   /** How the cache rounds what it stores (f16, or q8's blocks of a head's row). */
-  private readonly kvCache: KvCacheType;
+  readonly kvCache: KvCacheType;
   private readonly inv: Float32Array[];
   private cur: Batch | undefined;
   private logitsOut: Float32Array | undefined;

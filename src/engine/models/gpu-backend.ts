@@ -21,7 +21,7 @@ import type { Act } from './forward.js';
 import { type FuseContext, type FusedStep, type Int8Input, fuse, fusionEnabled } from './fuse.js';
 import { recordPass } from './steps.js';
 import type { ModelSpec } from './spec.js';
-import { type KvCacheType, checkKvCache, kvRowBytes } from './memory.js';
+import { type KvCacheType, checkKvCache, kvValueBytes } from './memory.js';
 import type { GpuWeights } from './weights.js';
 
 export interface GpuBackendOptions {
@@ -164,7 +164,7 @@ export class GpuBackend implements Backend {
       this.caches = spec.layers.map((l) => {
         const capacity = l.window === null ? this.ctx : Math.min(this.ctx, l.window + B - 1);
         // f16: 2 bytes a value; q8: 1 byte a value, and an f32 scale a block of 32 in a buffer of its own.
-        const slot = spec.numKvHeads * (this.kvCache === 'f16' ? kvRowBytes(spec.headDim, 'f16') : spec.headDim);
+        const slot = spec.numKvHeads * kvValueBytes(spec.headDim, this.kvCache);
         const bytes = capacity * slot;
         if (bytes > maxRange) {
           throw new ConfigError(`--ctx ${this.ctx}: layer ${l.index}'s keys take ${bytes} bytes, more than this device binds in one buffer (${maxRange} bytes)`, {

@@ -61,9 +61,19 @@ export function parameterCount(spec: ModelSpec): number {
 export type KvCacheType = 'f16' | 'q8';
 export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f16', 'q8'];
 
-/** Bytes one position of one kv head takes in keys (or in values) of a cache of this type. */
+/** Bytes of the values of one position of one kv head, in keys (or in values): 2 a value (f16) or 1 (q8). */
+export function kvValueBytes(headDim: number, kv: KvCacheType): number {
+  return kv === 'f16' ? 2 * headDim : headDim;
+}
+
+/** Bytes one position of one kv head takes in keys (or in values) of a cache of this type, q8's block scales included. */
 export function kvRowBytes(headDim: number, kv: KvCacheType): number {
-  return kv === 'f16' ? 2 * headDim : headDim + (headDim / 32) * 4;
+  return kvValueBytes(headDim, kv) + (kv === 'q8' ? (headDim / 32) * 4 : 0);
+}
+
+/** Whether a head_dim takes a cache of this type: q8 blocks are 32 values of a head's row. */
+export function takesKvCache(headDim: number, kv: KvCacheType): boolean {
+  return kv !== 'q8' || headDim % 32 === 0;
 }
 
 /**
@@ -94,7 +104,7 @@ export function memoryPlan(spec: ModelSpec, ctx: number, group: number, kvType: 
 
 /** Why a model's heads cannot take a cache type (q8 blocks are 32 values of a head's row), or undefined where they can. */
 export function kvCacheRefusal(spec: ModelSpec, kv: KvCacheType): string | undefined {
-  if (kv === 'q8' && spec.headDim % 32 !== 0) return `--kv-cache q8: this model's head_dim ${spec.headDim} is not a multiple of 32 (a q8 block is 32 values of one head)`;
+  if (!takesKvCache(spec.headDim, kv)) return `--kv-cache q8: this model's head_dim ${spec.headDim} is not a multiple of 32 (a q8 block is 32 values of one head)`;
   return undefined;
 }
 

@@ -17,7 +17,6 @@ import { UnicornError } from '../errors.js';
 import { LocalReplier } from '../generate/chat.js';
 import { complete } from '../generate/complete.js';
 import type { Runner } from '../generate/runner.js';
-import type { KvCacheType } from '../models/memory.js';
 import { type LockHolder, ServerLock, acquireLock } from './lock.js';
 import { type Request, type Response, type ServerInfo, lines, parseRequest } from './protocol.js';
 import { identity, lockFor, realModelDir, sameFile, socketFor } from './runtime.js';
@@ -78,21 +77,20 @@ async function clearSocketPath(file: string, model: string): Promise<void> {
 /**
  * Serves `runner` until a client sends `stop` (or the process is ended). `claim`: the model's lock,
  * taken before loading (claimModel); without one it is taken here. A lock taken here is released
- * at the end; one passed in stays the caller's to release once the model is unloaded. `kvCache`:
- * the cache type the runner was opened with (RunnerOptions.kvCache; default f16), which `info`
- * reports.
+ * at the end; one passed in stays the caller's to release once the model is unloaded. `info` reports
+ * the backend's KV cache type.
  */
-export async function serve(runner: Runner, opts: { onReady?: (socket: string) => void; claim?: ServerLock; kvCache?: KvCacheType } = {}): Promise<void> {
+export async function serve(runner: Runner, opts: { onReady?: (socket: string) => void; claim?: ServerLock } = {}): Promise<void> {
   const model = realModelDir(runner.model.dir);
   const claim = opts.claim ?? claimModel(model);
   try {
-    await serveClaimed(runner, model, opts.kvCache ?? 'f16', opts.onReady);
+    await serveClaimed(runner, model, opts.onReady);
   } finally {
     if (opts.claim === undefined) claim.release();
   }
 }
 
-async function serveClaimed(runner: Runner, model: string, kvCache: KvCacheType, onReady?: (socket: string) => void): Promise<void> {
+async function serveClaimed(runner: Runner, model: string, onReady?: (socket: string) => void): Promise<void> {
   const file = socketFor(model);
   await clearSocketPath(file, model);
   const loadedAt = new Date().toISOString();
@@ -101,7 +99,7 @@ async function serveClaimed(runner: Runner, model: string, kvCache: KvCacheType,
     pid: process.pid,
     device: runner.device?.info.name ?? 'cpu',
     ctx: runner.backend.ctx,
-    kvCache,
+    kvCache: runner.backend.kvCache,
     contextUsed: runner.session.contextUsed,
     gpuBytes: runner.gpuBytes(),
     loadedAt,
